@@ -1,0 +1,38 @@
+"""python -m twin_service [--host H] [--port P] [--config FILE] [--hub-url URL]"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+
+from twin_service.app import create_app
+from twin_service.settings import load_settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m twin_service", description=__doc__)
+    parser.add_argument("--host", help="bind address (config: host)")
+    parser.add_argument("--port", type=int, help="port (config: port, default 8008)")
+    parser.add_argument("--config", help="YAML config file (default: config.yaml)")
+    parser.add_argument("--hub-url", help="memory:// or redis://host:port/db")
+    parser.add_argument("--log-level", help="debug, info, warning, error")
+    args = parser.parse_args(argv)
+    settings = load_settings(
+        args.config, host=args.host, port=args.port, hub_url=args.hub_url, log_level=args.log_level
+    )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        ws_ping_interval=20,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Thin HTTP and WebSocket routers: validate, call the service layer, publish."""

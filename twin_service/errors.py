@@ -1,0 +1,36 @@
+"""Client errors in FastAPI's shape: {"detail": [{"loc": [...], "msg": ..., "type": ...}]}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+MAX_REPORTED_ERRORS = 20
+
+
+def error_item(loc: list[str | int], msg: str, type_: str = "value_error") -> dict[str, Any]:
+    return {"loc": loc, "msg": msg, "type": type_}
+
+
+class ApiError(Exception):
+    """An HTTP error whose body names the offending fields."""
+
+    def __init__(self, status_code: int, errors: list[dict[str, Any]]):
+        super().__init__(errors[0]["msg"] if errors else "error")
+        self.status_code = status_code
+        self.errors = errors[:MAX_REPORTED_ERRORS]
+
+
+def pydantic_errors(exc: Any, prefix: list[str | int]) -> list[dict[str, Any]]:
+    """Convert a pydantic ValidationError into error items under `prefix`."""
+    return [
+        error_item(prefix + list(e["loc"]), e["msg"], e["type"])
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+async def api_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(status_code=exc.status_code, content={"detail": exc.errors})

@@ -1,0 +1,192 @@
+"""The wire contract: request and response models of the HTTP API in one place.
+
+POST /step validates its samples column-wise (see twin_service/step/samples.py) for speed;
+`Sample` documents the same rules for OpenAPI and clients.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from twin_service.presets import VehiclePreset
+
+STATE_SCHEMA_VERSION = 1
+VEHICLE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+VehicleId = Annotated[str, Field(pattern=VEHICLE_ID_PATTERN, examples=["ev-1"])]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Motor(_Wire):
+    torque_nm: float = Field(ge=-1e5, le=1e5, description="shaft torque, motoring > 0")
+    speed_rad_s: float = Field(ge=-1e5, le=1e5, description="shaft speed")
+
+
+class Sample(_Wire):
+    """One input sample, held constant over `dt_s`. Exactly one of motors / power_kw /
+    current_a."""
+
+    dt_s: float = Field(gt=0, le=86400)
+    motors: list[Motor] | None = Field(None, max_length=16)
+    power_kw: float | None = Field(
+        None, ge=-10000, le=10000, description="terminal power, discharge > 0"
+    )
+    current_a: float | None = Field(
+        None, ge=-1e5, le=1e5, description="pack current, discharge > 0"
+    )
+    wheel_speed_m_s: float | None = Field(None, ge=-150, le=150)
+    throttle: float | None = Field(None, ge=0, le=1)
+    brake: float | None = Field(None, ge=0, le=1)
+    ambient_c: float | None = Field(None, ge=-60, le=80)
+    aux_kw: float | None = Field(None, ge=0, le=100, description="auxiliary load, not with current_a")
+    charging: bool | None = None
+
+
+class StepOptions(_Wire):
+    demo_mode: bool = False
+    time_multiplier: float | None = Field(
+        None, ge=1, le=1e6, description="aging time per simulated second; 10000 in demo mode"
+    )
+    aging_model: Literal["naumann", "seed"] | None = Field(
+        None, description="default naumann; seed in demo mode"
+    )
+    trace: bool = False
+
+
+class HalfCycleState(_Wire):
+    direction: Literal[-1, 0, 1] = 0
+    start_soc: float = Field(ge=-0.01, le=1.01)
+    extreme_soc: float = Field(ge=-0.01, le=1.01)
+    ah: float = Field(ge=0)
+    active_s: float = Field(ge=0)
+    loss_sq_start: float = Field(ge=0)
+    resistance_start: float = Field(ge=0)
+
+
+class AgingState(_Wire):
+    cal_capacity_loss: float = Field(ge=0, le=1)
+    cal_resistance_increase: float = Field(ge=0)
+    cyc_capacity_loss: float = Field(ge=0, le=1)
+    cyc_resistance_increase: float = Field(ge=0)
+    seed_capacity_loss: float = Field(ge=0, le=1)
+    half_cycle: HalfCycleState
+
+
+class PackStateWire(_Wire):
+    """Everything needed to continue. soh and resistance_factor are derived from `aging`."""
+
+    schema_version: Literal[1] = STATE_SCHEMA_VERSION
+    soc: float = Field(ge=0, le=1)
+    soh: float = Field(ge=0, le=1)
+    resistance_factor: float = Field(ge=1)
+    temperature_c: float = Field(ge=-60, le=150)
+    v_rc_v: float = Field(ge=-1e4, le=1e4, description="RC-branch voltage")
+    ambient_c: float = Field(ge=-60, le=80)
+    elapsed_s: float = Field(ge=0)
+    aged_s: float = Field(ge=0)
+    total_distance_km: float = Field(ge=0)
+    energy_discharged_kwh: float = Field(ge=0)
+    energy_charged_kwh: float = Field(ge=0)
+    throughput_ah: float = Field(ge=0)
+    cycle_count: float = Field(ge=0, description="equivalent full cycles")
+    aging: AgingState
+
+
+class PackSeed(_Wire):
+    """A new pack; omitted fields take defaults (soc 0.85, temperature = ambient, soh 1)."""
+
+    soc: float = Field(0.85, ge=0, le=1)
+    temperature_c: float | None = Field(None, ge=-60, le=150)
+    soh: float = Field(1.0, gt=0, le=1)
+    resistance_factor: float = Field(1.0, ge=1, le=10)
+
+
+class StepRequest(_Wire):
+    vehicle_id: VehicleId = "default"
+    vehicle: str | VehiclePreset | None = Field(
+        None, description="preset id from GET /vehicles/presets, or an inline preset"
+    )
+    state: PackStateWire | PackSeed | None = None
+    samples: list[Sample] = Field(min_length=1)
+    options: StepOptions = Field(default_factory=StepOptions)
+
+
+class StepEnvelope(_Wire):
+    """StepRequest without the samples (validated column-wise)."""
+
+    vehicle_id: VehicleId = "default"
+    vehicle: str | VehiclePreset | None = None
+    state: dict[str, Any] | None = None
+    samples: Any = None
+    options: StepOptions = Field(default_factory=StepOptions)
+
+
+class Telemetry(BaseModel):
+    """The seed's live_data.json record plus vehicle_id, rev, resistance and power limits."""
+
+    model_config = ConfigDict(extra="allow")
+
+    timestamp: str
+    elapsed_seconds: float
+    simulated_days: float
+    simulated_years: float
+    soc: float = Field(description="%")
+    soh: float = Field(description="%")
+    temperature: float = Field(description="degC")
+    voltage: float = Field(description="V")
+    current: float = Field(description="A, discharge > 0")
+    power_kw: float = Field(description="terminal power, discharge > 0")
+    total_distance_km: float
+    cycle_count: float
+    energy_throughput_kwh: float
+    is_charging: bool
+    is_regen: bool
+    demo_mode: bool
+    time_multiplier: float
+    vehicle_model: str
+    simulation_running: bool
+    vehicle_id: str
+    rev: int
+    resistance_factor: float
+    max_discharge_kw: float
+    max_regen_kw: float
+    ambient_c: float
+    aging_model: str
+    power_limited: bool
+
+
+class TraceRow(BaseModel):
+    t_s: float
+    soc: float
+    voltage: float
+    current: float
+    power_kw: float
+    temperature: float
+    soh: float
+
+
+class StepResponse(BaseModel):
+    vehicle_id: str
+    rev: int
+    state: PackStateWire
+    telemetry: Telemetry
+    trace: list[TraceRow] | None = None
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    detail: list[ErrorItem]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str

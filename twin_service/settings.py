@@ -1,0 +1,72 @@
+"""Service settings: config.yaml, then TWIN_* environment variables, validated once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+ENV_PREFIX = "TWIN_"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8008, ge=1, le=65535)
+    default_vehicle: str = "sv1ev3"
+    hub_url: str = "memory://"
+    max_samples_per_request: int = Field(200_000, ge=1)
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    history_recent: int = Field(2000, ge=10)
+    history_tail: int = Field(2000, ge=0)
+    api_key: str | None = None
+    read_key: str | None = None
+    log_level: str = "info"
+    # WebSocket fan-out: per-client queue length, and how long a client may stay behind.
+    ws_queue_size: int = Field(256, ge=1)
+    ws_lag_timeout_s: float = Field(5.0, gt=0)
+
+    @field_validator("hub_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not (value.startswith("memory://") or value.startswith(("redis://", "rediss://"))):
+            raise ValueError("hub_url must be memory:// or redis://host:port/db")
+        return value
+
+    @field_validator("api_key", "read_key", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", None) else value
+
+
+def _env_overrides(fields: set[str]) -> dict[str, str]:
+    overrides = {}
+    for key, value in os.environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX) :].lower()
+            if name in fields:
+                overrides[name] = value
+    return overrides
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file (default: the repository's config.yaml), apply TWIN_* environment
+    variables, then explicit overrides (command-line flags)."""
+    path = Path(config_file or os.environ.get("TWIN_CONFIG") or DEFAULT_CONFIG)
+    data: dict[str, Any] = {}
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        data.update(loaded)
+    elif config_file is not None:
+        raise FileNotFoundError(f"config file not found: {path}")
+    fields = set(Settings.model_fields)
+    data.update(_env_overrides(fields))
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings.model_validate({k: v for k, v in data.items() if k in fields})

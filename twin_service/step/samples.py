@@ -1,0 +1,228 @@
+"""Column-wise validation of /step samples: one numpy array per field, no object per sample.
+
+The rules are those of `schemas.Sample`; errors name the field and the sample index.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from twin_service.errors import ApiError, error_item
+
+# field -> (low, high, low is exclusive)
+NUMERIC_FIELDS: dict[str, tuple[float, float, bool]] = {
+    "dt_s": (0.0, 86400.0, True),
+    "power_kw": (-10000.0, 10000.0, False),
+    "current_a": (-1e5, 1e5, False),
+    "wheel_speed_m_s": (-150.0, 150.0, False),
+    "throttle": (0.0, 1.0, False),
+    "brake": (0.0, 1.0, False),
+    "ambient_c": (-60.0, 80.0, False),
+    "aux_kw": (0.0, 100.0, False),
+}
+MOTOR_FIELDS: dict[str, tuple[float, float]] = {
+    "torque_nm": (-1e5, 1e5),
+    "speed_rad_s": (-1e5, 1e5),
+}
+MAX_MOTORS = 16
+ALLOWED_FIELDS = frozenset(NUMERIC_FIELDS) | {"motors", "charging"}
+_NUMBER_TYPES = {int, float}
+
+
+@dataclass
+class SampleColumns:
+    n: int
+    dt_s: np.ndarray
+    power_kw: np.ndarray  # NaN where absent
+    current_a: np.ndarray
+    wheel_speed_m_s: np.ndarray
+    ambient_c: np.ndarray
+    aux_kw: np.ndarray
+    charging: np.ndarray  # bool
+    has_motors: np.ndarray  # bool
+    motor_sample: np.ndarray  # sample index of each motor entry
+    motor_torque_nm: np.ndarray
+    motor_speed_rad_s: np.ndarray
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, index: int | None, field: str | None, msg: str, type_: str) -> None:
+        loc: list[str | int] = ["body", "samples"]
+        if index is not None:
+            loc.append(index)
+        if field is not None:
+            loc.append(field)
+        self.items.append(error_item(loc, msg, type_))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ApiError(422, self.items)
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) in _NUMBER_TYPES
+
+
+def _column(samples: list[dict], name: str, errors: _Errors) -> np.ndarray:
+    values = [s.get(name) for s in samples]
+    types = set(map(type, values))
+    if not types <= {int, float, type(None)}:
+        for i, v in enumerate(values):
+            if v is not None and not _is_number(v):
+                errors.add(i, name, "Input should be a valid number", "float_type")
+        return np.full(len(values), np.nan)
+    if type(None) in types:
+        values = [math.nan if v is None else v for v in values]
+    try:
+        return np.array(values, dtype=float)
+    except OverflowError:
+        errors.add(None, name, "number out of range", "float_parsing")
+        return np.full(len(values), np.nan)
+
+
+def _check_range(
+    col: np.ndarray, present: np.ndarray, name: str, bounds: tuple[float, float, bool],
+    errors: _Errors,
+) -> None:
+    low, high, low_exclusive = bounds
+    vals = np.where(present, col, low if not low_exclusive else high)
+    bad_finite = present & ~np.isfinite(col)
+    too_low = (vals <= low) if low_exclusive else (vals < low)
+    bad_range = present & np.isfinite(col) & (too_low | (vals > high))
+    for i in np.flatnonzero(bad_finite)[:5]:
+        errors.add(int(i), name, "Input should be a finite number", "finite_number")
+    op = ">" if low_exclusive else ">="
+    for i in np.flatnonzero(bad_range)[:5]:
+        errors.add(
+            int(i), name, f"Input should be {op} {low:g} and <= {high:g}", "out_of_range"
+        )
+
+
+def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
+    """Validate the samples list and return it as columns, or raise ApiError(422/413)."""
+    errors = _Errors()
+    if not isinstance(samples, list):
+        errors.add(None, None, "Field required: a list of samples", "missing")
+        errors.raise_if_any()
+    n = len(samples)
+    if n == 0:
+        errors.add(None, None, "At least one sample is required", "too_short")
+        errors.raise_if_any()
+    if n > max_samples:
+        raise ApiError(
+            413,
+            [error_item(["body", "samples"],
+                        f"{n} samples exceed max_samples_per_request ({max_samples})",
+                        "too_many_samples")],
+        )
+    not_dicts = [i for i, s in enumerate(samples) if type(s) is not dict]
+    for i in not_dicts[:5]:
+        errors.add(i, None, "Each sample must be a JSON object", "dict_type")
+    errors.raise_if_any()
+    unknown = [i for i, s in enumerate(samples) if not s.keys() <= ALLOWED_FIELDS]
+    for i in unknown[:5]:
+        extra = sorted(set(samples[i]) - ALLOWED_FIELDS)
+        errors.add(i, extra[0], "Extra inputs are not permitted", "extra_forbidden")
+
+    cols = {name: _column(samples, name, errors) for name in NUMERIC_FIELDS}
+    present = {name: ~np.isnan(col) for name, col in cols.items()}
+    # Literal nulls count as absent; NaN or inf sent as numbers (non-standard JSON) are errors.
+    for name in NUMERIC_FIELDS:
+        raw_present = np.fromiter(
+            (s.get(name) is not None for s in samples), dtype=bool, count=n
+        ) if not present[name].all() else present[name]
+        _check_range(cols[name], raw_present, name, NUMERIC_FIELDS[name], errors)
+        present[name] = raw_present
+    if not present["dt_s"].all():
+        for i in np.flatnonzero(~present["dt_s"])[:5]:
+            errors.add(int(i), "dt_s", "Field required", "missing")
+
+    charging_raw = [s.get("charging") for s in samples]
+    if not set(map(type, charging_raw)) <= {bool, type(None)}:
+        for i, v in enumerate(charging_raw):
+            if v is not None and type(v) is not bool:
+                errors.add(i, "charging", "Input should be a valid boolean", "bool_type")
+    charging = np.array([bool(v) for v in charging_raw], dtype=bool)
+
+    motors_raw = [s.get("motors") for s in samples]
+    has_motors = np.array([m is not None for m in motors_raw], dtype=bool)
+    motor_sample, torque, speed = _parse_motors(motors_raw, errors)
+
+    n_inputs = has_motors.astype(int) + present["power_kw"] + present["current_a"]
+    for i in np.flatnonzero(n_inputs == 0)[:5]:
+        errors.add(int(i), None, "Exactly one drive input is required: motors, power_kw or "
+                   "current_a (none given)", "drive_input")
+    for i in np.flatnonzero(n_inputs > 1)[:5]:
+        errors.add(int(i), None, "Exactly one drive input is allowed: motors, power_kw or "
+                   "current_a (several given)", "drive_input")
+    for i in np.flatnonzero(present["aux_kw"] & present["current_a"])[:5]:
+        errors.add(int(i), "aux_kw", "aux_kw cannot be combined with current_a (the pack "
+                   "current already includes every load)", "drive_input")
+    errors.raise_if_any()
+
+    return SampleColumns(
+        n=n,
+        dt_s=cols["dt_s"],
+        power_kw=cols["power_kw"],
+        current_a=cols["current_a"],
+        wheel_speed_m_s=cols["wheel_speed_m_s"],
+        ambient_c=cols["ambient_c"],
+        aux_kw=cols["aux_kw"],
+        charging=charging,
+        has_motors=has_motors,
+        motor_sample=motor_sample,
+        motor_torque_nm=torque,
+        motor_speed_rad_s=speed,
+    )
+
+
+def _parse_motors(
+    motors_raw: list[Any], errors: _Errors
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    sample_idx: list[int] = []
+    torque: list[Any] = []
+    speed: list[Any] = []
+    for i, motors in enumerate(motors_raw):
+        if motors is None:
+            continue
+        if type(motors) is not list or len(motors) > MAX_MOTORS:
+            errors.add(i, "motors", f"Input should be a list of at most {MAX_MOTORS} motors "
+                       "({torque_nm, speed_rad_s})", "list_type")
+            continue
+        for j, m in enumerate(motors):
+            if type(m) is not dict or m.keys() != MOTOR_FIELDS.keys():
+                errors.items.append(error_item(
+                    ["body", "samples", i, "motors", j],
+                    "Each motor needs exactly torque_nm and speed_rad_s", "motor_fields"))
+                continue
+            t, w = m["torque_nm"], m["speed_rad_s"]
+            for name, v in (("torque_nm", t), ("speed_rad_s", w)):
+                low, high = MOTOR_FIELDS[name]
+                if not _is_number(v):
+                    errors.items.append(error_item(["body", "samples", i, "motors", j, name],
+                                                   "Input should be a valid number", "float_type"))
+                elif not math.isfinite(v):
+                    errors.items.append(error_item(["body", "samples", i, "motors", j, name],
+                                                   "Input should be a finite number",
+                                                   "finite_number"))
+                elif not low <= v <= high:
+                    errors.items.append(error_item(["body", "samples", i, "motors", j, name],
+                                                   f"Input should be >= {low:g} and <= {high:g}",
+                                                   "out_of_range"))
+            sample_idx.append(i)
+            torque.append(t)
+            speed.append(w)
+    if errors.items:
+        return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
+    return (
+        np.array(sample_idx, dtype=np.int64),
+        np.array(torque, dtype=float),
+        np.array(speed, dtype=float),
+    )

@@ -1,0 +1,304 @@
+"""The step service: request envelope -> model run -> new state, telemetry and trace.
+
+No web framework here; the router in twin_service/api/step.py only reads the body and calls
+`run_step`, then publishes the result.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from twin_service.errors import ApiError, error_item, pydantic_errors
+from twin_service.models.aging.half_cycles import HalfCycle
+from twin_service.models.drivetrain import motor_electrical_power_w
+from twin_service.models.pack import (
+    AgingSettings,
+    DriveInput,
+    IntegrationTooLong,
+    PackState,
+    StepResult,
+    new_pack_state,
+    simulate,
+)
+from twin_service.presets import PRESETS, VehiclePreset, drivetrain_params, pack_params
+from twin_service.schemas import (
+    STATE_SCHEMA_VERSION,
+    PackSeed,
+    PackStateWire,
+    StepEnvelope,
+)
+from twin_service.step.samples import SampleColumns, parse_samples
+
+DEMO_TIME_MULTIPLIER = 10_000.0
+DEFAULT_AMBIENT_C = 25.0
+SECONDS_PER_DAY = 86400.0
+SECONDS_PER_YEAR = 365.0 * SECONDS_PER_DAY
+
+
+@dataclass
+class StepOutcome:
+    vehicle_id: str
+    state: dict[str, Any]
+    telemetry: dict[str, Any]  # without rev; the live store assigns it
+    trace: list[dict[str, float]] | None
+    samples: int
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a request body. Non-standard NaN/Infinity literals are accepted here so that the
+    validation can name the field that holds them."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        pos = getattr(exc, "pos", getattr(exc, "start", 0))
+        raise ApiError(
+            422, [error_item(["body", pos], f"JSON decode error: {exc}", "json_invalid")]
+        ) from None
+
+
+def resolve_vehicle(vehicle: str | VehiclePreset | None, default_vehicle: str) -> VehiclePreset:
+    if isinstance(vehicle, VehiclePreset):
+        return vehicle
+    name = vehicle or default_vehicle
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise ApiError(
+            422,
+            [error_item(["body", "vehicle"],
+                        f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}",
+                        "unknown_preset")],
+        )
+    return preset
+
+
+def state_from_wire(raw: dict[str, Any] | None, ambient_c: float) -> PackState:
+    """A full state (with schema_version) continues; anything else seeds a new pack."""
+    if raw is None:
+        return _with_ambient(new_pack_state(temperature_c=ambient_c), ambient_c)
+    if "schema_version" in raw:
+        if raw["schema_version"] != STATE_SCHEMA_VERSION:
+            raise ApiError(
+                422,
+                [error_item(["body", "state", "schema_version"],
+                            f"unsupported state schema_version {raw['schema_version']!r}; this "
+                            f"service reads version {STATE_SCHEMA_VERSION}",
+                            "schema_version")],
+            )
+        try:
+            wire = PackStateWire.model_validate(raw)
+        except ValidationError as exc:
+            raise ApiError(422, pydantic_errors(exc, ["body", "state"])) from None
+        a = wire.aging
+        hc = a.half_cycle
+        return PackState(
+            soc=wire.soc,
+            temperature_c=wire.temperature_c,
+            v_rc=wire.v_rc_v,
+            elapsed_s=wire.elapsed_s,
+            aged_s=wire.aged_s,
+            total_distance_km=wire.total_distance_km,
+            energy_discharged_kwh=wire.energy_discharged_kwh,
+            energy_charged_kwh=wire.energy_charged_kwh,
+            throughput_ah=wire.throughput_ah,
+            cal_capacity_loss=a.cal_capacity_loss,
+            cal_resistance_increase=a.cal_resistance_increase,
+            cyc_capacity_loss=a.cyc_capacity_loss,
+            cyc_resistance_increase=a.cyc_resistance_increase,
+            seed_capacity_loss=a.seed_capacity_loss,
+            half_cycle=HalfCycle(**hc.model_dump()),
+        ), wire.ambient_c
+    try:
+        seed = PackSeed.model_validate(raw)
+    except ValidationError as exc:
+        raise ApiError(422, pydantic_errors(exc, ["body", "state"])) from None
+    temperature = ambient_c if seed.temperature_c is None else seed.temperature_c
+    return _with_ambient(
+        new_pack_state(seed.soc, temperature, seed.soh, seed.resistance_factor), ambient_c
+    )
+
+
+def _with_ambient(state: PackState, ambient_c: float) -> tuple[PackState, float]:
+    return state, ambient_c
+
+
+def state_to_wire(state: PackState, ambient_c: float, capacity_ah: float) -> dict[str, Any]:
+    hc = state.half_cycle
+    return {
+        "schema_version": STATE_SCHEMA_VERSION,
+        "soc": state.soc,
+        "soh": state.soh,
+        "resistance_factor": state.resistance_factor,
+        "temperature_c": state.temperature_c,
+        "v_rc_v": state.v_rc,
+        "ambient_c": ambient_c,
+        "elapsed_s": state.elapsed_s,
+        "aged_s": state.aged_s,
+        "total_distance_km": state.total_distance_km,
+        "energy_discharged_kwh": state.energy_discharged_kwh,
+        "energy_charged_kwh": state.energy_charged_kwh,
+        "throughput_ah": state.throughput_ah,
+        "cycle_count": state.throughput_ah / (2.0 * capacity_ah),
+        "aging": {
+            "cal_capacity_loss": state.cal_capacity_loss,
+            "cal_resistance_increase": state.cal_resistance_increase,
+            "cyc_capacity_loss": state.cyc_capacity_loss,
+            "cyc_resistance_increase": state.cyc_resistance_increase,
+            "seed_capacity_loss": state.seed_capacity_loss,
+            "half_cycle": {
+                "direction": hc.direction,
+                "start_soc": hc.start_soc,
+                "extreme_soc": hc.extreme_soc,
+                "ah": hc.ah,
+                "active_s": hc.active_s,
+                "loss_sq_start": hc.loss_sq_start,
+                "resistance_start": hc.resistance_start,
+            },
+        },
+    }
+
+
+def drive_input(cols: SampleColumns, preset: VehiclePreset, ambient_start_c: float) -> DriveInput:
+    """Terminal power or current demand per sample from whichever input each sample has."""
+    n = cols.n
+    power_w = np.where(np.isnan(cols.power_kw), np.nan, cols.power_kw * 1000.0)
+    if cols.has_motors.any():
+        dt_params = drivetrain_params(preset)
+        mech_w = cols.motor_torque_nm * cols.motor_speed_rad_s
+        elec_w = motor_electrical_power_w(mech_w, dt_params)
+        motor_w = np.bincount(cols.motor_sample, weights=elec_w, minlength=n)
+        # Motor-driven samples get the preset's auxiliary load unless the sample gives its own.
+        aux_w = np.where(np.isnan(cols.aux_kw), dt_params.aux_w, 0.0)
+        power_w = np.where(cols.has_motors, motor_w + aux_w, power_w)
+    power_w = power_w + np.nan_to_num(cols.aux_kw) * 1000.0
+    current_a = np.where(np.isnan(power_w), cols.current_a, np.nan)
+    return DriveInput(
+        dt_s=cols.dt_s,
+        power_w=power_w,
+        current_a=current_a,
+        ambient_c=forward_fill(cols.ambient_c, ambient_start_c),
+        distance_m=np.abs(np.nan_to_num(cols.wheel_speed_m_s)) * cols.dt_s,
+    )
+
+
+def forward_fill(values: np.ndarray, first: float) -> np.ndarray:
+    """Replace NaN by the last given value (`first` before any)."""
+    given = ~np.isnan(values)
+    if given.all():
+        return values
+    idx = np.where(given, np.arange(values.shape[0]), -1)
+    np.maximum.accumulate(idx, out=idx)
+    return np.where(idx >= 0, values[np.maximum(idx, 0)], first)
+
+
+def aging_settings(options: Any) -> AgingSettings:
+    model = options.aging_model or ("seed" if options.demo_mode else "naumann")
+    multiplier = options.time_multiplier
+    if multiplier is None:
+        multiplier = DEMO_TIME_MULTIPLIER if options.demo_mode else 1.0
+    return AgingSettings(model=model, time_multiplier=float(multiplier))
+
+
+def run_step(payload: Any, default_vehicle: str, max_samples: int) -> StepOutcome:
+    """Validate a decoded /step body, run the model and build the response parts."""
+    if not isinstance(payload, dict):
+        raise ApiError(422, [error_item(["body"], "Input should be a JSON object", "dict_type")])
+    try:
+        env = StepEnvelope.model_validate(payload)
+    except ValidationError as exc:
+        raise ApiError(422, pydantic_errors(exc, ["body"])) from None
+    if env.state is not None and not isinstance(env.state, dict):
+        raise ApiError(422, [error_item(["body", "state"], "Input should be an object or null",
+                                        "dict_type")])
+    preset = resolve_vehicle(env.vehicle, default_vehicle)
+    cols = parse_samples(env.samples, max_samples)
+    first_ambient = cols.ambient_c[~np.isnan(cols.ambient_c)]
+    sample_ambient = float(first_ambient[0]) if first_ambient.size else None
+    if env.state is not None and "schema_version" in env.state:
+        state, stored_ambient = state_from_wire(env.state, DEFAULT_AMBIENT_C)
+        ambient_start = stored_ambient
+    else:
+        ambient_start = DEFAULT_AMBIENT_C if sample_ambient is None else sample_ambient
+        state, _ = state_from_wire(env.state, ambient_start)
+    drive = drive_input(cols, preset, ambient_start)
+    aging = aging_settings(env.options)
+    params = pack_params(preset)
+    try:
+        result = simulate(params, state, drive, aging)
+    except IntegrationTooLong as exc:
+        raise ApiError(422, [error_item(["body", "samples"], str(exc), "too_long")]) from None
+    ambient_end = float(drive.ambient_c[-1])
+    wire_state = state_to_wire(result.state, ambient_end, params.capacity_ah)
+    telemetry = build_telemetry(
+        env.vehicle_id, preset, result, wire_state, aging, env.options.demo_mode,
+        bool(cols.charging[-1]),
+    )
+    trace = build_trace(result) if env.options.trace else None
+    return StepOutcome(env.vehicle_id, wire_state, telemetry, trace, cols.n)
+
+
+def build_telemetry(
+    vehicle_id: str,
+    preset: VehiclePreset,
+    result: StepResult,
+    wire_state: dict[str, Any],
+    aging: AgingSettings,
+    demo_mode: bool,
+    charging: bool,
+) -> dict[str, Any]:
+    s = result.state
+    current = float(result.current_a[-1])
+    power_kw = float(result.power_w[-1]) / 1000.0
+    is_charging = charging and current < 0.0
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "elapsed_seconds": s.elapsed_s,
+        "simulated_days": s.aged_s / SECONDS_PER_DAY,
+        "simulated_years": s.aged_s / SECONDS_PER_YEAR,
+        "soc": s.soc * 100.0,
+        "soh": s.soh * 100.0,
+        "temperature": s.temperature_c,
+        "voltage": float(result.voltage_v[-1]),
+        "current": current,
+        "power_kw": power_kw,
+        "total_distance_km": s.total_distance_km,
+        "cycle_count": wire_state["cycle_count"],
+        "energy_throughput_kwh": s.energy_discharged_kwh + s.energy_charged_kwh,
+        "is_charging": is_charging,
+        "is_regen": current < 0.0 and not charging,
+        "demo_mode": demo_mode,
+        "time_multiplier": aging.time_multiplier,
+        "vehicle_model": preset.id,
+        "simulation_running": True,
+        "vehicle_id": vehicle_id,
+        "resistance_factor": s.resistance_factor,
+        "max_discharge_kw": result.max_discharge_w / 1000.0,
+        "max_regen_kw": result.max_regen_w / 1000.0,
+        "ambient_c": wire_state["ambient_c"],
+        "aging_model": aging.model,
+        "power_limited": bool(result.limited[-1]),
+    }
+
+
+def build_trace(result: StepResult) -> list[dict[str, float]]:
+    cols = (
+        result.t_s.tolist(),
+        result.soc.tolist(),
+        result.voltage_v.tolist(),
+        result.current_a.tolist(),
+        (result.power_w / 1000.0).tolist(),
+        result.temperature_c.tolist(),
+        result.soh.tolist(),
+    )
+    keys = ("t_s", "soc", "voltage", "current", "power_kw", "temperature", "soh")
+    return [dict(zip(keys, row, strict=True)) for row in zip(*cols, strict=True)]

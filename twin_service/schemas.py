@@ -190,3 +190,77 @@ class ErrorResponse(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     version: str
+
+
+class UsageProfile(_Wire):
+    """Daily usage. Omitted fields come from the vehicle's observed history (with
+    `vehicle_id`) or from defaults."""
+
+    daily_km: float | None = Field(None, ge=0, le=2000)
+    wh_per_km: float | None = Field(None, gt=0, le=2000, description="at the pack terminals")
+    soc_min: float | None = Field(None, ge=0, le=1)
+    soc_max: float | None = Field(None, ge=0, le=1)
+    ambient_c: float | None = Field(None, ge=-40, le=60)
+    charge_c_rate: float | None = Field(None, gt=0, le=5)
+    dc_fast_share: float | None = Field(None, ge=0, le=1)
+
+
+class ResolvedUsage(BaseModel):
+    daily_km: float
+    wh_per_km: float
+    soc_min: float
+    soc_max: float
+    ambient_c: float
+    charge_c_rate: float
+    dc_fast_share: float
+    source: dict[str, Literal["request", "history", "default"]]
+
+
+class ForecastItem(_Wire):
+    vehicle_id: VehicleId | None = Field(None, description="start from its latest state")
+    state: dict[str, Any] | None = Field(
+        None, description="a /step state (or seed); wins over vehicle_id's state"
+    )
+    vehicle: str | VehiclePreset | None = None
+    usage: UsageProfile = Field(default_factory=UsageProfile)
+
+
+class ForecastRequest(ForecastItem):
+    years: float = Field(10.0, gt=0, le=50)
+    aging_model: Literal["naumann", "seed"] = "naumann"
+
+
+class ForecastPoint(BaseModel):
+    years: float
+    soh: float
+    resistance_factor: float
+
+
+class ForecastResponse(BaseModel):
+    vehicle_id: str | None
+    aging_model: str
+    usage: ResolvedUsage
+    points: list[ForecastPoint]
+    soh_in_2_years: float
+    years_to_80: float | None = Field(description="null when SOH stays above 80 % for 50 years")
+    fade_pct_per_year: float = Field(description="mean SOH loss over the horizon, %-points/year")
+
+
+class FleetForecastRequest(_Wire):
+    items: list[ForecastItem] = Field(min_length=1, max_length=100_000)
+    years: float = Field(10.0, gt=0, le=50)
+    aging_model: Literal["naumann", "seed"] = "naumann"
+    include_points: bool = False
+
+
+class FleetForecastResult(BaseModel):
+    vehicle_id: str | None
+    soh_in_2_years: float
+    years_to_80: float | None = Field(description="null when not reached within the horizon")
+    fade_pct_per_year: float
+    points: list[ForecastPoint] | None = None
+
+
+class FleetForecastResponse(BaseModel):
+    years: float
+    results: list[FleetForecastResult]

@@ -1,0 +1,157 @@
+"""POST /forecast: shape, monotonicity, consistency with /step, and bad usage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from twin_service.app import create_app
+from twin_service.models.forecast import DRIVE_SPEED_KMH
+from twin_service.presets import PRESETS
+from twin_service.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app(Settings())) as c:
+        yield c
+
+
+def forecast(client: TestClient, **body: Any) -> dict[str, Any]:
+    r = client.post("/forecast", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_forecast_shape_and_monotone(client: TestClient) -> None:
+    out = forecast(client, years=10, usage={"daily_km": 60, "ambient_c": 30})
+    pts = out["points"]
+    assert len(pts) == 121 and pts[0]["years"] == 0 and pts[-1]["years"] == pytest.approx(10)
+    soh = np.array([p["soh"] for p in pts])
+    rf = np.array([p["resistance_factor"] for p in pts])
+    assert np.all(np.diff(soh) < 0) and np.all(np.diff(rf) > 0)
+    assert out["soh_in_2_years"] == pytest.approx(np.interp(2, [p["years"] for p in pts], soh))
+    assert out["fade_pct_per_year"] == pytest.approx((soh[0] - soh[-1]) / 10 * 100)
+    assert out["usage"]["source"]["daily_km"] == "request"
+    assert out["usage"]["source"]["wh_per_km"] == "default"
+
+
+def test_years_to_80_consistent_with_points(client: TestClient) -> None:
+    out = forecast(client, years=20, usage={"daily_km": 150, "ambient_c": 35})
+    t80 = out["years_to_80"]
+    assert t80 is not None and 0 < t80 < 20
+    years = np.array([p["years"] for p in out["points"]])
+    soh = np.array([p["soh"] for p in out["points"]])
+    assert np.all(soh[years < t80 - 1 / 12] > 0.8) and np.all(soh[years > t80 + 1 / 12] < 0.8)
+    mild = forecast(client, years=5, usage={"daily_km": 10, "ambient_c": 10})
+    assert mild["years_to_80"] is None or mild["years_to_80"] > t80
+
+
+def test_harsher_use_fades_faster(client: TestClient) -> None:
+    base = forecast(client, years=5)["soh_in_2_years"]
+    assert forecast(client, years=5, usage={"ambient_c": 40})["soh_in_2_years"] < base
+    assert forecast(client, years=5, usage={"daily_km": 200})["soh_in_2_years"] < base
+    assert forecast(client, years=5, usage={"dc_fast_share": 1.0})["soh_in_2_years"] < base
+
+
+def test_storage_forecast_matches_step(client: TestClient) -> None:
+    """Constant conditions: parked at SOC 0.9 and 35 degC for two years."""
+    stepped = client.post("/step", json={
+        "vehicle_id": "parked", "state": {"soc": 0.9, "temperature_c": 35},
+        "samples": [{"dt_s": 86400, "current_a": 0, "ambient_c": 35}] * 730,
+    }).json()
+    out = forecast(client, vehicle_id="parked", years=2,
+                   usage={"daily_km": 0, "soc_max": 0.9, "ambient_c": 35})
+    fresh = forecast(client, years=2, usage={"daily_km": 0, "soc_max": 0.9, "ambient_c": 35})
+    assert fresh["points"][-1]["soh"] == pytest.approx(stepped["state"]["soh"], abs=0.005)
+    assert fresh["points"][-1]["resistance_factor"] == pytest.approx(
+        stepped["state"]["resistance_factor"], abs=0.005)
+    # Continuing from the stepped vehicle starts where /step ended.
+    assert out["points"][0]["soh"] == pytest.approx(stepped["state"]["soh"], abs=1e-12)
+
+
+def daily_samples(usage: dict[str, float], capacity_ah: float, pack_kwh: float) -> list[dict]:
+    """One day as the forecast assumes it: drive, rest low, charge back the same charge, rest
+    high. Currents are used so the day is charge-neutral."""
+    drive_h = usage["daily_km"] / DRIVE_SPEED_KMH
+    drive_c = usage["wh_per_km"] * DRIVE_SPEED_KMH / 1000.0 / pack_kwh
+    charge_c = usage["charge_c_rate"]
+    charge_h = drive_h * drive_c / charge_c
+    rest_s = (24 - drive_h - charge_h) * 3600 / 2
+    amb = usage["ambient_c"]
+    return [
+        {"dt_s": drive_h * 3600, "current_a": drive_c * capacity_ah, "ambient_c": amb},
+        {"dt_s": rest_s, "current_a": 0.0, "ambient_c": amb},
+        {"dt_s": charge_h * 3600, "current_a": -charge_c * capacity_ah, "ambient_c": amb,
+         "charging": True},
+        {"dt_s": rest_s, "current_a": 0.0, "ambient_c": amb},
+    ]
+
+
+@pytest.mark.slow
+def test_daily_use_forecast_matches_step(client: TestClient) -> None:
+    preset = PRESETS["sv1ev3"]
+    usage = {"daily_km": 120.0, "wh_per_km": 170.0, "soc_min": 0.5, "soc_max": 0.9,
+             "ambient_c": 25.0, "charge_c_rate": 0.2, "dc_fast_share": 0.0}
+    day = daily_samples(usage, preset.pack.capacity_ah, preset.pack.nominal_energy_kwh)
+    stepped = client.post("/step", json={
+        "vehicle_id": "commuter", "state": {"soc": 0.9, "temperature_c": 25},
+        "samples": day * 365,
+    })
+    assert stepped.status_code == 200, stepped.text
+    st = stepped.json()["state"]
+    assert st["aging"]["cyc_capacity_loss"] > 0.002  # cycling matters in this comparison
+    out = forecast(client, years=1, usage=usage)
+    assert out["points"][-1]["soh"] == pytest.approx(st["soh"], abs=0.005)
+
+
+def test_history_supplies_usage_defaults(client: TestClient) -> None:
+    samples = [{"dt_s": 1.0, "power_kw": 15.0, "wheel_speed_m_s": 20.0, "ambient_c": 12.0}] * 1200
+    client.post("/step", json={"vehicle_id": "observed", "samples": samples})
+    out = forecast(client, vehicle_id="observed", years=3)
+    src = out["usage"]["source"]
+    assert src["daily_km"] == "history" and src["ambient_c"] == "history"
+    assert out["usage"]["daily_km"] == pytest.approx(72 * 24, rel=0.2)  # 72 km/h all day
+    assert out["usage"]["ambient_c"] == pytest.approx(12.0)
+    assert out["usage"]["wh_per_km"] == pytest.approx(15000 / 72, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"usage": {"daily_km": -5}}, ["body", "usage", "daily_km"]),
+        ({"usage": {"soc_min": 0.8, "soc_max": 0.6}}, ["body", "usage", "soc_min"]),
+        ({"usage": {"soc_min": 0.7, "soc_max": 0.7}}, ["body", "usage", "soc_min"]),
+        ({"years": 0}, ["body", "years"]),
+        ({"years": -1}, ["body", "years"]),
+        ({"years": 51}, ["body", "years"]),
+        ({"usage": {"wh_per_km": "lots"}}, ["body", "usage", "wh_per_km"]),
+        ({"state": {"soc": 3}}, ["body", "state", "soc"]),
+        ({"vehicle": "nope"}, ["body", "vehicle"]),
+    ],
+)
+def test_impossible_usage_is_rejected(client: TestClient, body: dict, loc: list) -> None:
+    r = client.post("/forecast", json=body)
+    assert r.status_code == 422, r.text
+    assert any(e["loc"][: len(loc)] == loc for e in r.json()["detail"]), r.json()
+
+
+def test_unknown_vehicle_is_404(client: TestClient) -> None:
+    r = client.post("/forecast", json={"vehicle_id": "never-seen"})
+    assert r.status_code == 404
+    assert r.json()["detail"][0]["loc"] == ["body", "vehicle_id"]
+
+
+def test_fleet_forecast_matches_single(client: TestClient) -> None:
+    usages = [{"daily_km": km, "ambient_c": t} for km in (0, 50, 150) for t in (10, 25, 40)]
+    fleet = client.post("/forecast/fleet", json={
+        "years": 10, "items": [{"usage": u} for u in usages], "include_points": True,
+    }).json()["results"]
+    for u, res in zip(usages, fleet, strict=True):
+        single = forecast(client, years=10, usage=u)
+        assert res["soh_in_2_years"] == pytest.approx(single["soh_in_2_years"], abs=1e-12)
+        assert res["points"][-1]["soh"] == pytest.approx(single["points"][-1]["soh"], abs=1e-12)

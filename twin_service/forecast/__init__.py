@@ -1,0 +1,1 @@
+"""POST /forecast: usage profiles from requests or observed history, run the forecast model."""

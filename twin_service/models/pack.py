@@ -14,6 +14,7 @@ changes. The system is causal, so the fixed point is the step-by-step solution.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -41,6 +42,15 @@ CHUNK_SUBSTEPS = 16384
 PULSE_S = 10.0  # reported power limits are 10 s pulse limits (HPPC convention)
 SOH_FLOOR = 0.05  # capacity never used below this fraction, to keep SOC finite
 ACTIVE_C_RATE = 1e-3  # below C/1000 a step counts as rest for the mean C-rate
+def _default_kernel() -> str:
+    from twin_service.models import kernel_jit
+
+    wanted = os.environ.get("TWIN_KERNEL", "").lower()
+    if wanted in ("jit", "numpy"):
+        return wanted
+    return "jit" if kernel_jit.AVAILABLE else "numpy"
+
+
 _MAX_SWEEPS = 40
 _MAX_SWEEPS_SINGLE_SAMPLE = 2000
 _REL_TOL = 1e-13
@@ -134,6 +144,9 @@ class StepResult:
     max_regen_w: float
 
 
+DEFAULT_KERNEL = _default_kernel()
+
+
 class _NotConverged(Exception):
     pass
 
@@ -150,10 +163,17 @@ def substep_counts(drive: DriveInput) -> np.ndarray:
 
 
 def simulate(
-    params: PackParams, state: PackState, drive: DriveInput, aging: AgingSettings
+    params: PackParams,
+    state: PackState,
+    drive: DriveInput,
+    aging: AgingSettings,
+    kernel: str | None = None,
 ) -> StepResult:
-    """Integrate the pack over all samples of `drive`, starting from `state`."""
-    n = len(drive)
+    """Integrate the pack over all samples of `drive`, starting from `state`.
+
+    `kernel` is "jit" (compiled sequential loop, the default when numba is installed) or
+    "numpy" (waveform relaxation); both integrate the same discrete equations.
+    """
     counts = substep_counts(drive)
     total = int(counts.sum())
     if total > MAX_SUBSTEPS_PER_REQUEST:
@@ -161,6 +181,97 @@ def simulate(
             f"the samples need {total} internal steps; at most {MAX_SUBSTEPS_PER_REQUEST} fit "
             "one request, send fewer or shorter samples"
         )
+    kernel = kernel or DEFAULT_KERNEL
+    if kernel == "jit":
+        return _simulate_jit(params, state, drive, aging, counts)
+    if kernel != "numpy":
+        raise ValueError(f"unknown kernel {kernel!r}")
+    return _simulate_relaxation(params, state, drive, aging, counts)
+
+
+def _simulate_jit(
+    params: PackParams,
+    state: PackState,
+    drive: DriveInput,
+    aging: AgingSettings,
+    counts: np.ndarray,
+) -> StepResult:
+    from twin_service.models import kernel_jit as kj
+
+    c = params.circuit
+    p = np.empty(kj.N_PARAMS)
+    p[[kj.P_SERIES, kj.P_CAP_AH, kj.P_R0, kj.P_R1, kj.P_TAU, kj.P_EA, kj.P_VMIN, kj.P_VMAX]] = (
+        params.cells_series, params.capacity_ah, c.r0_ohm, c.r1_ohm, c.tau1_s,
+        c.activation_energy_j_mol, c.v_min, c.v_max,
+    )
+    p[[kj.P_IDIS, kj.P_ICHG, kj.P_PDIS, kj.P_PREG, kj.P_HEATCAP, kj.P_COND, kj.P_SOH_FLOOR,
+       kj.P_ACTIVE_C]] = (
+        c.max_discharge_a, c.max_charge_a, c.max_discharge_w, c.max_regen_w,
+        params.thermal.heat_capacity_j_k, params.thermal.conductance_w_k, SOH_FLOOR,
+        ACTIVE_C_RATE,
+    )
+    hc = state.half_cycle
+    s = np.array([
+        state.soc, state.temperature_c, state.v_rc, state.elapsed_s, state.aged_s,
+        state.energy_discharged_kwh, state.energy_charged_kwh, state.throughput_ah,
+        state.cal_capacity_loss, state.cal_resistance_increase, state.cyc_capacity_loss,
+        state.cyc_resistance_increase, state.seed_capacity_loss, float(hc.direction),
+        hc.start_soc, hc.extreme_soc, hc.ah, hc.active_s, hc.loss_sq_start, hc.resistance_start,
+    ])
+    out = np.empty((len(drive), kj.N_OUT))
+    f = np.ascontiguousarray
+    kj.run(f(drive.dt_s, dtype=float), f(drive.power_w, dtype=float),
+           f(drive.current_a, dtype=float), f(drive.ambient_c, dtype=float),
+           f(counts, dtype=np.int64), p, s, aging.model == "seed",
+           float(aging.time_multiplier), out)
+    new_state = PackState(
+        soc=float(s[kj.S_SOC]),
+        temperature_c=float(s[kj.S_T]),
+        v_rc=float(s[kj.S_VRC]),
+        elapsed_s=float(s[kj.S_ELAPSED]),
+        aged_s=float(s[kj.S_AGED]),
+        total_distance_km=state.total_distance_km + float(drive.distance_m.sum()) / 1000.0,
+        energy_discharged_kwh=float(s[kj.S_EDIS]),
+        energy_charged_kwh=float(s[kj.S_ECHG]),
+        throughput_ah=float(s[kj.S_THR]),
+        cal_capacity_loss=float(s[kj.S_CAL]),
+        cal_resistance_increase=float(s[kj.S_CALR]),
+        cyc_capacity_loss=float(s[kj.S_CYC]),
+        cyc_resistance_increase=float(s[kj.S_CYCR]),
+        seed_capacity_loss=float(s[kj.S_SEED]),
+        half_cycle=HalfCycle(
+            direction=int(s[kj.S_HC_DIR]), start_soc=float(s[kj.S_HC_START]),
+            extreme_soc=float(s[kj.S_HC_EXT]), ah=float(s[kj.S_HC_AH]),
+            active_s=float(s[kj.S_HC_ACT]), loss_sq_start=float(s[kj.S_HC_LSQ]),
+            resistance_start=float(s[kj.S_HC_RES]),
+        ),
+    )
+    return _result(params, new_state, drive, out[:, kj.O_SOC], out[:, kj.O_V], out[:, kj.O_I],
+                   out[:, kj.O_P], out[:, kj.O_T], out[:, kj.O_SOH], out[:, kj.O_RF],
+                   out[:, kj.O_LIMITED] > 0.5)
+
+
+def _result(params: PackParams, state: PackState, drive: DriveInput, soc: np.ndarray,
+            voltage: np.ndarray, current: np.ndarray, power: np.ndarray,
+            temperature: np.ndarray, soh: np.ndarray, rf: np.ndarray,
+            limited: np.ndarray) -> StepResult:
+    t_s = state.elapsed_s - (np.cumsum(drive.dt_s[::-1])[::-1] - drive.dt_s)
+    max_dis, max_reg = pulse_power_limits(params, state)
+    return StepResult(
+        state=state, t_s=t_s, soc=soc, voltage_v=voltage, current_a=current, power_w=power,
+        temperature_c=temperature, soh=soh, resistance_factor=rf, limited=limited,
+        max_discharge_w=max_dis, max_regen_w=max_reg,
+    )
+
+
+def _simulate_relaxation(
+    params: PackParams,
+    state: PackState,
+    drive: DriveInput,
+    aging: AgingSettings,
+    counts: np.ndarray,
+) -> StepResult:
+    n = len(drive)
     out = {k: np.empty(n) for k in ("soc", "v", "i", "p", "t", "soh", "rf")}
     limited = np.zeros(n, dtype=bool)
     cum = np.cumsum(counts)
@@ -184,22 +295,8 @@ def simulate(
             continue
         start = end
         chunk = min(CHUNK_SUBSTEPS, chunk * 2)
-    t_s = state.elapsed_s - (np.cumsum(drive.dt_s[::-1])[::-1] - drive.dt_s)
-    max_dis, max_reg = pulse_power_limits(params, state)
-    return StepResult(
-        state=state,
-        t_s=t_s,
-        soc=out["soc"],
-        voltage_v=out["v"],
-        current_a=out["i"],
-        power_w=out["p"],
-        temperature_c=out["t"],
-        soh=out["soh"],
-        resistance_factor=out["rf"],
-        limited=limited,
-        max_discharge_w=max_dis,
-        max_regen_w=max_reg,
-    )
+    return _result(params, state, drive, out["soc"], out["v"], out["i"], out["p"], out["t"],
+                   out["soh"], out["rf"], limited)
 
 
 def pulse_power_limits(params: PackParams, state: PackState) -> tuple[float, float]:
@@ -288,7 +385,8 @@ def _simulate_chunk(
     energy = np.add.reduceat(voltage * current * dt, offsets)
     last = np.cumsum(cnt) - 1
     with np.errstate(divide="ignore", invalid="ignore"):
-        v_sample = np.where(charge != 0.0, energy / charge, voltage[last])
+        use_mean = (cnt > 1) & (np.abs(charge) > 1e-6 * drive.dt_s[start:end])
+        v_sample = np.where(use_mean, energy / charge, voltage[last])
     sl = slice(start, end)
     out["i"][sl] = charge / sample_dt
     out["p"][sl] = energy / sample_dt
@@ -496,3 +594,16 @@ def _currents(
 def is_finite_state(state: PackState) -> bool:
     values = (state.soc, state.temperature_c, state.v_rc, state.soh, state.resistance_factor)
     return all(math.isfinite(v) for v in values)
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) the jit kernel so the first request is not slow."""
+    drive = DriveInput(np.array([1.0, 1.0]), np.array([1000.0, np.nan]), np.array([np.nan, 1.0]),
+                       np.array([25.0, 25.0]), np.zeros(2))
+    params = PackParams(
+        cells_series=100, capacity_ah=100.0,
+        circuit=CircuitParams(0.01, 0.01, 30.0, 20000.0, 250.0, 365.0, 500.0, 500.0, 1e5, 1e5),
+        thermal=ThermalParams(1e5, 50.0),
+    )
+    for model in ("naumann", "seed"):
+        simulate(params, new_pack_state(), drive, AgingSettings(model))

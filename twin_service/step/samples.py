@@ -70,21 +70,25 @@ def _is_number(v: Any) -> bool:
     return type(v) in _NUMBER_TYPES
 
 
-def _column(samples: list[dict], name: str, errors: _Errors) -> np.ndarray:
+def _column(samples: list[dict], name: str, errors: _Errors) -> tuple[np.ndarray, np.ndarray]:
+    """The field as floats (NaN where absent or null) and where it was given."""
     values = [s.get(name) for s in samples]
+    n = len(values)
     types = set(map(type, values))
     if not types <= {int, float, type(None)}:
         for i, v in enumerate(values):
             if v is not None and not _is_number(v):
                 errors.add(i, name, "Input should be a valid number", "float_type")
-        return np.full(len(values), np.nan)
+        return np.full(n, np.nan), np.zeros(n, dtype=bool)
+    given = np.ones(n, dtype=bool)
     if type(None) in types:
+        given = np.array([v is not None for v in values], dtype=bool)
         values = [math.nan if v is None else v for v in values]
     try:
-        return np.array(values, dtype=float)
+        return np.array(values, dtype=float), given
     except OverflowError:
         errors.add(None, name, "number out of range", "float_parsing")
-        return np.full(len(values), np.nan)
+        return np.full(n, np.nan), np.zeros(n, dtype=bool)
 
 
 def _check_range(
@@ -122,38 +126,50 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
                         f"{n} samples exceed max_samples_per_request ({max_samples})",
                         "too_many_samples")],
         )
-    not_dicts = [i for i, s in enumerate(samples) if type(s) is not dict]
-    for i in not_dicts[:5]:
-        errors.add(i, None, "Each sample must be a JSON object", "dict_type")
-    errors.raise_if_any()
-    unknown = [i for i, s in enumerate(samples) if not s.keys() <= ALLOWED_FIELDS]
-    for i in unknown[:5]:
-        extra = sorted(set(samples[i]) - ALLOWED_FIELDS)
-        errors.add(i, extra[0], "Extra inputs are not permitted", "extra_forbidden")
+    if set(map(type, samples)) != {dict}:
+        not_dicts = [i for i, s in enumerate(samples) if type(s) is not dict]
+        for i in not_dicts[:5]:
+            errors.add(i, None, "Each sample must be a JSON object", "dict_type")
+        errors.raise_if_any()
+    # Which fields occur at all (one C-level pass); absent fields need no column work.
+    seen: set[str] = set().union(*map(dict.keys, samples))
+    if not seen <= ALLOWED_FIELDS:
+        unknown = [i for i, s in enumerate(samples) if not s.keys() <= ALLOWED_FIELDS]
+        for i in unknown[:5]:
+            extra = sorted(set(samples[i]) - ALLOWED_FIELDS)
+            errors.add(i, extra[0], "Extra inputs are not permitted", "extra_forbidden")
 
-    cols = {name: _column(samples, name, errors) for name in NUMERIC_FIELDS}
-    present = {name: ~np.isnan(col) for name, col in cols.items()}
-    # Literal nulls count as absent; NaN or inf sent as numbers (non-standard JSON) are errors.
-    for name in NUMERIC_FIELDS:
-        raw_present = np.fromiter(
-            (s.get(name) is not None for s in samples), dtype=bool, count=n
-        ) if not present[name].all() else present[name]
-        _check_range(cols[name], raw_present, name, NUMERIC_FIELDS[name], errors)
-        present[name] = raw_present
+    nan_column = np.full(n, np.nan)
+    cols: dict[str, np.ndarray] = {}
+    present: dict[str, np.ndarray] = {}
+    for name, bounds in NUMERIC_FIELDS.items():
+        if name not in seen:
+            cols[name], present[name] = nan_column, np.zeros(n, dtype=bool)
+            continue
+        col, given = _column(samples, name, errors)
+        # Literal nulls count as absent; NaN or inf sent as numbers (non-standard JSON) are
+        # errors.
+        _check_range(col, given, name, bounds, errors)
+        cols[name], present[name] = col, given
     if not present["dt_s"].all():
         for i in np.flatnonzero(~present["dt_s"])[:5]:
             errors.add(int(i), "dt_s", "Field required", "missing")
 
-    charging_raw = [s.get("charging") for s in samples]
-    if not set(map(type, charging_raw)) <= {bool, type(None)}:
-        for i, v in enumerate(charging_raw):
-            if v is not None and type(v) is not bool:
-                errors.add(i, "charging", "Input should be a valid boolean", "bool_type")
-    charging = np.array([bool(v) for v in charging_raw], dtype=bool)
+    charging = np.zeros(n, dtype=bool)
+    if "charging" in seen:
+        charging_raw = [s.get("charging") for s in samples]
+        if not set(map(type, charging_raw)) <= {bool, type(None)}:
+            for i, v in enumerate(charging_raw):
+                if v is not None and type(v) is not bool:
+                    errors.add(i, "charging", "Input should be a valid boolean", "bool_type")
+        charging = np.array([v is True for v in charging_raw], dtype=bool)
 
-    motors_raw = [s.get("motors") for s in samples]
-    has_motors = np.array([m is not None for m in motors_raw], dtype=bool)
-    motor_sample, torque, speed = _parse_motors(motors_raw, errors)
+    has_motors = np.zeros(n, dtype=bool)
+    motor_sample, torque, speed = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
+    if "motors" in seen:
+        motors_raw = [s.get("motors") for s in samples]
+        has_motors = np.array([m is not None for m in motors_raw], dtype=bool)
+        motor_sample, torque, speed = _parse_motors(motors_raw, errors)
 
     n_inputs = has_motors.astype(int) + present["power_kw"] + present["current_a"]
     for i in np.flatnonzero(n_inputs == 0)[:5]:

@@ -6,7 +6,11 @@ No web framework here; the router in twin_service/api/step.py only reads the bod
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -65,6 +69,35 @@ def decode_json(body: bytes) -> Any:
         raise ApiError(
             422, [error_item(["body", pos], f"JSON decode error: {exc}", "json_invalid")]
         ) from None
+
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while a large body becomes columns: the tens of
+    thousands of short-lived sample dicts otherwise trigger full collections that cost more
+    than the model run. Reference counting still frees everything at once."""
+    global _gc_pausers
+    with _gc_lock:
+        _gc_pausers += 1
+        if _gc_pausers == 1:
+            gc.disable()
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0:
+                gc.enable()
+
+
+def run_step_body(body: bytes, default_vehicle: str, max_samples: int) -> StepOutcome:
+    """Decode a /step body and run it (see run_step)."""
+    with gc_paused():
+        return run_step(decode_json(body), default_vehicle, max_samples)
 
 
 def resolve_vehicle(vehicle: str | VehiclePreset | None, default_vehicle: str) -> VehiclePreset:

@@ -1,0 +1,73 @@
+"""Engine: one hour of 10 Hz samples (36,000) through the full model, in-process and through
+POST /step, against the simplest plain-Python 1-RC cell loop in the same run."""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+import httpx
+import numpy as np
+import orjson
+
+from benchmarks.common import best_of, drive_power_w, machine, service, table
+from twin_service.models.ocv import OCV_SOC, OCV_V
+from twin_service.models.pack import AgingSettings, DriveInput, new_pack_state, simulate
+from twin_service.presets import PRESETS, pack_params
+
+N = 36_000
+DT = 0.1
+
+
+def baseline_loop(current_a: list[float], dt_s: float) -> float:
+    """Coulomb counting + one RC + fixed R0, cell level, plain Python: the baseline."""
+    soc_tab, v_tab = list(OCV_SOC), list(OCV_V)
+    q_as, r0, r1, tau = 220.0 * 3600.0, 2.6e-4, 3.9e-4, 30.0
+    a = math.exp(-dt_s / tau)
+    soc, v1, v = 0.85, 0.0, 0.0
+    for i in current_a:
+        soc -= i * dt_s / q_as
+        v1 = v1 * a + i * r1 * (1.0 - a)
+        j = min(max(bisect.bisect_right(soc_tab, soc), 1), len(soc_tab) - 1)
+        f = (soc - soc_tab[j - 1]) / (soc_tab[j] - soc_tab[j - 1])
+        v = v_tab[j - 1] + f * (v_tab[j] - v_tab[j - 1]) - i * r0 - v1
+    return v
+
+
+def main() -> None:
+    t = np.arange(N) * DT
+    power = drive_power_w(t)
+    params = pack_params(PRESETS["sv1ev3"])
+    drive = DriveInput(np.full(N, DT), power, np.full(N, np.nan), np.full(N, 25.0), np.zeros(N))
+    currents = list(power / 116 / 3.27)  # cell current of the same drive
+
+    base = best_of(lambda: baseline_loop(currents, DT))
+    rows = [["plain-Python 1-RC cell loop (baseline)", base * 1e3, base / N * 1e6, 1.0]]
+    for kernel in ("jit", "numpy"):
+        simulate(params, new_pack_state(), drive, AgingSettings(), kernel=kernel)  # warm
+        el = best_of(lambda k=kernel: simulate(params, new_pack_state(), drive, AgingSettings(),
+                                               kernel=k))
+        rows.append([f"full model in-process, {kernel} kernel", el * 1e3, el / N * 1e6, base / el])
+
+    body = orjson.dumps({
+        "vehicle_id": "bench",
+        "samples": [{"dt_s": DT, "power_kw": float(p) / 1000.0} for p in power],
+    })
+    with service() as url, httpx.Client(timeout=60) as client:
+        def post() -> None:
+            r = client.post(url + "/step", content=body,
+                            headers={"content-type": "application/json"})
+            r.raise_for_status()
+            orjson.loads(r.content)
+
+        post()
+        el = best_of(post)
+        rows.append(["full model through POST /step (JSON in and out, uvicorn)", el * 1e3,
+                     el / N * 1e6, base / el])
+    table(f"Engine: {N} samples at 10 Hz ({machine()})",
+          ["path", "ms", "us/sample", "x baseline"], rows)
+    print("\nGoals: in-process >= 5x baseline, through HTTP >= 1x.")
+
+
+if __name__ == "__main__":
+    main()

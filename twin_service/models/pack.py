@@ -24,6 +24,7 @@ from twin_service.models.aging.half_cycles import HalfCycle, track_half_cycles
 from twin_service.models.ecm import (
     GAS_CONSTANT,
     KELVIN,
+    T_REF_K,
     CircuitParams,
     arrhenius_factor,
     current_from_power,
@@ -199,17 +200,13 @@ def _simulate_jit(
     from twin_service.models import kernel_jit as kj
 
     c = params.circuit
-    p = np.empty(kj.N_PARAMS)
-    p[[kj.P_SERIES, kj.P_CAP_AH, kj.P_R0, kj.P_R1, kj.P_TAU, kj.P_EA, kj.P_VMIN, kj.P_VMAX]] = (
+    # Order as the P_* indices of kernel_jit.
+    p = np.array([
         params.cells_series, params.capacity_ah, c.r0_ohm, c.r1_ohm, c.tau1_s,
-        c.activation_energy_j_mol, c.v_min, c.v_max,
-    )
-    p[[kj.P_IDIS, kj.P_ICHG, kj.P_PDIS, kj.P_PREG, kj.P_HEATCAP, kj.P_COND, kj.P_SOH_FLOOR,
-       kj.P_ACTIVE_C]] = (
-        c.max_discharge_a, c.max_charge_a, c.max_discharge_w, c.max_regen_w,
-        params.thermal.heat_capacity_j_k, params.thermal.conductance_w_k, SOH_FLOOR,
-        ACTIVE_C_RATE,
-    )
+        c.activation_energy_j_mol, c.v_min, c.v_max, c.max_discharge_a, c.max_charge_a,
+        c.max_discharge_w, c.max_regen_w, params.thermal.heat_capacity_j_k,
+        params.thermal.conductance_w_k, SOH_FLOOR, ACTIVE_C_RATE,
+    ])
     hc = state.half_cycle
     s = np.array([
         state.soc, state.temperature_c, state.v_rc, state.elapsed_s, state.aged_s,
@@ -302,18 +299,23 @@ def _simulate_relaxation(
 def pulse_power_limits(params: PackParams, state: PackState) -> tuple[float, float]:
     """10 s discharge and charge power limits (W) at `state`, within all pack ratings."""
     c = params.circuit
-    arr = float(arrhenius_factor(state.temperature_c, c.activation_energy_j_mol))
+    t_k = state.temperature_c + KELVIN
+    arr = math.exp(c.activation_energy_j_mol / GAS_CONSTANT * (1.0 / t_k - 1.0 / T_REF_K))
     r0 = c.r0_ohm * state.resistance_factor * arr
     r1 = c.r1_ohm * state.resistance_factor * arr
-    decay, weight = rc_average_factor(np.array([PULSE_S]), c.tau1_s)
-    emf = pack_ocv(state.soc, params.cells_series) - state.v_rc * weight
+    x = PULSE_S / c.tau1_s
+    weight = -math.expm1(-x) / x
+    emf = float(pack_ocv(state.soc, params.cells_series)) - state.v_rc * weight
     r_eff = r0 + r1 * (1.0 - weight)
-    i_dis, i_chg = current_limits(emf, r_eff, c)
     cap_as = params.capacity_ah * 3600.0 * max(state.soh, SOH_FLOOR)
-    i_dis = np.minimum(i_dis, state.soc * cap_as / PULSE_S)
-    i_chg = np.minimum(i_chg, (1.0 - state.soc) * cap_as / PULSE_S)
-    p_dis, p_chg = power_limits(emf, r_eff, i_dis, i_chg, c)
-    return float(p_dis[0]), float(p_chg[0])
+    i_dis = min(c.max_discharge_a, max((emf - c.v_min) / r_eff, 0.0),
+                max(state.soc, 0.0) * cap_as / PULSE_S)
+    i_chg = min(c.max_charge_a, max((c.v_max - emf) / r_eff, 0.0),
+                max(1.0 - state.soc, 0.0) * cap_as / PULSE_S)
+    i_top = min(i_dis, emf / (2.0 * r_eff))
+    p_dis = min(c.max_discharge_w, (emf - i_top * r_eff) * i_top)
+    p_chg = min(c.max_regen_w, (emf + i_chg * r_eff) * i_chg)
+    return max(p_dis, 0.0), max(p_chg, 0.0)
 
 
 @dataclass

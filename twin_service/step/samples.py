@@ -96,6 +96,10 @@ def _check_range(
     errors: _Errors,
 ) -> None:
     low, high, low_exclusive = bounds
+    with np.errstate(invalid="ignore"):
+        inside = (col > low if low_exclusive else col >= low) & (col <= high)
+    if inside.all() or not (present & ~inside).any():
+        return  # the common case: one pass, no error detail needed
     vals = np.where(present, col, low if not low_exclusive else high)
     bad_finite = present & ~np.isfinite(col)
     too_low = (vals <= low) if low_exclusive else (vals < low)
@@ -107,6 +111,18 @@ def _check_range(
         errors.add(
             int(i), name, f"Input should be {op} {low:g} and <= {high:g}", "out_of_range"
         )
+
+
+_SMALL_BATCH = 32  # below this, plain Python checks beat numpy's per-call overhead
+
+
+def _small_column_ok(col: np.ndarray, given: np.ndarray, bounds: tuple[float, float, bool]) -> bool:
+    """True when every given value is finite and in range (plain Python, small batches)."""
+    low, high, low_exclusive = bounds
+    for v, g in zip(col.tolist(), given.tolist(), strict=True):
+        if g and not (low < v <= high if low_exclusive else low <= v <= high):
+            return False  # also catches NaN and inf; the numpy check then names them
+    return True
 
 
 def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
@@ -149,7 +165,8 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
         col, given = _column(samples, name, errors)
         # Literal nulls count as absent; NaN or inf sent as numbers (non-standard JSON) are
         # errors.
-        _check_range(col, given, name, bounds, errors)
+        if not (n <= _SMALL_BATCH and _small_column_ok(col, given, bounds)):
+            _check_range(col, given, name, bounds, errors)
         cols[name], present[name] = col, given
     if not present["dt_s"].all():
         for i in np.flatnonzero(~present["dt_s"])[:5]:
@@ -171,16 +188,18 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
         has_motors = np.array([m is not None for m in motors_raw], dtype=bool)
         motor_sample, torque, speed = _parse_motors(motors_raw, errors)
 
-    n_inputs = has_motors.astype(int) + present["power_kw"] + present["current_a"]
-    for i in np.flatnonzero(n_inputs == 0)[:5]:
-        errors.add(int(i), None, "Exactly one drive input is required: motors, power_kw or "
-                   "current_a (none given)", "drive_input")
-    for i in np.flatnonzero(n_inputs > 1)[:5]:
-        errors.add(int(i), None, "Exactly one drive input is allowed: motors, power_kw or "
-                   "current_a (several given)", "drive_input")
-    for i in np.flatnonzero(present["aux_kw"] & present["current_a"])[:5]:
-        errors.add(int(i), "aux_kw", "aux_kw cannot be combined with current_a (the pack "
-                   "current already includes every load)", "drive_input")
+    n_inputs = has_motors.astype(np.int8) + present["power_kw"] + present["current_a"]
+    if not (n_inputs == 1).all():
+        for i in np.flatnonzero(n_inputs == 0)[:5]:
+            errors.add(int(i), None, "Exactly one drive input is required: motors, power_kw or "
+                       "current_a (none given)", "drive_input")
+        for i in np.flatnonzero(n_inputs > 1)[:5]:
+            errors.add(int(i), None, "Exactly one drive input is allowed: motors, power_kw or "
+                       "current_a (several given)", "drive_input")
+    if "aux_kw" in seen and "current_a" in seen:
+        for i in np.flatnonzero(present["aux_kw"] & present["current_a"])[:5]:
+            errors.add(int(i), "aux_kw", "aux_kw cannot be combined with current_a (the pack "
+                       "current already includes every load)", "drive_input")
     errors.raise_if_any()
 
     return SampleColumns(

@@ -204,23 +204,26 @@ def state_to_wire(state: PackState, ambient_c: float, capacity_ah: float) -> dic
 def drive_input(cols: SampleColumns, preset: VehiclePreset, ambient_start_c: float) -> DriveInput:
     """Terminal power or current demand per sample from whichever input each sample has."""
     n = cols.n
-    power_w = np.where(np.isnan(cols.power_kw), np.nan, cols.power_kw * 1000.0)
+    power_w = cols.power_kw * 1000.0  # NaN where another input is given
+    aux_given = ~np.isnan(cols.aux_kw)
     if cols.has_motors.any():
         dt_params = drivetrain_params(preset)
         mech_w = cols.motor_torque_nm * cols.motor_speed_rad_s
         elec_w = motor_electrical_power_w(mech_w, dt_params)
         motor_w = np.bincount(cols.motor_sample, weights=elec_w, minlength=n)
         # Motor-driven samples get the preset's auxiliary load unless the sample gives its own.
-        aux_w = np.where(np.isnan(cols.aux_kw), dt_params.aux_w, 0.0)
+        aux_w = np.where(aux_given, 0.0, dt_params.aux_w)
         power_w = np.where(cols.has_motors, motor_w + aux_w, power_w)
-    power_w = power_w + np.nan_to_num(cols.aux_kw) * 1000.0
-    current_a = np.where(np.isnan(power_w), cols.current_a, np.nan)
+    if aux_given.any():
+        power_w = power_w + np.where(aux_given, cols.aux_kw, 0.0) * 1000.0
+    speed = cols.wheel_speed_m_s
+    distance_m = np.where(np.isnan(speed), 0.0, np.abs(speed)) * cols.dt_s
     return DriveInput(
         dt_s=cols.dt_s,
         power_w=power_w,
-        current_a=current_a,
+        current_a=np.where(np.isnan(power_w), cols.current_a, np.nan),
         ambient_c=forward_fill(cols.ambient_c, ambient_start_c),
-        distance_m=np.abs(np.nan_to_num(cols.wheel_speed_m_s)) * cols.dt_s,
+        distance_m=distance_m,
     )
 
 

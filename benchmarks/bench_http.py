@@ -1,0 +1,70 @@
+"""HTTP: single-sample POST /step requests per second against GET /health on the same server
+and settings. Load generator: wrk (C, event-driven, one thread on the second core), so the
+generator is not the bottleneck."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import httpx
+import orjson
+
+from benchmarks.common import machine, service, table
+
+DURATION_S = 8
+CONNECTIONS = 32
+
+
+def wrk(url: str, script: Path | None = None) -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms)."""
+    cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "--latency"]
+    if script:
+        cmd += ["-s", str(script)]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError("non-2xx responses under load:\n" + out)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p: str) -> float:
+        value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    return rps, pct("50"), pct("99")
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        print("bench_http: skipped, wrk is not installed (apt-get install wrk)")
+        return
+    with service() as url, tempfile.TemporaryDirectory() as tmp:
+        first = httpx.post(url + "/step", json={
+            "vehicle_id": "http-bench", "samples": [{"dt_s": 0.1, "power_kw": 20.0}]}).json()
+        body = orjson.dumps({
+            "vehicle_id": "http-bench", "state": first["state"],
+            "samples": [{"dt_s": 0.1, "motors": [{"torque_nm": 120.0, "speed_rad_s": 310.0}],
+                         "wheel_speed_m_s": 12.3, "ambient_c": 25.0}],
+        }).decode()
+        script = Path(tmp) / "step.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = [[{body}]]\n"
+        )
+        wrk(url + "/health")  # warm-up
+        health = wrk(url + "/health")
+        step = wrk(url + "/step", script)
+    rows = [
+        ["GET /health (baseline)", health[0], health[1], health[2], 1.0],
+        ["POST /step, 1 sample with state", step[0], step[1], step[2], step[0] / health[0]],
+    ]
+    table(f"HTTP: one uvicorn worker, wrk -t1 -c{CONNECTIONS} ({machine()})",
+          ["request", "req/s", "p50 ms", "p99 ms", "x /health"], rows)
+    print("\nGoal: /step >= 0.6 x /health.")
+
+
+if __name__ == "__main__":
+    main()

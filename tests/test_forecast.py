@@ -155,3 +155,23 @@ def test_fleet_forecast_matches_single(client: TestClient) -> None:
         single = forecast(client, years=10, usage=u)
         assert res["soh_in_2_years"] == pytest.approx(single["soh_in_2_years"], abs=1e-12)
         assert res["points"][-1]["soh"] == pytest.approx(single["points"][-1]["soh"], abs=1e-12)
+
+
+def test_vehicle_blocks_do_not_change_results() -> None:
+    from twin_service.models.forecast import VEHICLE_BLOCK, AgingStart, Usage, forecast_naumann
+
+    n = VEHICLE_BLOCK * 2 + 17
+    rng = np.random.default_rng(5)
+    z = np.zeros(n)
+    usage = Usage(rng.uniform(0, 200, n), rng.uniform(120, 250, n), np.full(n, 0.1),
+                  rng.uniform(0.6, 1.0, n), rng.uniform(-5, 40, n), np.full(n, 0.2),
+                  rng.uniform(0, 1, n))
+    start = AgingStart(rng.uniform(0, 0.05, n), z, z, z, z)
+    cap = rng.uniform(40, 100, n)
+    fleet = forecast_naumann(start, usage, cap, 5.0)
+    for i in (0, VEHICLE_BLOCK, n - 1):
+        one = forecast_naumann(
+            AgingStart(*(np.asarray(v)[i : i + 1] for v in vars(start).values())),
+            Usage(*(np.asarray(v)[i : i + 1] for v in vars(usage).values())), cap[i : i + 1], 5.0)
+        np.testing.assert_allclose(fleet.soh[i], one.soh[0], rtol=1e-12)
+        np.testing.assert_allclose(fleet.resistance_factor[i], one.resistance_factor[0], rtol=1e-12)

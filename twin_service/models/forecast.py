@@ -20,7 +20,7 @@ YEAR_DAYS = 365.0
 STEP_DAYS = 7.0  # integration step; stress changes slowly as capacity fades
 DRIVE_SPEED_KMH = 40.0  # assumed mean speed to turn daily km into driving hours
 DC_FAST_C_RATE = 1.5  # assumed C-rate of DC fast charging
-_SWEEPS = 3  # depth of discharge depends on the faded capacity: a few fixed-point sweeps
+_SWEEPS = 2  # DOC depends on the faded capacity; a second sweep leaves < 0.3 %-pt at 400 km/day
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,30 @@ def _col(x: np.ndarray | float) -> np.ndarray:
     return np.atleast_1d(np.asarray(x, dtype=float))[:, None]
 
 
+VEHICLE_BLOCK = 256  # vehicles per block: keeps the (vehicles x weeks) arrays in cache
+
+
 def forecast_naumann(
     start: AgingStart, usage: Usage, capacity_kwh: np.ndarray, years: float
 ) -> Forecast:
     """SOH and resistance factor at weekly points from now to `years`."""
+    n = np.atleast_1d(np.asarray(capacity_kwh)).shape[0]
+    if n <= VEHICLE_BLOCK:
+        return _forecast_naumann_block(start, usage, capacity_kwh, years)
+    parts = []
+    for lo in range(0, n, VEHICLE_BLOCK):
+        sl = slice(lo, lo + VEHICLE_BLOCK)
+        parts.append(_forecast_naumann_block(
+            AgingStart(*(np.broadcast_to(v, (n,))[sl] for v in vars(start).values())),
+            Usage(*(np.broadcast_to(v, (n,))[sl] for v in vars(usage).values())),
+            np.broadcast_to(capacity_kwh, (n,))[sl], years))
+    return Forecast(parts[0].years, np.concatenate([p.soh for p in parts]),
+                    np.concatenate([p.resistance_factor for p in parts]))
+
+
+def _forecast_naumann_block(
+    start: AgingStart, usage: Usage, capacity_kwh: np.ndarray, years: float
+) -> Forecast:
     n_steps = int(np.ceil(years * YEAR_DAYS / STEP_DAYS))
     t_years = np.arange(n_steps + 1) * STEP_DAYS / YEAR_DAYS
     dt_s = STEP_DAYS * DAY_S
@@ -77,7 +97,12 @@ def forecast_naumann(
     cyc0, cycr0 = _col(start.cyc_capacity_loss), _col(start.cyc_resistance_increase)
     other = _col(start.other_capacity_loss)
 
-    soh = np.broadcast_to(1.0 - cal0 - cyc0 - other, (cap.shape[0], n_steps)).copy()
+    soh0 = 1.0 - cal0 - cyc0 - other
+    # Stress that does not change with time: computed once per vehicle.
+    k_hi_sq = naumann.calendar_capacity_rate(soc_max, ambient) ** 2
+    kr_hi = naumann.calendar_resistance_rate(soc_max, ambient)
+    # The first sweep assumes no fade over the horizon; the next uses the first's SOH.
+    soh = np.broadcast_to(soh0, (cap.shape[0], n_steps))
     for _ in range(_SWEEPS):
         usable = cap * np.maximum(soh, 0.05)  # kWh per unit SOC on the aged pack
         doc = np.minimum(daily_kwh / usable, window)
@@ -85,28 +110,22 @@ def forecast_naumann(
             cycles_per_day = np.where(doc > 0, daily_kwh / (usable * np.where(doc > 0, doc, 1)), 0)
         soc_low = soc_max - doc
         # Calendar: half the time at each end of the swing (squared rates average exactly).
-        k_hi = naumann.calendar_capacity_rate(soc_max, ambient)
-        k_lo = naumann.calendar_capacity_rate(soc_low, ambient)
-        k_sq = 0.5 * (k_hi**2 + k_lo**2)
-        kr = 0.5 * (
-            naumann.calendar_resistance_rate(soc_max, ambient)
-            + naumann.calendar_resistance_rate(soc_low, ambient)
-        )
+        k_sq = 0.5 * (k_hi_sq + naumann.calendar_capacity_rate(soc_low, ambient) ** 2)
         # Cycle: per charge event a discharge and a charge half-cycle of depth `doc`.
-        fec_half = cycles_per_day * doc / 2.0 * STEP_DAYS
+        fec_half = cycles_per_day * doc * (STEP_DAYS / 2.0)
         kd = naumann.cycle_capacity_factor(drive_c, doc)
         kc = naumann.cycle_capacity_factor(charge_c, doc)
-        cyc_sq_inc = fec_half * (kd**2 + kc**2)
-        cyc_r_inc = fec_half * (
-            naumann.cycle_resistance_factor(drive_c, doc)
-            + naumann.cycle_resistance_factor(charge_c, doc)
-        )
         cal = np.sqrt(cal0**2 + np.cumsum(k_sq * dt_s, axis=1))
-        cyc = np.sqrt(cyc0**2 + np.cumsum(cyc_sq_inc, axis=1))
+        cyc = np.sqrt(cyc0**2 + np.cumsum(fec_half * (kd * kd + kc * kc), axis=1))
         new_soh = 1.0 - cal - cyc - other
-        soh = np.concatenate((1.0 - cal0 - cyc0 - other, new_soh[:, :-1]), axis=1)
+        soh = np.concatenate((soh0, new_soh[:, :-1]), axis=1)
+    kr = 0.5 * (kr_hi + naumann.calendar_resistance_rate(soc_low, ambient))
+    cyc_r_inc = fec_half * (
+        naumann.cycle_resistance_factor(drive_c, doc)
+        + naumann.cycle_resistance_factor(charge_c, doc)
+    )
     res = 1.0 + calr0 + cycr0 + np.cumsum(kr * dt_s + cyc_r_inc, axis=1)
-    soh_all = np.concatenate((1.0 - cal0 - cyc0 - other, new_soh), axis=1)
+    soh_all = np.concatenate((soh0, new_soh), axis=1)
     rf_all = np.concatenate((1.0 + calr0 + cycr0, res), axis=1)
     return Forecast(t_years, np.clip(soh_all, 0.0, 1.0), rf_all)
 

@@ -40,7 +40,8 @@ def table(title: str, header: list[str], rows: list[list[object]]) -> None:
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def drive_power_w(t_s: np.ndarray) -> np.ndarray:
@@ -55,7 +56,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def service(extra_env: dict[str, str] | None = None, args: list[str] | None = None) -> Iterator[str]:
+def service(
+    extra_env: dict[str, str] | None = None, args: list[str] | None = None
+) -> Iterator[str]:
     """A real `python -m twin_service` process on a free port; yields its base URL."""
     port = free_port()
     env = {**os.environ, "TWIN_LOG_LEVEL": "warning", **(extra_env or {})}

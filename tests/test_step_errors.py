@@ -65,7 +65,10 @@ def test_bad_sample_names_field_and_index(
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_numbers_are_rejected(client: TestClient, literal: str) -> None:
-    body = f'{{"samples": [{{"dt_s": 1.0, "power_kw": 1.0}}, {{"dt_s": 1.0, "power_kw": {literal}}}]}}'
+    body = (
+        '{"samples": [{"dt_s": 1.0, "power_kw": 1.0}, '
+        f'{{"dt_s": 1.0, "power_kw": {literal}}}]}}'
+    )
     assert_error(post_raw(client, body.encode()), 422, ["body", "samples", 1, "power_kw"])
 
 

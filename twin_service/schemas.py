@@ -42,7 +42,9 @@ class Sample(_Wire):
     throttle: float | None = Field(None, ge=0, le=1)
     brake: float | None = Field(None, ge=0, le=1)
     ambient_c: float | None = Field(None, ge=-60, le=80)
-    aux_kw: float | None = Field(None, ge=0, le=100, description="auxiliary load, not with current_a")
+    aux_kw: float | None = Field(
+        None, ge=0, le=100, description="auxiliary load, not with current_a"
+    )
     charging: bool | None = None
 
 

@@ -27,7 +27,10 @@ from twin_service.schemas import (
 )
 
 router = APIRouter(tags=["forecast"])
-ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+}
 
 
 async def _history(live: Any, vehicle_id: str) -> list[dict[str, Any]]:

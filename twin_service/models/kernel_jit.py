@@ -148,9 +148,9 @@ def _run(dt_s, power_w, current_a, ambient_c, counts, p, s, seed_model, multipli
                     f_soc = sd.LOW_SOC_FACTOR
                 else:
                     f_soc = 1.0
+                thermal = math.exp((temp - sd.THERMAL_REF_C) / sd.THERMAL_SCALE_C)
                 rate = (sd.CYCLE_COEFF * c_rate**sd.CYCLE_EXPONENT
-                        + sd.THERMAL_COEFF * math.exp((temp - sd.THERMAL_REF_C) / sd.THERMAL_SCALE_C)
-                        + sd.CALENDAR_COEFF * f_soc)
+                        + sd.THERMAL_COEFF * thermal + sd.CALENDAR_COEFF * f_soc)
                 s[S_SEED] += rate * dta
                 continue
             xs = soc - 0.5

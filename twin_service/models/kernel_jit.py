@@ -208,13 +208,25 @@ def _run(dt_s, power_w, current_a, ambient_c, counts, p, s, seed_model, multipli
         out[k, O_LIMITED] = 1.0 if limited_any else 0.0
 
 
+def _compile(fn, cache: bool = True):
+    """njit with an on-disk cache where one can be written (the package's __pycache__, the
+    user cache or NUMBA_CACHE_DIR); without one numba refuses cache=True, so compile per
+    process instead."""
+    try:
+        return njit(cache=cache)(fn)
+    except RuntimeError:
+        if not cache:
+            raise
+        return njit(cache=False)(fn)
+
+
 AVAILABLE = njit is not None
 if AVAILABLE:
-    _ocv = njit(cache=True)(_ocv)
-    _naumann_arrhenius = njit(cache=True)(_naumann_arrhenius)
-    _cycle_capacity_factor = njit(cache=True)(_cycle_capacity_factor)
-    _cycle_resistance_factor = njit(cache=True)(_cycle_resistance_factor)
-    _mean_c_rate = njit(cache=True)(_mean_c_rate)
-    run = njit(cache=True)(_run)
+    _ocv = _compile(_ocv)
+    _naumann_arrhenius = _compile(_naumann_arrhenius)
+    _cycle_capacity_factor = _compile(_cycle_capacity_factor)
+    _cycle_resistance_factor = _compile(_cycle_resistance_factor)
+    _mean_c_rate = _compile(_mean_c_rate)
+    run = _compile(_run)
 else:  # pragma: no cover
     run = None

@@ -11,11 +11,14 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from twin_service import __version__
 from twin_service.api import dashboard, forecast, health, live, metrics, presets, step, vehicles
 from twin_service.errors import ApiError, api_error_handler
 from twin_service.live import create_live
+from twin_service.metrics import Metrics
+from twin_service.models.pack import warm_up
 from twin_service.schemas import StepRequest
 from twin_service.settings import Settings, load_settings
 
@@ -30,9 +33,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        live = create_live(settings)
+        live = create_live(settings, app.state.metrics)
         await live.start()
         app.state.live = live
+        await run_in_threadpool(warm_up)
         log.info("twin service ready (hub %s)", settings.hub_url)
         try:
             yield
@@ -46,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     # presets before vehicles so /vehicles/presets is not taken as a vehicle id; the dashboard

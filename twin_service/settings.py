@@ -30,6 +30,8 @@ class Settings(BaseModel):
     # WebSocket fan-out: per-client queue length, and how long a client may stay behind.
     ws_queue_size: int = Field(256, ge=1)
     ws_lag_timeout_s: float = Field(5.0, gt=0)
+    # Namespace of all Redis keys and the channel, so deployments can share one Redis.
+    redis_prefix: str = Field("twin:", pattern=r"^[A-Za-z0-9._:-]{0,64}$")
 
     @field_validator("hub_url")
     @classmethod

@@ -5,7 +5,8 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from twin_service.deps import LiveDep, SettingsDep
+from twin_service.api.vehicles import store_unavailable
+from twin_service.deps import LiveDep, ReadAuth, SettingsDep
 from twin_service.forecast.service import (
     LONG_HORIZON_YEARS,
     none_if_nan,
@@ -17,6 +18,7 @@ from twin_service.forecast.service import (
     start_state,
     summarise,
 )
+from twin_service.live.base import LiveUnavailable
 from twin_service.schemas import (
     ErrorResponse,
     FleetForecastRequest,
@@ -26,10 +28,13 @@ from twin_service.schemas import (
     ForecastResponse,
 )
 
-router = APIRouter(tags=["forecast"])
+# POST /forecast only reads, so it takes the read key like GET /vehicles.
+router = APIRouter(tags=["forecast"], dependencies=[ReadAuth])
 ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse},
     404: {"model": ErrorResponse},
     422: {"model": ErrorResponse},
+    503: {"model": ErrorResponse},
 }
 
 
@@ -39,10 +44,15 @@ async def _history(live: Any, vehicle_id: str) -> list[dict[str, Any]]:
 
 
 async def _resolve(item: ForecastItem, live: Any, default_vehicle: str, loc: list[str | int]):
-    snapshot = await live.snapshot(item.vehicle_id) if item.vehicle_id else None
     observed = {}
-    if snapshot is not None:
-        observed = observed_usage(snapshot, await _history(live, item.vehicle_id))
+    snapshot = None
+    if item.vehicle_id:
+        try:
+            snapshot = await live.snapshot(item.vehicle_id)
+            if snapshot is not None:
+                observed = observed_usage(snapshot, await _history(live, item.vehicle_id))
+        except LiveUnavailable as exc:
+            raise store_unavailable(exc) from None
     state = start_state(item, snapshot, loc)
     usage = resolve_usage(item.usage, observed, loc)
     preset = preset_for(item, snapshot, default_vehicle)

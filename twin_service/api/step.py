@@ -7,16 +7,16 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from twin_service.deps import LiveDep, SettingsDep
+from twin_service.deps import LiveDep, MetricsDep, SettingsDep, require_write_key
 from twin_service.errors import ApiError, error_item
 from twin_service.schemas import ErrorResponse, StepResponse
-from twin_service.step.service import decode_json, run_step
+from twin_service.step.service import run_step_body
 
 router = APIRouter(tags=["step"])
 log = logging.getLogger(__name__)
 
-# Batches above this many samples run in a worker thread so the event loop keeps serving.
-THREAD_THRESHOLD = 2000
+# Bodies above this size (~2000 samples) run in a worker thread so the event loop keeps serving.
+THREAD_THRESHOLD_BYTES = 100_000
 
 
 async def read_limited_body(request: Request, max_bytes: int) -> bytes:
@@ -44,28 +44,30 @@ async def read_limited_body(request: Request, max_bytes: int) -> bytes:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StepRequest"}}},
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/StepRequest"}}
+            },
         }
     },
 )
-async def step(request: Request, settings: SettingsDep, live: LiveDep) -> Response:
+async def step(
+    request: Request, settings: SettingsDep, live: LiveDep, metrics: MetricsDep
+) -> Response:
     """Advance one vehicle's pack over a batch of samples. Stateless: the returned `state` is
     what the next call sends back."""
-    if settings.api_key is not None:
-        auth = request.headers.get("authorization", "")
-        if auth != f"Bearer {settings.api_key}":
-            raise ApiError(401, [error_item(["header", "authorization"],
-                                            "missing or wrong bearer token", "unauthorized")])
     started = time.perf_counter()
-    body = await read_limited_body(request, settings.max_body_bytes)
-    payload = decode_json(body)
-    samples = payload.get("samples") if isinstance(payload, dict) else None
-    if isinstance(samples, list) and len(samples) > THREAD_THRESHOLD:
-        outcome = await run_in_threadpool(
-            run_step, payload, settings.default_vehicle, settings.max_samples_per_request
-        )
-    else:
-        outcome = run_step(payload, settings.default_vehicle, settings.max_samples_per_request)
+    try:
+        require_write_key(request, settings)
+        body = await read_limited_body(request, settings.max_body_bytes)
+        args = (body, settings.default_vehicle, settings.max_samples_per_request)
+        if len(body) > THREAD_THRESHOLD_BYTES:
+            outcome = await run_in_threadpool(run_step_body, *args)
+        else:
+            outcome = run_step_body(*args)
+    except ApiError as exc:
+        metrics.steps_rejected.inc(status=str(exc.status_code))
+        raise
+    # Never raises: hub/store failures are counted and a best-effort rev comes back.
     rev = await live.commit(outcome.vehicle_id, outcome.state, outcome.telemetry)
     response = {
         "vehicle_id": outcome.vehicle_id,
@@ -75,6 +77,10 @@ async def step(request: Request, settings: SettingsDep, live: LiveDep) -> Respon
     }
     if outcome.trace is not None:
         response["trace"] = outcome.trace
+    body_out = orjson.dumps(response)
+    metrics.steps.inc()
+    metrics.samples.inc(outcome.samples)
+    metrics.step_seconds.observe(time.perf_counter() - started)
     log.debug("step %s rev %d: %d samples in %.1f ms", outcome.vehicle_id, rev,
               outcome.samples, (time.perf_counter() - started) * 1000)
-    return Response(orjson.dumps(response), media_type="application/json")
+    return Response(body_out, media_type="application/json")

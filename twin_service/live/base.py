@@ -1,22 +1,73 @@
-"""The one interface the API uses for snapshots, history and fan-out."""
+"""The one interface the API uses for snapshots, history and fan-out.
+
+Wire messages (WebSocket and the Redis channel) are JSON objects:
+`{"type": "snapshot" | "state", "vehicle_id": ..., "rev": N, "telemetry": {...}}`.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+import orjson
+
+from twin_service.live.fanout import Fanout, Message, Subscriber
+
+# Default and upper bound of GET /vehicles/{id}/history?limit=
+DEFAULT_HISTORY_LIMIT = 1000
+
+
+class LiveUnavailable(Exception):
+    """The store cannot be reached (Redis down); reads answer 503."""
+
+
+def encode_message(kind: str, vehicle_id: str, rev: int, telemetry: dict[str, Any],
+                   reset: bool = False) -> Message:
+    text = orjson.dumps(
+        {"type": kind, "vehicle_id": vehicle_id, "rev": rev, "telemetry": telemetry}
+    ).decode()
+    return Message(vehicle_id, rev, text, reset)
+
 
 class LiveBackend(Protocol):
+    fanout: Fanout
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def commit(self, vehicle_id: str, state: dict[str, Any], telemetry: dict[str, Any]) -> int:
+    async def commit(
+        self, vehicle_id: str, state: dict[str, Any], telemetry: dict[str, Any]
+    ) -> int:
         """Assign the vehicle's next rev (sets telemetry["rev"]), store the snapshot, append to
-        the history and publish. Publishing failures are counted, never raised."""
+        the history and publish. Never raises for hub/store failures: they are counted and
+        logged, and a best-effort rev is returned (see the backend's notes)."""
         ...
 
     async def snapshot(self, vehicle_id: str) -> dict[str, Any] | None:
-        """{"vehicle_id", "rev", "state", "telemetry"} of the latest step, or None."""
+        """{"vehicle_id", "rev", "state", "telemetry"} of the latest step, or None.
+        Raises LiveUnavailable when the store is unreachable (as do the other reads)."""
         ...
 
-    async def ready(self) -> bool: ...
+    async def latest(self, vehicle_id: str | None) -> list[dict[str, Any]]:
+        """Latest telemetry of one vehicle ([] if unknown) or, for None, of every known
+        vehicle, sorted by vehicle_id."""
+        ...
+
+    async def history(self, vehicle_id: str, limit: int = DEFAULT_HISTORY_LIMIT
+                      ) -> list[dict[str, Any]]:
+        """The newest `limit` telemetry records of the bounded history, oldest first."""
+        ...
+
+    async def ready(self) -> bool:
+        """Hub and store reachable (and, for Redis, the listener subscribed)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """Details for GET /ready."""
+        ...
+
+    def subscribe(self, vehicle_id: str | None) -> Subscriber:
+        """A queue of this process's fan-out; subscribe before reading snapshots."""
+        ...
+
+    def unsubscribe(self, sub: Subscriber) -> None: ...

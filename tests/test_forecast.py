@@ -175,3 +175,12 @@ def test_vehicle_blocks_do_not_change_results() -> None:
             Usage(*(np.asarray(v)[i : i + 1] for v in vars(usage).values())), cap[i : i + 1], 5.0)
         np.testing.assert_allclose(fleet.soh[i], one.soh[0], rtol=1e-12)
         np.testing.assert_allclose(fleet.resistance_factor[i], one.resistance_factor[0], rtol=1e-12)
+
+
+def test_forecast_follows_the_vehicles_aging_model(client: TestClient) -> None:
+    client.post("/step", json={"vehicle_id": "demo-car", "options": {"demo_mode": True},
+                               "samples": [{"dt_s": 1.0, "power_kw": 10.0}]})
+    assert forecast(client, vehicle_id="demo-car")["aging_model"] == "seed"
+    explicit = forecast(client, vehicle_id="demo-car", aging_model="naumann")
+    assert explicit["aging_model"] == "naumann"
+    assert forecast(client)["aging_model"] == "naumann"

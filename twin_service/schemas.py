@@ -229,7 +229,9 @@ class ForecastItem(_Wire):
 
 class ForecastRequest(ForecastItem):
     years: float = Field(10.0, gt=0, le=50)
-    aging_model: Literal["naumann", "seed"] = "naumann"
+    aging_model: Literal["naumann", "seed"] | None = Field(
+        None, description="default: the model the vehicle was last stepped with, else naumann"
+    )
 
 
 class ForecastPoint(BaseModel):

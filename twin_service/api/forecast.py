@@ -56,7 +56,8 @@ async def _resolve(item: ForecastItem, live: Any, default_vehicle: str, loc: lis
     state = start_state(item, snapshot, loc)
     usage = resolve_usage(item.usage, observed, loc)
     preset = preset_for(item, snapshot, default_vehicle)
-    return state, usage, preset
+    model = (snapshot or {}).get("telemetry", {}).get("aging_model") or "naumann"
+    return state, usage, preset, model
 
 
 @router.post("/forecast", operation_id="forecast", response_model=ForecastResponse,
@@ -64,13 +65,14 @@ async def _resolve(item: ForecastItem, live: Any, default_vehicle: str, loc: lis
 async def forecast(body: ForecastRequest, live: LiveDep, settings: SettingsDep) -> dict[str, Any]:
     """SOH and resistance over the coming years for a daily usage profile, with the same aging
     model as /step. Usage defaults come from the vehicle's observed history."""
-    state, usage, preset = await _resolve(body, live, settings.default_vehicle, ["body"])
+    state, usage, preset, model = await _resolve(body, live, settings.default_vehicle, ["body"])
+    aging_model = body.aging_model or model
     horizon = max(body.years, LONG_HORIZON_YEARS)
-    fc = run_forecast([state], [usage], [preset], horizon, body.aging_model)
+    fc = run_forecast([state], [usage], [preset], horizon, aging_model)
     summary = summarise(fc, body.years)
     return {
         "vehicle_id": body.vehicle_id,
-        "aging_model": body.aging_model,
+        "aging_model": aging_model,
         "usage": usage,
         "points": points(fc, 0, body.years),
         "soh_in_2_years": float(summary["soh_in_2_years"][0]),
@@ -89,7 +91,7 @@ async def forecast_fleet(
         await _resolve(item, live, settings.default_vehicle, ["body", "items", i])
         for i, item in enumerate(body.items)
     ]
-    states, usages, presets = (list(x) for x in zip(*resolved, strict=True))
+    states, usages, presets, _ = (list(x) for x in zip(*resolved, strict=True))
     horizon = max(body.years, 2.0)
     fc = await run_in_threadpool(run_forecast, states, usages, presets, horizon, body.aging_model)
     summary = summarise(fc, body.years)

@@ -198,3 +198,17 @@ def test_empty_pack_stops_discharging(client: TestClient) -> None:
     assert 0.0 <= st["soc"] < 0.02
     assert tel["voltage"] >= SV1.pack.cell_v_min * SV1.pack.cells_series - 1e-6
     assert tel["power_limited"] is True
+
+
+def test_drained_pack_state_can_be_sent_back(client: TestClient) -> None:
+    """Emptying the pack exactly to its limit must not return an SOC a few ulps below 0."""
+    state: dict[str, Any] | None = {"soc": 0.01}
+    for _ in range(5):
+        out = step(client, vehicle_id="drain", state=state, samples=[
+            {"dt_s": 0.7, "motors": [{"torque_nm": 300.0, "speed_rad_s": 700.0}]},
+            {"dt_s": 0.3, "motors": [{"torque_nm": -80.0, "speed_rad_s": 700.0}]},
+        ] * 40, options={"trace": True})
+        state = out["state"]
+        assert 0.0 <= state["soc"] <= 1.0
+        assert all(0.0 <= row["soc"] <= 1.0 for row in out["trace"])
+    assert state["soc"] < 1e-3

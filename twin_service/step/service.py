@@ -165,11 +165,16 @@ def _with_ambient(state: PackState, ambient_c: float) -> tuple[PackState, float]
     return state, ambient_c
 
 
+def clamp_unit(x: float) -> float:
+    """SOC on the wire: a pack emptied exactly to its limit can end a few ulps below 0."""
+    return min(1.0, max(0.0, x))
+
+
 def state_to_wire(state: PackState, ambient_c: float, capacity_ah: float) -> dict[str, Any]:
     hc = state.half_cycle
     return {
         "schema_version": STATE_SCHEMA_VERSION,
-        "soc": state.soc,
+        "soc": clamp_unit(state.soc),
         "soh": state.soh,
         "resistance_factor": state.resistance_factor,
         "temperature_c": state.temperature_c,
@@ -301,7 +306,7 @@ def build_telemetry(
         "elapsed_seconds": s.elapsed_s,
         "simulated_days": s.aged_s / SECONDS_PER_DAY,
         "simulated_years": s.aged_s / SECONDS_PER_YEAR,
-        "soc": s.soc * 100.0,
+        "soc": clamp_unit(s.soc) * 100.0,
         "soh": s.soh * 100.0,
         "temperature": s.temperature_c,
         "voltage": float(result.voltage_v[-1]),
@@ -329,7 +334,7 @@ def build_telemetry(
 def build_trace(result: StepResult) -> list[dict[str, float]]:
     cols = (
         result.t_s.tolist(),
-        result.soc.tolist(),
+        np.clip(result.soc, 0.0, 1.0).tolist(),
         result.voltage_v.tolist(),
         result.current_a.tolist(),
         (result.power_w / 1000.0).tolist(),

@@ -1,0 +1,426 @@
+"""``python -m bridge {cycle,replay,beamng,explore}`` (SPEC §2)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bridge.cycles import available_cycles
+from bridge.poster import Poster, PosterConfig, PosterStopped
+from bridge.samples import Sample
+from clients.python import DEFAULT_TWIN_URL, TwinClient, TwinConnectionError, TwinHTTPError
+
+logger = logging.getLogger("bridge")
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+FALLBACK_VEHICLE = "sv1ev3"
+
+
+def paced(samples: Iterator[Sample], speedup: float | None) -> Iterator[Sample]:
+    """Release samples at ``speedup`` × real time (None: as fast as they are consumed).
+
+    A sample becomes available at the end of the interval it covers; a consumer that falls
+    behind catches up without sleeping.
+    """
+    if not speedup:
+        yield from samples
+        return
+    started_at = time.monotonic()
+    simulated_s = 0.0
+    for sample in samples:
+        simulated_s += sample.dt_s
+        delay_s = started_at + simulated_s / speedup - time.monotonic()
+        if delay_s > 0:
+            time.sleep(delay_s)
+        yield sample
+
+
+def _config_default_vehicle(config_file: str | None) -> str:
+    """The service's ``default_vehicle`` from config.yaml (SPEC: sv1ev3 when unset)."""
+    path = Path(config_file) if config_file else DEFAULT_CONFIG
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError:
+        data = {}
+    value = data.get("default_vehicle") if isinstance(data, dict) else None
+    return str(value or FALLBACK_VEHICLE)
+
+
+# -- argument parsing ----------------------------------------------------------------------
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {value}")
+    return number
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"must be within 0..1: {value}")
+    return number
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+# How a source is paced: "paced" (--speedup, real-time factor), "fast" (as fast as the
+# service answers, back-pressure instead of drops), "live" (the source keeps its own time,
+# e.g. a running simulator: never blocked, overflow dropped and counted).
+
+
+def _add_twin_options(parser: argparse.ArgumentParser, *, default_pace: str) -> None:
+    twin = parser.add_argument_group("twin service")
+    twin.add_argument("--twin-url", default=os.environ.get("TWIN_URL", DEFAULT_TWIN_URL),
+                      help="service URL (default %(default)s, env TWIN_URL)")
+    twin.add_argument("--api-key", default=os.environ.get("TWIN_API_KEY"),
+                      help="Bearer key for POST /step (env TWIN_API_KEY)")
+    twin.add_argument("--vehicle-id", default="default", help="twin name (default %(default)s)")
+    twin.add_argument("--vehicle", help="preset id (default: config's default_vehicle)")
+    twin.add_argument("--config", help="config.yaml to read defaults from")
+    twin.add_argument("--demo", action="store_true", help="demo aging (options.demo_mode)")
+    twin.add_argument("--time-multiplier", type=_positive, help="aging time multiplier")
+    twin.add_argument("--aging-model", help="naumann (default) or seed")
+    twin.add_argument("--initial-soc", type=_fraction, help="SOC of a new pack (0..1)")
+    twin.add_argument("--state-file", type=Path, help="persist the state here; resume from it")
+    twin.add_argument("--live-file", type=Path, help="write the latest telemetry (live_data.json)")
+    twin.add_argument("--sample-log", type=Path, help="append every sample sent (JSONL)")
+
+    pace = parser.add_argument_group("pace and batching")
+    if default_pace != "live":
+        speed = pace.add_mutually_exclusive_group()
+        paced_default = " (default 1)" if default_pace == "paced" else ""
+        speed.add_argument("--speedup", type=_positive, help="real-time factor" + paced_default)
+        fast_help = "as fast as the service answers" + (
+            " (default)" if default_pace == "fast" else ""
+        )
+        speed.add_argument("--fast", action="store_true", help=fast_help)
+    pace.add_argument("--batch-size", type=int, help="max samples per request (500; 2000 --fast)")
+    pace.add_argument("--batch-interval-s", type=_positive, default=1.0,
+                      help="max wall time a sample waits before it is sent (%(default)s)")
+    pace.add_argument("--buffer-size", type=int, default=200_000,
+                      help="samples kept while the service is down (%(default)s)")
+    pace.add_argument("--retry-max-s", type=_positive, default=30.0,
+                      help="longest wait between retries (%(default)s)")
+    pace.add_argument("--flush-timeout-s", type=_positive, default=600.0,
+                      help="how long to keep retrying the rest at the end (%(default)s)")
+    pace.add_argument("--no-progress", action="store_true", help="no progress line")
+    parser.set_defaults(default_pace=default_pace, fast=False, speedup=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bridge", description="Feed the EV battery twin's POST /step."
+    )
+    parser.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    cycle = sub.add_parser("cycle", help="standard drive cycles through a road-load model")
+    cycle.add_argument("--cycle", default="udds",
+                       help=f"{', '.join(available_cycles())} or a CSV (default %(default)s)")
+    cycle.add_argument("--repeat", type=int,
+                       help="passes of the cycle; 0 = forever (default 1 with --fast, else 0)")
+    cycle.add_argument("--ambient-c", type=float, help="ambient temperature, °C")
+    cycle.add_argument("--sample-hz", type=_positive,
+                       help="resample the 1 Hz trace (e.g. 10); default: the trace's own rate")
+    cycle.add_argument("--charge-to", type=_fraction, help="charging stops between cycles up to")
+    cycle.add_argument("--charge-below", type=_fraction, default=0.3,
+                       help="plug in when SOC is below this between cycles (%(default)s)")
+    cycle.add_argument("--charge-kw", type=_positive, default=11.0,
+                       help="charging power (%(default)s kW)")
+    _add_twin_options(cycle, default_pace="paced")
+
+    replay = sub.add_parser("replay", help="recorded BeamNG JSON, CSV or JSONL logs")
+    replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    replay.add_argument("--motors", type=_names, help="motor device names, comma-separated")
+    replay.add_argument("--ambient-c", type=float, help="ambient temperature, °C")
+    replay.add_argument("--max-gap-s", type=_positive, default=1.0,
+                        help="longer gaps between readings count as idle (%(default)s)")
+    _add_twin_options(replay, default_pace="fast")
+
+    beamng = sub.add_parser("beamng", help="live BeamNG.tech via beamngpy")
+    _add_beamng_options(beamng)
+    beamng.add_argument("--duration", type=_positive, help="stop after S simulated seconds")
+    beamng.add_argument("--motors", type=_names, help="motor device names, comma-separated")
+    beamng.add_argument("--ambient-c", type=float, help="ambient temperature, °C")
+    beamng.add_argument("--max-gap-s", type=_positive, default=1.0,
+                        help="longer gaps between readings count as idle (%(default)s)")
+    _add_twin_options(beamng, default_pace="live")
+
+    explore = sub.add_parser("explore", help="save what BeamNG's sensors report")
+    _add_beamng_options(explore)
+    explore.add_argument("--config", help="config.yaml with a beamng: section")
+    explore.add_argument("--duration", type=_positive, default=5.0,
+                         help="seconds to record (%(default)s)")
+    explore.add_argument("--out-dir", type=Path, default=Path("battery_sensor_data"))
+    return parser
+
+
+def _add_beamng_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("BeamNG.tech (defaults: config.yaml beamng:)")
+    group.add_argument("--host")
+    group.add_argument("--port", type=int)
+    group.add_argument("--no-launch", action="store_true",
+                       help="attach to a running simulator (player vehicle, else spawn)")
+    group.add_argument("--model", help="vehicle model")
+    group.add_argument("--beamng-home", help="BeamNG.tech folder (needed to launch)")
+    group.add_argument("--level")
+    group.add_argument("--steps-per-poll", type=int,
+                       help="pause and step the simulation N physics steps per poll")
+    group.add_argument("--socket-timeout-s", type=_positive,
+                       help="a frozen simulator is detected after this long")
+
+
+# -- running a source ----------------------------------------------------------------------
+
+
+def _poster_config(args: argparse.Namespace, vehicle: str, pace: str) -> PosterConfig:
+    options: dict[str, Any] = {}
+    if args.demo:
+        options["demo_mode"] = True
+    if args.time_multiplier is not None:
+        options["time_multiplier"] = args.time_multiplier
+    if args.aging_model:
+        options["aging_model"] = args.aging_model
+    fast = pace == "fast"
+    batch = args.batch_size or (2000 if fast else 500)
+    # Back-pressure needs only a few batches of room; a live source needs hours of it.
+    buffer = min(args.buffer_size, 4 * batch) if fast else args.buffer_size
+    return PosterConfig(
+        vehicle_id=args.vehicle_id,
+        vehicle=vehicle,
+        options=options or None,
+        max_batch_samples=batch,
+        max_batch_age_s=args.batch_interval_s,
+        max_buffer_samples=max(buffer, batch),
+        block_when_full=fast,
+        retry_max_s=args.retry_max_s,
+        initial_state={"soc": args.initial_soc} if args.initial_soc is not None else None,
+        state_file=args.state_file,
+        live_file=args.live_file,
+        sample_log=args.sample_log,
+        progress=not args.no_progress,
+    )
+
+
+def _pace(args: argparse.Namespace) -> str:
+    if args.fast:
+        return "fast"
+    if args.speedup:
+        return "paced"
+    return str(args.default_pace)
+
+
+def run_source(
+    args: argparse.Namespace,
+    client: TwinClient,
+    vehicle: str,
+    make_samples: Callable[[Poster], Iterator[Sample]],
+) -> int:
+    """Drive one source through the poster; handles Ctrl-C / SIGTERM and the final flush."""
+    pace = _pace(args)
+    speedup = (args.speedup or 1.0) if pace == "paced" else None
+    poster = Poster(client, _poster_config(args, vehicle, pace)).start()
+    started_at = time.monotonic()
+    code = 0
+    source = make_samples(poster)
+    try:
+        for sample in paced(source, speedup):
+            poster.submit(sample)
+    except KeyboardInterrupt:
+        code = 130
+        logger.warning("interrupted: sending %d buffered samples (Ctrl-C again to quit now)",
+                       poster.buffered)
+    except PosterStopped as exc:
+        code = 1
+        logger.error("stopped: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - what was read so far is still sent below
+        code = _exit_code(exc)
+        logger.error("source failed: %s", exc, exc_info=code == 1)
+    finally:
+        source.close()  # lets a live source clean up (the PowertrainSensor is removed)
+    flush_s = args.flush_timeout_s if code != 130 else min(args.flush_timeout_s, 30.0)
+    try:
+        if not poster.close(timeout_s=flush_s) and code == 0:
+            code = 1
+    except KeyboardInterrupt:
+        poster.abort()
+        code = 130
+    _summary(poster, time.monotonic() - started_at)
+    return code
+
+
+def _exit_code(exc: BaseException) -> int:
+    """2: bad input (file, preset, option), 3: simulator unavailable, 1: anything else."""
+    from bridge.sources.beamng_adapter import BeamNGUnavailable
+
+    if isinstance(exc, BeamNGUnavailable):
+        return 3
+    if isinstance(exc, LookupError | ValueError | OSError):
+        return 2
+    return 1
+
+
+def _summary(poster: Poster, wall_s: float) -> None:
+    stats = poster.stats
+    state = poster.state or {}
+    km = state.get("total_distance_km")
+    line = (f"done: {stats.samples_sent} samples in {stats.requests} requests, "
+            f"{wall_s:.1f} s wall")
+    if km:
+        net_kwh = state.get("energy_discharged_kwh", 0.0) - state.get("energy_charged_kwh", 0.0)
+        line += f", {km:.3f} km, {net_kwh / km * 1000:.1f} Wh/km net at the terminals"
+    if "soc" in state:
+        line += f", SOC {state['soc'] * 100:.2f} %, SOH {state.get('soh', 1.0) * 100:.4f} %"
+    if stats.samples_dropped or stats.samples_rejected:
+        line += f", dropped {stats.samples_dropped}, rejected {stats.samples_rejected}"
+    logger.info(line)
+
+
+def _client(args: argparse.Namespace) -> TwinClient:
+    return TwinClient(args.twin_url, api_key=args.api_key)
+
+
+def cmd_cycle(args: argparse.Namespace) -> int:
+    from bridge.presets import roadload_params
+    from bridge.sources.cycle import ChargeStop, cycle_samples
+
+    vehicle = args.vehicle or _config_default_vehicle(args.config)
+    repeat = args.repeat if args.repeat is not None else (1 if _pace(args) == "fast" else 0)
+    charge = None
+    if args.charge_to is not None:
+        charge = ChargeStop(to=args.charge_to, below=args.charge_below, power_kw=args.charge_kw)
+    with _client(args) as client:
+        params = roadload_params(vehicle, client)
+
+        def make(poster: Poster) -> Iterator[Sample]:
+            return cycle_samples(
+                args.cycle, params, repeat=repeat or None, ambient_c=args.ambient_c,
+                sample_hz=args.sample_hz, charge=charge, soc_feedback=poster.current_soc,
+            )
+
+        return run_source(args, client, vehicle, make)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from bridge.sources.replay import replay_samples
+
+    vehicle = args.vehicle or _config_default_vehicle(args.config)
+
+    def make(poster: Poster) -> Iterator[Sample]:
+        return replay_samples(
+            args.files, motors=args.motors, ambient_c=args.ambient_c, max_gap_s=args.max_gap_s
+        )
+
+    with _client(args) as client:
+        return run_source(args, client, vehicle, make)
+
+
+def _beamng_settings(args: argparse.Namespace) -> Any:
+    from bridge.sources.beamng_adapter import BeamNGSettings
+
+    return BeamNGSettings.from_config(
+        args.config, host=args.host, port=args.port, model=args.model,
+        beamng_home=args.beamng_home, level=args.level, steps_per_poll=args.steps_per_poll,
+        socket_timeout_s=args.socket_timeout_s,
+    )
+
+
+def _twin_vehicle_for_model(model: str, client: TwinClient, fallback: str) -> str:
+    """Use the BeamNG model as the preset when the service knows it, else the default."""
+    try:
+        client.preset(model)
+        return model
+    except KeyError:
+        pass
+    except (TwinConnectionError, TwinHTTPError):
+        from bridge.presets import local_preset
+
+        try:
+            local_preset(model)
+            return model
+        except LookupError:
+            pass
+    logger.info("no preset named %r: the twin uses %r", model, fallback)
+    return fallback
+
+
+def cmd_beamng(args: argparse.Namespace) -> int:
+    from bridge.sources.beamng import beamng_samples
+
+    settings = _beamng_settings(args)
+
+    def make(poster: Poster) -> Iterator[Sample]:
+        return beamng_samples(
+            settings, launch=not args.no_launch, duration_s=args.duration, motors=args.motors,
+            ambient_c=args.ambient_c, max_gap_s=args.max_gap_s,
+        )
+
+    with _client(args) as client:
+        vehicle = args.vehicle or _twin_vehicle_for_model(
+            settings.model, client, _config_default_vehicle(args.config)
+        )
+        return run_source(args, client, vehicle, make)
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from bridge.sources.explore import explore
+
+    settings = _beamng_settings(args)
+    explore(settings, out_dir=args.out_dir, duration_s=args.duration, launch=not args.no_launch)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "cycle": cmd_cycle,
+    "replay": cmd_replay,
+    "beamng": cmd_beamng,
+    "explore": cmd_explore,
+}
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = getattr(logging, args.log_level.upper())
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)  # beamngpy sets its own loggers to DEBUG
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))  # one line per request
+    # SIGTERM (docker stop, supervisors) and SIGINT stop the run the same way: flush, save.
+    # SIGINT is set explicitly because a shell starts background jobs with it ignored.
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        code = _exit_code(exc)
+        if code == 1:
+            raise
+        logger.error("%s", exc, exc_info=level <= logging.DEBUG)
+        return code
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        signal.signal(signal.SIGINT, previous_sigint)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

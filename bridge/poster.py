@@ -1,0 +1,496 @@
+"""The one path into ``POST /step`` for every source.
+
+Sources hand samples to :meth:`Poster.submit`; a sender thread posts them in batches bounded
+by size and by age, retries with exponential backoff and jitter while the service is down,
+keeps every sample in a bounded buffer meanwhile (back-pressure for sources that can wait,
+counted and logged drops for real-time sources when the buffer overflows), carries the
+returned ``state`` into the next call and can persist it (``--state-file``) and the latest
+telemetry (``--live-file``) after every accepted batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import random
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from bridge.samples import Sample
+from clients.python import (
+    StepResponse,
+    TwinClient,
+    TwinConnectionError,
+    TwinHTTPError,
+    TwinValidationError,
+)
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE_FORMAT = "ev-twin-bridge-state/1"
+#: Log a drop summary at most this often while the buffer overflows.
+DROP_LOG_INTERVAL_S = 10.0
+
+
+class PosterStopped(RuntimeError):
+    """The poster stopped for good (fatal rejection by the service or an abort)."""
+
+
+@dataclass
+class PosterConfig:
+    """How samples are batched, retried, buffered and persisted."""
+
+    vehicle_id: str = "default"
+    vehicle: str | Mapping[str, Any] | None = None
+    options: dict[str, Any] | None = None
+    max_batch_samples: int = 500
+    max_batch_age_s: float = 1.0
+    max_buffer_samples: int = 200_000
+    #: True: ``submit`` waits while the buffer is full (replays, --fast). False: drop + count.
+    block_when_full: bool = False
+    retry_first_s: float = 0.5
+    retry_max_s: float = 30.0
+    #: Seed for a new pack (``{"soc": 0.5}``) when there is no state file to resume from.
+    initial_state: dict[str, Any] | None = None
+    state_file: Path | None = None
+    live_file: Path | None = None
+    sample_log: Path | None = None
+    progress: bool = True
+    progress_interval_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_batch_samples < 1 or self.max_buffer_samples < self.max_batch_samples:
+            raise ValueError("need 1 ≤ max_batch_samples ≤ max_buffer_samples")
+        if self.max_batch_age_s <= 0 or self.retry_first_s <= 0:
+            raise ValueError("max_batch_age_s and retry_first_s must be > 0")
+
+
+@dataclass
+class PosterStats:
+    samples_submitted: int = 0
+    samples_sent: int = 0
+    samples_dropped: int = 0
+    samples_rejected: int = 0
+    requests: int = 0
+    failed_attempts: int = 0
+    bridge_distance_km: float = 0.0  # Σ wheel speed·dt of the samples the service accepted
+    started_at: float = field(default_factory=time.monotonic)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that readers see either the old or the new file, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_state_file(path: Path) -> dict[str, Any] | None:
+    """The saved record of a previous run, or None when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    if not isinstance(record, dict) or not isinstance(record.get("state"), dict):
+        raise ValueError(f"{path}: not a bridge state file (no 'state' object)")
+    return record
+
+
+def offending_sample_index(body: Any) -> int | None:
+    """Find the index of the rejected sample in a 4xx body (FastAPI ``loc`` or a message)."""
+    if isinstance(body, Mapping):
+        loc = body.get("loc")
+        if isinstance(loc, list | tuple) and "samples" in loc:
+            after = list(loc)[list(loc).index("samples") + 1 :]
+            if after and isinstance(after[0], int):
+                return after[0]
+        for key in ("index", "sample_index"):
+            if isinstance(body.get(key), int):
+                return int(body[key])
+        for value in body.values():
+            found = offending_sample_index(value)
+            if found is not None:
+                return found
+    elif isinstance(body, list | tuple):
+        for value in body:
+            found = offending_sample_index(value)
+            if found is not None:
+                return found
+    elif isinstance(body, str):
+        match = re.search(r"samples(?:\[|\.|/|\s)(\d+)", body)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+class Poster:
+    """Batches samples to ``POST /step`` from a background thread.
+
+    Use as a context manager (or :meth:`start` / :meth:`close`)::
+
+        with Poster(client, config) as poster:
+            for sample in source:
+                poster.submit(sample)
+    """
+
+    def __init__(self, client: TwinClient, config: PosterConfig) -> None:
+        self.client = client
+        self.config = config
+        self.stats = PosterStats()
+        self.state: dict[str, Any] | None = None
+        self.last_response: StepResponse | None = None
+        self._buffer: deque[Sample] = deque()
+        self._cond = threading.Condition()
+        self._oldest_at: float | None = None  # monotonic time the oldest unsent sample arrived
+        self._flush_requested = 0
+        self._closing = False
+        self._abort = threading.Event()
+        self._fatal: BaseException | None = None
+        self._batch_limit = config.max_batch_samples
+        self._thread: threading.Thread | None = None
+        self._last_drop_log = 0.0
+        self._drops_unlogged = 0
+        self._last_progress = 0.0
+        self._last_progress_line = ""
+        self._sample_log: IO[str] | None = None
+        self._progress_tty = sys.stderr.isatty()
+        self._resume()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        config = self.config
+        if config.state_file is not None:
+            record = load_state_file(config.state_file)
+            if record is not None:
+                self.state = record["state"]
+                saved_vehicle = record.get("vehicle_id")
+                if saved_vehicle not in (None, config.vehicle_id):
+                    logger.warning(
+                        "state file %s belongs to vehicle %r, continuing it as %r",
+                        config.state_file, saved_vehicle, config.vehicle_id,
+                    )
+                logger.info(
+                    "resuming from %s: soc %.4f soh %.6f, %.3f km",
+                    config.state_file,
+                    self.state.get("soc", float("nan")),
+                    self.state.get("soh", float("nan")),
+                    self.state.get("total_distance_km", float("nan")),
+                )
+                return
+        self.state = dict(config.initial_state) if config.initial_state else None
+
+    def start(self) -> Poster:
+        if self._thread is None:
+            if self.config.sample_log is not None:
+                self.config.sample_log.parent.mkdir(parents=True, exist_ok=True)
+                self._sample_log = open(self.config.sample_log, "a")  # noqa: SIM115
+            self._thread = threading.Thread(target=self._run, name="bridge-poster", daemon=True)
+            self._thread.start()
+        return self
+
+    def __enter__(self) -> Poster:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is KeyboardInterrupt:
+            return  # the caller decides how long to flush (see bridge.__main__)
+        self.close()
+
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Send what is buffered (waiting at most ``timeout_s``), then stop the sender.
+
+        Returns True when every sample was accepted. The state file is already current: it
+        is written after every accepted batch.
+        """
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        emptied = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                self._abort.set()
+                with self._cond:
+                    self._cond.notify_all()
+                self._thread.join(5.0)
+            emptied = not self._buffer
+        if self._buffer:
+            reason = f"poster stopped: {self._fatal}" if self._fatal else "service unreachable"
+            logger.error("%d samples were not sent (%s)", len(self._buffer), reason)
+        self._progress(final=True)
+        sender_done = self._thread is None or not self._thread.is_alive()
+        if self._sample_log is not None and sender_done:
+            self._sample_log.close()
+            self._sample_log = None
+        return emptied
+
+    def abort(self) -> None:
+        """Stop now without sending the buffer (second Ctrl-C)."""
+        self._abort.set()
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+
+    # -- producer side ---------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def submit(self, sample: Sample) -> bool:
+        """Queue one sample. Returns False if it had to be dropped (buffer full)."""
+        with self._cond:
+            self._raise_if_stopped()
+            self.stats.samples_submitted += 1
+            limit = self.config.max_buffer_samples
+            if len(self._buffer) >= limit:
+                if self.config.block_when_full:
+                    while len(self._buffer) >= limit:
+                        self._raise_if_stopped()
+                        self._cond.wait(0.5)
+                else:
+                    self._count_drop()
+                    return False
+            first = not self._buffer
+            if first:
+                self._oldest_at = time.monotonic()
+            self._buffer.append(sample)
+            if first or len(self._buffer) >= self._batch_limit:
+                self._cond.notify_all()  # the sender re-times its wait / sends a full batch
+        return True
+
+    def submit_all(self, samples: Iterable[Sample]) -> None:
+        for sample in samples:
+            self.submit(sample)
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every submitted sample was accepted (True) or the timeout passed."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._cond:
+            self._flush_requested += 1
+            self._cond.notify_all()
+            try:
+                while self._buffer:
+                    self._raise_if_stopped()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(0.5 if remaining is None else min(0.5, remaining))
+                return True
+            finally:
+                self._flush_requested -= 1
+
+    def current_soc(self) -> float | None:
+        """SOC (0..1) after every submitted sample, waiting for the service if needed."""
+        self.flush()
+        return None if self.state is None else float(self.state.get("soc", 0.0))
+
+    def _raise_if_stopped(self) -> None:
+        if self._fatal is not None:
+            raise PosterStopped(str(self._fatal)) from self._fatal
+        if self._abort.is_set():
+            raise PosterStopped("aborted")
+
+    def _count_drop(self) -> None:
+        self.stats.samples_dropped += 1
+        self._drops_unlogged += 1
+        now = time.monotonic()
+        if now - self._last_drop_log >= DROP_LOG_INTERVAL_S:
+            logger.warning(
+                "buffer full (%d samples): dropped %d new samples (total dropped %d)",
+                self.config.max_buffer_samples, self._drops_unlogged, self.stats.samples_dropped,
+            )
+            self._last_drop_log = now
+            self._drops_unlogged = 0
+
+    # -- sender thread ---------------------------------------------------------------------
+
+    def _batch_ready(self) -> bool:
+        if not self._buffer:
+            return False
+        if self._closing or self._flush_requested or len(self._buffer) >= self._batch_limit:
+            return True
+        assert self._oldest_at is not None
+        return time.monotonic() - self._oldest_at >= self.config.max_batch_age_s
+
+    def _run(self) -> None:
+        try:
+            while not self._abort.is_set():
+                with self._cond:
+                    while not self._batch_ready():
+                        if self._closing and not self._buffer:
+                            return
+                        if self._abort.is_set():
+                            return
+                        wait_s = 0.5
+                        if self._buffer and self._oldest_at is not None:
+                            age_s = time.monotonic() - self._oldest_at
+                            wait_s = max(0.001, min(wait_s, self.config.max_batch_age_s - age_s))
+                        self._cond.wait(wait_s)
+                    batch = list(itertools.islice(self._buffer, self._batch_limit))
+                response = self._post_with_retry(batch)
+                if response is None:
+                    continue  # the batch changed (a rejected sample removed, size halved)
+                with self._cond:
+                    for _ in batch:
+                        self._buffer.popleft()
+                    self._oldest_at = time.monotonic() if self._buffer else None
+                    self._cond.notify_all()
+                self._accepted(batch, response)
+        except BaseException as exc:  # noqa: BLE001 - reported to the producer thread
+            if not isinstance(exc, PosterStopped):
+                logger.exception("poster stopped")
+            self._fatal = exc
+        finally:
+            with self._cond:
+                self._cond.notify_all()
+
+    def _post_with_retry(self, batch: list[Sample]) -> StepResponse | None:
+        delay_s = self.config.retry_first_s
+        failures = 0
+        wire = [s.to_wire() for s in batch]
+        while True:
+            if self._abort.is_set():
+                raise PosterStopped("aborted")
+            try:
+                self.stats.requests += 1
+                response = self.client.step(
+                    wire,
+                    vehicle_id=self.config.vehicle_id,
+                    vehicle=self.config.vehicle,
+                    state=self.state,
+                    options=self.config.options,
+                )
+                if failures:
+                    logger.info("service back after %d failed attempts", failures)
+                return response
+            except TwinValidationError as exc:
+                if self._handle_rejection(exc, batch):
+                    return None
+                raise PosterStopped(f"service rejected the request: {exc}") from exc
+            except TwinHTTPError as exc:
+                if not exc.retryable:
+                    raise PosterStopped(f"service refused the request: {exc}") from exc
+                reason: str = str(exc)
+            except TwinConnectionError as exc:
+                reason = str(exc)
+            failures += 1
+            self.stats.failed_attempts += 1
+            wait_s = delay_s * (0.5 + random.random())  # full jitter around the backoff
+            log = logger.warning if failures == 1 or failures % 10 == 0 else logger.debug
+            log(
+                "POST /step failed (%s); %d samples buffered; retry %d in %.1f s",
+                reason, len(self._buffer), failures, wait_s,
+            )
+            self._abort.wait(wait_s)
+            delay_s = min(self.config.retry_max_s, delay_s * 2.0)
+
+    def _handle_rejection(self, exc: TwinValidationError, batch: list[Sample]) -> bool:
+        """Shrink an oversized batch or drop the one sample the service named."""
+        if exc.status_code == 413 and self._batch_limit > 1:
+            self._batch_limit = max(1, len(batch) // 2)
+            logger.warning("request too large; batches now at most %d samples", self._batch_limit)
+            return True
+        index = offending_sample_index(exc.body)
+        if index is None or not 0 <= index < len(batch):
+            return False
+        with self._cond:
+            del self._buffer[index]
+            self._oldest_at = time.monotonic() if self._buffer else None
+            self._cond.notify_all()
+        self.stats.samples_rejected += 1
+        logger.error("service rejected sample %s: %s; dropped it", batch[index].to_wire(),
+                     exc.detail if exc.detail is not None else exc.body)
+        return True
+
+    def _accepted(self, batch: list[Sample], response: StepResponse) -> None:
+        self.state = dict(response["state"])
+        self.last_response = response
+        self.stats.samples_sent += len(batch)
+        self.stats.bridge_distance_km += sum(s.distance_m for s in batch) / 1000.0
+        if self.config.state_file is not None:
+            atomic_write_json(self.config.state_file, self._state_record(response))
+        if self.config.live_file is not None and "telemetry" in response:
+            atomic_write_json(self.config.live_file, response["telemetry"])
+        if self._sample_log is not None:
+            self._log_samples(batch, response)
+        self._progress()
+
+    def _state_record(self, response: StepResponse) -> dict[str, Any]:
+        return {
+            "format": STATE_FILE_FORMAT,
+            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "vehicle_id": response.get("vehicle_id", self.config.vehicle_id),
+            "vehicle": self.config.vehicle,
+            "rev": response.get("rev"),
+            "state": response["state"],
+            "telemetry": response.get("telemetry"),
+        }
+
+    def _log_samples(self, batch: list[Sample], response: StepResponse) -> None:
+        assert self._sample_log is not None
+        telemetry = response.get("telemetry", {})
+        twin = {"twin_rev": response.get("rev"), "twin_soc_pct": telemetry.get("soc")}
+        for sample in batch:
+            row = {**sample.to_wire(), **sample.extras, **twin}
+            self._sample_log.write(json.dumps(row) + "\n")
+        self._sample_log.flush()
+
+    # -- progress --------------------------------------------------------------------------
+
+    def progress_line(self) -> str:
+        telemetry = (self.last_response or {}).get("telemetry", {})
+        km = telemetry.get("total_distance_km", self.stats.bridge_distance_km)
+        soc = telemetry.get("soc")
+        soh = telemetry.get("soh")
+        parts = [
+            f"sent {self.stats.samples_sent}",
+            f"{km:.2f} km",
+            f"SOC {soc:.2f} %" if soc is not None else "SOC -",
+            f"SOH {soh:.4f} %" if soh is not None else "SOH -",
+            f"buffered {len(self._buffer)}",
+        ]
+        if self.stats.samples_dropped:
+            parts.append(f"dropped {self.stats.samples_dropped}")
+        if self.stats.samples_rejected:
+            parts.append(f"rejected {self.stats.samples_rejected}")
+        return " | ".join(parts)
+
+    def _progress(self, final: bool = False) -> None:
+        if not self.config.progress or (final and not self.stats.samples_sent):
+            return
+        now = time.monotonic()
+        interval = 0.5 if self._progress_tty else self.config.progress_interval_s
+        if not final and now - self._last_progress < interval:
+            return
+        self._last_progress = now
+        line = self.progress_line()
+        if final and line == self._last_progress_line:
+            return
+        self._last_progress_line = line
+        # The progress line is the bridge's one direct terminal output (not a log record).
+        if self._progress_tty:
+            sys.stderr.write("\r\x1b[K" + line + ("\n" if final else ""))
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()

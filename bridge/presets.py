@@ -1,0 +1,41 @@
+"""Vehicle presets for the road-load model: from the service, else from ``twin_service``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bridge.roadload import RoadLoadParams
+from clients.python import TwinClient, TwinConnectionError, TwinHTTPError
+
+logger = logging.getLogger(__name__)
+
+
+def local_preset(vehicle: str) -> dict[str, Any]:
+    """The preset from the installed ``twin_service.presets`` package (no service needed)."""
+    try:
+        from twin_service.presets import PRESETS  # noqa: PLC0415 - optional, heavy import
+    except ImportError as exc:
+        raise LookupError(f"twin_service.presets is not importable: {exc}") from exc
+    if vehicle not in PRESETS:
+        raise LookupError(f"unknown vehicle preset {vehicle!r}; known: {', '.join(PRESETS)}")
+    preset = PRESETS[vehicle]
+    dumped = preset.model_dump(mode="json") if hasattr(preset, "model_dump") else dict(preset)
+    return {"id": vehicle, **dumped}
+
+
+def fetch_preset(vehicle: str, client: TwinClient | None) -> dict[str, Any]:
+    """Ask the service (the source of truth); fall back to the local package if unreachable."""
+    if client is not None:
+        try:
+            return client.preset(vehicle)
+        except KeyError as exc:
+            raise LookupError(str(exc)) from exc
+        except (TwinConnectionError, TwinHTTPError) as exc:
+            logger.info("presets from the service unavailable (%s); using twin_service", exc)
+    return local_preset(vehicle)
+
+
+def roadload_params(vehicle: str, client: TwinClient | None) -> RoadLoadParams:
+    """Road-load parameters of a preset id."""
+    return RoadLoadParams.from_preset(fetch_preset(vehicle, client))

@@ -1,0 +1,105 @@
+"""The sample every source yields: one ``/step`` sample plus local-only extras."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Sample fields the service accepts (SPEC §3), in wire order.
+WIRE_FIELDS = (
+    "dt_s",
+    "motors",
+    "power_kw",
+    "current_a",
+    "wheel_speed_m_s",
+    "throttle",
+    "brake",
+    "ambient_c",
+    "aux_kw",
+    "charging",
+)
+_FLOAT_FIELDS = tuple(f for f in WIRE_FIELDS if f not in ("motors", "charging"))
+
+
+@dataclass(slots=True)
+class Motor:
+    """Mechanical operating point of one motor shaft; torque·speed > 0 is motoring."""
+
+    torque_nm: float
+    speed_rad_s: float
+
+    @property
+    def power_w(self) -> float:
+        return self.torque_nm * self.speed_rad_s
+
+
+@dataclass(slots=True)
+class Sample:
+    """One ``/step`` sample. Exactly one drive input (``motors``, ``power_kw`` or ``current_a``).
+
+    ``extras`` never goes to the service; it is written to the local sample log (for
+    example BeamNG's own SOC, ``beamng_fuel``, for comparison with the twin).
+    """
+
+    dt_s: float
+    motors: list[Motor] | None = None
+    power_kw: float | None = None
+    current_a: float | None = None
+    wheel_speed_m_s: float | None = None
+    throttle: float | None = None
+    brake: float | None = None
+    ambient_c: float | None = None
+    aux_kw: float | None = None
+    charging: bool | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        inputs = sum(x is not None for x in (self.motors, self.power_kw, self.current_a))
+        if inputs != 1:
+            raise ValueError("a sample needs exactly one of motors, power_kw, current_a")
+        if not self.dt_s > 0:
+            raise ValueError(f"dt_s must be > 0, got {self.dt_s}")
+
+    @property
+    def distance_m(self) -> float:
+        """Distance covered during the sample (0 when the wheel speed is unknown)."""
+        return abs(self.wheel_speed_m_s or 0.0) * self.dt_s
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object sent in ``samples``; unset optional fields are left out."""
+        wire: dict[str, Any] = {"dt_s": float(self.dt_s)}
+        if self.motors is not None:
+            wire["motors"] = [
+                {"torque_nm": float(m.torque_nm), "speed_rad_s": float(m.speed_rad_s)}
+                for m in self.motors
+            ]
+        for name in _FLOAT_FIELDS[1:]:
+            value = getattr(self, name)
+            if value is not None:
+                wire[name] = float(value)
+        if self.charging is not None:
+            wire["charging"] = bool(self.charging)
+        return wire
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any], **extras: Any) -> Sample:
+        """Build a sample from a ``/step``-shaped mapping; unknown keys go to ``extras``."""
+        values = {k: data[k] for k in WIRE_FIELDS if k in data and data[k] is not None}
+        motors = values.pop("motors", None)
+        if motors is not None:
+            values["motors"] = [
+                Motor(float(m["torque_nm"]), float(m["speed_rad_s"])) for m in motors
+            ]
+        for key in _FLOAT_FIELDS:
+            if key in values:
+                values[key] = float(values[key])
+        if "charging" in values:
+            values["charging"] = _as_bool(values["charging"])
+        other = {k: v for k, v in data.items() if k not in WIRE_FIELDS}
+        return cls(**values, extras={**other, **extras})
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "y", "t")
+    return bool(value)

@@ -1,0 +1,156 @@
+"""Replay source: recorded BeamNG JSON, CSV logs and JSONL logs → samples.
+
+- ``*.json``: a PowertrainSensor poll (int or string keys, or ``[]``), an Electrics poll
+  (held for the powertrain file of the same recording: ``<model>_electrics_<ts>.json`` goes
+  with ``<model>_powertrain_<ts>.json``; a lone Electrics file applies to every powertrain
+  file), or a ``/step`` request body (``{"samples": [...]}``) or a list of samples.
+- ``*.csv``: one row per sample, columns named like ``/step`` sample fields (``dt_s`` or a
+  ``time_s`` column, ``power_kw`` / ``current_a`` / motors as ``torque_nm``+``speed_rad_s``,
+  ``motor<i>_torque_nm``+``motor<i>_speed_rad_s`` or a JSON ``motors`` column, ...).
+- ``*.jsonl`` / ``*.ndjson``: one sample object per line, same names.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bridge.samples import WIRE_FIELDS, Sample
+from bridge.sources.powertrain import (
+    DEFAULT_MAX_GAP_S,
+    ReadingIntegrator,
+    is_electrics,
+    is_powertrain_poll,
+    normalize_poll,
+)
+
+logger = logging.getLogger(__name__)
+
+_MOTOR_COLUMN = re.compile(r"^motors?[._]?(\d+)[._](torque_nm|speed_rad_s)$")
+
+
+def recording_key(path: Path) -> str:
+    """``Model3_2024_powertrain_20250911_123812`` and its electrics file share a key."""
+    return re.sub(r"_(powertrain|electrics|battery_analysis)_", "_", path.stem)
+
+
+def replay_samples(
+    paths: Sequence[Path],
+    *,
+    motors: Sequence[str] | None = None,
+    ambient_c: float | None = None,
+    max_gap_s: float = DEFAULT_MAX_GAP_S,
+) -> Iterator[Sample]:
+    """Samples of every file in order (electrics files only provide held values)."""
+    loaded = [(Path(p), _load(Path(p))) for p in paths]
+    electrics = {recording_key(p): d for p, (kind, d) in loaded if kind == "electrics"}
+    lone_electrics = next(iter(electrics.values())) if len(electrics) == 1 else None
+    produced = 0
+    for path, (kind, data) in loaded:
+        if kind == "electrics":
+            continue
+        if kind == "powertrain":
+            integrator = ReadingIntegrator(motors=motors, ambient_c=ambient_c, max_gap_s=max_gap_s)
+            integrator.update_electrics(electrics.get(recording_key(path), lone_electrics))
+            readings = normalize_poll(data)
+            if not readings:
+                logger.warning("%s: empty powertrain poll, nothing to replay", path)
+            for sample in integrator.feed(readings):
+                produced += 1
+                yield sample
+            logger.info(
+                "%s: %d readings, %.3f s, motors %s", path.name, integrator.readings,
+                integrator.elapsed_s, ", ".join(integrator.motor_names or []),
+            )
+        else:
+            for sample in data:
+                if ambient_c is not None and sample.ambient_c is None:
+                    sample.ambient_c = ambient_c
+                produced += 1
+                yield sample
+    if not produced and not any(kind == "powertrain" for _, (kind, _) in loaded):
+        raise ValueError("nothing to replay: Electrics polls alone have no time series")
+
+
+def _load(path: Path) -> tuple[str, Any]:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "samples", list(csv_samples(path))
+    if suffix in (".jsonl", ".ndjson"):
+        return "samples", list(jsonl_samples(path))
+    if suffix != ".json":
+        raise ValueError(f"{path}: unknown log type (use .json, .csv or .jsonl)")
+    data = json.loads(path.read_text())
+    if data == [] or is_powertrain_poll(data):
+        return "powertrain", data
+    if isinstance(data, Mapping) and isinstance(data.get("samples"), list):
+        return "samples", [_row_sample(row, path, i) for i, row in enumerate(data["samples"])]
+    if isinstance(data, list) and all(isinstance(row, Mapping) for row in data):
+        return "samples", list(_timed_rows(data, path))
+    if is_electrics(data):
+        return "electrics", data
+    raise ValueError(f"{path}: neither a PowertrainSensor/Electrics poll nor a sample log")
+
+
+def csv_samples(path: Path) -> Iterator[Sample]:
+    """Samples of a CSV log (empty cells are missing values)."""
+    with open(path, newline="") as handle:
+        rows = ({k.strip(): v for k, v in row.items() if k and v not in ("", None)}
+                for row in csv.DictReader(handle))
+        yield from _timed_rows(rows, path)
+
+
+def jsonl_samples(path: Path) -> Iterator[Sample]:
+    """Samples of a JSONL log (one object per line; blank lines ignored)."""
+    with open(path) as handle:
+        rows = (json.loads(line) for line in handle if line.strip())
+        yield from _timed_rows(rows, path)
+
+
+def _timed_rows(rows: Any, path: Path) -> Iterator[Sample]:
+    """Rows with ``dt_s``, or with ``time_s`` (each row covers the time since the last)."""
+    last_time_s: float | None = None
+    for index, row in enumerate(rows):
+        row = dict(row)
+        if "dt_s" not in row and "time_s" in row:
+            time_s = float(row["time_s"])
+            if last_time_s is None or time_s <= last_time_s:
+                last_time_s = time_s
+                continue
+            row["dt_s"] = time_s - last_time_s
+            last_time_s = time_s
+        yield _row_sample(row, path, index)
+
+
+def _row_sample(row: Mapping[str, Any], path: Path, index: int) -> Sample:
+    row = dict(row)
+    motors = row.pop("motors", None)
+    if isinstance(motors, str):
+        motors = json.loads(motors)
+    indexed: dict[int, dict[str, float]] = {}
+    for key in list(row):
+        match = _MOTOR_COLUMN.match(key)
+        if match:
+            indexed.setdefault(int(match.group(1)), {})[match.group(2)] = float(row.pop(key))
+    if "torque_nm" in row and "speed_rad_s" in row:
+        indexed.setdefault(0, {}).update(
+            torque_nm=float(row.pop("torque_nm")), speed_rad_s=float(row.pop("speed_rad_s"))
+        )
+    if indexed:
+        motors = [indexed[i] for i in sorted(indexed)]
+    if motors is not None:
+        row["motors"] = [
+            m if isinstance(m, Mapping) else {"torque_nm": m[0], "speed_rad_s": m[1]}
+            for m in motors
+        ]
+    try:
+        return Sample.from_wire(row)
+    except (KeyError, TypeError, ValueError) as exc:
+        known = ", ".join(WIRE_FIELDS)
+        raise ValueError(f"{path}: row {index}: {exc} (sample fields: {known})") from exc
+

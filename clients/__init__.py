@@ -1,0 +1,1 @@
+"""Clients of the EV battery twin: typed Python client, terminal and web dashboards."""

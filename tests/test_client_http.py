@@ -1,0 +1,164 @@
+"""The typed Python client: request shapes and errors (scripted transport), then the real
+service process."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from clients.python import (
+    AsyncTwinClient,
+    TwinAuthError,
+    TwinClient,
+    TwinConnectionError,
+    TwinNotFound,
+    TwinServerError,
+    TwinValidationError,
+    find_preset,
+)
+
+try:
+    from fakes.twin_process import TwinProcess, free_port
+except ImportError:  # tests/ imported as a package
+    from tests.fakes.twin_process import TwinProcess, free_port
+
+SAMPLE = {"dt_s": 1.0, "motors": [{"torque_nm": 100.0, "speed_rad_s": 300.0}],
+          "wheel_speed_m_s": 10.0}
+
+
+# -- scripted transport ----------------------------------------------------------------------
+
+
+def _recording_client(status: int = 200, body: object = None, **kwargs: object):
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status, json=body if body is not None else {})
+
+    return TwinClient("http://twin.test/", transport=httpx.MockTransport(handler), **kwargs), seen
+
+
+def test_step_body_and_write_key() -> None:
+    client, seen = _recording_client(api_key="w", read_key="r")
+    client.step([SAMPLE], vehicle_id="ev-1", vehicle="Model3_2024", state={"soc": 0.5},
+                options={"demo_mode": True})
+    client.presets()
+    step, presets = seen
+    assert step.method == "POST" and step.url.path == "/step"
+    assert step.headers["authorization"] == "Bearer w"
+    assert json.loads(step.content) == {"vehicle_id": "ev-1", "state": {"soc": 0.5},
+                                        "samples": [SAMPLE], "vehicle": "Model3_2024",
+                                        "options": {"demo_mode": True}}
+    assert presets.headers["authorization"] == "Bearer r"
+
+
+def test_one_key_serves_reads_and_writes_and_no_key_sends_nothing() -> None:
+    client, seen = _recording_client(api_key="k")
+    client.health()
+    assert seen[0].headers["authorization"] == "Bearer k"
+    anonymous, seen = _recording_client()
+    anonymous.step([SAMPLE])
+    assert "authorization" not in seen[0].headers
+    assert json.loads(seen[0].content)["state"] is None
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "retryable"),
+    [(401, TwinAuthError, False), (404, TwinNotFound, False), (422, TwinValidationError, False),
+     (413, TwinValidationError, False), (500, TwinServerError, True),
+     (503, TwinServerError, True)],
+)
+def test_errors_carry_the_json_body(status: int, error: type, retryable: bool) -> None:
+    body = {"detail": [{"loc": ["body", "samples", 2, "dt_s"], "msg": "bad"}]}
+    client, _ = _recording_client(status, body)
+    with pytest.raises(error) as caught:
+        client.step([SAMPLE])
+    assert caught.value.status_code == status
+    assert caught.value.body == body and caught.value.detail == body["detail"]
+    assert caught.value.retryable is retryable
+    assert "samples" in str(caught.value)
+
+
+def test_unreachable_service_is_a_connection_error() -> None:
+    with TwinClient(f"http://127.0.0.1:{free_port()}", timeout_s=2.0) as client:
+        with pytest.raises(TwinConnectionError):
+            client.health()
+
+
+def test_find_preset_accepts_mapping_list_and_wrapped() -> None:
+    preset = {"id": "ev", "roadload": {"mass_kg": 1}}
+    assert find_preset({"ev": {"roadload": {"mass_kg": 1}}}, "ev") == preset
+    assert find_preset([preset], "ev") == preset
+    assert find_preset({"presets": [preset]}, "ev") == preset
+    with pytest.raises(KeyError):
+        find_preset([preset], "other")
+
+
+def test_forecast_needs_state_or_vehicle_id() -> None:
+    client, seen = _recording_client()
+    with pytest.raises(ValueError):
+        client.forecast()
+    client.forecast(vehicle_id="ev-1", usage={"daily_km": 40}, years=5)
+    assert json.loads(seen[0].content) == {"vehicle_id": "ev-1", "usage": {"daily_km": 40},
+                                           "years": 5}
+
+
+def test_websocket_urls() -> None:
+    assert TwinClient("http://h:1").ws_url("ev 1") == "ws://h:1/ws/vehicles/ev%201"
+    assert TwinClient("https://h/").ws_url() == "wss://h/ws/fleet"
+
+
+# -- the real service --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess]:
+    process = TwinProcess(tmp_path_factory.mktemp("twin-client")).start()
+    yield process
+    process.stop()
+
+
+def test_step_then_read_back(twin: TwinProcess) -> None:
+    with TwinClient(twin.url) as client:
+        assert client.health()
+        first = client.step([SAMPLE] * 10, vehicle_id="client-1", vehicle="Model3_2024")
+        assert first["vehicle_id"] == "client-1"
+        second = client.step([SAMPLE] * 10, vehicle_id="client-1", vehicle="Model3_2024",
+                             state=first["state"])
+        assert second["rev"] == first["rev"] + 1
+        assert second["state"]["elapsed_s"] == pytest.approx(20.0)
+        assert second["state"]["soc"] < first["state"]["soc"]
+        latest = client.vehicle("client-1")
+        assert latest["rev"] == second["rev"] and latest["state"] == second["state"]
+        history = client.history("client-1", limit=10)
+        assert history[-1]["soc"] == pytest.approx(second["telemetry"]["soc"])
+        known = client.vehicles()
+        ids = [t["vehicle_id"] for t in (known.values() if isinstance(known, dict) else known)]
+        assert "client-1" in ids
+        assert client.preset("Model3_2024")["roadload"]["mass_kg"] == 1752.0
+
+
+def test_service_errors_name_field_and_index(twin: TwinProcess) -> None:
+    with TwinClient(twin.url) as client:
+        bad = [SAMPLE, {**SAMPLE, "dt_s": -1.0}]
+        with pytest.raises(TwinValidationError) as caught:
+            client.step(bad, vehicle_id="client-bad")
+        assert caught.value.status_code == 422
+        assert ["body", "samples", 1, "dt_s"] in [e["loc"] for e in caught.value.detail]
+        with pytest.raises(TwinNotFound):
+            client.vehicle("never-stepped")
+
+
+async def test_async_client(twin: TwinProcess) -> None:
+    async with AsyncTwinClient(twin.url) as client:
+        reply = await client.step([SAMPLE] * 5, vehicle_id="client-async")
+        assert reply["state"]["elapsed_s"] == pytest.approx(5.0)
+        assert (await client.vehicle("client-async"))["rev"] == reply["rev"]
+        assert "Model3_2024" in json.dumps(await client.presets())
+        with pytest.raises(TwinValidationError):
+            await client.step([{"dt_s": 1.0}])
+

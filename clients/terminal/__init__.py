@@ -1,0 +1,1 @@
+"""Terminal dashboard of the twin service (Rich): ``python -m clients.terminal``."""

@@ -1,0 +1,104 @@
+"""The service serves the browser dashboard (clients/web) at / and /static/, outside the API
+schema, self-contained (no CDN), and only the dashboard's own files."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from twin_service.app import create_app
+from twin_service.settings import Settings
+
+WEB_DIR = Path(__file__).resolve().parents[1] / "clients" / "web"
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    with TestClient(create_app(Settings())) as c:
+        yield c
+
+
+def test_root_serves_the_dashboard(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["cache-control"] == "no-cache"
+    html = response.text
+    for element_id in (
+        "vehicle-select",
+        "refresh-select",
+        "gauge-soc",
+        "gauge-soh",
+        "gauge-power",
+        "gauge-temperature",
+        "chart-history",
+        "chart-power",
+        "stat-fade",
+        "stat-soh2",
+        "stat-years80",
+        "status-connection",
+        "status-running",
+        "status-model",
+        "status-demo",
+        "status-age",
+    ):
+        assert f'id="{element_id}"' in html, element_id
+    refresh_ms = [int(v) for v in re.findall(r'<option value="(\d+)"', html)]
+    assert min(refresh_ms) == 500 and max(refresh_ms) == 5000
+    assert '<meta name="viewport"' in html
+
+
+@pytest.mark.parametrize(
+    ("path", "media_type"),
+    [
+        ("/static/app.js", "text/javascript"),
+        ("/static/style.css", "text/css"),
+        ("/static/favicon.svg", "image/svg+xml"),
+        ("/favicon.ico", "image/svg+xml"),
+    ],
+)
+def test_assets(client: TestClient, path: str, media_type: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(media_type)
+    assert response.content
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/missing.js",
+        "/static/__init__.py",  # the package marker is not an asset
+        "/static/../python/client.py",
+        "/static/%2e%2e/%2e%2e/twin_service/settings.py",
+        "/static/..%2f..%2fconfig.yaml",
+    ],
+)
+def test_nothing_else_is_served(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+def test_dashboard_routes_are_not_in_the_api_schema(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/" not in paths
+    assert not [p for p in paths if p.startswith(("/static", "/favicon"))]
+
+
+def test_page_stays_open_with_a_read_key() -> None:
+    # The page holds no data; it passes ?token= on to the API and WebSockets it opens.
+    with TestClient(create_app(Settings(read_key="secret"))) as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/static/app.js").status_code == 200
+        assert client.get("/vehicles").status_code == 401
+
+
+def test_no_external_resources() -> None:
+    """No CDN, no fonts or scripts from elsewhere: the dashboard works offline."""
+    for name in ("index.html", "app.js", "style.css", "favicon.svg"):
+        text = (WEB_DIR / name).read_text()
+        urls = set(re.findall(r"https?://[^\s\"'`)]+", text))
+        assert urls <= {"http://www.w3.org/2000/svg"}, (name, urls)

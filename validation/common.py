@@ -1,0 +1,126 @@
+"""Shared plumbing: the service in-process over HTTP, report sections, figure output."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOCS_DIR = REPO_ROOT / "docs"
+IMG_DIR = DOCS_DIR / "img"
+REPORT_PATH = DOCS_DIR / "validation.md"
+
+
+class Twin:
+    """The service's public HTTP API, served in-process by FastAPI's TestClient."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._presets: dict[str, Any] | None = None
+
+    def step(self, **body: Any) -> dict[str, Any]:
+        r = self.client.post("/step", json=body)
+        if r.status_code != 200:
+            raise RuntimeError(f"POST /step answered {r.status_code}: {r.text[:500]}")
+        return r.json()
+
+    def forecast(self, **body: Any) -> dict[str, Any]:
+        r = self.client.post("/forecast", json=body)
+        if r.status_code != 200:
+            raise RuntimeError(f"POST /forecast answered {r.status_code}: {r.text[:500]}")
+        return r.json()
+
+    def presets(self) -> dict[str, Any]:
+        if self._presets is None:
+            r = self.client.get("/vehicles/presets")
+            r.raise_for_status()
+            self._presets = r.json()
+        return self._presets
+
+    def preset(self, vehicle: str) -> dict[str, Any]:
+        return self.presets()[vehicle]
+
+
+@contextlib.contextmanager
+def open_twin() -> Iterator[Twin]:
+    """`TestClient(create_app(Settings()))`: the real app, lifespan included, no network."""
+    with warnings.catch_warnings():
+        # Starlette's notice that its TestClient will move from httpx to httpx2: not ours.
+        warnings.filterwarnings("ignore", message=r".*starlette\.testclient.*")
+        from fastapi.testclient import TestClient
+
+    from twin_service.app import create_app
+    from twin_service.settings import Settings
+
+    with TestClient(create_app(Settings())) as client:
+        yield Twin(client)
+
+
+@dataclass
+class Figure:
+    filename: str  # under docs/img/
+    alt: str
+    draw: Any  # callable(pyplot) -> matplotlib Figure
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    body: str
+    figures: list[Figure] = field(default_factory=list)
+    headline: list[str] = field(default_factory=list)  # one-line findings for the summary
+    seconds: float = 0.0
+
+
+def signed(x: float, digits: int) -> str:
+    """`x` with a sign and `digits` decimals, without a negative zero."""
+    r = round(x, digits)
+    return f"{r if r != 0 else 0.0:+.{digits}f}"
+
+
+def md_table(header: list[str], rows: list[list[Any]], align: str | None = None) -> str:
+    """A Markdown table; `align` is one char per column: l, r or c."""
+    align = align or "l" + "r" * (len(header) - 1)
+    marks = {"l": ":---", "r": "---:", "c": ":---:"}
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(marks[a] for a in align) + "|",
+    ]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, with the report's style."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({
+        "figure.dpi": 110,
+        "savefig.dpi": 110,
+        "font.size": 10,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "legend.frameon": False,
+    })
+    return plt
+
+
+def vehicle_without_computed(preset: dict[str, Any]) -> dict[str, Any]:
+    """A preset from GET /vehicles/presets as an inline `vehicle` object for POST /step
+    (the computed pack fields are read-only)."""
+    vehicle = {k: v for k, v in preset.items()}
+    vehicle["pack"] = {
+        k: v for k, v in preset["pack"].items()
+        if k not in ("capacity_ah", "nominal_voltage_v", "nominal_energy_kwh")
+    }
+    return vehicle

@@ -1,0 +1,91 @@
+"""Section 6: limits of the models, stated plainly. Pack figures come from GET /vehicles/presets."""
+
+from __future__ import annotations
+
+from twin_service.models.forecast import DC_FAST_C_RATE, DRIVE_SPEED_KMH, STEP_DAYS
+from validation.common import Section, Twin
+
+CALIBRATION_CELL = "Sony/Murata US26650FTC1, a 3 Ah cylindrical LFP/graphite cell"
+
+
+def compute(twin: Twin) -> dict:
+    presets = twin.presets()
+    packs = {}
+    for pid, p in presets.items():
+        pk = p["pack"]
+        r_pack = (pk["cell_r0_ohm"] + pk["cell_r1_ohm"]) * pk["cells_series"] / pk["cells_parallel"]
+        g = pk["conductance_w_k"] + pk["cooling_w_k"]
+        i_1c = pk["capacity_ah"]
+        packs[pid] = {
+            "capacity_ah": pk["capacity_ah"],
+            "cells_series": pk["cells_series"],
+            "cell_ah": pk["cell_capacity_ah"],
+            "r0_share": pk["cell_r0_ohm"] / (pk["cell_r0_ohm"] + pk["cell_r1_ohm"]),
+            "tau1_s": pk["tau1_s"],
+            "ea_kj": pk["activation_energy_j_mol"] / 1000.0,
+            "cooling_w_k": pk["cooling_w_k"],
+            "tau_thermal_h": pk["heat_capacity_j_k"] / g / 3600.0,
+            "dt_1c_k": i_1c**2 * r_pack / g,  # steady rise at 1C, resistance at 25 degC
+        }
+    return packs
+
+
+def render(packs: dict) -> Section:
+    sv = packs.get("sv1ev3") or next(iter(packs.values()))
+    cells = ", ".join(f"`{pid}` {p['cells_series']} × {p['cell_ah']:g} Ah"
+                      for pid, p in packs.items())
+    dt1c = ", ".join(f"`{pid}` {p['dt_1c_k']:.0f} K" for pid, p in packs.items())
+    items = [
+        f"**Calibration cell.** Every aging law was fitted on the {CALIBRATION_CELL} (Naumann et "
+        f"al. 2018, 2020). The presets' packs are series strings of large cells ({cells}); the "
+        "twin assumes each of them ages exactly like the 3 Ah cell, at the same relative stress, "
+        "and that all cells age alike: no cell-to-cell spread, no weakest cell limiting the "
+        "pack, no format effects (prismatic vs cylindrical, tab cooling, current density).",
+        "**No lithium plating.** Nothing in the aging models responds to charging at low "
+        "temperature or high C-rate, which is the main cause of rapid fade in cold fast charging. "
+        "A pack fast-charged at 0 °C ages in the twin no faster (in fact slower, through the "
+        "Arrhenius calendar term) than at 25 °C.",
+        "**No low-temperature cycling data.** The cycle law of Naumann 2020 has no temperature "
+        "term at all; it depends only on C-rate and depth of cycle, and the calendar law's "
+        "Arrhenius factors come from storage, not cycling. Cycling in the cold, and any "
+        "interaction of temperature with cycling, is outside the data.",
+        "**Range of the fits.** The cycle laws come from constant-current tests at moderate "
+        "C-rates; the resistance term's C-rate factor becomes negative above 1.05C and is held "
+        f"at zero by the service. DC fast charging (the forecast assumes {DC_FAST_C_RATE:g}C) "
+        "and high-power driving pulses are extrapolations. Capacity fade follows square-root "
+        "laws in time and FEC, which cannot show the late-life \"knee\" (accelerated fade) many "
+        "cells show; calendar and cycle losses simply add.",
+        f"**Equivalent circuit.** One RC pair (τ = {sv['tau1_s']:g} s) on a piecewise-linear "
+        "OCV table of a different LFP cell (PyBaMM `Prada2013`, A123-type), without hysteresis. "
+        "Resistance is the Sony cell's 25 °C discharge DCIR at SOC 0.5 scaled by capacity "
+        "(R ∝ 1/Ah), used for charge too, independent of SOC and current; the **DCIR split** "
+        f"{sv['r0_share'] * 100:.0f} % R0 / {(1 - sv['r0_share']) * 100:.0f} % R1 is an "
+        "assumption taken from PyBaMM's ECM example, as is the resistance's activation energy "
+        f"({sv['ea_kj']:g} kJ/mol). Voltage, current and power limits are preset values, some "
+        "assumed.",
+        "**Lumped thermal.** One temperature for the whole pack: no gradients between cells or "
+        "from core to surface, no coolant loop dynamics. Heat capacity and conductance to "
+        "ambient are FASTSim's per-kWh passive values (thermal time constant "
+        f"{sv['tau_thermal_h']:.1f} h); the presets have no active cooling or heating "
+        f"(`cooling_w_k` {sv['cooling_w_k']:g}), so sustained high power heats the pack far more "
+        "than a real thermally managed pack: at a steady 1C the pack would settle this far "
+        f"above ambient (resistance at 25 °C): {dt1c}.",
+        "**Forecast's assumed daily pattern.** `/forecast` repeats one idealised day: driving "
+        f"at an assumed {DRIVE_SPEED_KMH:g} km/h mean speed, one charge a day back to "
+        "`soc_max`, half the rest at each end of the swing, constant ambient, the pack at "
+        f"ambient temperature (no self-heating), in {STEP_DAYS:g}-day steps; DC fast charging at "
+        f"an assumed {DC_FAST_C_RATE:g}C. It inherits every limit of the aging laws above.",
+        "**Vehicle energy.** The bridge's road-load model uses flat roads, a constant auxiliary "
+        "load (no HVAC or battery heating), one efficiency curve vs load for motor and inverter "
+        "and FASTSim's regenerative-braking split. The Model 3 comparison is against FASTSim, "
+        "itself a model with the same input data, not against dynamometer measurements; the "
+        "`sv1ev3` road-load data are partly assumed.",
+        "**Time multiplier.** `time_multiplier` accelerates aging only. It scales calendar time "
+        "and also cycle aging (each half-cycle counts as `time_multiplier` half-cycles), which "
+        "suits demos and \"what if this drive were repeated\" questions, not a faithful "
+        "compression of a real history.",
+        "**Seed model.** The `seed` aging model (demo mode) is the original design's "
+        "illustration, kept exactly for continuity; it is not calibrated against any cell.",
+    ]
+    body = "\n".join(f"- {item}" for item in items)
+    return Section("limits", "7. Limits of the models", body, [], [])

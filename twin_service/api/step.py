@@ -6,10 +6,15 @@ import time
 import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from twin_service.deps import LiveDep, MetricsDep, SettingsDep, require_write_key
 from twin_service.errors import ApiError, error_item
+from twin_service.live import LiveBackend
+from twin_service.metrics import Metrics
 from twin_service.schemas import ErrorResponse, StepResponse
+from twin_service.settings import Settings
 from twin_service.step.service import run_step_body
 
 router = APIRouter(tags=["step"])
@@ -19,20 +24,63 @@ log = logging.getLogger(__name__)
 THREAD_THRESHOLD_BYTES = 100_000
 
 
-async def read_limited_body(request: Request, max_bytes: int) -> bytes:
-    too_large = ApiError(
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(
         413, [error_item(["body"], f"request body exceeds max_body_bytes ({max_bytes})",
                          "body_too_large")]
     )
-    declared = request.headers.get("content-length")
+
+
+async def read_limited_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, or ApiError(413) once it is larger than `max_bytes` (from the
+    declared Content-Length when there is one). Reads the ASGI messages directly: the same as
+    iterating `request.stream()` without an async generator per request."""
+    declared = None
+    for name, value in request.scope["headers"]:
+        if name == b"content-length":
+            declared = value
+            break
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise too_large
-    return bytes(body)
+        raise _too_large(max_bytes)
+    receive = request.receive
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(max_bytes)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _StepApp:
+    """POST /step as a plain ASGI app: FastAPI's per-request dependency and parameter handling
+    and Starlette's request/response wrappers cost more than the model for a single sample.
+    The APIRoute below documents the operation in OpenAPI; this route, registered first,
+    serves it with the same checks, metrics and errors (an ApiError raised here reaches the
+    app's exception handler through Starlette's ExceptionMiddleware, as from any route)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        state = request.app.state
+        body = await _step(request, state.settings, state.live, state.metrics)
+        # What Response(body, media_type="application/json") sends.
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode("latin-1")),
+                                (b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+router.add_route("/step", _StepApp(), methods=["POST"], include_in_schema=False)
 
 
 @router.post(
@@ -55,6 +103,13 @@ async def step(
 ) -> Response:
     """Advance one vehicle's pack over a batch of samples. Stateless: the returned `state` is
     what the next call sends back."""
+    return Response(await _step(request, settings, live, metrics), media_type="application/json")
+
+
+async def _step(
+    request: Request, settings: Settings, live: LiveBackend, metrics: Metrics
+) -> bytes:
+    """The response body of a successful step; raises ApiError for bad requests."""
     started = time.perf_counter()
     try:
         require_write_key(request, settings)
@@ -81,6 +136,7 @@ async def step(
     metrics.steps.inc()
     metrics.samples.inc(outcome.samples)
     metrics.step_seconds.observe(time.perf_counter() - started)
-    log.debug("step %s rev %d: %d samples in %.1f ms", outcome.vehicle_id, rev,
-              outcome.samples, (time.perf_counter() - started) * 1000)
-    return Response(body_out, media_type="application/json")
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("step %s rev %d: %d samples in %.1f ms", outcome.vehicle_id, rev,
+                  outcome.samples, (time.perf_counter() - started) * 1000)
+    return body_out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -32,7 +33,7 @@ from twin_service.models.ecm import (
     power_limits,
     rc_average_factor,
 )
-from twin_service.models.ocv import pack_ocv
+from twin_service.models.ocv import OCV_SOC, OCV_V, pack_ocv
 from twin_service.models.recurrence import linear_recurrence
 from twin_service.models.thermal import ThermalParams, thermal_decay
 
@@ -163,6 +164,22 @@ def substep_counts(drive: DriveInput) -> np.ndarray:
     return np.maximum(np.ceil(drive.dt_s / max_dt), 1).astype(np.int64)
 
 
+_SMALL = 16
+
+
+def _substep_counts_small(drive: DriveInput) -> np.ndarray:
+    """substep_counts for a few samples, in plain Python (same counts)."""
+    counts = []
+    for dt, p, i in zip(drive.dt_s.tolist(), drive.power_w.tolist(), drive.current_a.tolist(),
+                        strict=True):
+        if not math.isfinite(dt):
+            return substep_counts(drive)
+        active = (i != 0.0) if p != p else (p != 0.0)
+        counts.append(max(math.ceil(dt / (MAX_ACTIVE_SUBSTEP_S if active else MAX_REST_SUBSTEP_S)),
+                          1))
+    return np.array(counts, dtype=np.int64)
+
+
 def simulate(
     params: PackParams,
     state: PackState,
@@ -175,8 +192,8 @@ def simulate(
     `kernel` is "jit" (compiled sequential loop, the default when numba is installed) or
     "numpy" (waveform relaxation); both integrate the same discrete equations.
     """
-    counts = substep_counts(drive)
-    total = int(counts.sum())
+    counts = substep_counts(drive) if len(drive) > _SMALL else _substep_counts_small(drive)
+    total = int(np.add.reduce(counts))  # counts.sum() without its Python-level wrapper
     if total > MAX_SUBSTEPS_PER_REQUEST:
         raise IntegrationTooLong(
             f"the samples need {total} internal steps; at most {MAX_SUBSTEPS_PER_REQUEST} fit "
@@ -190,6 +207,41 @@ def simulate(
     return _simulate_relaxation(params, state, drive, aging, counts)
 
 
+_KERNEL_PARAMS: dict[int, tuple[PackParams, np.ndarray]] = {}
+
+
+def _kernel_params(params: PackParams) -> np.ndarray:
+    """The parameter vector of kernel_jit (P_* order), kept per PackParams object (the kernel
+    only reads it)."""
+    hit = _KERNEL_PARAMS.get(id(params))
+    if hit is not None and hit[0] is params:
+        return hit[1]
+    c = params.circuit
+    p = np.array([
+        params.cells_series, params.capacity_ah, c.r0_ohm, c.r1_ohm, c.tau1_s,
+        c.activation_energy_j_mol, c.v_min, c.v_max, c.max_discharge_a, c.max_charge_a,
+        c.max_discharge_w, c.max_regen_w, params.thermal.heat_capacity_j_k,
+        params.thermal.conductance_w_k, SOH_FLOOR, ACTIVE_C_RATE,
+    ])
+    if len(_KERNEL_PARAMS) > 256:
+        _KERNEL_PARAMS.clear()
+    _KERNEL_PARAMS[id(params)] = (params, p)
+    return p
+
+
+_F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
+
+
+def _contiguous(a: np.ndarray, dtype: np.dtype) -> bool:
+    """Already what np.ascontiguousarray(a, dtype) would make (native dtypes are singletons)."""
+    return type(a) is np.ndarray and a.dtype is dtype and a.flags.c_contiguous
+
+
+def _f64(a: np.ndarray) -> np.ndarray:
+    return a if _contiguous(a, _F64) else np.ascontiguousarray(a, dtype=float)
+
+
 def _simulate_jit(
     params: PackParams,
     state: PackState,
@@ -199,14 +251,7 @@ def _simulate_jit(
 ) -> StepResult:
     from twin_service.models import kernel_jit as kj
 
-    c = params.circuit
-    # Order as the P_* indices of kernel_jit.
-    p = np.array([
-        params.cells_series, params.capacity_ah, c.r0_ohm, c.r1_ohm, c.tau1_s,
-        c.activation_energy_j_mol, c.v_min, c.v_max, c.max_discharge_a, c.max_charge_a,
-        c.max_discharge_w, c.max_regen_w, params.thermal.heat_capacity_j_k,
-        params.thermal.conductance_w_k, SOH_FLOOR, ACTIVE_C_RATE,
-    ])
+    p = _kernel_params(params)
     hc = state.half_cycle
     s = np.array([
         state.soc, state.temperature_c, state.v_rc, state.elapsed_s, state.aged_s,
@@ -216,31 +261,32 @@ def _simulate_jit(
         hc.start_soc, hc.extreme_soc, hc.ah, hc.active_s, hc.loss_sq_start, hc.resistance_start,
     ])
     out = np.empty((len(drive), kj.N_OUT))
-    f = np.ascontiguousarray
-    kj.run(f(drive.dt_s, dtype=float), f(drive.power_w, dtype=float),
-           f(drive.current_a, dtype=float), f(drive.ambient_c, dtype=float),
-           f(counts, dtype=np.int64), p, s, aging.model == "seed",
-           float(aging.time_multiplier), out)
+    kj.run(_f64(drive.dt_s), _f64(drive.power_w), _f64(drive.current_a), _f64(drive.ambient_c),
+           counts if _contiguous(counts, _I64) else np.ascontiguousarray(counts, np.int64),
+           p, s, aging.model == "seed", float(aging.time_multiplier), out)
+    v = s.tolist()  # Python floats, as float() of each element
+    d = drive.distance_m
+    distance_m = float(d[0]) if d.shape[0] == 1 else float(d.sum())  # a sum of one is itself
     new_state = PackState(
-        soc=float(s[kj.S_SOC]),
-        temperature_c=float(s[kj.S_T]),
-        v_rc=float(s[kj.S_VRC]),
-        elapsed_s=float(s[kj.S_ELAPSED]),
-        aged_s=float(s[kj.S_AGED]),
-        total_distance_km=state.total_distance_km + float(drive.distance_m.sum()) / 1000.0,
-        energy_discharged_kwh=float(s[kj.S_EDIS]),
-        energy_charged_kwh=float(s[kj.S_ECHG]),
-        throughput_ah=float(s[kj.S_THR]),
-        cal_capacity_loss=float(s[kj.S_CAL]),
-        cal_resistance_increase=float(s[kj.S_CALR]),
-        cyc_capacity_loss=float(s[kj.S_CYC]),
-        cyc_resistance_increase=float(s[kj.S_CYCR]),
-        seed_capacity_loss=float(s[kj.S_SEED]),
+        soc=v[kj.S_SOC],
+        temperature_c=v[kj.S_T],
+        v_rc=v[kj.S_VRC],
+        elapsed_s=v[kj.S_ELAPSED],
+        aged_s=v[kj.S_AGED],
+        total_distance_km=state.total_distance_km + distance_m / 1000.0,
+        energy_discharged_kwh=v[kj.S_EDIS],
+        energy_charged_kwh=v[kj.S_ECHG],
+        throughput_ah=v[kj.S_THR],
+        cal_capacity_loss=v[kj.S_CAL],
+        cal_resistance_increase=v[kj.S_CALR],
+        cyc_capacity_loss=v[kj.S_CYC],
+        cyc_resistance_increase=v[kj.S_CYCR],
+        seed_capacity_loss=v[kj.S_SEED],
         half_cycle=HalfCycle(
-            direction=int(s[kj.S_HC_DIR]), start_soc=float(s[kj.S_HC_START]),
-            extreme_soc=float(s[kj.S_HC_EXT]), ah=float(s[kj.S_HC_AH]),
-            active_s=float(s[kj.S_HC_ACT]), loss_sq_start=float(s[kj.S_HC_LSQ]),
-            resistance_start=float(s[kj.S_HC_RES]),
+            direction=int(v[kj.S_HC_DIR]), start_soc=v[kj.S_HC_START],
+            extreme_soc=v[kj.S_HC_EXT], ah=v[kj.S_HC_AH],
+            active_s=v[kj.S_HC_ACT], loss_sq_start=v[kj.S_HC_LSQ],
+            resistance_start=v[kj.S_HC_RES],
         ),
     )
     return _result(params, new_state, drive, out[:, kj.O_SOC], out[:, kj.O_V], out[:, kj.O_I],
@@ -252,7 +298,11 @@ def _result(params: PackParams, state: PackState, drive: DriveInput, soc: np.nda
             voltage: np.ndarray, current: np.ndarray, power: np.ndarray,
             temperature: np.ndarray, soh: np.ndarray, rf: np.ndarray,
             limited: np.ndarray) -> StepResult:
-    t_s = state.elapsed_s - (np.cumsum(drive.dt_s[::-1])[::-1] - drive.dt_s)
+    dt_s = drive.dt_s
+    if dt_s.shape[0] == 1:  # the cumulative sum of one sample is the sample
+        t_s = state.elapsed_s - (dt_s - dt_s)
+    else:
+        t_s = state.elapsed_s - (np.cumsum(dt_s[::-1])[::-1] - dt_s)
     max_dis, max_reg = pulse_power_limits(params, state)
     return StepResult(
         state=state, t_s=t_s, soc=soc, voltage_v=voltage, current_a=current, power_w=power,
@@ -296,6 +346,34 @@ def _simulate_relaxation(
                    out["soh"], out["rf"], limited)
 
 
+_OCV_SOC = OCV_SOC.tolist()
+_OCV_V = OCV_V.tolist()
+
+
+def interp_scalar(x: float, xp: list[float], fp: list[float]) -> float:
+    """`float(np.interp(x, xp, fp))` for one float without numpy's per-call overhead: the same
+    cases and floating-point operations as numpy's C loop, so the same value. `xp` ascending,
+    at least two points."""
+    if x > xp[-1]:
+        return fp[-1]
+    if x < xp[0]:
+        return fp[0]
+    if x == xp[-1]:
+        return fp[-1]
+    if x != x:  # NaN: numpy's own answer
+        return float(np.interp(x, xp, fp))
+    j = bisect_right(xp, x) - 1
+    if xp[j] == x:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    result = slope * (x - xp[j]) + fp[j]
+    if result != result:
+        result = slope * (x - xp[j + 1]) + fp[j + 1]
+        if result != result and fp[j] == fp[j + 1]:
+            result = fp[j]
+    return result
+
+
 def pulse_power_limits(params: PackParams, state: PackState) -> tuple[float, float]:
     """10 s discharge and charge power limits (W) at `state`, within all pack ratings."""
     c = params.circuit
@@ -305,7 +383,9 @@ def pulse_power_limits(params: PackParams, state: PackState) -> tuple[float, flo
     r1 = c.r1_ohm * state.resistance_factor * arr
     x = PULSE_S / c.tau1_s
     weight = -math.expm1(-x) / x
-    emf = float(pack_ocv(state.soc, params.cells_series)) - state.v_rc * weight
+    # pack_ocv for one float, in plain Python (same value: see interp_scalar)
+    ocv = params.cells_series * interp_scalar(float(state.soc), _OCV_SOC, _OCV_V)
+    emf = ocv - state.v_rc * weight
     r_eff = r0 + r1 * (1.0 - weight)
     cap_as = params.capacity_ah * 3600.0 * max(state.soh, SOH_FLOOR)
     i_dis = min(c.max_discharge_a, max((emf - c.v_min) / r_eff, 0.0),

@@ -79,7 +79,10 @@ def _column(samples: list[dict], name: str, errors: _Errors) -> tuple[np.ndarray
         for i, v in enumerate(values):
             if v is not None and not _is_number(v):
                 errors.add(i, name, "Input should be a valid number", "float_type")
-        return np.full(n, np.nan), np.zeros(n, dtype=bool)
+        # Only the numbers go on to the range checks.
+        numeric = [_is_number(v) for v in values]
+        floats = [float(v) if ok else math.nan for v, ok in zip(values, numeric, strict=True)]
+        return np.array(floats), np.array(numeric, dtype=bool)
     given = np.ones(n, dtype=bool)
     if type(None) in types:
         given = np.array([v is not None for v in values], dtype=bool)
@@ -123,6 +126,91 @@ def _small_column_ok(col: np.ndarray, given: np.ndarray, bounds: tuple[float, fl
         if g and not (low < v <= high if low_exclusive else low <= v <= high):
             return False  # also catches NaN and inf; the numpy check then names them
     return True
+
+
+SMALL_BATCH = 16  # at most this many samples take the plain-Python path (parse_small)
+_NAN = math.nan
+
+
+@dataclass
+class SmallSamples:
+    """A small, valid batch as plain lists (NaN where absent): no numpy per field."""
+
+    n: int
+    dt_s: list[float]
+    power_kw: list[float]
+    current_a: list[float]
+    wheel_speed_m_s: list[float]
+    ambient_c: list[float]
+    aux_kw: list[float]
+    charging: list[bool]
+    motors: list[list[tuple[float, float]] | None]  # per sample, None where absent
+
+
+def _in_range(v: Any, bounds: tuple[float, float, bool]) -> bool:
+    if type(v) not in _NUMBER_TYPES:
+        return False
+    low, high, low_exclusive = bounds
+    return (low < v <= high) if low_exclusive else (low <= v <= high)  # False for NaN
+
+
+def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
+    """The samples as lists when there are at most SMALL_BATCH of them and all are valid;
+    None otherwise, and `parse_samples` then finds and names every problem. Accepts exactly
+    what `parse_samples` accepts, with the same values."""
+    if type(samples) is not list or not 0 < len(samples) <= min(SMALL_BATCH, max_samples):
+        return None
+    n = len(samples)
+    cols: dict[str, list[float]] = {name: [_NAN] * n for name in NUMERIC_FIELDS}
+    charging = [False] * n
+    motors: list[list[tuple[float, float]] | None] = [None] * n
+    for i, sample in enumerate(samples):
+        if type(sample) is not dict:
+            return None
+        inputs = 0
+        for name, v in sample.items():
+            bounds = NUMERIC_FIELDS.get(name)
+            if bounds is not None:
+                if v is None:
+                    continue
+                if not _in_range(v, bounds):
+                    return None
+                cols[name][i] = float(v)
+                if name == "power_kw" or name == "current_a":
+                    inputs += 1
+            elif name == "motors":
+                if v is None:
+                    continue
+                if type(v) is not list or len(v) > MAX_MOTORS:
+                    return None
+                entries = []
+                for m in v:
+                    if type(m) is not dict or m.keys() != MOTOR_FIELDS.keys():
+                        return None
+                    t, w = m["torque_nm"], m["speed_rad_s"]
+                    if not (_in_range(t, (-1e5, 1e5, False))
+                            and _in_range(w, (-1e5, 1e5, False))):
+                        return None
+                    entries.append((float(t), float(w)))
+                motors[i] = entries
+                inputs += 1
+            elif name == "charging":
+                if v is None:
+                    continue
+                if type(v) is not bool:
+                    return None
+                charging[i] = v
+            else:
+                return None  # unknown field
+        if inputs != 1 or cols["dt_s"][i] != cols["dt_s"][i]:
+            return None  # no or several drive inputs, or dt_s missing
+        if cols["aux_kw"][i] == cols["aux_kw"][i] and cols["current_a"][i] == cols["current_a"][i]:
+            return None
+    return SmallSamples(
+        n=n, dt_s=cols["dt_s"], power_kw=cols["power_kw"], current_a=cols["current_a"],
+        wheel_speed_m_s=cols["wheel_speed_m_s"], ambient_c=cols["ambient_c"],
+        aux_kw=cols["aux_kw"], charging=charging, motors=motors,
+    )
 
 
 def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
@@ -169,8 +257,9 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
             _check_range(col, given, name, bounds, errors)
         cols[name], present[name] = col, given
     if not present["dt_s"].all():
-        for i in np.flatnonzero(~present["dt_s"])[:5]:
-            errors.add(int(i), "dt_s", "Field required", "missing")
+        missing = [i for i, s in enumerate(samples) if s.get("dt_s") is None]
+        for i in missing[:5]:
+            errors.add(i, "dt_s", "Field required", "missing")
 
     charging = np.zeros(n, dtype=bool)
     if "charging" in seen:

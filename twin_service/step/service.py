@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import json
+import math
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,13 +23,15 @@ from pydantic import ValidationError
 
 from twin_service.errors import ApiError, error_item, pydantic_errors
 from twin_service.models.aging.half_cycles import HalfCycle
-from twin_service.models.drivetrain import motor_electrical_power_w
+from twin_service.models.drivetrain import DrivetrainParams, motor_electrical_power_w
 from twin_service.models.pack import (
     AgingSettings,
     DriveInput,
     IntegrationTooLong,
+    PackParams,
     PackState,
     StepResult,
+    interp_scalar,
     new_pack_state,
     simulate,
 )
@@ -37,8 +41,9 @@ from twin_service.schemas import (
     PackSeed,
     PackStateWire,
     StepEnvelope,
+    StepOptions,
 )
-from twin_service.step.samples import SampleColumns, parse_samples
+from twin_service.step.samples import SampleColumns, SmallSamples, parse_samples, parse_small
 
 DEMO_TIME_MULTIPLIER = 10_000.0
 DEFAULT_AMBIENT_C = 25.0
@@ -71,6 +76,7 @@ def decode_json(body: bytes) -> Any:
         ) from None
 
 
+GC_PAUSE_MIN_BYTES = 16_384
 _gc_lock = threading.Lock()
 _gc_pausers = 0
 
@@ -96,6 +102,8 @@ def gc_paused() -> Iterator[None]:
 
 def run_step_body(body: bytes, default_vehicle: str, max_samples: int) -> StepOutcome:
     """Decode a /step body and run it (see run_step)."""
+    if len(body) <= GC_PAUSE_MIN_BYTES:  # few objects: pausing the collector costs more
+        return run_step(decode_json(body), default_vehicle, max_samples)
     with gc_paused():
         return run_step(decode_json(body), default_vehicle, max_samples)
 
@@ -128,6 +136,9 @@ def state_from_wire(raw: dict[str, Any] | None, ambient_c: float) -> PackState:
                             f"service reads version {STATE_SCHEMA_VERSION}",
                             "schema_version")],
             )
+        fast = _state_fast(raw)
+        if fast is not None:
+            return fast
         try:
             wire = PackStateWire.model_validate(raw)
         except ValidationError as exc:
@@ -159,6 +170,87 @@ def state_from_wire(raw: dict[str, Any] | None, ambient_c: float) -> PackState:
     return _with_ambient(
         new_pack_state(seed.soc, temperature, seed.soh, seed.resistance_factor), ambient_c
     )
+
+
+_BIG = 1.7976931348623157e308  # the largest float: "no upper bound", and still rejects inf
+_UNIT = (0.0, 1.0)
+_NONNEG = (0.0, _BIG)
+# Bounds of PackStateWire, AgingState and HalfCycleState (twin_service/schemas.py).
+_STATE_BOUNDS: dict[str, tuple[float, float]] = {
+    "soc": _UNIT, "soh": _UNIT, "resistance_factor": (1.0, _BIG),
+    "temperature_c": (-60.0, 150.0), "v_rc_v": (-1e4, 1e4), "ambient_c": (-60.0, 80.0),
+    "elapsed_s": _NONNEG, "aged_s": _NONNEG, "total_distance_km": _NONNEG,
+    "energy_discharged_kwh": _NONNEG, "energy_charged_kwh": _NONNEG, "throughput_ah": _NONNEG,
+    "cycle_count": _NONNEG,
+}
+_AGING_BOUNDS: dict[str, tuple[float, float]] = {
+    "cal_capacity_loss": _UNIT, "cal_resistance_increase": _NONNEG, "cyc_capacity_loss": _UNIT,
+    "cyc_resistance_increase": _NONNEG, "seed_capacity_loss": _UNIT,
+}
+_HALF_CYCLE_BOUNDS: dict[str, tuple[float, float]] = {
+    "start_soc": (-0.01, 1.01), "extreme_soc": (-0.01, 1.01), "ah": _NONNEG,
+    "active_s": _NONNEG, "loss_sq_start": _NONNEG, "resistance_start": _NONNEG,
+}
+_STATE_KEYS = _STATE_BOUNDS.keys() | {"schema_version", "aging"}
+_AGING_KEYS = _AGING_BOUNDS.keys() | {"half_cycle"}
+_HALF_CYCLE_KEYS = _HALF_CYCLE_BOUNDS.keys() | {"direction"}
+_FLOAT_TYPES = (float, int)
+
+
+def _floats_ok(raw: dict[str, Any], bounds: dict[str, tuple[float, float]]) -> bool:
+    for name, (low, high) in bounds.items():
+        v = raw[name]
+        if type(v) not in _FLOAT_TYPES or not low <= v <= high:  # NaN and inf fail too
+            return False
+    return True
+
+
+def _state_fast(raw: dict[str, Any]) -> tuple[PackState, float] | None:
+    """A full state that PackStateWire certainly accepts, read without pydantic; None for
+    anything else (pydantic then validates it and names the errors)."""
+    if raw.keys() != _STATE_KEYS or type(raw["schema_version"]) is not int:
+        return None
+    aging = raw["aging"]
+    if type(aging) is not dict or aging.keys() != _AGING_KEYS:
+        return None
+    hc = aging["half_cycle"]
+    if type(hc) is not dict:
+        return None
+    direction = hc.get("direction", 0)
+    if type(direction) is not int or direction not in (-1, 0, 1):
+        return None
+    if not (hc.keys() == _HALF_CYCLE_KEYS
+            or ("direction" not in hc and hc.keys() == _HALF_CYCLE_BOUNDS.keys())):
+        return None
+    if not (_floats_ok(raw, _STATE_BOUNDS) and _floats_ok(aging, _AGING_BOUNDS)
+            and _floats_ok(hc, _HALF_CYCLE_BOUNDS)):
+        return None
+    # float() as pydantic's float fields (ints become floats; a float stays itself).
+    return PackState(
+        soc=float(raw["soc"]),
+        temperature_c=float(raw["temperature_c"]),
+        v_rc=float(raw["v_rc_v"]),
+        elapsed_s=float(raw["elapsed_s"]),
+        aged_s=float(raw["aged_s"]),
+        total_distance_km=float(raw["total_distance_km"]),
+        energy_discharged_kwh=float(raw["energy_discharged_kwh"]),
+        energy_charged_kwh=float(raw["energy_charged_kwh"]),
+        throughput_ah=float(raw["throughput_ah"]),
+        cal_capacity_loss=float(aging["cal_capacity_loss"]),
+        cal_resistance_increase=float(aging["cal_resistance_increase"]),
+        cyc_capacity_loss=float(aging["cyc_capacity_loss"]),
+        cyc_resistance_increase=float(aging["cyc_resistance_increase"]),
+        seed_capacity_loss=float(aging["seed_capacity_loss"]),
+        half_cycle=HalfCycle(
+            direction=direction,
+            start_soc=float(hc["start_soc"]),
+            extreme_soc=float(hc["extreme_soc"]),
+            ah=float(hc["ah"]),
+            active_s=float(hc["active_s"]),
+            loss_sq_start=float(hc["loss_sq_start"]),
+            resistance_start=float(hc["resistance_start"]),
+        ),
+    ), float(raw["ambient_c"])
 
 
 def _with_ambient(state: PackState, ambient_c: float) -> tuple[PackState, float]:
@@ -212,7 +304,7 @@ def drive_input(cols: SampleColumns, preset: VehiclePreset, ambient_start_c: flo
     power_w = cols.power_kw * 1000.0  # NaN where another input is given
     aux_given = ~np.isnan(cols.aux_kw)
     if cols.has_motors.any():
-        dt_params = drivetrain_params(preset)
+        dt_params = _preset_params(preset)[2]
         mech_w = cols.motor_torque_nm * cols.motor_speed_rad_s
         elec_w = motor_electrical_power_w(mech_w, dt_params)
         motor_w = np.bincount(cols.motor_sample, weights=elec_w, minlength=n)
@@ -230,6 +322,85 @@ def drive_input(cols: SampleColumns, preset: VehiclePreset, ambient_start_c: flo
         ambient_c=forward_fill(cols.ambient_c, ambient_start_c),
         distance_m=distance_m,
     )
+
+
+_EFFICIENCY_CURVES: dict[int, tuple[DrivetrainParams, list[float], list[float]]] = {}
+
+
+def _efficiency_curve(dt: DrivetrainParams) -> tuple[list[float], list[float]]:
+    hit = _EFFICIENCY_CURVES.get(id(dt))
+    if hit is None or hit[0] is not dt:
+        hit = (dt, [float(x) for x in dt.efficiency_load],
+               [float(y) for y in dt.efficiency_value])
+        if len(_EFFICIENCY_CURVES) > 256:
+            _EFFICIENCY_CURVES.clear()
+        _EFFICIENCY_CURVES[id(dt)] = hit
+    return hit[1], hit[2]
+
+
+def drive_input_small(
+    ss: SmallSamples, preset: VehiclePreset, ambient_start_c: float
+) -> DriveInput:
+    """`drive_input` for a small batch in plain Python, with the same floating-point
+    operations in the same order (so the same results), then one array per column."""
+    aux = ss.aux_kw
+    any_aux = False
+    for a in aux:
+        if a == a:
+            any_aux = True
+            break
+    dt: DrivetrainParams | None = None
+    xp: list[float] = []
+    fp: list[float] = []
+    power_w: list[float] = []
+    current: list[float] = []
+    ambient: list[float] = []
+    distance: list[float] = []
+    last = ambient_start_c
+    for i, motors in enumerate(ss.motors):
+        a = aux[i]
+        p = ss.power_kw[i] * 1000.0  # NaN where another input is given
+        if motors is not None:
+            if dt is None:
+                dt = _preset_params(preset)[2]
+                xp, fp = _efficiency_curve(dt)
+            total = 0.0  # np.bincount sums in order from 0.0
+            for torque, speed in motors:
+                mech = torque * speed
+                load = min(abs(mech) / dt.motor_peak_w, 1.0)
+                eta = interp_scalar(load, xp, fp) * dt.transmission_efficiency
+                total += mech / eta if mech >= 0.0 else mech * eta
+            # The preset's auxiliary load unless the sample gives its own.
+            p = total + (0.0 if a == a else dt.aux_w)
+        if any_aux:
+            p = p + (a * 1000.0 if a == a else 0.0)
+        power_w.append(p)
+        current.append(ss.current_a[i] if p != p else math.nan)
+        amb = ss.ambient_c[i]
+        if amb == amb:
+            last = amb
+        ambient.append(last)
+        v = ss.wheel_speed_m_s[i]
+        distance.append((0.0 if v != v else abs(v)) * ss.dt_s[i])
+    # One array for all columns; each row is a C-contiguous float64 view.
+    rows = np.array([ss.dt_s, power_w, current, ambient, distance])
+    return DriveInput(
+        dt_s=rows[0], power_w=rows[1], current_a=rows[2], ambient_c=rows[3], distance_m=rows[4]
+    )
+
+
+_PRESET_PARAMS: dict[str, tuple[VehiclePreset, PackParams, DrivetrainParams]] = {}
+
+
+def _preset_params(preset: VehiclePreset) -> tuple[VehiclePreset, PackParams, DrivetrainParams]:
+    """Model parameters of a preset, kept for the built-in (immutable) presets."""
+    hit = _PRESET_PARAMS.get(preset.id)
+    if hit is not None and hit[0] is preset:
+        return hit
+    hit = (preset, pack_params(preset), drivetrain_params(preset))
+    if PRESETS.get(preset.id) is preset:
+        _PRESET_PARAMS[preset.id] = hit
+    return hit
 
 
 def forward_fill(values: np.ndarray, first: float) -> np.ndarray:
@@ -250,30 +421,72 @@ def aging_settings(options: Any) -> AgingSettings:
     return AgingSettings(model=model, time_multiplier=float(multiplier))
 
 
+@dataclass
+class _Envelope:
+    vehicle_id: str
+    vehicle: str | None
+    state: dict[str, Any] | None
+    samples: Any
+    options: StepOptions
+
+
+_ENVELOPE_KEYS = frozenset(StepEnvelope.model_fields)
+_DEFAULT_OPTIONS = StepOptions()
+_VEHICLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # schemas.VEHICLE_ID_PATTERN
+
+
+def _envelope_fast(payload: dict[str, Any]) -> _Envelope | None:
+    """The envelope when StepEnvelope certainly accepts it unchanged (no options, a preset
+    id or none); None otherwise, and pydantic validates it."""
+    if not payload.keys() <= _ENVELOPE_KEYS or "options" in payload:
+        return None
+    vehicle_id = payload.get("vehicle_id", "default")
+    vehicle = payload.get("vehicle")
+    state = payload.get("state")
+    if (type(vehicle_id) is not str or _VEHICLE_ID.fullmatch(vehicle_id) is None
+            or not (vehicle is None or type(vehicle) is str)
+            or not (state is None or type(state) is dict)):
+        return None
+    return _Envelope(vehicle_id, vehicle, state, payload.get("samples"), _DEFAULT_OPTIONS)
+
+
 def run_step(payload: Any, default_vehicle: str, max_samples: int) -> StepOutcome:
     """Validate a decoded /step body, run the model and build the response parts."""
     if not isinstance(payload, dict):
         raise ApiError(422, [error_item(["body"], "Input should be a JSON object", "dict_type")])
-    try:
-        env = StepEnvelope.model_validate(payload)
-    except ValidationError as exc:
-        raise ApiError(422, pydantic_errors(exc, ["body"])) from None
+    env = _envelope_fast(payload)
+    if env is None:
+        try:
+            env = StepEnvelope.model_validate(payload)
+        except ValidationError as exc:
+            raise ApiError(422, pydantic_errors(exc, ["body"])) from None
     if env.state is not None and not isinstance(env.state, dict):
         raise ApiError(422, [error_item(["body", "state"], "Input should be an object or null",
                                         "dict_type")])
     preset = resolve_vehicle(env.vehicle, default_vehicle)
-    cols = parse_samples(env.samples, max_samples)
-    first_ambient = cols.ambient_c[~np.isnan(cols.ambient_c)]
-    sample_ambient = float(first_ambient[0]) if first_ambient.size else None
+    small = parse_small(env.samples, max_samples)
+    cols: SampleColumns | None = None
+    if small is not None:
+        sample_ambient = next((a for a in small.ambient_c if a == a), None)
+        charging_last, n = small.charging[-1], small.n
+    else:
+        cols = parse_samples(env.samples, max_samples)
+        first_ambient = cols.ambient_c[~np.isnan(cols.ambient_c)]
+        sample_ambient = float(first_ambient[0]) if first_ambient.size else None
+        charging_last, n = bool(cols.charging[-1]), cols.n
     if env.state is not None and "schema_version" in env.state:
         state, stored_ambient = state_from_wire(env.state, DEFAULT_AMBIENT_C)
         ambient_start = stored_ambient
     else:
         ambient_start = DEFAULT_AMBIENT_C if sample_ambient is None else sample_ambient
         state, _ = state_from_wire(env.state, ambient_start)
-    drive = drive_input(cols, preset, ambient_start)
+    if cols is None:
+        assert small is not None
+        drive = drive_input_small(small, preset, ambient_start)
+    else:
+        drive = drive_input(cols, preset, ambient_start)
     aging = aging_settings(env.options)
-    params = pack_params(preset)
+    params = _preset_params(preset)[1]
     try:
         result = simulate(params, state, drive, aging)
     except IntegrationTooLong as exc:
@@ -282,10 +495,10 @@ def run_step(payload: Any, default_vehicle: str, max_samples: int) -> StepOutcom
     wire_state = state_to_wire(result.state, ambient_end, params.capacity_ah)
     telemetry = build_telemetry(
         env.vehicle_id, preset, result, wire_state, aging, env.options.demo_mode,
-        bool(cols.charging[-1]),
+        charging_last,
     )
     trace = build_trace(result) if env.options.trace else None
-    return StepOutcome(env.vehicle_id, wire_state, telemetry, trace, cols.n)
+    return StepOutcome(env.vehicle_id, wire_state, telemetry, trace, n)
 
 
 def build_telemetry(

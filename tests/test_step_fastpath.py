@@ -1,0 +1,278 @@
+"""The small-batch fast paths of /step give exactly what the general (numpy / pydantic) paths
+give: the same results for valid input, and the general path's errors for bad input."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from twin_service.errors import ApiError
+from twin_service.models import pack
+from twin_service.models.pack import _OCV_SOC, _OCV_V, interp_scalar
+from twin_service.presets import PRESETS, drivetrain_params
+from twin_service.schemas import PackStateWire, StepEnvelope
+from twin_service.step import service
+from twin_service.step.samples import SMALL_BATCH, parse_samples, parse_small
+
+GOOD = {"dt_s": 1.0, "power_kw": 10.0}
+MOTOR = {"torque_nm": 120.0, "speed_rad_s": 310.0}
+
+BAD_SAMPLES: list[dict[str, Any]] = [
+    {"dt_s": -1.0, "power_kw": 1.0},
+    {"dt_s": 0.0, "power_kw": 1.0},
+    {"dt_s": 86400.5, "power_kw": 1.0},
+    {"dt_s": "1", "power_kw": 1.0},
+    {"dt_s": True, "power_kw": 1.0},
+    {"power_kw": 1.0},
+    {"dt_s": None, "power_kw": 1.0},
+    {"dt_s": 1.0},
+    {"dt_s": 1.0, "power_kw": None},
+    {"dt_s": 1.0, "power_kw": 1.0, "current_a": 2.0},
+    {"dt_s": 1.0, "motors": [], "power_kw": 1.0},
+    {"dt_s": 1.0, "motors": [{"torque_nm": 1.0}]},
+    {"dt_s": 1.0, "motors": [{"torque_nm": 1.0, "speed_rad_s": 1.0, "x": 1}]},
+    {"dt_s": 1.0, "motors": [{"torque_nm": "1", "speed_rad_s": 1.0}]},
+    {"dt_s": 1.0, "motors": [{"torque_nm": 1e6, "speed_rad_s": 1.0}]},
+    {"dt_s": 1.0, "motors": [{"torque_nm": math.nan, "speed_rad_s": 1.0}]},
+    {"dt_s": 1.0, "motors": [MOTOR] * 17},
+    {"dt_s": 1.0, "motors": "fast"},
+    {"dt_s": 1.0, "motors": [5]},
+    {"dt_s": 1.0, "power_kw": 1.0, "throttle": 2.0},
+    {"dt_s": 1.0, "power_kw": 1.0, "brake": -0.1},
+    {"dt_s": 1.0, "power_kw": 1.0, "ambient_c": 500.0},
+    {"dt_s": 1.0, "power_kw": 1.0, "charging": "yes"},
+    {"dt_s": 1.0, "power_kw": 1.0, "charging": 1},
+    {"dt_s": 1.0, "current_a": 1.0, "aux_kw": 1.0},
+    {"dt_s": 1.0, "power_kw": 1.0, "aux_kw": -1.0},
+    {"dt_s": 1.0, "power_kw": 1.0, "speed": 3.0},
+    {"dt_s": 1.0, "power_kw": True},
+    {"dt_s": 1.0, "power_kw": math.nan},
+    {"dt_s": 1.0, "power_kw": math.inf},
+    {"dt_s": 1.0, "power_kw": -math.inf},
+    {"dt_s": 1.0, "power_kw": 10**400},
+    {"dt_s": 1.0, "current_a": 2e5},
+    {"dt_s": 1.0, "power_kw": 1.0, "wheel_speed_m_s": 151},
+]
+
+
+def _errors(samples: Any, max_samples: int = 1000) -> tuple[int, list[dict[str, Any]]]:
+    with pytest.raises(ApiError) as info:
+        parse_samples(samples, max_samples)
+    return info.value.status_code, info.value.errors
+
+
+def _shift(errors: list[dict[str, Any]], by: int) -> list[dict[str, Any]]:
+    out = copy.deepcopy(errors)
+    for e in out:
+        if len(e["loc"]) > 2 and isinstance(e["loc"][2], int):
+            e["loc"][2] += by
+    return out
+
+
+@pytest.mark.parametrize("bad", BAD_SAMPLES, ids=range(len(BAD_SAMPLES)))
+def test_bad_sample_same_errors_in_small_and_large_batches(bad: dict[str, Any]) -> None:
+    small = [GOOD, bad]
+    assert parse_small(small, 1000) is None  # the fast path never accepts bad input
+    pad = SMALL_BATCH + 10
+    large = [GOOD] * pad + [bad]
+    status_small, errors_small = _errors(small)
+    status_large, errors_large = _errors(large)
+    assert status_small == status_large == 422
+    assert errors_small and errors_large
+
+    def about(errors: list[dict[str, Any]], index: int) -> list[dict[str, Any]]:
+        return [e for e in errors if len(e["loc"]) > 3 and e["loc"][2] == index]
+
+    # The bad sample's own field errors, at its index. (Column-wide consequences such as
+    # "Field required" for the first samples after a wrong type, and the per-kind caps, are
+    # parse_samples' and the same for any batch size.)
+    assert about(errors_large, pad)[:1] == _shift(about(errors_small, 1), pad - 1)[:1]
+    assert {e["type"] for e in about(errors_large, pad)} <= {e["type"] for e in errors_small}
+
+
+def test_bad_inputs_outside_samples_fall_back() -> None:
+    for samples in ([], 5, None, "x", [GOOD, 5], [GOOD] * (SMALL_BATCH + 1)):
+        assert parse_small(samples, 1000) is None
+    assert parse_small([GOOD] * 3, 2) is None  # too many for the limit: parse_samples says 413
+    status, errors = _errors([GOOD] * 3, 2)
+    assert status == 413 and errors[0]["type"] == "too_many_samples"
+
+
+VALID_BATCHES: list[list[dict[str, Any]]] = [
+    [GOOD],
+    [{"dt_s": 0.1, "motors": [MOTOR], "wheel_speed_m_s": 12.3, "ambient_c": 25.0}],
+    [{"dt_s": 0.1, "motors": [MOTOR, {"torque_nm": -80.0, "speed_rad_s": 250}]}],
+    [{"dt_s": 0.1, "motors": [], "aux_kw": 2.5}],
+    [{"dt_s": 2, "current_a": -40}, {"dt_s": 1.0, "current_a": 0.0, "charging": True}],
+    [{"dt_s": 5.0, "power_kw": -0.0, "aux_kw": 1.0, "charging": False},
+     {"dt_s": 25.0, "power_kw": 30.0, "ambient_c": None, "wheel_speed_m_s": -20.0},
+     {"dt_s": 7200.0, "power_kw": 0.0, "ambient_c": 35.0, "throttle": 0.5, "brake": 0},
+     {"dt_s": 0.5, "current_a": 12.0, "motors": None, "power_kw": None, "charging": None}],
+    [{"dt_s": 1.0, "power_kw": 50.0, "ambient_c": -10.0}] * SMALL_BATCH,
+    [{"dt_s": 1.0, "motors": [MOTOR] * 4, "aux_kw": 0.0, "wheel_speed_m_s": 30}] * 3,
+]
+
+
+def _general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service, "parse_small", lambda samples, max_samples: None)
+    monkeypatch.setattr(service, "_envelope_fast", lambda payload: None)
+    monkeypatch.setattr(service, "_state_fast", lambda raw: None)
+    monkeypatch.setattr(pack, "_SMALL", -1)
+
+
+def _outcome(payload: dict[str, Any]) -> dict[str, Any]:
+    out = service.run_step_body(orjson.dumps(payload), "sv1ev3", 1000)
+    telemetry = dict(out.telemetry)
+    telemetry.pop("timestamp")
+    return {"state": out.state, "telemetry": telemetry, "trace": out.trace, "n": out.samples}
+
+
+@pytest.mark.parametrize("samples", VALID_BATCHES, ids=range(len(VALID_BATCHES)))
+@pytest.mark.parametrize("vehicle", [None, "sv1ev3", *sorted(PRESETS)])
+def test_fast_path_results_equal_general_path(
+    samples: list[dict[str, Any]], vehicle: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert parse_small(samples, 1000) is not None
+    first = _outcome({"vehicle_id": "a", "samples": [GOOD]})
+    for state in (None, {"soc": 0.4}, first["state"]):
+        payload: dict[str, Any] = {"vehicle_id": "fp", "samples": samples, "state": state,
+                                   "options": {"trace": True}}
+        if vehicle is not None:
+            payload["vehicle"] = vehicle
+        fast = _outcome(payload)
+        with monkeypatch.context() as m:
+            _general_path(m)
+            general = _outcome(payload)
+        assert orjson.dumps(fast) == orjson.dumps(general)
+        # The fast envelope (no options) too.
+        del payload["options"]
+        fast = _outcome(payload)
+        with monkeypatch.context() as m:
+            _general_path(m)
+            general = _outcome(payload)
+        assert orjson.dumps(fast) == orjson.dumps(general)
+
+
+def test_interp_scalar_is_numpy_interp() -> None:
+    curves = [(_OCV_SOC, _OCV_V)]
+    for preset in PRESETS.values():
+        d = drivetrain_params(preset)
+        curves.append(([float(x) for x in d.efficiency_load],
+                       [float(y) for y in d.efficiency_value]))
+    rng = np.random.default_rng(7)
+    for xp, fp in curves:
+        xs = [*rng.uniform(-0.1, 1.1, 5000).tolist(), *xp, 0.0, -0.0, 1.0, math.inf, -math.inf]
+        xs += [float(np.nextafter(x, d)) for x in xp for d in (-2.0, 2.0)]
+        ref = np.interp(np.array(xs), np.array(xp), np.array(fp)).tolist()
+        assert [interp_scalar(x, xp, fp) for x in xs] == ref
+    assert math.isnan(interp_scalar(math.nan, _OCV_SOC, _OCV_V))
+
+
+def test_substep_counts_small_is_substep_counts() -> None:
+    dt = np.array([0.1, 10.0, 10.5, 3600.0, 3600.5, 86400.0, 1e-9, 20.0])
+    power = np.array([1.0, 0.0, -0.0, 0.0, np.nan, 5.0, np.nan, np.nan])
+    current = np.array([np.nan, np.nan, np.nan, np.nan, 0.0, np.nan, 3.0, 0.0])
+    drive = pack.DriveInput(dt, power, current, np.full(8, 25.0), np.zeros(8))
+    assert pack._substep_counts_small(drive).tolist() == pack.substep_counts(drive).tolist()
+    drive.dt_s = np.array([np.inf, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    with np.errstate(invalid="ignore"):  # numpy's own answer for a non-finite dt
+        assert pack._substep_counts_small(drive).tolist() == pack.substep_counts(drive).tolist()
+
+
+def _full_state() -> dict[str, Any]:
+    return _outcome({"vehicle_id": "s", "samples": [GOOD] * 3})["state"]
+
+
+def test_state_fast_reads_what_pydantic_reads() -> None:
+    raw = _full_state()
+    variants = [raw]
+    as_ints = copy.deepcopy(raw)
+    as_ints["soc"] = 1
+    as_ints["aging"]["half_cycle"]["ah"] = 0
+    variants.append(as_ints)
+    no_direction = copy.deepcopy(raw)
+    del no_direction["aging"]["half_cycle"]["direction"]
+    variants.append(no_direction)
+    for v in variants:
+        fast = service._state_fast(v)
+        assert fast is not None
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(service, "_state_fast", lambda raw: None)
+            general = service.state_from_wire(v, 25.0)
+        assert fast == general
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("soc", 1.2), ("soc", True), ("soc", "0.5"), ("soc", math.nan), ("elapsed_s", math.inf),
+        ("soc", None), ("schema_version", True), ("cycle_count", -1.0), ("extra", 1),
+        ("aging", None), ("aging", {}), ("aging.cal_capacity_loss", 2.0),
+        ("aging.extra", 0.0), ("aging.half_cycle", []), ("aging.half_cycle.direction", 2),
+        ("aging.half_cycle.direction", 1.0), ("aging.half_cycle.direction", True),
+        ("aging.half_cycle.start_soc", 1.5), ("aging.half_cycle.extra", 1.0),
+        ("aging.half_cycle.ah", -0.0001),
+    ],
+)
+def test_state_fast_declines_what_it_does_not_certainly_accept(change: tuple[str, Any]) -> None:
+    raw = _full_state()
+    *path, last = change[0].split(".")
+    target = raw
+    for key in path:
+        target = target[key]
+    target[last] = change[1]
+    assert service._state_fast(raw) is None
+    try:
+        PackStateWire.model_validate(raw)
+    except Exception:  # noqa: BLE001  (pydantic names the problem; the fast path must not)
+        return
+
+
+def test_state_fast_missing_field() -> None:
+    raw = _full_state()
+    del raw["throughput_ah"]
+    assert service._state_fast(raw) is None
+    raw = _full_state()
+    del raw["aging"]["half_cycle"]["ah"]
+    assert service._state_fast(raw) is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"samples": [GOOD]},
+        {"vehicle_id": "ev-1.a_B", "vehicle": "sv1ev3", "state": {"soc": 0.5}, "samples": []},
+        {"vehicle_id": "x" * 64, "vehicle": None, "state": None, "samples": 5},
+    ],
+)
+def test_envelope_fast_is_step_envelope(payload: dict[str, Any]) -> None:
+    fast = service._envelope_fast(payload)
+    env = StepEnvelope.model_validate(payload)
+    assert fast is not None
+    assert (fast.vehicle_id, fast.vehicle, fast.state, fast.samples) == (
+        env.vehicle_id, env.vehicle, env.state, env.samples)
+    assert fast.options == env.options
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"vehicle_id": "a b", "samples": [GOOD]},
+        {"vehicle_id": "x" * 65, "samples": [GOOD]},
+        {"vehicle_id": "ev\n", "samples": [GOOD]},
+        {"vehicle_id": None, "samples": [GOOD]},
+        {"vehicle_id": 5, "samples": [GOOD]},
+        {"vehicle": 5, "samples": [GOOD]},
+        {"vehicle": {"id": "inline"}, "samples": [GOOD]},
+        {"state": [1], "samples": [GOOD]},
+        {"samples": [GOOD], "options": {}},
+        {"samples": [GOOD], "extra": 1},
+    ],
+)
+def test_envelope_fast_declines(payload: dict[str, Any]) -> None:
+    assert service._envelope_fast(payload) is None

@@ -9,14 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from support.processes import ServiceProcess
 
 from bridge.__main__ import main
 from bridge.poster import load_state_file
-
-try:
-    from fakes.twin_process import TwinProcess
-except ImportError:  # tests/ imported as a package
-    from tests.fakes.twin_process import TwinProcess
 
 UDDS_SAMPLES = 1369
 
@@ -36,7 +32,8 @@ def _run(url: str, vehicle_id: str, tmp_path: Path, *pace: str) -> tuple[int, di
 
 
 def test_outage_mid_run_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    twin = TwinProcess(tmp_path).start()
+    twin = ServiceProcess(log_dir=tmp_path)
+    twin.start()
     try:
         code, clean, clean_count = _run(twin.url, "clean", tmp_path, "--fast")
         assert code == 0 and clean_count == UDDS_SAMPLES

@@ -13,15 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.processes import ServiceProcess
 
 from bridge.__main__ import main
 from bridge.poster import load_state_file
 from bridge.sources.powertrain import normalize_poll
-
-try:
-    from fakes.twin_process import TwinProcess
-except ImportError:  # tests/ imported as a package
-    from tests.fakes.twin_process import TwinProcess
 
 FIXTURES = Path(__file__).parent / "fixtures" / "beamng"
 UDDS_KM = 11.990  # shared/data/README.md
@@ -29,13 +25,14 @@ FASTSIM_MODEL3_UDDS_WH_PER_KM = 91.1  # REFERENCES.md: NREL FASTSim, battery ter
 
 
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess]:
-    process = TwinProcess(tmp_path_factory.mktemp("twin")).start()
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    process = ServiceProcess(log_dir=tmp_path_factory.mktemp("twin"))
+    process.start()
     yield process
     process.stop()
 
 
-def _run(twin: TwinProcess, *args: str) -> int:
+def _run(twin: ServiceProcess, *args: str) -> int:
     return main([args[0], *args[1:], "--twin-url", twin.url, "--no-progress"])
 
 
@@ -54,7 +51,7 @@ def _wh_per_km(state: dict[str, Any]) -> float:
     return net_kwh * 1000.0 / state["total_distance_km"]
 
 
-def test_model3_udds_distance_and_terminal_energy(twin: TwinProcess, tmp_path: Path) -> None:
+def test_model3_udds_distance_and_terminal_energy(twin: ServiceProcess, tmp_path: Path) -> None:
     state_file, log = tmp_path / "m3.state.json", tmp_path / "m3.jsonl"
     code = _run(twin, "cycle", "--cycle", "udds", "--vehicle", "Model3_2024", "--fast",
                 "--vehicle-id", "m3-udds", "--state-file", str(state_file),
@@ -73,7 +70,7 @@ def test_model3_udds_distance_and_terminal_energy(twin: TwinProcess, tmp_path: P
 @pytest.mark.parametrize(("cycle", "km"), [("hwfet", 16.507), ("us06", 12.888),
                                            ("wltc", 23.266)])
 def test_other_cycles_distance_and_plausible_energy(
-    twin: TwinProcess, tmp_path: Path, cycle: str, km: float
+    twin: ServiceProcess, tmp_path: Path, cycle: str, km: float
 ) -> None:
     state_file = tmp_path / "s.json"
     code = _run(twin, "cycle", "--cycle", cycle, "--vehicle", "Model3_2024", "--fast",
@@ -85,7 +82,7 @@ def test_other_cycles_distance_and_plausible_energy(
     assert 80.0 < _wh_per_km(state) < 150.0
 
 
-def test_resume_from_state_file_continues_soc_and_soh(twin: TwinProcess, tmp_path: Path) -> None:
+def test_resume_from_state_file_continues_soc_and_soh(twin: ServiceProcess, tmp_path: Path) -> None:
     state_file = tmp_path / "resume.state.json"
     args = ("cycle", "--cycle", "udds", "--vehicle", "Model3_2024", "--fast",
             "--vehicle-id", "resume", "--state-file", str(state_file))
@@ -115,7 +112,7 @@ def test_resume_from_state_file_continues_soc_and_soh(twin: TwinProcess, tmp_pat
     ],
 )
 def test_replay_of_the_recordings(
-    twin: TwinProcess, tmp_path: Path, model: str, stamp: str, preset: str, motors: int
+    twin: ServiceProcess, tmp_path: Path, model: str, stamp: str, preset: str, motors: int
 ) -> None:
     powertrain = FIXTURES / f"{model}_powertrain_{stamp}.json"
     electrics = FIXTURES / f"{model}_electrics_{stamp}.json"
@@ -134,7 +131,7 @@ def test_replay_of_the_recordings(
     assert all(len(r["motors"]) == motors and r["beamng_fuel"] == fuel for r in rows)
 
 
-def test_charging_stop_between_cycles(twin: TwinProcess, tmp_path: Path) -> None:
+def test_charging_stop_between_cycles(twin: ServiceProcess, tmp_path: Path) -> None:
     state_file, log = tmp_path / "c.state.json", tmp_path / "c.jsonl"
     code = _run(twin, "cycle", "--cycle", "us06", "--vehicle", "Model3_2024", "--fast",
                 "--repeat", "2", "--initial-soc", "0.36", "--charge-below", "0.4",
@@ -154,7 +151,7 @@ def test_charging_stop_between_cycles(twin: TwinProcess, tmp_path: Path) -> None
     assert state["energy_charged_kwh"] > 0.13 * 54.0
 
 
-def test_demo_mode_and_live_file(twin: TwinProcess, tmp_path: Path) -> None:
+def test_demo_mode_and_live_file(twin: ServiceProcess, tmp_path: Path) -> None:
     live = tmp_path / "live_data.json"
     code = _run(twin, "cycle", "--cycle", "us06", "--vehicle", "Model3_2024", "--fast", "--demo",
                 "--vehicle-id", "demo", "--live-file", str(live))
@@ -169,12 +166,12 @@ def test_demo_mode_and_live_file(twin: TwinProcess, tmp_path: Path) -> None:
     assert telemetry["total_distance_km"] == pytest.approx(12.888, rel=0.005)
 
 
-def test_unknown_preset_fails_cleanly(twin: TwinProcess, tmp_path: Path) -> None:
+def test_unknown_preset_fails_cleanly(twin: ServiceProcess, tmp_path: Path) -> None:
     assert _run(twin, "cycle", "--cycle", "udds", "--vehicle", "nope", "--fast") == 2
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupt_flushes_and_saves(twin: TwinProcess, tmp_path: Path, signum: int) -> None:
+def test_interrupt_flushes_and_saves(twin: ServiceProcess, tmp_path: Path, signum: int) -> None:
     state_file, log = tmp_path / "i.state.json", tmp_path / "i.jsonl"
     command = [sys.executable, "-m", "bridge", "cycle", "--cycle", "udds", "--vehicle",
                "Model3_2024", "--speedup", "300", "--batch-interval-s", "0.5", "--twin-url",
@@ -201,7 +198,7 @@ def test_interrupt_flushes_and_saves(twin: TwinProcess, tmp_path: Path, signum: 
 
 @pytest.mark.skipif(importlib.util.find_spec("beamngpy") is None,
                     reason="beamngpy not installed (pip install '.[beamng]'); CI installs it")
-def test_bridge_beamng_command_end_to_end(twin: TwinProcess, tmp_path: Path) -> None:
+def test_bridge_beamng_command_end_to_end(twin: ServiceProcess, tmp_path: Path) -> None:
     """python -m bridge beamng: real beamngpy against the fake simulator, into the service."""
     try:
         from fakes.beamng_sim import FakeBeamNG

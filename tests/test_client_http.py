@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from support.processes import ServiceProcess, free_port
 
 from clients.python import (
     AsyncTwinClient,
@@ -19,11 +20,6 @@ from clients.python import (
     TwinValidationError,
     find_preset,
 )
-
-try:
-    from fakes.twin_process import TwinProcess, free_port
-except ImportError:  # tests/ imported as a package
-    from tests.fakes.twin_process import TwinProcess, free_port
 
 SAMPLE = {"dt_s": 1.0, "motors": [{"torque_nm": 100.0, "speed_rad_s": 300.0}],
           "wheel_speed_m_s": 10.0}
@@ -116,13 +112,14 @@ def test_websocket_urls() -> None:
 
 
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess]:
-    process = TwinProcess(tmp_path_factory.mktemp("twin-client")).start()
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    process = ServiceProcess(log_dir=tmp_path_factory.mktemp("twin-client"))
+    process.start()
     yield process
     process.stop()
 
 
-def test_step_then_read_back(twin: TwinProcess) -> None:
+def test_step_then_read_back(twin: ServiceProcess) -> None:
     with TwinClient(twin.url) as client:
         assert client.health()
         first = client.step([SAMPLE] * 10, vehicle_id="client-1", vehicle="Model3_2024")
@@ -142,7 +139,7 @@ def test_step_then_read_back(twin: TwinProcess) -> None:
         assert client.preset("Model3_2024")["roadload"]["mass_kg"] == 1752.0
 
 
-def test_service_errors_name_field_and_index(twin: TwinProcess) -> None:
+def test_service_errors_name_field_and_index(twin: ServiceProcess) -> None:
     with TwinClient(twin.url) as client:
         bad = [SAMPLE, {**SAMPLE, "dt_s": -1.0}]
         with pytest.raises(TwinValidationError) as caught:
@@ -153,7 +150,7 @@ def test_service_errors_name_field_and_index(twin: TwinProcess) -> None:
             client.vehicle("never-stepped")
 
 
-async def test_async_client(twin: TwinProcess) -> None:
+async def test_async_client(twin: ServiceProcess) -> None:
     async with AsyncTwinClient(twin.url) as client:
         reply = await client.step([SAMPLE] * 5, vehicle_id="client-async")
         assert reply["state"]["elapsed_s"] == pytest.approx(5.0)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.processes import ServiceProcess
 from websockets.sync.server import ServerConnection, serve
 
 from clients.python import (
@@ -18,11 +19,6 @@ from clients.python import (
     TwinSubscriptionRefused,
 )
 from clients.python import client as client_module
-
-try:
-    from fakes.twin_process import TwinProcess
-except ImportError:  # tests/ imported as a package
-    from tests.fakes.twin_process import TwinProcess
 
 SAMPLE = {"dt_s": 1.0, "power_kw": 20.0, "wheel_speed_m_s": 15.0}
 
@@ -123,14 +119,15 @@ async def test_async_subscription_reconnects() -> None:
 
 
 @pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinProcess]:
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     keys = {"TWIN_API_KEY": "writer", "TWIN_READ_KEY": "reader"}
-    process = TwinProcess(tmp_path_factory.mktemp("twin-ws"), env=keys).start()
+    process = ServiceProcess(log_dir=tmp_path_factory.mktemp("twin-ws"), env=keys)
+    process.start()
     yield process
     process.stop()
 
 
-def test_vehicle_subscription_sees_every_step(twin: TwinProcess) -> None:
+def test_vehicle_subscription_sees_every_step(twin: ServiceProcess) -> None:
     with TwinClient(twin.url, api_key="writer", read_key="reader") as client:
         first = client.step([SAMPLE], vehicle_id="ws-1")
         messages = client.subscribe("ws-1", reconnect=False)
@@ -144,7 +141,7 @@ def test_vehicle_subscription_sees_every_step(twin: TwinProcess) -> None:
         messages.close()
 
 
-def test_fleet_subscription_and_read_key(twin: TwinProcess) -> None:
+def test_fleet_subscription_and_read_key(twin: ServiceProcess) -> None:
     with TwinClient(twin.url, api_key="writer") as client:  # the write key also reads
         client.step([SAMPLE], vehicle_id="fleet-a")
         messages = client.subscribe(reconnect=False)
@@ -161,7 +158,7 @@ def test_fleet_subscription_and_read_key(twin: TwinProcess) -> None:
             next(anonymous.subscribe("ws-1"))
 
 
-async def test_async_vehicle_subscription(twin: TwinProcess) -> None:
+async def test_async_vehicle_subscription(twin: ServiceProcess) -> None:
     async with AsyncTwinClient(twin.url, api_key="writer") as client:
         await client.step([SAMPLE], vehicle_id="ws-async")
         messages = client.subscribe("ws-async", reconnect=False)
@@ -173,7 +170,7 @@ async def test_async_vehicle_subscription(twin: TwinProcess) -> None:
         await messages.aclose()
 
 
-def test_bearer_keys_protect_step_and_reads(twin: TwinProcess) -> None:
+def test_bearer_keys_protect_step_and_reads(twin: ServiceProcess) -> None:
     with TwinClient(twin.url) as anonymous:
         with pytest.raises(TwinAuthError) as caught:
             anonymous.step([SAMPLE])

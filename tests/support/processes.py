@@ -125,6 +125,14 @@ class ServiceProcess:
             _terminate(self.process)
             self.process = None
 
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), like a crash; `start()` brings it back on the same port."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(STOP_TIMEOUT_S)
+            self.process = None
+
     def log(self) -> str:
         return _log_tail(self.log_path, 200)
 

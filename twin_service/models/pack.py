@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 import os
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -64,6 +66,18 @@ class PackParams:
     capacity_ah: float
     circuit: CircuitParams
     thermal: ThermalParams
+
+    @cached_property
+    def kernel_vector(self) -> np.ndarray:
+        """The parameters in kernel_jit's P_* order, built once per parameter set (the kernel
+        only reads it)."""
+        c = self.circuit
+        return np.array([
+            self.cells_series, self.capacity_ah, c.r0_ohm, c.r1_ohm, c.tau1_s,
+            c.activation_energy_j_mol, c.v_min, c.v_max, c.max_discharge_a, c.max_charge_a,
+            c.max_discharge_w, c.max_regen_w, self.thermal.heat_capacity_j_k,
+            self.thermal.conductance_w_k, SOH_FLOOR, ACTIVE_C_RATE,
+        ])
 
 
 @dataclass(frozen=True)
@@ -207,28 +221,6 @@ def simulate(
     return _simulate_relaxation(params, state, drive, aging, counts)
 
 
-_KERNEL_PARAMS: dict[int, tuple[PackParams, np.ndarray]] = {}
-
-
-def _kernel_params(params: PackParams) -> np.ndarray:
-    """The parameter vector of kernel_jit (P_* order), kept per PackParams object (the kernel
-    only reads it)."""
-    hit = _KERNEL_PARAMS.get(id(params))
-    if hit is not None and hit[0] is params:
-        return hit[1]
-    c = params.circuit
-    p = np.array([
-        params.cells_series, params.capacity_ah, c.r0_ohm, c.r1_ohm, c.tau1_s,
-        c.activation_energy_j_mol, c.v_min, c.v_max, c.max_discharge_a, c.max_charge_a,
-        c.max_discharge_w, c.max_regen_w, params.thermal.heat_capacity_j_k,
-        params.thermal.conductance_w_k, SOH_FLOOR, ACTIVE_C_RATE,
-    ])
-    if len(_KERNEL_PARAMS) > 256:
-        _KERNEL_PARAMS.clear()
-    _KERNEL_PARAMS[id(params)] = (params, p)
-    return p
-
-
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
 
@@ -251,7 +243,7 @@ def _simulate_jit(
 ) -> StepResult:
     from twin_service.models import kernel_jit as kj
 
-    p = _kernel_params(params)
+    p = params.kernel_vector
     hc = state.half_cycle
     s = np.array([
         state.soc, state.temperature_c, state.v_rc, state.elapsed_s, state.aged_s,
@@ -350,7 +342,7 @@ _OCV_SOC = OCV_SOC.tolist()
 _OCV_V = OCV_V.tolist()
 
 
-def interp_scalar(x: float, xp: list[float], fp: list[float]) -> float:
+def interp_scalar(x: float, xp: Sequence[float], fp: Sequence[float]) -> float:
     """`float(np.interp(x, xp, fp))` for one float without numpy's per-call overhead: the same
     cases and floating-point operations as numpy's C loop, so the same value. `xp` ascending,
     at least two points."""

@@ -116,20 +116,9 @@ def _check_range(
         )
 
 
-_SMALL_BATCH = 32  # below this, plain Python checks beat numpy's per-call overhead
-
-
-def _small_column_ok(col: np.ndarray, given: np.ndarray, bounds: tuple[float, float, bool]) -> bool:
-    """True when every given value is finite and in range (plain Python, small batches)."""
-    low, high, low_exclusive = bounds
-    for v, g in zip(col.tolist(), given.tolist(), strict=True):
-        if g and not (low < v <= high if low_exclusive else low <= v <= high):
-            return False  # also catches NaN and inf; the numpy check then names them
-    return True
-
-
 SMALL_BATCH = 16  # at most this many samples take the plain-Python path (parse_small)
 _NAN = math.nan
+_MOTOR_BOUNDS = {name: (low, high, False) for name, (low, high) in MOTOR_FIELDS.items()}
 
 
 @dataclass
@@ -188,8 +177,8 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
                     if type(m) is not dict or m.keys() != MOTOR_FIELDS.keys():
                         return None
                     t, w = m["torque_nm"], m["speed_rad_s"]
-                    if not (_in_range(t, (-1e5, 1e5, False))
-                            and _in_range(w, (-1e5, 1e5, False))):
+                    if not (_in_range(t, _MOTOR_BOUNDS["torque_nm"])
+                            and _in_range(w, _MOTOR_BOUNDS["speed_rad_s"])):
                         return None
                     entries.append((float(t), float(w)))
                 motors[i] = entries
@@ -253,8 +242,7 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
         col, given = _column(samples, name, errors)
         # Literal nulls count as absent; NaN or inf sent as numbers (non-standard JSON) are
         # errors.
-        if not (n <= _SMALL_BATCH and _small_column_ok(col, given, bounds)):
-            _check_range(col, given, name, bounds, errors)
+        _check_range(col, given, name, bounds, errors)
         cols[name], present[name] = col, given
     if not present["dt_s"].all():
         missing = [i for i, s in enumerate(samples) if s.get("dt_s") is None]

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import annotated_types
 import numpy as np
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from twin_service.errors import ApiError, error_item, pydantic_errors
 from twin_service.models.aging.half_cycles import HalfCycle
@@ -38,6 +39,9 @@ from twin_service.models.pack import (
 from twin_service.presets import PRESETS, VehiclePreset, drivetrain_params, pack_params
 from twin_service.schemas import (
     STATE_SCHEMA_VERSION,
+    VEHICLE_ID_PATTERN,
+    AgingState,
+    HalfCycleState,
     PackSeed,
     PackStateWire,
     StepEnvelope,
@@ -123,10 +127,13 @@ def resolve_vehicle(vehicle: str | VehiclePreset | None, default_vehicle: str) -
     return preset
 
 
-def state_from_wire(raw: dict[str, Any] | None, ambient_c: float) -> PackState:
-    """A full state (with schema_version) continues; anything else seeds a new pack."""
+def state_from_wire(
+    raw: dict[str, Any] | None, ambient_c: float
+) -> tuple[PackState, float]:
+    """A full state (with schema_version) continues with its stored ambient; anything else
+    seeds a new pack at `ambient_c`."""
     if raw is None:
-        return _with_ambient(new_pack_state(temperature_c=ambient_c), ambient_c)
+        return new_pack_state(temperature_c=ambient_c), ambient_c
     if "schema_version" in raw:
         if raw["schema_version"] != STATE_SCHEMA_VERSION:
             raise ApiError(
@@ -167,33 +174,37 @@ def state_from_wire(raw: dict[str, Any] | None, ambient_c: float) -> PackState:
     except ValidationError as exc:
         raise ApiError(422, pydantic_errors(exc, ["body", "state"])) from None
     temperature = ambient_c if seed.temperature_c is None else seed.temperature_c
-    return _with_ambient(
-        new_pack_state(seed.soc, temperature, seed.soh, seed.resistance_factor), ambient_c
-    )
+    return new_pack_state(seed.soc, temperature, seed.soh, seed.resistance_factor), ambient_c
 
 
 _BIG = 1.7976931348623157e308  # the largest float: "no upper bound", and still rejects inf
-_UNIT = (0.0, 1.0)
-_NONNEG = (0.0, _BIG)
-# Bounds of PackStateWire, AgingState and HalfCycleState (twin_service/schemas.py).
-_STATE_BOUNDS: dict[str, tuple[float, float]] = {
-    "soc": _UNIT, "soh": _UNIT, "resistance_factor": (1.0, _BIG),
-    "temperature_c": (-60.0, 150.0), "v_rc_v": (-1e4, 1e4), "ambient_c": (-60.0, 80.0),
-    "elapsed_s": _NONNEG, "aged_s": _NONNEG, "total_distance_km": _NONNEG,
-    "energy_discharged_kwh": _NONNEG, "energy_charged_kwh": _NONNEG, "throughput_ah": _NONNEG,
-    "cycle_count": _NONNEG,
-}
-_AGING_BOUNDS: dict[str, tuple[float, float]] = {
-    "cal_capacity_loss": _UNIT, "cal_resistance_increase": _NONNEG, "cyc_capacity_loss": _UNIT,
-    "cyc_resistance_increase": _NONNEG, "seed_capacity_loss": _UNIT,
-}
-_HALF_CYCLE_BOUNDS: dict[str, tuple[float, float]] = {
-    "start_soc": (-0.01, 1.01), "extreme_soc": (-0.01, 1.01), "ah": _NONNEG,
-    "active_s": _NONNEG, "loss_sq_start": _NONNEG, "resistance_start": _NONNEG,
-}
-_STATE_KEYS = _STATE_BOUNDS.keys() | {"schema_version", "aging"}
-_AGING_KEYS = _AGING_BOUNDS.keys() | {"half_cycle"}
-_HALF_CYCLE_KEYS = _HALF_CYCLE_BOUNDS.keys() | {"direction"}
+
+
+def _float_bounds(model: type[BaseModel]) -> dict[str, tuple[float, float]]:
+    """(low, high) of each float field of a wire model, read from its ge/le constraints, so
+    the fast state check below cannot drift from the schema."""
+    bounds = {}
+    for name, info in model.model_fields.items():
+        if info.annotation is not float:
+            continue
+        low, high = -_BIG, _BIG
+        for rule in info.metadata:
+            if isinstance(rule, annotated_types.Ge):
+                low = float(rule.ge)
+            elif isinstance(rule, annotated_types.Le):
+                high = float(rule.le)
+            elif isinstance(rule, annotated_types.Gt | annotated_types.Lt):
+                raise TypeError(f"{model.__name__}.{name}: strict bounds are not handled here")
+        bounds[name] = (low, high)
+    return bounds
+
+
+_STATE_BOUNDS = _float_bounds(PackStateWire)
+_AGING_BOUNDS = _float_bounds(AgingState)
+_HALF_CYCLE_BOUNDS = _float_bounds(HalfCycleState)
+_STATE_KEYS = PackStateWire.model_fields.keys()
+_AGING_KEYS = AgingState.model_fields.keys()
+_HALF_CYCLE_KEYS = HalfCycleState.model_fields.keys()
 _FLOAT_TYPES = (float, int)
 
 
@@ -251,10 +262,6 @@ def _state_fast(raw: dict[str, Any]) -> tuple[PackState, float] | None:
             resistance_start=float(hc["resistance_start"]),
         ),
     ), float(raw["ambient_c"])
-
-
-def _with_ambient(state: PackState, ambient_c: float) -> tuple[PackState, float]:
-    return state, ambient_c
 
 
 def clamp_unit(x: float) -> float:
@@ -324,20 +331,6 @@ def drive_input(cols: SampleColumns, preset: VehiclePreset, ambient_start_c: flo
     )
 
 
-_EFFICIENCY_CURVES: dict[int, tuple[DrivetrainParams, list[float], list[float]]] = {}
-
-
-def _efficiency_curve(dt: DrivetrainParams) -> tuple[list[float], list[float]]:
-    hit = _EFFICIENCY_CURVES.get(id(dt))
-    if hit is None or hit[0] is not dt:
-        hit = (dt, [float(x) for x in dt.efficiency_load],
-               [float(y) for y in dt.efficiency_value])
-        if len(_EFFICIENCY_CURVES) > 256:
-            _EFFICIENCY_CURVES.clear()
-        _EFFICIENCY_CURVES[id(dt)] = hit
-    return hit[1], hit[2]
-
-
 def drive_input_small(
     ss: SmallSamples, preset: VehiclePreset, ambient_start_c: float
 ) -> DriveInput:
@@ -350,8 +343,6 @@ def drive_input_small(
             any_aux = True
             break
     dt: DrivetrainParams | None = None
-    xp: list[float] = []
-    fp: list[float] = []
     power_w: list[float] = []
     current: list[float] = []
     ambient: list[float] = []
@@ -363,12 +354,12 @@ def drive_input_small(
         if motors is not None:
             if dt is None:
                 dt = _preset_params(preset)[2]
-                xp, fp = _efficiency_curve(dt)
             total = 0.0  # np.bincount sums in order from 0.0
             for torque, speed in motors:
                 mech = torque * speed
                 load = min(abs(mech) / dt.motor_peak_w, 1.0)
-                eta = interp_scalar(load, xp, fp) * dt.transmission_efficiency
+                eta = interp_scalar(load, dt.efficiency_load, dt.efficiency_value)
+                eta *= dt.transmission_efficiency
                 total += mech / eta if mech >= 0.0 else mech * eta
             # The preset's auxiliary load unless the sample gives its own.
             p = total + (0.0 if a == a else dt.aux_w)
@@ -432,7 +423,7 @@ class _Envelope:
 
 _ENVELOPE_KEYS = frozenset(StepEnvelope.model_fields)
 _DEFAULT_OPTIONS = StepOptions()
-_VEHICLE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # schemas.VEHICLE_ID_PATTERN
+_VEHICLE_ID = re.compile(VEHICLE_ID_PATTERN)
 
 
 def _envelope_fast(payload: dict[str, Any]) -> _Envelope | None:

@@ -1,0 +1,116 @@
+"""Golden /step numbers: today's responses to many stored requests, replayed to 1e-9.
+
+The fixtures come from `python -m tests.golden.generate` (see tests/golden/generate.py):
+tests/fixtures/golden_steps.json.gz and the three tests/fixtures/state_v1_*.json cases. Each
+case holds a request body (chained states written in) and the response it got: state,
+telemetry without its timestamp, trace.
+
+Numbers compare with rel 1e-9 / abs 1e-12, booleans and strings exactly. Telemetry and trace
+keys that the fixture lacks are ignored (new keys may be added); keys the fixture has must be
+there. The state is compared through `comparable_state`, applied to today's response; the
+fixture's (v1) state is only flattened.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from twin_service.step.service import run_step
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict with dotted keys: {"aging": {"half_cycle": {"ah": x}}} ->
+    {"aging.half_cycle.ah": x}."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def comparable_state(state: dict[str, Any]) -> dict[str, Any]:
+    """Today's response state in the fixture's (v1) names, flattened to dotted keys such as
+    "aging.half_cycle.ah". A new state layout maps onto the v1 names here."""
+    return flatten(state)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GOLDEN_PATH = FIXTURES / "golden_steps.json.gz"
+STATE_PATHS = sorted(FIXTURES.glob("state_v1_*.json"))
+REL, ABS = 1e-9, 1e-12
+DEFAULT_VEHICLE = "sv1ev3"
+MAX_SAMPLES = 200_000
+
+
+def _load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    with gzip.open(GOLDEN_PATH, "rt", encoding="utf-8") as f:
+        doc = json.load(f)
+    cases = list(doc.pop("cases"))
+    for path in STATE_PATHS:
+        case = json.loads(path.read_text())
+        cases.append({"name": path.stem, "request": case["request"],
+                      "response": case["response"]})
+    return doc, cases
+
+
+HEADER, CASES = _load()
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) in (int, float)
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    if _is_number(expected):
+        return _is_number(actual) and math.isclose(expected, actual, rel_tol=REL, abs_tol=ABS)
+    return type(actual) is type(expected) and actual == expected  # bool, str, None
+
+
+def _differences(expected: dict[str, Any], actual: dict[str, Any], prefix: str
+                 ) -> list[tuple[str, Any, Any]]:
+    """(key, expected, actual) for each key of `expected` that `actual` lacks or differs in;
+    keys only `actual` has are ignored."""
+    missing = object()
+    out = []
+    for key, e in expected.items():
+        a = actual.get(key, missing)
+        if a is missing:
+            out.append((f"{prefix}{key}", e, "<missing>"))
+        elif not _same(e, a):
+            out.append((f"{prefix}{key}", e, a))
+    return out
+
+
+def test_fixture_cases_are_unique() -> None:
+    names = [c["name"] for c in CASES]
+    assert len(set(names)) == len(names)
+    assert len(CASES) >= 150
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_golden_step(case: dict[str, Any]) -> None:
+    outcome = run_step(copy.deepcopy(case["request"]), DEFAULT_VEHICLE, MAX_SAMPLES)
+    want = case["response"]
+    diffs = _differences(flatten(want["state"]), comparable_state(outcome.state), "state.")
+    diffs += _differences(want["telemetry"], outcome.telemetry, "telemetry.")
+    trace = outcome.trace or []
+    if len(trace) != len(want["trace"]):
+        diffs.append(("trace length", len(want["trace"]), len(trace)))
+    else:
+        for i, (w, a) in enumerate(zip(want["trace"], trace, strict=True)):
+            diffs += _differences(w, a, f"trace[{i}].")
+    if diffs:
+        key, e, a = diffs[0]
+        pytest.fail(f"{case['name']}: first difference at {key}: fixture {e!r}, now {a!r} "
+                    f"({len(diffs)} differing values; fixture from commit {HEADER['commit']})",
+                    pytrace=False)

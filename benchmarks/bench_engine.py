@@ -11,7 +11,8 @@ import numpy as np
 import orjson
 
 from benchmarks.common import best_of, drive_power_w, machine, service, table
-from twin_service.models.ocv import OCV_SOC, OCV_V
+from twin_service.models.laws import OCV_SOC, OCV_V
+from twin_service.models.aging import MODEL_NAMES
 from twin_service.models.pack import AgingSettings, DriveInput, new_pack_state, simulate
 from twin_service.presets import PRESETS, pack_params
 
@@ -43,11 +44,11 @@ def main() -> None:
 
     base = best_of(lambda: baseline_loop(currents, DT))
     rows = [["plain-Python 1-RC cell loop (baseline)", base * 1e3, base / N * 1e6, 1.0]]
-    for kernel in ("jit", "numpy"):
-        simulate(params, new_pack_state(), drive, AgingSettings(), kernel=kernel)  # warm
-        el = best_of(lambda k=kernel: simulate(params, new_pack_state(), drive, AgingSettings(),
-                                               kernel=k))
-        rows.append([f"full model in-process, {kernel} kernel", el * 1e3, el / N * 1e6, base / el])
+    for model in MODEL_NAMES:
+        settings = AgingSettings(model)
+        simulate(params, new_pack_state(), drive, settings)  # warm
+        el = best_of(lambda s=settings: simulate(params, new_pack_state(), drive, s))
+        rows.append([f"full model in-process, aging {model}", el * 1e3, el / N * 1e6, base / el])
 
     body = orjson.dumps({
         "vehicle_id": "bench",

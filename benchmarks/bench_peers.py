@@ -222,13 +222,9 @@ def main() -> None:
         p = drive_power_w(t)
         drive = DriveInput(np.full(n, 1.0 / hz), p, np.full(n, np.nan), np.full(n, 25.0),
                            np.zeros(n))
-        for kernel in ("jit", "numpy"):
-            if hz == 10 and kernel == "numpy":
-                continue
-            simulate(params, new_pack_state(soc0), drive, AgingSettings(), kernel=kernel)  # warm
-            results[f"{kernel}@{hz}"] = best_of(
-                lambda k=kernel, d=drive: simulate(params, new_pack_state(soc0), d,
-                                                   AgingSettings(), kernel=k))
+        simulate(params, new_pack_state(soc0), drive, AgingSettings())  # warm
+        results[f"jit@{hz}"] = best_of(
+            lambda d=drive: simulate(params, new_pack_state(soc0), d, AgingSettings()))
     ours = results["jit@1"]
 
     # The peers: the same power profile, 3601 points so the drive spans exactly one hour.
@@ -269,8 +265,6 @@ def main() -> None:
         notes.append(f"{worker}: {out['solver']}, {out['points']} output points, {out['check']}")
 
     rows.append(["ours", "full pack model (electrical, thermal, aging), jit kernel", ours, 1.0])
-    rows.append(["ours", "full pack model, numpy kernel", results["numpy@1"],
-                 results["numpy@1"] / ours])
     rows.append(["ours", "full pack model, jit kernel, same hour at 10 Hz (36,000 samples)",
                  results["jit@10"], results["jit@10"] / ours])
 

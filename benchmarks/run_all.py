@@ -25,8 +25,8 @@ NOTES = """
 ## Where the goals stand, and what is in the way
 
 - Engine, forecast for a fleet, WebSocket fan-out and the peers meet their goals in the tables
-  below. The step kernel is one numba-compiled loop; the numpy waveform-relaxation kernel
-  integrates the same equations (the tests hold both within 1e-9) and is kept as the reference.
+  below. The step kernel is one numba-compiled loop calling each law once (models/laws.py and
+  the aging models' modules); golden tests pin its numbers and property tests its invariants.
 - HTTP, single-sample `POST /step`, is about 0.6x `GET /health`, at the goal with no margin
   (0.58-0.66x over repeated runs). It got there by serving `/step` from a plain ASGI route
   (the FastAPI route still documents it), a plain-Python path for batches of up to 16 samples

@@ -18,6 +18,7 @@ from bridge.cycles import available_cycles
 from bridge.poster import Poster, PosterConfig, PosterStopped
 from bridge.samples import Sample
 from clients.python import DEFAULT_TWIN_URL, TwinClient, TwinConnectionError, TwinHTTPError
+from twin_service.models.aging import MODEL_NAMES
 
 logger = logging.getLogger("bridge")
 
@@ -92,7 +93,8 @@ def _add_twin_options(parser: argparse.ArgumentParser, *, default_pace: str) -> 
     twin.add_argument("--config", help="config.yaml to read defaults from")
     twin.add_argument("--demo", action="store_true", help="demo aging (options.demo_mode)")
     twin.add_argument("--time-multiplier", type=_positive, help="aging time multiplier")
-    twin.add_argument("--aging-model", help="naumann (default) or seed")
+    twin.add_argument("--aging-model", choices=MODEL_NAMES,
+                      help="aging model (default: the preset's; GET /models lists them)")
     twin.add_argument("--initial-soc", type=_fraction, help="SOC of a new pack (0..1)")
     twin.add_argument("--state-file", type=Path, help="persist the state here; resume from it")
     twin.add_argument("--live-file", type=Path, help="write the latest telemetry (live_data.json)")

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from twin_service.app import create_app
+from twin_service.models.aging import MODELS, REGISTRY
 from twin_service.models.forecast import DRIVE_SPEED_KMH
 from twin_service.presets import PRESETS
 from twin_service.settings import Settings
@@ -104,7 +105,7 @@ def test_daily_use_forecast_matches_step(client: TestClient) -> None:
     })
     assert stepped.status_code == 200, stepped.text
     st = stepped.json()["state"]
-    assert st["aging"]["cyc_capacity_loss"] > 0.002  # cycling matters in this comparison
+    assert st["aging"]["naumann"]["cyc_capacity_loss"] > 0.002  # cycling matters in this comparison
     out = forecast(client, years=1, usage=usage)
     assert out["points"][-1]["soh"] == pytest.approx(st["soh"], abs=0.005)
 
@@ -157,22 +158,29 @@ def test_fleet_forecast_matches_single(client: TestClient) -> None:
         assert res["points"][-1]["soh"] == pytest.approx(single["points"][-1]["soh"], abs=1e-12)
 
 
-def test_vehicle_blocks_do_not_change_results() -> None:
-    from twin_service.models.forecast import VEHICLE_BLOCK, AgingStart, Usage, forecast_naumann
+@pytest.mark.parametrize("model", [m.name for m in REGISTRY])
+def test_vehicle_blocks_do_not_change_results(model: str) -> None:
+    from twin_service.models.aging.base import ForecastStart
+    from twin_service.models.forecast import VEHICLE_BLOCK, Usage
 
+    forecast_fn = MODELS[model].forecast
     n = VEHICLE_BLOCK * 2 + 17
     rng = np.random.default_rng(5)
-    z = np.zeros(n)
     usage = Usage(rng.uniform(0, 200, n), rng.uniform(120, 250, n), np.full(n, 0.1),
                   rng.uniform(0.6, 1.0, n), rng.uniform(-5, 40, n), np.full(n, 0.2),
                   rng.uniform(0, 1, n))
-    start = AgingStart(rng.uniform(0, 0.05, n), z, z, z, z)
+    block = np.zeros((n, len(MODELS[model].state)))
+    block[:, 0] = rng.uniform(0, 0.05, n)  # each model's first field is a capacity loss
+    start = ForecastStart(block, rng.uniform(0, 0.01, n), np.zeros(n))
     cap = rng.uniform(40, 100, n)
-    fleet = forecast_naumann(start, usage, cap, 5.0)
+    fleet = forecast_fn(start, usage, cap, 5.0)
+    assert fleet.soh.shape[0] == n
     for i in (0, VEHICLE_BLOCK, n - 1):
-        one = forecast_naumann(
-            AgingStart(*(np.asarray(v)[i : i + 1] for v in vars(start).values())),
-            Usage(*(np.asarray(v)[i : i + 1] for v in vars(usage).values())), cap[i : i + 1], 5.0)
+        sl = slice(i, i + 1)
+        one = forecast_fn(
+            ForecastStart(block[sl], start.other_capacity_loss[sl],
+                          start.other_resistance_increase[sl]),
+            Usage(*(np.asarray(v)[sl] for v in vars(usage).values())), cap[sl], 5.0)
         np.testing.assert_allclose(fleet.soh[i], one.soh[0], rtol=1e-12)
         np.testing.assert_allclose(fleet.resistance_factor[i], one.resistance_factor[0], rtol=1e-12)
 

@@ -40,8 +40,16 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def comparable_state(state: dict[str, Any]) -> dict[str, Any]:
     """Today's response state in the fixture's (v1) names, flattened to dotted keys such as
-    "aging.half_cycle.ah". A new state layout maps onto the v1 names here."""
-    return flatten(state)
+    "aging.half_cycle.ah". Schema 2 nests each aging model's fields under its name (and adds
+    models that schema 1 did not have, which the fixture cannot pin)."""
+    v1 = {k: v for k, v in state.items() if k != "aging"}
+    v1["schema_version"] = 1
+    aging = state["aging"]
+    v1["aging"] = {
+        **{k: v for k, v in aging["naumann"].items()},
+        "seed_capacity_loss": aging["seed"]["capacity_loss"],
+    }
+    return flatten(v1)
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

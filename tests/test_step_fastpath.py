@@ -12,8 +12,10 @@ import orjson
 import pytest
 
 from twin_service.errors import ApiError
-from twin_service.models import pack
-from twin_service.models.pack import _OCV_SOC, _OCV_V, interp_scalar
+from twin_service.models.aging import LAYOUT, REGISTRY
+from twin_service.models.kernel import total_substeps
+from twin_service.models.laws import OCV_SOC, OCV_V, interp
+from twin_service.models.state import from_validated, read_fast
 from twin_service.presets import PRESETS, drivetrain_params
 from twin_service.schemas import PackStateWire, StepEnvelope
 from twin_service.step import service
@@ -121,8 +123,7 @@ VALID_BATCHES: list[list[dict[str, Any]]] = [
 def _general_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(service, "parse_small", lambda samples, max_samples: None)
     monkeypatch.setattr(service, "_envelope_fast", lambda payload: None)
-    monkeypatch.setattr(service, "_state_fast", lambda raw: None)
-    monkeypatch.setattr(pack, "_SMALL", -1)
+    monkeypatch.setattr(service, "read_fast", lambda layout, raw: None)
 
 
 def _outcome(payload: dict[str, Any]) -> dict[str, Any]:
@@ -158,30 +159,30 @@ def test_fast_path_results_equal_general_path(
         assert orjson.dumps(fast) == orjson.dumps(general)
 
 
-def test_interp_scalar_is_numpy_interp() -> None:
-    curves = [(_OCV_SOC, _OCV_V)]
+def test_interp_is_numpy_interp() -> None:
+    """The compiled interpolation gives np.interp's values bit for bit (OCV, efficiency)."""
+    curves = [(OCV_SOC, OCV_V)]
     for preset in PRESETS.values():
         d = drivetrain_params(preset)
-        curves.append(([float(x) for x in d.efficiency_load],
-                       [float(y) for y in d.efficiency_value]))
+        curves.append(d.curve)
     rng = np.random.default_rng(7)
     for xp, fp in curves:
-        xs = [*rng.uniform(-0.1, 1.1, 5000).tolist(), *xp, 0.0, -0.0, 1.0, math.inf, -math.inf]
+        xs = [*rng.uniform(-0.1, 1.1, 5000).tolist(), *xp.tolist(), 0.0, -0.0, 1.0, math.inf,
+              -math.inf]
         xs += [float(np.nextafter(x, d)) for x in xp for d in (-2.0, 2.0)]
-        ref = np.interp(np.array(xs), np.array(xp), np.array(fp)).tolist()
-        assert [interp_scalar(x, xp, fp) for x in xs] == ref
-    assert math.isnan(interp_scalar(math.nan, _OCV_SOC, _OCV_V))
+        ref = np.interp(np.array(xs), xp, fp).tolist()
+        assert [interp(x, xp, fp) for x in xs] == ref
+    assert math.isnan(interp(math.nan, OCV_SOC, OCV_V))
 
 
-def test_substep_counts_small_is_substep_counts() -> None:
-    dt = np.array([0.1, 10.0, 10.5, 3600.0, 3600.5, 86400.0, 1e-9, 20.0])
-    power = np.array([1.0, 0.0, -0.0, 0.0, np.nan, 5.0, np.nan, np.nan])
-    current = np.array([np.nan, np.nan, np.nan, np.nan, 0.0, np.nan, 3.0, 0.0])
-    drive = pack.DriveInput(dt, power, current, np.full(8, 25.0), np.zeros(8))
-    assert pack._substep_counts_small(drive).tolist() == pack.substep_counts(drive).tolist()
-    drive.dt_s = np.array([np.inf, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
-    with np.errstate(invalid="ignore"):  # numpy's own answer for a non-finite dt
-        assert pack._substep_counts_small(drive).tolist() == pack.substep_counts(drive).tolist()
+def test_substeps_follow_the_inputs() -> None:
+    # active samples: 10 s sub-steps; rest (zero power or current): 1 h
+    for dt, power, current, expected in [
+        (0.1, 1.0, math.nan, 1), (10.0, 0.0, math.nan, 1), (10.5, 1.0, math.nan, 2),
+        (3600.5, math.nan, 0.0, 2), (86400.0, 5.0, math.nan, 8640), (1e-9, math.nan, 3.0, 1),
+        (20.0, math.nan, 0.0, 1), (20.0, -0.0, math.nan, 1),
+    ]:
+        assert total_substeps(np.array([dt]), np.array([power]), np.array([current])) == expected
 
 
 def _full_state() -> dict[str, Any]:
@@ -193,18 +194,25 @@ def test_state_fast_reads_what_pydantic_reads() -> None:
     variants = [raw]
     as_ints = copy.deepcopy(raw)
     as_ints["soc"] = 1
-    as_ints["aging"]["half_cycle"]["ah"] = 0
+    as_ints["aging"]["naumann"]["half_cycle"]["ah"] = 0
     variants.append(as_ints)
-    no_direction = copy.deepcopy(raw)
-    del no_direction["aging"]["half_cycle"]["direction"]
-    variants.append(no_direction)
+    no_new_model = copy.deepcopy(raw)  # a state from before the newest model was added
+    newest = REGISTRY[-1].name
+    del no_new_model["aging"][newest]
+    variants.append(no_new_model)
     for v in variants:
-        fast = service._state_fast(v)
+        fast = read_fast(LAYOUT, v)
         assert fast is not None
-        with pytest.MonkeyPatch.context() as m:
-            m.setattr(service, "_state_fast", lambda raw: None)
-            general = service.state_from_wire(v, 25.0)
-        assert fast == general
+        general = from_validated(LAYOUT, PackStateWire.model_validate(v).model_dump())
+        assert fast.tolist() == general.tolist()
+    # The missing model starts fresh from the pack's present SOC.
+    vec = read_fast(LAYOUT, no_new_model)
+    fresh = LAYOUT.defaults()
+    fresh[0] = no_new_model["soc"]
+    LAYOUT.fresh_block(newest, fresh)
+    off = LAYOUT.offset(newest)
+    sl = slice(off, off + len(LAYOUT.block(newest)))
+    assert vec is not None and vec[sl].tolist() == fresh[sl].tolist()
 
 
 @pytest.mark.parametrize(
@@ -212,11 +220,12 @@ def test_state_fast_reads_what_pydantic_reads() -> None:
     [
         ("soc", 1.2), ("soc", True), ("soc", "0.5"), ("soc", math.nan), ("elapsed_s", math.inf),
         ("soc", None), ("schema_version", True), ("cycle_count", -1.0), ("extra", 1),
-        ("aging", None), ("aging", {}), ("aging.cal_capacity_loss", 2.0),
-        ("aging.extra", 0.0), ("aging.half_cycle", []), ("aging.half_cycle.direction", 2),
-        ("aging.half_cycle.direction", 1.0), ("aging.half_cycle.direction", True),
-        ("aging.half_cycle.start_soc", 1.5), ("aging.half_cycle.extra", 1.0),
-        ("aging.half_cycle.ah", -0.0001),
+        ("aging", None), ("aging.naumann", None), ("aging.naumann.cal_capacity_loss", 2.0),
+        ("aging.extra", 0.0), ("aging.naumann.extra", 0.0), ("aging.naumann.half_cycle", []),
+        ("aging.naumann.half_cycle.direction", 2), ("aging.naumann.half_cycle.direction", 1.0),
+        ("aging.naumann.half_cycle.direction", True),
+        ("aging.naumann.half_cycle.start_soc", 1.5), ("aging.naumann.half_cycle.extra", 1.0),
+        ("aging.naumann.half_cycle.ah", -0.0001), ("aging.seed.capacity_loss", 1.5),
     ],
 )
 def test_state_fast_declines_what_it_does_not_certainly_accept(change: tuple[str, Any]) -> None:
@@ -226,20 +235,16 @@ def test_state_fast_declines_what_it_does_not_certainly_accept(change: tuple[str
     for key in path:
         target = target[key]
     target[last] = change[1]
-    assert service._state_fast(raw) is None
-    try:
-        PackStateWire.model_validate(raw)
-    except Exception:  # noqa: BLE001  (pydantic names the problem; the fast path must not)
-        return
+    assert read_fast(LAYOUT, raw) is None
 
 
 def test_state_fast_missing_field() -> None:
     raw = _full_state()
     del raw["throughput_ah"]
-    assert service._state_fast(raw) is None
+    assert read_fast(LAYOUT, raw) is None
     raw = _full_state()
-    del raw["aging"]["half_cycle"]["ah"]
-    assert service._state_fast(raw) is None
+    del raw["aging"]["naumann"]["half_cycle"]["ah"]
+    assert read_fast(LAYOUT, raw) is None
 
 
 @pytest.mark.parametrize(

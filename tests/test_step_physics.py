@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from twin_service.app import create_app
-from twin_service.models.ecm import arrhenius_factor
+from twin_service.models.laws import arrhenius
 from twin_service.presets import PRESETS
 from twin_service.settings import Settings
 
@@ -89,7 +89,7 @@ def test_thermal_steady_state(client: TestClient) -> None:
     rf = out["state"]["resistance_factor"]
     temp = ambient
     for _ in range(100):  # T = T_amb + I^2 R(T) / (hA)
-        r = r_25 * rf * float(arrhenius_factor(temp, pack["activation_energy_j_mol"]))
+        r = r_25 * rf * float(arrhenius(temp, -pack["activation_energy_j_mol"]))
         temp = ambient + current**2 * r / pack["conductance_w_k"]
     assert temp - ambient > 3.0
     assert out["state"]["temperature_c"] == pytest.approx(temp, abs=0.1)
@@ -148,7 +148,7 @@ def test_one_batch_equals_chained_single_samples(client: TestClient) -> None:
     state = None
     for s in samples:
         state = step(client, vehicle_id="chain", state=state, samples=[s], options=opts)["state"]
-    assert batch["state"]["aging"]["half_cycle"]["loss_sq_start"] > 0  # a reversal happened
+    assert batch["state"]["aging"]["naumann"]["half_cycle"]["loss_sq_start"] > 0  # a reversal happened
     _assert_close(batch["state"], state)
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from twin_service.models.aging import LAYOUT, MODEL_NAMES, MODELS
+from twin_service.models.state import DERIVED, PACK, STATE_SCHEMA_VERSION, StateBlock, StateField
 from twin_service.presets import VehiclePreset
 
-STATE_SCHEMA_VERSION = 1
+AgingModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
 VEHICLE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 VehicleId = Annotated[str, Field(pattern=VEHICLE_ID_PATTERN, examples=["ev-1"])]
 
@@ -53,49 +55,61 @@ class StepOptions(_Wire):
     time_multiplier: float | None = Field(
         None, ge=1, le=1e6, description="aging time per simulated second; 10000 in demo mode"
     )
-    aging_model: Literal["naumann", "seed"] | None = Field(
-        None, description="default naumann; seed in demo mode"
+    aging_model: AgingModelName | None = Field(
+        None, description="default: the preset's pack.aging_model; seed in demo mode"
     )
     trace: bool = False
 
 
-class HalfCycleState(_Wire):
-    direction: Literal[-1, 0, 1] = 0
-    start_soc: float = Field(ge=-0.01, le=1.01)
-    extreme_soc: float = Field(ge=-0.01, le=1.01)
-    ah: float = Field(ge=0)
-    active_s: float = Field(ge=0)
-    loss_sq_start: float = Field(ge=0)
-    resistance_start: float = Field(ge=0)
+def _state_field(f: StateField) -> tuple[Any, Any]:
+    desc = f"{f.description} [{f.unit}]"
+    if f.direction:
+        return Literal[-1, 0, 1], Field(description=desc)
+    bounds: dict[str, float] = {"ge": f.low}
+    if f.high < 1e308:
+        bounds["le"] = f.high
+    return float, Field(description=desc, **bounds)
 
 
-class AgingState(_Wire):
-    cal_capacity_loss: float = Field(ge=0, le=1)
-    cal_resistance_increase: float = Field(ge=0)
-    cyc_capacity_loss: float = Field(ge=0, le=1)
-    cyc_resistance_increase: float = Field(ge=0)
-    seed_capacity_loss: float = Field(ge=0, le=1)
-    half_cycle: HalfCycleState
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
-class PackStateWire(_Wire):
-    """Everything needed to continue. soh and resistance_factor are derived from `aging`."""
+def _block_model(block: StateBlock) -> type[BaseModel]:
+    """The wire model of one aging model's state fields (a field's group nests it)."""
+    plain: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    for f in block.fields:
+        target = plain if f.group is None else groups.setdefault(f.group, {})
+        target[f.name] = _state_field(f)
+    for group, members in groups.items():
+        sub = create_model(f"{_camel(block.owner)}{_camel(group)}", __base__=_Wire, **members)
+        plain[group] = (sub, ...)
+    return create_model(f"{_camel(block.owner)}State", __base__=_Wire, **plain)
 
-    schema_version: Literal[1] = STATE_SCHEMA_VERSION
-    soc: float = Field(ge=0, le=1)
-    soh: float = Field(ge=0, le=1)
-    resistance_factor: float = Field(ge=1)
-    temperature_c: float = Field(ge=-60, le=150)
-    v_rc_v: float = Field(ge=-1e4, le=1e4, description="RC-branch voltage")
-    ambient_c: float = Field(ge=-60, le=80)
-    elapsed_s: float = Field(ge=0)
-    aged_s: float = Field(ge=0)
-    total_distance_km: float = Field(ge=0)
-    energy_discharged_kwh: float = Field(ge=0)
-    energy_charged_kwh: float = Field(ge=0)
-    throughput_ah: float = Field(ge=0)
-    cycle_count: float = Field(ge=0, description="equivalent full cycles")
-    aging: AgingState
+
+AgingState: type[BaseModel] = create_model(
+    "AgingState",
+    __base__=_Wire,
+    __doc__="Each aging model's internal states; a model missing here starts fresh.",
+    **{
+        b.owner: (_block_model(b) | None, Field(None, description=MODELS[b.owner].title))
+        for b, _ in LAYOUT.aging_blocks()
+    },
+)
+PackStateWire: type[BaseModel] = create_model(
+    "PackStateWire",
+    __base__=_Wire,
+    __doc__="Everything needed to continue. soh, resistance_factor and cycle_count are "
+    "derived; older schema versions are migrated on read.",
+    schema_version=(Literal[STATE_SCHEMA_VERSION], STATE_SCHEMA_VERSION),  # type: ignore[valid-type]
+    **{f.name: _state_field(f) for f in PACK.fields},
+    **{
+        name: (float, Field(ge=low, **({"le": high} if high < 1e308 else {}), description=d))
+        for name, (low, high, d) in DERIVED.items()
+    },
+    aging=(AgingState, ...),
+)
 
 
 class PackSeed(_Wire):
@@ -229,8 +243,12 @@ class ForecastItem(_Wire):
 
 class ForecastRequest(ForecastItem):
     years: float = Field(10.0, gt=0, le=50)
-    aging_model: Literal["naumann", "seed"] | None = Field(
-        None, description="default: the model the vehicle was last stepped with, else naumann"
+    aging_model: AgingModelName | None = Field(
+        None,
+        description="default: the model the vehicle was last stepped with, else the preset's",
+    )
+    compare_models: bool = Field(
+        False, description="also forecast with every physical aging model (`by_model`)"
     )
 
 
@@ -240,25 +258,34 @@ class ForecastPoint(BaseModel):
     resistance_factor: float
 
 
-class ForecastResponse(BaseModel):
-    vehicle_id: str | None
+class ModelForecast(BaseModel):
     aging_model: str
-    usage: ResolvedUsage
     points: list[ForecastPoint]
     soh_in_2_years: float
     years_to_80: float | None = Field(description="null when SOH stays above 80 % for 50 years")
     fade_pct_per_year: float = Field(description="mean SOH loss over the horizon, %-points/year")
 
 
+class ForecastResponse(ModelForecast):
+    vehicle_id: str | None
+    usage: ResolvedUsage
+    by_model: list[ModelForecast] | None = Field(
+        None, description="with compare_models: the same usage under each physical model"
+    )
+
+
 class FleetForecastRequest(_Wire):
     items: list[ForecastItem] = Field(min_length=1, max_length=100_000)
     years: float = Field(10.0, gt=0, le=50)
-    aging_model: Literal["naumann", "seed"] = "naumann"
+    aging_model: AgingModelName | None = Field(
+        None, description="default: each vehicle's last model, else its preset's"
+    )
     include_points: bool = False
 
 
 class FleetForecastResult(BaseModel):
     vehicle_id: str | None
+    aging_model: str
     soh_in_2_years: float
     years_to_80: float | None = Field(description="null when not reached within the horizon")
     fade_pct_per_year: float
@@ -268,3 +295,27 @@ class FleetForecastResult(BaseModel):
 class FleetForecastResponse(BaseModel):
     years: float
     results: list[FleetForecastResult]
+
+
+class AgingValidity(BaseModel):
+    cycling_temperature_c: list[float] = Field(description="[min, max] degC while cycling")
+    dod: list[float] = Field(description="[min, max] depth of a cycle the model was fitted on")
+    max_charge_c_rate: float
+    max_discharge_c_rate: float
+    note: str
+
+
+class AgingStateField(BaseModel):
+    name: str
+    unit: str
+    description: str
+
+
+class AgingModelInfo(BaseModel):
+    name: AgingModelName
+    title: str
+    cell: str
+    sources: list[str]
+    validity: AgingValidity | None = Field(description="null for the demo model")
+    outputs: list[Literal["capacity", "resistance"]]
+    state: list[AgingStateField] = Field(description="the model's fields under state.aging")

@@ -9,8 +9,8 @@ vehicle (the sv1ev3 preset with a cooling loop), like cells in a climate chamber
 does not depend on temperature, but the resistance (Arrhenius) and the calendar part do.
 
 The model ages on calendar time while it cycles. The state reports both parts separately
-(`aging.cal_capacity_loss`, `aging.cyc_capacity_loss`); the cycle part is compared with the
-closed form.
+(`aging.naumann.cal_capacity_loss`, `aging.naumann.cyc_capacity_loss`); the cycle part is
+compared with the closed form.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def cycle_run(
         done += n * doc
         slope = (state["soh"] - soh) / (n * doc)
         soh, soc = state["soh"], state["soc"]
-        aging = state["aging"]
+        aging = state["aging"]["naumann"]
         run.fec.append(done)
         run.cyc_loss.append(aging["cyc_capacity_loss"])
         run.cyc_res.append(aging["cyc_resistance_increase"])
@@ -194,11 +194,11 @@ def render(runs: list[CycleRun]) -> Section:
         f"stays isothermal (highest pack temperature {tmax:.2f} °C) like cells in a climate "
         "chamber.\n\n"
         "**The model also ages on calendar time while it cycles.** Only the cycle part is "
-        "compared: the returned state's `aging.cyc_capacity_loss` and "
-        "`aging.cyc_resistance_increase` against the Naumann 2020 closed forms "
+        "compared: the returned state's `aging.naumann.cyc_capacity_loss` and "
+        "`aging.naumann.cyc_resistance_increase` against the Naumann 2020 closed forms "
         "Q_cyc[%] = k_C·k_DOC·√FEC and R_cyc[%] = k_C,R·k_DOC,R·FEC computed in "
-        "`validation/reference.py`. The calendar part `aging.cal_capacity_loss` is listed but "
-        "excluded (SOH = 1 − Q_cal − Q_cyc).\n\n"
+        "`validation/reference.py`. The calendar part `aging.naumann.cal_capacity_loss` is "
+        "listed but excluded (SOH = 1 − Q_cal − Q_cyc).\n\n"
         f"**Agreement:** for DOC 0.8 and 0.6 the model's cycle capacity loss at {fec_end:.0f} "
         f"FEC is within {abs(worst_partial.end_rel_diff) * 100:.2f} % (relative) of the closed "
         f"form (worst: DOC {worst_partial.doc:g}, {worst_partial.c_rate:g}C); the largest "

@@ -110,7 +110,7 @@ def profile_run(twin: Twin, name: str, usage: dict[str, float], years: int = YEA
         run.step_soh.append(state["soh"])
         run.step_rf.append(state["resistance_factor"])
     loss = 1.0 - state["soh"]
-    run.cyc_share = state["aging"]["cyc_capacity_loss"] / loss if loss > 0 else 0.0
+    run.cyc_share = state["aging"]["naumann"]["cyc_capacity_loss"] / loss if loss > 0 else 0.0
     return run
 
 

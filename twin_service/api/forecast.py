@@ -19,6 +19,8 @@ from twin_service.forecast.service import (
     summarise,
 )
 from twin_service.live.base import LiveUnavailable
+from twin_service.models.aging import MODELS, REGISTRY
+from twin_service.models.forecast import Forecast
 from twin_service.schemas import (
     ErrorResponse,
     FleetForecastRequest,
@@ -56,29 +58,44 @@ async def _resolve(item: ForecastItem, live: Any, default_vehicle: str, loc: lis
     state = start_state(item, snapshot, loc)
     usage = resolve_usage(item.usage, observed, loc)
     preset = preset_for(item, snapshot, default_vehicle)
-    model = (snapshot or {}).get("telemetry", {}).get("aging_model") or "naumann"
+    model = (snapshot or {}).get("telemetry", {}).get("aging_model")
+    if model not in MODELS:
+        model = preset.pack.aging_model
     return state, usage, preset, model
+
+
+def _summary(fc: Forecast, row: int, years: float, model: str) -> dict[str, Any]:
+    summary = summarise(fc, years)
+    return {
+        "aging_model": model,
+        "points": points(fc, row, years),
+        "soh_in_2_years": float(summary["soh_in_2_years"][row]),
+        "years_to_80": none_if_nan(summary["years_to_80"][row]),
+        "fade_pct_per_year": float(summary["fade_pct_per_year"][row]),
+    }
 
 
 @router.post("/forecast", operation_id="forecast", response_model=ForecastResponse,
              responses=ERRORS)
 async def forecast(body: ForecastRequest, live: LiveDep, settings: SettingsDep) -> dict[str, Any]:
     """SOH and resistance over the coming years for a daily usage profile, with the same aging
-    model as /step. Usage defaults come from the vehicle's observed history."""
+    model as /step. Usage defaults come from the vehicle's observed history. With
+    `compare_models`, `by_model` holds the forecast of every physical model for the same
+    usage: their spread is the model uncertainty."""
     state, usage, preset, model = await _resolve(body, live, settings.default_vehicle, ["body"])
     aging_model = body.aging_model or model
     horizon = max(body.years, LONG_HORIZON_YEARS)
     fc = run_forecast([state], [usage], [preset], horizon, aging_model)
-    summary = summarise(fc, body.years)
-    return {
-        "vehicle_id": body.vehicle_id,
-        "aging_model": aging_model,
-        "usage": usage,
-        "points": points(fc, 0, body.years),
-        "soh_in_2_years": float(summary["soh_in_2_years"][0]),
-        "years_to_80": none_if_nan(summary["years_to_80"][0]),
-        "fade_pct_per_year": float(summary["fade_pct_per_year"][0]),
-    }
+    result = {"vehicle_id": body.vehicle_id, "usage": usage,
+              **_summary(fc, 0, body.years, aging_model)}  # fmt: skip
+    if body.compare_models:
+        result["by_model"] = [
+            _summary(run_forecast([state], [usage], [preset], horizon, m.name), 0, body.years,
+                     m.name)
+            for m in REGISTRY
+            if m.physical
+        ]  # fmt: skip
+    return result
 
 
 @router.post("/forecast/fleet", operation_id="forecast_fleet",
@@ -86,22 +103,33 @@ async def forecast(body: ForecastRequest, live: LiveDep, settings: SettingsDep) 
 async def forecast_fleet(
     body: FleetForecastRequest, live: LiveDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    """The forecast for many vehicles in one vectorised run (summaries; points on request)."""
+    """The forecast for many vehicles in one vectorised run per aging model (summaries;
+    points on request)."""
     resolved = [
         await _resolve(item, live, settings.default_vehicle, ["body", "items", i])
         for i, item in enumerate(body.items)
     ]
-    states, usages, presets, _ = (list(x) for x in zip(*resolved, strict=True))
     horizon = max(body.years, 2.0)
-    fc = await run_in_threadpool(run_forecast, states, usages, presets, horizon, body.aging_model)
-    summary = summarise(fc, body.years)
+    models = [body.aging_model or r[3] for r in resolved]
+    rows: dict[int, tuple[Forecast, int]] = {}
+    for model in dict.fromkeys(models):
+        idx = [i for i, m in enumerate(models) if m == model]
+        fc = await run_in_threadpool(
+            run_forecast, [resolved[i][0] for i in idx], [resolved[i][1] for i in idx],
+            [resolved[i][2] for i in idx], horizon, model)  # fmt: skip
+        for row, i in enumerate(idx):
+            rows[i] = (fc, row)
     results = []
+    summaries = {id(fc): summarise(fc, body.years) for fc, _ in rows.values()}
     for i, item in enumerate(body.items):
+        fc, row = rows[i]
+        summary = summaries[id(fc)]
         results.append({
             "vehicle_id": item.vehicle_id,
-            "soh_in_2_years": float(summary["soh_in_2_years"][i]),
-            "years_to_80": none_if_nan(summary["years_to_80"][i]),
-            "fade_pct_per_year": float(summary["fade_pct_per_year"][i]),
-            "points": points(fc, i, body.years) if body.include_points else None,
+            "aging_model": models[i],
+            "soh_in_2_years": float(summary["soh_in_2_years"][row]),
+            "years_to_80": none_if_nan(summary["years_to_80"][row]),
+            "fade_pct_per_year": float(summary["fade_pct_per_year"][row]),
+            "points": points(fc, row, body.years) if body.include_points else None,
         })
     return {"years": body.years, "results": results}

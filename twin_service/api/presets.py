@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from twin_service.models.aging import REGISTRY
 from twin_service.presets import PRESETS, VehiclePreset
+from twin_service.schemas import AgingModelInfo
 
 router = APIRouter(tags=["vehicles"])
 
@@ -13,3 +15,11 @@ router = APIRouter(tags=["vehicles"])
 async def list_presets() -> dict[str, VehiclePreset]:
     """Vehicle presets: pack, drivetrain and road-load data with sources."""
     return PRESETS
+
+
+@router.get("/models", operation_id="list_models", response_model=list[AgingModelInfo],
+            tags=["models"])
+async def list_models() -> list[dict[str, object]]:
+    """The registered aging models: their cell, sources, validity range, outputs and the
+    state fields they keep."""
+    return [m.describe() for m in REGISTRY]

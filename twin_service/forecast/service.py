@@ -7,14 +7,9 @@ from typing import Any
 import numpy as np
 
 from twin_service.errors import ApiError, error_item
-from twin_service.models.forecast import (
-    AgingStart,
-    Forecast,
-    Usage,
-    forecast_naumann,
-    forecast_seed,
-    years_to_threshold,
-)
+from twin_service.models.aging import LAYOUT, MODELS, REGISTRY
+from twin_service.models.aging.base import ForecastStart
+from twin_service.models.forecast import Forecast, Usage, years_to_threshold
 from twin_service.models.pack import PackState
 from twin_service.presets import VehiclePreset
 from twin_service.schemas import ForecastItem, UsageProfile
@@ -78,20 +73,17 @@ def start_state(
 ) -> PackState:
     if item.state is not None:
         try:
-            state, _ = state_from_wire(item.state, DEFAULT_USAGE["ambient_c"])
+            return state_from_wire(item.state, DEFAULT_USAGE["ambient_c"])
         except ApiError as exc:
             for e in exc.errors:
                 e["loc"] = loc + ["state"] + e["loc"][2:]
             raise
-        return state
     if item.vehicle_id is not None:
         if snapshot is None:
             raise ApiError(404, [error_item(loc + ["vehicle_id"],
                                             f"unknown vehicle {item.vehicle_id!r}", "not_found")])
-        state, _ = state_from_wire(snapshot["state"], DEFAULT_USAGE["ambient_c"])
-        return state
-    state, _ = state_from_wire(None, DEFAULT_USAGE["ambient_c"])
-    return state
+        return state_from_wire(snapshot["state"], DEFAULT_USAGE["ambient_c"])
+    return state_from_wire(None, DEFAULT_USAGE["ambient_c"])
 
 
 def preset_for(item: ForecastItem, snapshot: dict[str, Any] | None, default: str) -> VehiclePreset:
@@ -99,6 +91,32 @@ def preset_for(item: ForecastItem, snapshot: dict[str, Any] | None, default: str
         model = snapshot.get("telemetry", {}).get("vehicle_model")
         return resolve_vehicle(model or default, default)
     return resolve_vehicle(item.vehicle, default)
+
+
+def forecast_start(states: list[PackState], aging_model: str) -> ForecastStart:
+    """The model's own accumulated states per vehicle; the other models' losses held."""
+    model = MODELS[aging_model]
+    other_loss = np.zeros(len(states))
+    other_res = np.zeros(len(states))
+    for m in REGISTRY:
+        if m.name == aging_model:
+            continue
+        off = LAYOUT.offset(m.name)
+        for i, st in enumerate(states):
+            # What the model subtracts from / adds to SOH and resistance, in isolation.
+            loss, res = _contribution(m.name, st.vector, off)
+            other_loss[i] += loss
+            other_res[i] += res
+    block = np.array([st.block(model.name) for st in states]).reshape(len(states), -1)
+    return ForecastStart(block, other_loss, other_res)
+
+
+def _contribution(model: str, vector: np.ndarray, off: int) -> tuple[float, float]:
+    from twin_service.models import aging
+
+    model_id = aging.MODEL_IDS[model]
+    return (1.0 - aging.capacity_after(model_id, vector, off, 1.0),
+            aging.resistance_after(model_id, vector, off, 1.0) - 1.0)  # fmt: skip
 
 
 def run_forecast(
@@ -112,16 +130,10 @@ def run_forecast(
         return np.array([u[key] for u in usages], dtype=float)
 
     usage = Usage(*(arr(k) for k in DEFAULT_USAGE))
-    start = AgingStart(
-        cal_capacity_loss=np.array([s.cal_capacity_loss for s in states]),
-        cal_resistance_increase=np.array([s.cal_resistance_increase for s in states]),
-        cyc_capacity_loss=np.array([s.cyc_capacity_loss for s in states]),
-        cyc_resistance_increase=np.array([s.cyc_resistance_increase for s in states]),
-        other_capacity_loss=np.array([s.seed_capacity_loss for s in states]),
-    )
     capacity = np.array([p.pack.nominal_energy_kwh for p in presets])
-    model = forecast_seed if aging_model == "seed" else forecast_naumann
-    return model(start, usage, capacity, years)
+    forecast = MODELS[aging_model].forecast
+    result: Forecast = forecast(forecast_start(states, aging_model), usage, capacity, years)
+    return result
 
 
 def summarise(fc: Forecast, years: float) -> dict[str, np.ndarray]:

@@ -1,26 +1,28 @@
 """Lifetime forecast: SOH and resistance over years for a daily usage profile.
 
-Vectorised over vehicles (axis 0) and time (axis 1). The same Naumann equations as the step
-kernel, applied to a repeating day: the pack is charged back to `soc_max` after the day's
-driving and rests half the time near each end of the swing; each charge event is one discharge
-and one charge half-cycle of the same depth. Squared capacity losses add up over time / FEC
-(virtual time and virtual FEC), so a day's stress adds k^2 * dt.
+Vectorised over vehicles (axis 0) and time (axis 1). Each aging model applies its own laws
+(the same functions the step uses) to the repeating day described here: the pack is charged
+back to `soc_max` after the day's driving; a day's energy is one swing of depth `doc` below
+`soc_max`, or several when it does not fit the usable window.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from twin_service.models.aging import naumann, seed
+if TYPE_CHECKING:
+    from twin_service.models.aging.base import ForecastStart
 
 DAY_S = 86400.0
 YEAR_DAYS = 365.0
 STEP_DAYS = 7.0  # integration step; stress changes slowly as capacity fades
 DRIVE_SPEED_KMH = 40.0  # assumed mean speed to turn daily km into driving hours
 DC_FAST_C_RATE = 1.5  # assumed C-rate of DC fast charging
-_SWEEPS = 2  # DOC depends on the faded capacity; a second sweep leaves < 0.3 %-pt at 400 km/day
+VEHICLE_BLOCK = 256  # vehicles per block: keeps the (vehicles x weeks) arrays in cache
 
 
 @dataclass(frozen=True)
@@ -37,129 +39,91 @@ class Usage:
 
 
 @dataclass(frozen=True)
-class AgingStart:
-    """Accumulated aging at the start, arrays of shape (V,)."""
-
-    cal_capacity_loss: np.ndarray
-    cal_resistance_increase: np.ndarray
-    cyc_capacity_loss: np.ndarray
-    cyc_resistance_increase: np.ndarray
-    other_capacity_loss: np.ndarray  # e.g. the seed model's share, held constant
-
-
-@dataclass(frozen=True)
 class Forecast:
     years: np.ndarray  # (T,)
     soh: np.ndarray  # (V, T)
     resistance_factor: np.ndarray  # (V, T)
 
 
-def _col(x: np.ndarray | float) -> np.ndarray:
+def col(x: np.ndarray | float) -> np.ndarray:
     return np.atleast_1d(np.asarray(x, dtype=float))[:, None]
 
 
-VEHICLE_BLOCK = 256  # vehicles per block: keeps the (vehicles x weeks) arrays in cache
+@dataclass(frozen=True)
+class UsageDays:
+    """The repeating day as (V, 1) columns, and the weekly time grid."""
+
+    t_years: np.ndarray
+    step_days: float
+    step_s: float
+    capacity_kwh: np.ndarray
+    daily_kwh: np.ndarray
+    window: np.ndarray
+    soc_max: np.ndarray
+    ambient_c: np.ndarray
+    drive_c: np.ndarray  # mean C-rate while driving
+    charge_c: np.ndarray  # mean C-rate while charging (AC and DC fast mixed)
+    drive_h: np.ndarray
+    daily_km: np.ndarray
+
+    def swing(self, soh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Depth of the daily swing and swings per day on the pack aged to `soh`."""
+        usable = self.capacity_kwh * np.maximum(soh, 0.05)  # kWh per unit SOC
+        doc = np.minimum(self.daily_kwh / usable, self.window)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cycles_per_day = np.where(
+                doc > 0, self.daily_kwh / (usable * np.where(doc > 0, doc, 1)), 0
+            )
+        return doc, cycles_per_day
 
 
-def forecast_naumann(
-    start: AgingStart, usage: Usage, capacity_kwh: np.ndarray, years: float
+def usage_days(usage: Usage, capacity_kwh: np.ndarray, years: float) -> UsageDays:
+    n_steps = int(np.ceil(years * YEAR_DAYS / STEP_DAYS))
+    cap = col(capacity_kwh)
+    share = col(usage.dc_fast_share)
+    return UsageDays(
+        t_years=np.arange(n_steps + 1) * STEP_DAYS / YEAR_DAYS,
+        step_days=STEP_DAYS,
+        step_s=STEP_DAYS * DAY_S,
+        capacity_kwh=cap,
+        daily_kwh=col(usage.daily_km) * col(usage.wh_per_km) / 1000.0,
+        window=col(usage.soc_max) - col(usage.soc_min),
+        soc_max=col(usage.soc_max),
+        ambient_c=col(usage.ambient_c),
+        drive_c=col(usage.wh_per_km) * DRIVE_SPEED_KMH / 1000.0 / cap,
+        charge_c=(1.0 - share) * col(usage.charge_c_rate) + share * DC_FAST_C_RATE,
+        drive_h=col(usage.daily_km) / DRIVE_SPEED_KMH,
+        daily_km=col(usage.daily_km),
+    )
+
+
+ForecastBlock = Callable[["ForecastStart", Usage, np.ndarray, float], Forecast]
+
+
+def forecast_in_blocks(
+    block_fn: ForecastBlock,
+    start: ForecastStart,
+    usage: Usage,
+    capacity_kwh: np.ndarray,
+    years: float,
 ) -> Forecast:
-    """SOH and resistance factor at weekly points from now to `years`."""
+    """Run `block_fn` over blocks of VEHICLE_BLOCK vehicles and join the results."""
     n = np.atleast_1d(np.asarray(capacity_kwh)).shape[0]
     if n <= VEHICLE_BLOCK:
-        return _forecast_naumann_block(start, usage, capacity_kwh, years)
+        return block_fn(start, usage, capacity_kwh, years)
     parts = []
     for lo in range(0, n, VEHICLE_BLOCK):
         sl = slice(lo, lo + VEHICLE_BLOCK)
-        parts.append(_forecast_naumann_block(
-            AgingStart(*(np.broadcast_to(v, (n,))[sl] for v in vars(start).values())),
-            Usage(*(np.broadcast_to(v, (n,))[sl] for v in vars(usage).values())),
-            np.broadcast_to(capacity_kwh, (n,))[sl], years))
-    return Forecast(parts[0].years, np.concatenate([p.soh for p in parts]),
-                    np.concatenate([p.resistance_factor for p in parts]))
-
-
-def _forecast_naumann_block(
-    start: AgingStart, usage: Usage, capacity_kwh: np.ndarray, years: float
-) -> Forecast:
-    n_steps = int(np.ceil(years * YEAR_DAYS / STEP_DAYS))
-    t_years = np.arange(n_steps + 1) * STEP_DAYS / YEAR_DAYS
-    dt_s = STEP_DAYS * DAY_S
-    cap = _col(capacity_kwh)
-    daily_kwh = _col(usage.daily_km) * _col(usage.wh_per_km) / 1000.0
-    window = _col(usage.soc_max) - _col(usage.soc_min)
-    soc_max = _col(usage.soc_max)
-    ambient = _col(usage.ambient_c)
-    drive_c = _col(usage.wh_per_km) * DRIVE_SPEED_KMH / 1000.0 / cap
-    share = _col(usage.dc_fast_share)
-    charge_c = (1.0 - share) * _col(usage.charge_c_rate) + share * DC_FAST_C_RATE
-    cal0, calr0 = _col(start.cal_capacity_loss), _col(start.cal_resistance_increase)
-    cyc0, cycr0 = _col(start.cyc_capacity_loss), _col(start.cyc_resistance_increase)
-    other = _col(start.other_capacity_loss)
-
-    soh0 = 1.0 - cal0 - cyc0 - other
-    # Stress that does not change with time: computed once per vehicle.
-    k_hi_sq = naumann.calendar_capacity_rate(soc_max, ambient) ** 2
-    kr_hi = naumann.calendar_resistance_rate(soc_max, ambient)
-    # The first sweep assumes no fade over the horizon; the next uses the first's SOH.
-    soh = np.broadcast_to(soh0, (cap.shape[0], n_steps))
-    for _ in range(_SWEEPS):
-        usable = cap * np.maximum(soh, 0.05)  # kWh per unit SOC on the aged pack
-        doc = np.minimum(daily_kwh / usable, window)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cycles_per_day = np.where(doc > 0, daily_kwh / (usable * np.where(doc > 0, doc, 1)), 0)
-        soc_low = soc_max - doc
-        # Calendar: half the time at each end of the swing (squared rates average exactly).
-        k_sq = 0.5 * (k_hi_sq + naumann.calendar_capacity_rate(soc_low, ambient) ** 2)
-        # Cycle: per charge event a discharge and a charge half-cycle of depth `doc`.
-        fec_half = cycles_per_day * doc * (STEP_DAYS / 2.0)
-        kd = naumann.cycle_capacity_factor(drive_c, doc)
-        kc = naumann.cycle_capacity_factor(charge_c, doc)
-        cal = np.sqrt(cal0**2 + np.cumsum(k_sq * dt_s, axis=1))
-        cyc = np.sqrt(cyc0**2 + np.cumsum(fec_half * (kd * kd + kc * kc), axis=1))
-        new_soh = 1.0 - cal - cyc - other
-        soh = np.concatenate((soh0, new_soh[:, :-1]), axis=1)
-    kr = 0.5 * (kr_hi + naumann.calendar_resistance_rate(soc_low, ambient))
-    cyc_r_inc = fec_half * (
-        naumann.cycle_resistance_factor(drive_c, doc)
-        + naumann.cycle_resistance_factor(charge_c, doc)
+        part_start = type(start)(*(getattr(start, f.name)[sl] for f in fields(start)))
+        part_usage = Usage(*(np.broadcast_to(getattr(usage, f.name), (n,))[sl]
+                             for f in fields(usage)))  # fmt: skip
+        parts.append(block_fn(part_start, part_usage, np.broadcast_to(capacity_kwh, (n,))[sl],
+                              years))  # fmt: skip
+    return Forecast(
+        parts[0].years,
+        np.concatenate([p.soh for p in parts]),
+        np.concatenate([p.resistance_factor for p in parts]),
     )
-    res = 1.0 + calr0 + cycr0 + np.cumsum(kr * dt_s + cyc_r_inc, axis=1)
-    soh_all = np.concatenate((soh0, new_soh), axis=1)
-    rf_all = np.concatenate((1.0 + calr0 + cycr0, res), axis=1)
-    return Forecast(t_years, np.clip(soh_all, 0.0, 1.0), rf_all)
-
-
-def forecast_seed(
-    start: AgingStart, usage: Usage, capacity_kwh: np.ndarray, years: float
-) -> Forecast:
-    """The demo model's linear fade for the same day (no time multiplier: real years)."""
-    n_steps = int(np.ceil(years * YEAR_DAYS / STEP_DAYS))
-    t_years = np.arange(n_steps + 1) * STEP_DAYS / YEAR_DAYS
-    cap = _col(capacity_kwh)
-    daily_kwh = _col(usage.daily_km) * _col(usage.wh_per_km) / 1000.0
-    drive_h = _col(usage.daily_km) / DRIVE_SPEED_KMH
-    drive_c = _col(usage.wh_per_km) * DRIVE_SPEED_KMH / 1000.0 / cap
-    share = _col(usage.dc_fast_share)
-    charge_c = (1.0 - share) * _col(usage.charge_c_rate) + share * DC_FAST_C_RATE
-    charge_h = daily_kwh / (cap * charge_c)
-    mean_soc = _col(usage.soc_max) - 0.5 * np.minimum(daily_kwh / cap, 1.0)
-    rest_s = np.maximum(DAY_S - (drive_h + charge_h) * 3600.0, 0.0)
-    ambient = _col(usage.ambient_c)
-    per_day = (
-        seed.loss_rate_per_s(drive_c, ambient, mean_soc) * drive_h * 3600.0
-        + seed.loss_rate_per_s(charge_c, ambient, mean_soc) * charge_h * 3600.0
-        + seed.loss_rate_per_s(0.0, ambient, mean_soc) * rest_s
-    )
-    soh0 = 1.0 - _col(start.cal_capacity_loss) - _col(start.cyc_capacity_loss) - _col(
-        start.other_capacity_loss
-    )
-    soh = soh0 - per_day * t_years[None, :] * YEAR_DAYS
-    rf = np.broadcast_to(
-        1.0 + _col(start.cal_resistance_increase) + _col(start.cyc_resistance_increase),
-        soh.shape,
-    )
-    return Forecast(t_years, np.clip(soh, 0.0, 1.0), rf.copy())
 
 
 def years_to_threshold(years: np.ndarray, soh: np.ndarray, threshold: float = 0.8) -> np.ndarray:

@@ -5,12 +5,13 @@ A preset is also the shape of an inline `vehicle` object in POST /step.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from twin_service.models.aging import DEFAULT_MODEL, MODEL_NAMES
 from twin_service.models.drivetrain import DrivetrainParams
-from twin_service.models.ecm import CircuitParams
-from twin_service.models.pack import PackParams
-from twin_service.models.thermal import ThermalParams
+from twin_service.models.pack import CircuitParams, PackParams, ThermalParams
 
 
 class _Strict(BaseModel):
@@ -35,6 +36,9 @@ class PackSpec(_Strict):
     heat_capacity_j_k: float = Field(gt=0)
     conductance_w_k: float = Field(gt=0, description="h*A to ambient")
     cooling_w_k: float = Field(0.0, ge=0, description="extra conductance of a cooling loop")
+    aging_model: Literal[MODEL_NAMES] = Field(  # type: ignore[valid-type]
+        DEFAULT_MODEL, description="the aging model /step uses unless options name one"
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -202,6 +202,28 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
     )
 
 
+def columns_from_small(ss: SmallSamples) -> SampleColumns:
+    """A small batch as columns (one array for the numeric fields)."""
+    rows = np.array([ss.dt_s, ss.power_kw, ss.current_a, ss.wheel_speed_m_s, ss.ambient_c,
+                     ss.aux_kw])  # fmt: skip
+    sample_idx: list[int] = []
+    torque: list[float] = []
+    speed: list[float] = []
+    for i, motors in enumerate(ss.motors):
+        if motors is not None:
+            for t, w in motors:
+                sample_idx.append(i)
+                torque.append(t)
+                speed.append(w)
+    return SampleColumns(
+        n=ss.n, dt_s=rows[0], power_kw=rows[1], current_a=rows[2], wheel_speed_m_s=rows[3],
+        ambient_c=rows[4], aux_kw=rows[5], charging=np.array(ss.charging, dtype=bool),
+        has_motors=np.array([m is not None for m in ss.motors], dtype=bool),
+        motor_sample=np.array(sample_idx, dtype=np.int64), motor_torque_nm=np.array(torque),
+        motor_speed_rad_s=np.array(speed),
+    )  # fmt: skip
+
+
 def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
     """Validate the samples list and return it as columns, or raise ApiError(422/413)."""
     errors = _Errors()

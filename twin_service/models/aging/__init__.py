@@ -1,3 +1,74 @@
-"""Degradation models. Each takes the accumulated values in and returns them updated."""
+"""The aging model registry: every model the service knows, in one place.
 
-AGING_MODELS = ("naumann", "seed")
+`GET /models`, `options.aging_model`, the forecast's `aging_model`, the OpenAPI enums and the
+bridge's `--aging-model` choices all come from REGISTRY. Adding a model is one module (see
+base.py for what it declares) plus its entry below and its branch in each of the three
+compiled dispatchers (numba calls functions it knows at compile time; the test
+`test_registry_order_is_the_dispatch_order` fails when a branch is missing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twin_service.models.aging import naumann, seed
+from twin_service.models.aging.base import AgingModel
+from twin_service.models.jit import jit
+from twin_service.models.state import PACK, StateLayout
+
+# Order = model id in the compiled step = order of the blocks in the state vector.
+REGISTRY: tuple[AgingModel, ...] = (naumann.MODEL, seed.MODEL)
+MODELS: dict[str, AgingModel] = {m.name: m for m in REGISTRY}
+MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+MODEL_IDS: dict[str, int] = {m.name: i for i, m in enumerate(REGISTRY)}
+DEFAULT_MODEL = "naumann"  # books seeded losses for models without fields of their own
+LAYOUT = StateLayout((PACK, *(m.state for m in REGISTRY)))
+OFFSETS = np.ascontiguousarray(LAYOUT.offsets[1:])  # per model id
+
+
+@jit
+def step(model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):  # type: ignore[no-untyped-def]
+    """One sub-step of the selected model; out-of-range flags."""
+    if model_id == 0:
+        return naumann.step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah)
+    if model_id == 1:
+        return seed.step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah)
+    return 0
+
+
+@jit
+def capacity_after(model_id, s, off, x):  # type: ignore[no-untyped-def]
+    """x minus the model's capacity loss."""
+    if model_id == 0:
+        return naumann.capacity_after(s, off, x)
+    if model_id == 1:
+        return seed.capacity_after(s, off, x)
+    return x
+
+
+@jit
+def resistance_after(model_id, s, off, x):  # type: ignore[no-untyped-def]
+    """x plus the model's resistance increase."""
+    if model_id == 0:
+        return naumann.resistance_after(s, off, x)
+    if model_id == 1:
+        return seed.resistance_after(s, off, x)
+    return x
+
+
+@jit
+def state_of_health(s, offsets):  # type: ignore[no-untyped-def]
+    """1 minus every model's capacity loss, in registry order, within 0..1."""
+    x = 1.0
+    for i in range(offsets.shape[0]):
+        x = capacity_after(i, s, offsets[i], x)
+    return min(1.0, max(0.0, x))
+
+
+@jit
+def resistance_factor(s, offsets):  # type: ignore[no-untyped-def]
+    """1 plus every model's resistance increase, in registry order."""
+    x = 1.0
+    for i in range(offsets.shape[0]):
+        x = resistance_after(i, s, offsets[i], x)
+    return x

@@ -1,0 +1,67 @@
+"""numba compilation for the model laws, with an on-disk cache that follows the sources.
+
+numba checks a cached function against its own file only: a kernel cached before a law in
+another module changed would run the old law. The cache therefore lives in a directory named
+after a hash of every model source, so any edit compiles afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is a dependency; this keeps pure Python usable
+    numba = None
+
+AVAILABLE = numba is not None
+_MODELS_DIR = Path(__file__).resolve().parent
+
+
+def _sources_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(_MODELS_DIR.rglob("*.py")):
+        digest.update(path.relative_to(_MODELS_DIR).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_dir() -> str | None:
+    """A writable directory for this version of the sources, or None (compile per process)."""
+    name = f"ev-twin-{_sources_hash()}"
+    candidates = []
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        candidates.append(Path(os.environ["NUMBA_CACHE_DIR"]) / name)
+    candidates.append(_MODELS_DIR / "__pycache__" / name)
+    candidates.append(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / name)
+    for path in candidates:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(path, os.W_OK):
+            return str(path)
+    return None
+
+
+if AVAILABLE:
+    _CACHE_DIR = _cache_dir()
+    if _CACHE_DIR is not None:
+        numba.config.CACHE_DIR = _CACHE_DIR
+
+
+def jit(fn: F) -> F:
+    """Compile `fn` with numba (nopython, cached where a cache can be written)."""
+    if not AVAILABLE:  # pragma: no cover
+        return fn
+    cache = _CACHE_DIR is not None
+    try:
+        return numba.njit(cache=cache)(fn)  # type: ignore[no-any-return]
+    except RuntimeError:  # pragma: no cover - numba refuses a cache it cannot locate
+        return numba.njit(cache=False)(fn)  # type: ignore[no-any-return]

@@ -1,0 +1,298 @@
+"""The pack state, declared once.
+
+Every field the step loop integrates is declared here (the pack's own) or in an aging model's
+module (its internal states), with its unit, bounds, default and owner. From the declaration
+come the kernel's vector layout, the JSON shape of `state` on the wire, its bounds in the
+OpenAPI schema, the fast reader and the migration of older schema versions.
+
+On the wire, pack fields sit at the top level and each aging model's fields under
+`aging.<model>` (a field's `group` nests it one level deeper, e.g. `half_cycle`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+STATE_SCHEMA_VERSION = 2
+_BIG = 1.7976931348623157e308  # the largest float: "no upper bound", and still rejects inf
+
+
+@dataclass(frozen=True)
+class StateField:
+    name: str
+    unit: str
+    description: str
+    low: float = 0.0  # inclusive bounds on the wire
+    high: float = _BIG
+    default: float | str = 0.0  # a number, or the name of a pack field it starts from
+    direction: bool = False  # takes only -1, 0 or 1
+    group: str | None = None  # wire sub-object inside the owner's block
+
+
+@dataclass(frozen=True)
+class StateBlock:
+    """The fields one owner keeps in the state vector, in vector order."""
+
+    owner: str
+    fields: tuple[StateField, ...]
+
+    def index(self, name: str) -> int:
+        for i, f in enumerate(self.fields):
+            if f.name == name:
+                return i
+        raise KeyError(f"{self.owner} has no state field {name!r}")
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+
+PACK = StateBlock(
+    "pack",
+    (
+        StateField("soc", "1", "state of charge of the aged capacity", 0.0, 1.0, 0.85),
+        StateField("temperature_c", "degC", "lumped pack temperature", -60.0, 150.0, 25.0),
+        StateField("v_rc_v", "V", "RC-branch voltage", -1e4, 1e4),
+        StateField("ambient_c", "degC", "ambient of the last sample", -60.0, 80.0, 25.0),
+        StateField("elapsed_s", "s", "simulated time"),
+        StateField("aged_s", "s", "aging time (time multiplier applied)"),
+        StateField("total_distance_km", "km", "distance driven"),
+        StateField("energy_discharged_kwh", "kWh", "terminal energy out"),
+        StateField("energy_charged_kwh", "kWh", "terminal energy in (regeneration, charging)"),
+        StateField("throughput_ah", "Ah", "charge throughput"),
+    ),
+)
+
+# Reported on the wire, derived from the vector; read back only to check their bounds.
+DERIVED: dict[str, tuple[float, float, str]] = {
+    "soh": (0.0, 1.0, "capacity fraction left (1 - every model's capacity loss)"),
+    "resistance_factor": (1.0, _BIG, "resistance relative to new (1 + every model's increase)"),
+    "cycle_count": (0.0, _BIG, "equivalent full cycles: throughput / (2 capacity)"),
+}
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Where each block sits in the state vector (the pack first, at offset 0)."""
+
+    blocks: tuple[StateBlock, ...]
+    offsets: np.ndarray = field(init=False, repr=False)
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        assert self.blocks[0] is PACK
+        starts = np.cumsum([0] + [len(b) for b in self.blocks[:-1]]).astype(np.int64)
+        object.__setattr__(self, "offsets", starts)
+        object.__setattr__(self, "size", int(sum(len(b) for b in self.blocks)))
+
+    def block(self, owner: str) -> StateBlock:
+        for b in self.blocks:
+            if b.owner == owner:
+                return b
+        raise KeyError(owner)
+
+    def offset(self, owner: str) -> int:
+        return int(self.offsets[[b.owner for b in self.blocks].index(owner)])
+
+    def aging_blocks(self) -> Iterator[tuple[StateBlock, int]]:
+        for b, off in zip(self.blocks[1:], self.offsets[1:].tolist(), strict=True):
+            yield b, off
+
+    def defaults(self) -> np.ndarray:
+        """A new pack: every field at its default (fields that start from a pack field take
+        that field's default)."""
+        vec = np.empty(self.size)
+        for b, off in zip(self.blocks, self.offsets.tolist(), strict=True):
+            for i, f in enumerate(b.fields):
+                vec[off + i] = _resolve_default(f, vec)
+        return vec
+
+    def fresh_block(self, owner: str, vec: np.ndarray) -> None:
+        """Set one aging model's fields in `vec` to a fresh start from the pack's state."""
+        off = self.offset(owner)
+        for i, f in enumerate(self.block(owner).fields):
+            vec[off + i] = _resolve_default(f, vec)
+
+
+def _resolve_default(f: StateField, vec: np.ndarray) -> float:
+    if isinstance(f.default, str):
+        return float(vec[PACK.index(f.default)])
+    return float(f.default)
+
+
+# -- wire ------------------------------------------------------------------------------------
+
+
+def _block_to_wire(block: StateBlock, values: Sequence[float]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f, v in zip(block.fields, values, strict=True):
+        value: float | int = int(v) if f.direction else v
+        if f.group is None:
+            out[f.name] = value
+        else:
+            out.setdefault(f.group, {})[f.name] = value
+    return out
+
+
+def to_wire(
+    layout: StateLayout, vec: np.ndarray, soh: float, resistance_factor: float, capacity_ah: float
+) -> dict[str, Any]:
+    """The `state` object of a /step response."""
+    v = vec.tolist()  # Python floats
+    n_pack = len(PACK)
+    wire: dict[str, Any] = {"schema_version": STATE_SCHEMA_VERSION}
+    for f, x in zip(PACK.fields, v[:n_pack], strict=True):
+        wire[f.name] = x
+    # A pack emptied exactly to its limit can end a few ulps below 0.
+    wire["soc"] = min(1.0, max(0.0, wire["soc"]))
+    wire["soh"] = soh
+    wire["resistance_factor"] = resistance_factor
+    wire["cycle_count"] = wire["throughput_ah"] / (2.0 * capacity_ah)
+    aging: dict[str, Any] = {}
+    for block, off in layout.aging_blocks():
+        aging[block.owner] = _block_to_wire(block, v[off : off + len(block)])
+    wire["aging"] = aging
+    return wire
+
+
+_NUMBER_TYPES = (float, int)
+
+
+def _number_ok(v: Any, f: StateField) -> bool:
+    if type(v) not in _NUMBER_TYPES:
+        return False
+    if f.direction:
+        return type(v) is int and v in (-1, 0, 1)
+    return f.low <= v <= f.high  # False for NaN
+
+
+def _read_block(block: StateBlock, raw: Any, out: list[float]) -> bool:
+    """Append the block's values from its wire object; False if it is not exactly valid."""
+    if type(raw) is not dict:
+        return False
+    seen = 0
+    for f in block.fields:
+        src = raw if f.group is None else raw.get(f.group)
+        if type(src) is not dict or f.name not in src:
+            return False
+        v = src[f.name]
+        if not _number_ok(v, f):
+            return False
+        out.append(float(v))
+        seen += 1
+    groups = {f.group for f in block.fields if f.group is not None}
+    plain = sum(1 for f in block.fields if f.group is None)
+    return len(raw) == plain + len(groups) and all(
+        len(raw[g]) == sum(1 for f in block.fields if f.group == g) for g in groups
+    )
+
+
+def read_fast(layout: StateLayout, raw: dict[str, Any]) -> np.ndarray | None:
+    """The vector of a current-version state that the wire schema certainly accepts, read
+    without pydantic; None for anything else (the schema then names the errors). A missing
+    aging model block (a model newer than the state) starts fresh."""
+    version = raw.get("schema_version")
+    if type(version) is not int or version != STATE_SCHEMA_VERSION:
+        return None
+    values: list[float] = []
+    for f in PACK.fields:
+        v = raw.get(f.name)
+        if not _number_ok(v, f):
+            return None
+        values.append(float(v))
+    for name, (low, high, _) in DERIVED.items():
+        v = raw.get(name)
+        if type(v) not in _NUMBER_TYPES or not low <= v <= high:
+            return None
+    aging = raw.get("aging")
+    if type(aging) is not dict or len(raw) != len(PACK) + len(DERIVED) + 2:
+        return None
+    missing = []
+    known = 0
+    for block, _ in layout.aging_blocks():
+        if block.owner not in aging:
+            missing.append(block.owner)
+            values.extend([math.nan] * len(block))
+            continue
+        known += 1
+        if not _read_block(block, aging[block.owner], values):
+            return None
+    if known != len(aging):
+        return None  # an unknown model
+    vec = np.array(values)
+    for owner in missing:
+        layout.fresh_block(owner, vec)
+    return vec
+
+
+def from_validated(layout: StateLayout, wire: Mapping[str, Any]) -> np.ndarray:
+    """The vector of a state the wire schema accepted (as a plain dict, `aging` blocks absent
+    or None where the state predates the model)."""
+    vec = np.empty(layout.size)
+    for i, f in enumerate(PACK.fields):
+        vec[i] = float(wire[f.name])
+    aging = wire.get("aging") or {}
+    for block, off in layout.aging_blocks():
+        raw = aging.get(block.owner)
+        if raw is None:
+            layout.fresh_block(block.owner, vec)
+            continue
+        for i, f in enumerate(block.fields):
+            src = raw if f.group is None else raw[f.group]
+            vec[off + i] = float(src[f.name])
+    return vec
+
+
+# -- migrations: each takes a state of version N (as sent) and returns version N + 1 ------------
+
+
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept every model's fields flat in `aging`; version 2 nests them by model."""
+    out = dict(raw)
+    aging = raw.get("aging")
+    if isinstance(aging, dict):
+        naumann = {
+            k: aging[k]
+            for k in (
+                "cal_capacity_loss",
+                "cal_resistance_increase",
+                "cyc_capacity_loss",
+                "cyc_resistance_increase",
+            )
+            if k in aging
+        }
+        half_cycle = aging.get("half_cycle")
+        if isinstance(half_cycle, dict):
+            half_cycle = {"direction": 0, **half_cycle}  # version 1 allowed it to be omitted
+        naumann["half_cycle"] = half_cycle
+        new_aging: dict[str, Any] = {"naumann": naumann}
+        if "seed_capacity_loss" in aging:
+            new_aging["seed"] = {"capacity_loss": aging["seed_capacity_loss"]}
+        extra = set(aging) - {*naumann, "seed_capacity_loss", "half_cycle"}
+        for k in extra:  # left for the schema to reject by name
+            new_aging[k] = aging[k]
+        out["aging"] = new_aging
+    out["schema_version"] = 2
+    return out
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+
+
+def migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """A state of an older schema_version brought to the current one (unchanged if current).
+    Raises ValueError for a version this service cannot read."""
+    version = raw.get("schema_version")
+    if type(version) is not int or not 1 <= version <= STATE_SCHEMA_VERSION:
+        raise ValueError(
+            f"unsupported state schema_version {version!r}; this service reads versions "
+            f"1..{STATE_SCHEMA_VERSION}"
+        )
+    while version < STATE_SCHEMA_VERSION:
+        raw = MIGRATIONS[version](raw)
+        version += 1
+    return raw

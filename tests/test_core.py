@@ -57,6 +57,7 @@ COMMITTED = {
     "naumann": ("cal_capacity_loss", "cal_resistance_increase", "loss_sq_start",
                 "resistance_start"),
     "seed": ("capacity_loss",),
+    "nrel_lfp250": ("cal_capacity_loss", "cyc_capacity_loss"),
 }
 common = {
     "samples": drives,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin_service.models.aging import naumann, seed
+from twin_service.models.aging import naumann, nrel_lfp250, seed
 from twin_service.models.aging.base import AgingModel
 from twin_service.models.jit import jit
 from twin_service.models.state import PACK, StateLayout
 
 # Order = model id in the compiled step = order of the blocks in the state vector.
-REGISTRY: tuple[AgingModel, ...] = (naumann.MODEL, seed.MODEL)
+REGISTRY: tuple[AgingModel, ...] = (naumann.MODEL, seed.MODEL, nrel_lfp250.MODEL)
 MODELS: dict[str, AgingModel] = {m.name: m for m in REGISTRY}
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 MODEL_IDS: dict[str, int] = {m.name: i for i, m in enumerate(REGISTRY)}
@@ -33,6 +33,8 @@ def step(model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah)
         return naumann.step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah)
     if model_id == 1:
         return seed.step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah)
+    if model_id == 2:
+        return nrel_lfp250.step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah)
     return 0
 
 
@@ -43,6 +45,8 @@ def capacity_after(model_id, s, off, x):  # type: ignore[no-untyped-def]
         return naumann.capacity_after(s, off, x)
     if model_id == 1:
         return seed.capacity_after(s, off, x)
+    if model_id == 2:
+        return nrel_lfp250.capacity_after(s, off, x)
     return x
 
 
@@ -53,6 +57,8 @@ def resistance_after(model_id, s, off, x):  # type: ignore[no-untyped-def]
         return naumann.resistance_after(s, off, x)
     if model_id == 1:
         return seed.resistance_after(s, off, x)
+    if model_id == 2:
+        return nrel_lfp250.resistance_after(s, off, x)
     return x
 
 

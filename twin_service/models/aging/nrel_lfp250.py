@@ -1,0 +1,282 @@
+"""Large-format prismatic LFP/graphite aging after NREL (Gasper et al. 2023).
+
+Gasper et al., J. Energy Storage 73 (2023) 109042, doi:10.1016/j.est.2023.109042; published
+as BLAST-Lite `Lfp_Gr_250AhPrismatic` (NREL, BSD-3). A >250 Ah prismatic cell with an
+energy-to-power ratio of 6 1/h. Capacity only. Time t in days, T in K, EFC = Ah throughput /
+(2 nominal Ah):
+
+    q_loss_t   = k_cal * t^0.526,    k_cal = p1 exp(p2/T) exp(p3 Ua/T)
+    q_loss_EFC = k_cyc * EFC^0.828,  k_cyc = (p4 + p5 DOD + p6 C) (exp(p7/T) + exp(-p8/T))
+
+Stress windows: the history is cut at SOC turning points and at most every 1 day or 1 EFC;
+within a window k_cal and k_cyc are time averages, DOD = max - min SOC and C the time average
+of |dSOC/dt| (1/h, rest included, rates below 0.01/h as 0). At each cut both losses advance by
+the published state equation dy = k p (y/k)^((p-1)/p) dx (from y = 0: y = k dx^p). Until the
+open window is cut, the loss it would add is reported (`window_capacity_loss`), so SOH moves
+smoothly.
+
+The turning points are those of the half-cycles (laws.run_*: a reversal beyond 0.5 % SOC), so
+regeneration blips inside a drive do not cut windows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twin_service.models.aging.base import (
+    AgingModel,
+    ForecastStart,
+    Validity,
+    cycling_flags,
+    temperature_flag,
+)
+from twin_service.models.constants import KELVIN, SECONDS_PER_DAY
+from twin_service.models.forecast import Forecast, Usage, forecast_in_blocks, usage_days
+from twin_service.models.jit import jit
+from twin_service.models.laws import run_extreme, run_reversed, run_start
+from twin_service.models.state import StateBlock, StateField
+
+# Gasper et al. 2023 (BLAST-Lite `_params_life`)
+P1 = 8.37e4
+P2 = -5.21e3  # K
+P3 = -3.56e3  # K/V
+P_CAL = 0.526
+P4 = 4.38e-8
+P5 = 1.55e-8
+P6 = 1.68e-7
+P7 = 2.19e3  # K
+P8 = 1.55e5  # K
+P_CYC = 0.828
+WINDOW_MAX_S = SECONDS_PER_DAY  # of aging time
+WINDOW_MAX_EFC = 1.0
+C_RATE_FLOOR = 0.01  # 1/h; slower SOC changes count as rest
+
+VALIDITY = Validity(
+    cycling_temperature_c=(10.0, 45.0),
+    dod=(0.8, 1.0),
+    max_charge_c_rate=0.65,
+    max_discharge_c_rate=1.0,
+    note="cycle fade extrapolates poorly outside 10-45 degC (Gasper et al. 2023)",
+)
+
+# The same as plain floats for the compiled step.
+T_MIN, T_MAX = VALIDITY.cycling_temperature_c
+DOD_MIN = VALIDITY.dod[0]
+MAX_CHARGE_C, MAX_DISCHARGE_C = VALIDITY.max_charge_c_rate, VALIDITY.max_discharge_c_rate
+
+STATE = StateBlock(
+    "nrel_lfp250",
+    (
+        StateField("cal_capacity_loss", "1", "calendar capacity loss of finished windows",
+                   0.0, 1.0),
+        StateField("cyc_capacity_loss", "1", "cycle capacity loss of finished windows",
+                   0.0, 1.0),
+        StateField("window_capacity_loss", "1", "loss the open window adds when it is cut",
+                   0.0, 1.0),
+        StateField("direction", "1", "running half-cycle: +1 charging, -1 discharging, 0 not "
+                   "yet known", -1.0, 1.0, direction=True, group="window"),
+        StateField("start_soc", "1", "SOC where the half-cycle started", -0.01, 1.01, "soc",
+                   group="window"),
+        StateField("extreme_soc", "1", "SOC farthest from the start so far", -0.01, 1.01, "soc",
+                   group="window"),
+        StateField("min_soc", "1", "lowest SOC in the window", -0.01, 1.01, "soc",
+                   group="window"),
+        StateField("max_soc", "1", "highest SOC in the window", -0.01, 1.01, "soc",
+                   group="window"),
+        StateField("aging_s", "s", "aging time in the window", group="window"),
+        StateField("elapsed_s", "s", "time in the window", group="window"),
+        StateField("k_cal_s", "s", "time integral of k_cal (aging time)", group="window"),
+        StateField("temperature_factor_s", "s", "time integral of exp(p7/T) + exp(-p8/T)",
+                   group="window"),
+        StateField("c_rate_s", "s/h", "time integral of |dSOC/dt|", group="window"),
+        StateField("efc", "1", "equivalent full cycles in the window", group="window"),
+    ),
+)  # fmt: skip
+CAL, CYC, OPEN = (STATE.index(n) for n in (
+    "cal_capacity_loss", "cyc_capacity_loss", "window_capacity_loss"))  # fmt: skip
+W_DIR, W_START, W_EXT, W_MIN, W_MAX, W_AGING, W_REAL, W_KCAL, W_FT, W_C, W_EFC = (
+    STATE.index(n) for n in ("direction", "start_soc", "extreme_soc", "min_soc", "max_soc",
+                             "aging_s", "elapsed_s", "k_cal_s", "temperature_factor_s",
+                             "c_rate_s", "efc"))  # fmt: skip
+
+
+@jit
+def anode_potential(soc):  # type: ignore[no-untyped-def]
+    """Graphite potential vs Li (V) at the lithiation the SOC implies (Safari & Delacourt
+    2011, J. Electrochem. Soc. 158:A562, as used by BLAST-Lite)."""
+    xa = 8.5e-3 + soc * (0.78 - 8.5e-3)
+    return (
+        0.6379
+        + 0.5416 * np.exp(-305.5309 * xa)
+        + 0.044 * np.tanh(-(xa - 0.1958) / 0.1088)
+        - 0.1978 * np.tanh((xa - 1.0571) / 0.0854)
+        - 0.6875 * np.tanh((xa + 0.0117) / 0.0529)
+        - 0.0175 * np.tanh((xa - 0.5692) / 0.0875)
+    )
+
+
+@jit
+def calendar_rate(soc, temperature_c):  # type: ignore[no-untyped-def]
+    """k_cal in 1/day^0.526 (floats or arrays)."""
+    t_k = temperature_c + KELVIN
+    return abs(P1) * np.exp(P2 / t_k) * np.exp(P3 * anode_potential(soc) / t_k)
+
+
+@jit
+def cycle_temperature_factor(temperature_c):  # type: ignore[no-untyped-def]
+    t_k = temperature_c + KELVIN
+    return np.exp(P7 / t_k) + np.exp(-P8 / t_k)
+
+
+@jit
+def cycle_rate(dod, c_rate, temperature_factor):  # type: ignore[no-untyped-def]
+    """k_cyc in 1/EFC^0.828."""
+    return (P4 + P5 * dod + P6 * c_rate) * temperature_factor
+
+
+@jit
+def power_state_increment(y0: float, dx: float, k: float, p: float) -> float:
+    """Increase of y = k x^p over dx, continued from y0 (BLAST-Lite's power state)."""
+    if dx <= 0.0 or k <= 0.0:
+        return 0.0
+    if y0 == 0.0:
+        return k * dx**p
+    return k * p * (y0 / k) ** ((p - 1.0) / p) * dx
+
+
+def calendar_closed_form(days: np.ndarray | float, soc: float, temperature_c: float
+                         ) -> np.ndarray:
+    """Capacity loss after storage for `days` at constant stress."""
+    return calendar_rate(soc, temperature_c) * np.asarray(days, dtype=float) ** P_CAL
+
+
+def cycle_closed_form(efc: np.ndarray | float, dod: float, c_rate: float, temperature_c: float
+                      ) -> np.ndarray:
+    """Cycle capacity loss after `efc` cycles at constant stress."""
+    k = cycle_rate(dod, c_rate, cycle_temperature_factor(temperature_c))
+    return k * np.asarray(efc, dtype=float) ** P_CYC
+
+
+@jit
+def _window_increments(s, off):  # type: ignore[no-untyped-def]
+    """(calendar, cycle) loss the open window adds when cut now."""
+    aging_s = s[off + W_AGING]
+    if aging_s <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    real_s = s[off + W_REAL]
+    c_rate = s[off + W_C] / real_s if real_s > 0.0 else 0.0
+    dod = s[off + W_MAX] - s[off + W_MIN]
+    k_cal = s[off + W_KCAL] / aging_s
+    k_cyc = cycle_rate(dod, c_rate, s[off + W_FT] / aging_s)
+    d_cal = power_state_increment(s[off + CAL], aging_s / SECONDS_PER_DAY, k_cal, P_CAL)
+    d_cyc = power_state_increment(s[off + CYC], s[off + W_EFC], k_cyc, P_CYC)
+    return d_cal, d_cyc, c_rate, dod
+
+
+@jit
+def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):  # type: ignore[no-untyped-def]
+    """Advance the open stress window over one sub-step (rates at its starting SOC and
+    temperature) and cut it where the model says; returns out-of-range flags."""
+    s[off + W_AGING] += dta
+    s[off + W_REAL] += dt
+    s[off + W_KCAL] += calendar_rate(soc, temp) * dta
+    s[off + W_FT] += cycle_temperature_factor(temp) * dta
+    rate = abs(new_soc - soc) / (dt / 3600.0)
+    if rate >= C_RATE_FLOOR:
+        s[off + W_C] += rate * dt
+    s[off + W_EFC] += multiplier * abs(cur) * dt / 3600.0 / (2.0 * cap_ah)
+    s[off + W_MIN] = min(s[off + W_MIN], new_soc)
+    s[off + W_MAX] = max(s[off + W_MAX], new_soc)
+
+    flags = temperature_flag(cur, cap_ah, temp, T_MIN, T_MAX)
+    d, ext = run_start(s[off + W_DIR], s[off + W_START], s[off + W_EXT], new_soc)
+    turned = run_reversed(d, ext, new_soc)
+    if turned or s[off + W_AGING] >= WINDOW_MAX_S or s[off + W_EFC] >= WINDOW_MAX_EFC:
+        d_cal, d_cyc, c_rate, dod = _window_increments(s, off)
+        s[off + CAL] += d_cal
+        s[off + CYC] += d_cyc
+        s[off + OPEN] = 0.0
+        if turned and c_rate > 0.0:
+            flags |= cycling_flags(d > 0.0, c_rate, dod, DOD_MIN, MAX_CHARGE_C,
+                                   MAX_DISCHARGE_C)
+        for i in (W_AGING, W_REAL, W_KCAL, W_FT, W_C, W_EFC):
+            s[off + i] = 0.0
+        if turned:  # the next window starts at the turning point, going back
+            d = -d
+            s[off + W_START] = ext
+            s[off + W_MIN] = min(ext, new_soc)
+            s[off + W_MAX] = max(ext, new_soc)
+        else:
+            s[off + W_MIN] = new_soc
+            s[off + W_MAX] = new_soc
+    else:
+        d_cal, d_cyc, _, _ = _window_increments(s, off)
+        s[off + OPEN] = d_cal + d_cyc
+    s[off + W_EXT] = run_extreme(d, ext, new_soc)
+    s[off + W_DIR] = d
+    return flags
+
+
+@jit
+def capacity_after(s, off, x):  # type: ignore[no-untyped-def]
+    return x - s[off + CAL] - s[off + CYC] - s[off + OPEN]
+
+
+@jit
+def resistance_after(s, off, x):  # type: ignore[no-untyped-def]
+    return x
+
+
+def forecast(start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
+             ) -> Forecast:
+    return forecast_in_blocks(_forecast_block, start, usage, capacity_kwh, years)
+
+
+_SWEEPS = 2  # the swing depends on the faded capacity; see naumann._forecast_block
+
+
+def _forecast_block(start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
+                    ) -> Forecast:
+    """The repeating day: each swing of depth `doc` is two windows (discharge, then charge),
+    each half of the swing's share of the day, resting at its end. Under stress held over a
+    weekly step, y = k x^p continues exactly on virtual x: y^(1/p) grows by k^(1/p) dx (the
+    state equation above is its first-order form), so the weeks add up with a cumulative sum.
+    """
+    days = usage_days(usage, capacity_kwh, years)
+    b = start.block
+    cal0, cyc0 = b[:, CAL, None], b[:, CYC, None]
+    other = start.other_capacity_loss[:, None] + b[:, OPEN, None]
+    soh0 = 1.0 - cal0 - cyc0 - other
+    k_cal_hi = calendar_rate(days.soc_max, days.ambient_c)
+    f_t = cycle_temperature_factor(days.ambient_c)
+    n_steps = days.t_years.shape[0] - 1
+    soh = np.broadcast_to(soh0, (b.shape[0], n_steps))
+    for _ in range(_SWEEPS):
+        doc, cycles_per_day = days.swing(soh)
+        soc_low = days.soc_max - doc
+        k_cal = 0.5 * (k_cal_hi + calendar_rate(soc_low, days.ambient_c))
+        window_h = np.where(cycles_per_day > 0, 12.0 / np.maximum(cycles_per_day, 1e-12), 24.0)
+        c_rate = doc / window_h
+        k_cyc = cycle_rate(doc, c_rate, f_t)
+        efc_step = cycles_per_day * doc * np.maximum(soh, 0.0) * days.step_days
+        z_cal = cal0 ** (1.0 / P_CAL) + np.cumsum(k_cal ** (1.0 / P_CAL) * days.step_days, axis=1)
+        z_cyc = cyc0 ** (1.0 / P_CYC) + np.cumsum(k_cyc ** (1.0 / P_CYC) * efc_step, axis=1)
+        new_soh = 1.0 - z_cal**P_CAL - z_cyc**P_CYC - other
+        soh = np.concatenate((soh0, new_soh[:, :-1]), axis=1)
+    soh_all = np.concatenate((soh0, new_soh), axis=1)
+    rf = np.broadcast_to(1.0 + start.other_resistance_increase[:, None], soh_all.shape)
+    return Forecast(days.t_years, np.clip(soh_all, 0.0, 1.0), rf.copy())
+
+
+MODEL = AgingModel(
+    name="nrel_lfp250",
+    title="NREL large-format LFP/graphite aging (Gasper et al. 2023, BLAST-Lite)",
+    cell=">250 Ah prismatic LFP/graphite, energy-to-power 6 1/h",
+    sources=("doi:10.1016/j.est.2023.109042", "NREL BLAST-Lite Lfp_Gr_250AhPrismatic (BSD-3)"),
+    validity=VALIDITY,
+    outputs=("capacity",),
+    state=STATE,
+    seed_capacity_field="cal_capacity_loss",
+    seed_resistance_field=None,
+    forecast=forecast,
+)

@@ -279,6 +279,155 @@ def test_statistics_panel_shows_the_forecast(service: str, open_page: Any) -> No
     assert dashboard.errors == []
 
 
+FORECAST_DRAWN = "Number(document.querySelector('#chart-forecast').dataset.points) > 1"
+
+
+def steady_drive(url: str, vehicle_id: str, ambient_c: float, steps: int = 3) -> dict[str, Any]:
+    """Constant discharge (no half-cycle ends, so no depth-of-discharge flag) with the
+    preset's physical aging model (not demo mode's seed)."""
+    reply: dict[str, Any] = {"state": None}
+    for _ in range(steps):
+        samples = [{"dt_s": 20.0, "power_kw": 25.0, "ambient_c": ambient_c} for _ in range(5)]
+        reply = post_step(url, vehicle_id, samples, reply["state"])
+    return reply
+
+
+def record_forecast_requests(bodies: list[dict[str, Any]]) -> Any:
+    def before_load(page: Any) -> None:
+        page.on(
+            "request",
+            lambda request: (
+                bodies.append(json.loads(request.post_data or "{}"))
+                if request.method == "POST" and request.url.split("?")[0].endswith("/forecast")
+                else None
+            ),
+        )
+
+    return before_load
+
+
+def test_forecast_card_draws_the_model_spread_and_names_the_model(
+    service: str, open_page: Any
+) -> None:
+    reply = steady_drive(service, "ev-compare", ambient_c=25.0)
+    telemetry = reply["telemetry"]
+    assert telemetry["aging_model"] == "naumann"
+    assert telemetry.get("aging_out_of_range") is False
+    expected = httpx.post(
+        f"{service}/forecast",
+        json={"vehicle_id": "ev-compare", "years": 10, "compare_models": True},
+        timeout=30,
+    ).json()
+    models = {m["name"]: m for m in httpx.get(f"{service}/models", timeout=10).json()}
+    name = expected["aging_model"]
+    by_model = expected["by_model"]
+    assert name == "naumann" and len(by_model) >= 2
+
+    bodies: list[dict[str, Any]] = []
+    dashboard = open_page(
+        f"{service}/?vehicle=ev-compare", before_load=record_forecast_requests(bodies)
+    )
+    page = dashboard.page
+    page.wait_for_selector("#chart-forecast path.forecast-band", state="attached", timeout=WAIT_MS)
+    dashboard.wait_for(
+        "document.querySelector('#forecast-model').textContent.includes(arg)", models[name]["title"]
+    )
+    assert bodies and all(b.get("compare_models") is True for b in bodies), bodies
+
+    # the band: min..max over by_model at every point of the main line, under the main line
+    band = page.get_attribute("#chart-forecast path.forecast-band", "d") or ""
+    assert band.startswith("M") and band.endswith("Z")
+    assert band.count("L") + band.count("M") == 2 * len(expected["points"])
+    assert page.locator("#chart-forecast path.line-soh").count() == 1
+    assert page.get_attribute("#chart-forecast path.line-soh", "d")
+    assert int(dashboard.attr("#chart-forecast", "data-points") or 0) == len(expected["points"])
+    assert dashboard.attr("#chart-forecast", "data-band-models") == str(len(by_model))
+    band_title = page.text_content("#chart-forecast path.forecast-band title") or ""
+    assert all(m["aging_model"] in band_title for m in by_model), band_title
+
+    # the model in use, with its title from GET /models, and what the band is
+    model_text = page.text_content("#forecast-model") or ""
+    assert f"({name})" in model_text and models[name]["title"] in model_text, model_text
+    assert page.is_visible("#forecast-model")
+    assert page.inner_text("#forecast-band-text") == (
+        f"band: spread of {len(by_model)} physical models"
+    )
+    assert page.is_visible("#forecast-band-legend")
+    assert page.is_hidden("#aging-range")  # in range: no notice
+    # the numbers are the forecast of the model in use
+    assert page.inner_text("#stat-fade") == f"{expected['fade_pct_per_year']:.2f} %/yr"
+    assert dashboard.errors == []
+
+
+@pytest.mark.parametrize("older", ["refuses compare_models", "ignores compare_models"])
+def test_forecast_card_without_by_model_draws_the_line_alone(
+    service: str, open_page: Any, older: str
+) -> None:
+    """An older service: without by_model there is no band, the line and the name stay."""
+    vehicle_id = f"ev-older-{older.split()[0]}"
+    steady_drive(service, vehicle_id, ambient_c=25.0, steps=1)
+    bodies: list[dict[str, Any]] = []
+
+    def older_service(page: Any) -> None:
+        record_forecast_requests(bodies)(page)
+
+        def route(route: Any) -> None:
+            body = json.loads(route.request.post_data or "{}")
+            if older == "refuses compare_models" and "compare_models" in body:
+                detail = [{"loc": ["body", "compare_models"], "msg": "Extra inputs are not "
+                           "permitted", "type": "extra_forbidden"}]  # fmt: skip
+                route.fulfill(status=422, json={"detail": detail})
+                return
+            response = route.fetch()
+            answer = response.json()
+            answer.pop("by_model", None)
+            route.fulfill(response=response, json=answer)
+
+        page.route(re.compile(r".*/forecast(\?.*)?$"), route)
+
+    dashboard = open_page(f"{service}/?vehicle={vehicle_id}", before_load=older_service)
+    dashboard.wait_for(FORECAST_DRAWN)
+    dashboard.wait_for("!document.querySelector('#forecast-legend').hidden")
+    page = dashboard.page
+    assert page.get_attribute("#chart-forecast path.line-soh", "d")
+    assert page.locator("#chart-forecast path.forecast-band").count() == 0
+    assert dashboard.attr("#chart-forecast", "data-band-models") == "0"
+    assert page.is_hidden("#forecast-band-legend")
+    assert "(naumann)" in (page.text_content("#forecast-model") or "")
+    assert page.inner_text("#stat-fade").endswith("%/yr")
+    if older == "refuses compare_models":
+        # asked once with the field, then without it
+        assert [b.get("compare_models") for b in bodies[:2]] == [True, None], bodies
+        expected = [e for e in dashboard.errors if "status of 422" not in e]
+        assert expected == []
+    else:
+        assert dashboard.errors == []
+
+
+def test_notice_when_the_aging_model_leaves_its_fitted_range(service: str, open_page: Any) -> None:
+    cold = steady_drive(service, "ev-cold", ambient_c=0.0, steps=1)
+    stressors = cold["telemetry"]["aging_out_of_range_stressors"]
+    assert cold["telemetry"]["aging_out_of_range"] is True and "temperature" in stressors
+    dashboard = open_page(f"{service}/?vehicle=ev-cold")
+    page = dashboard.page
+    page.wait_for_selector("#aging-range:not([hidden])", timeout=WAIT_MS)
+    assert page.inner_text("#aging-range").endswith(
+        f"aging model outside its fitted range: {', '.join(stressors)}"
+    )
+    # it stays small: one line of the forecast card, not the page-wide notice
+    assert page.is_hidden("#notice")
+    box = page.locator("#aging-range").bounding_box()
+    assert box is not None and box["height"] < 24
+
+    # at rest nothing is out of range: the notice follows the latest telemetry
+    rest = post_step(
+        service, "ev-cold", [{"dt_s": 10.0, "power_kw": 0.0, "ambient_c": 0.0}], cold["state"]
+    )
+    assert rest["telemetry"]["aging_out_of_range"] is False
+    page.wait_for_selector("#aging-range", state="hidden", timeout=WAIT_MS)
+    assert dashboard.errors == []
+
+
 def test_a_rev_gap_refetches_the_vehicle_and_its_history(service: str, open_page: Any) -> None:
     dropped_revs = {2}
 
@@ -334,9 +483,11 @@ def test_reconnects_and_refetches_after_a_service_restart(open_page: Any, tmp_pa
         dashboard.wait_for("document.querySelector('#footer-rev').textContent.endsWith('rev 1')")
         later = post_step(url, "ev-r", [{"dt_s": 5.0, "power_kw": 40.0}], fresh["state"])
         dashboard.wait_for(SOC_GAUGE_IS, later["telemetry"]["soc"])
-        # the browser logs the refused attempts while the service was down, and a 404 for the
-        # vehicle while the restarted service did not know it yet; nothing else may fail
-        expected = ("WebSocket connection", "ERR_CONNECTION_REFUSED", "status of 404")
+        # the browser logs the refused attempts while the service was down (a request in
+        # flight when it stopped is reset), and a 404 for the vehicle while the restarted
+        # service did not know it yet; nothing else may fail
+        expected = ("WebSocket connection", "ERR_CONNECTION_REFUSED", "ERR_CONNECTION_RESET",
+                    "status of 404")
         unexpected = [e for e in dashboard.errors if not any(x in e for x in expected)]
         assert unexpected == []
     finally:
@@ -375,6 +526,9 @@ def test_screenshots_at_desktop_and_phone_width(service: str, open_page: Any) ->
         "|| document.querySelector('#stats-note').textContent.includes('unavailable')"
     )
     page = desktop.page
+    if int(desktop.attr("#chart-forecast", "data-points") or 0) > 1:
+        assert page.get_attribute("#chart-forecast path.forecast-band", "d")
+        assert page.is_visible("#forecast-model") and page.is_visible("#forecast-band-legend")
     # everything that matters is above the fold at 1280x800, nothing scrolls sideways
     assert page.evaluate("document.documentElement.scrollWidth") <= DESKTOP["width"]
     box = page.locator("#panel-details").bounding_box()

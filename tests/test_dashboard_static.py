@@ -45,6 +45,11 @@ def test_root_serves_the_dashboard(client: TestClient) -> None:
         "status-model",
         "status-demo",
         "status-age",
+        "chart-forecast",
+        "forecast-legend",
+        "forecast-model",
+        "forecast-band-legend",
+        "aging-range",
     ):
         assert f'id="{element_id}"' in html, element_id
     refresh_ms = [int(v) for v in re.findall(r'<option value="(\d+)"', html)]
@@ -102,3 +107,13 @@ def test_no_external_resources() -> None:
         text = (WEB_DIR / name).read_text()
         urls = set(re.findall(r"https?://[^\s\"'`)]+", text))
         assert urls <= {"http://www.w3.org/2000/svg"}, (name, urls)
+
+
+def test_forecast_card_asks_for_the_model_comparison() -> None:
+    """The forecast card draws the spread of the physical models (`by_model`), named from
+    GET /models; the browser tests check the drawing."""
+    script = (WEB_DIR / "app.js").read_text()
+    assert "compare_models: true" in script
+    assert "by_model" in script
+    assert 'api("/models")' in script
+    assert "aging_out_of_range" in script

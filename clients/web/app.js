@@ -34,6 +34,9 @@
     points: [], // {rev, x, soc, soh, power}
     forecast: null,
     forecastNote: "10-year horizon",
+    compareModels: true, // ask /forecast for by_model until the service refuses the field
+    models: null, // aging model name -> GET /models entry (title, validity), once loaded
+    modelsLoading: null,
     // socket states: connecting | live | reconnecting; retry times in ms since the epoch
     connection: { fleet: "connecting", vehicle: "idle", retryAt: null, fleetRetryAt: null },
     refreshMs: 1000,
@@ -347,14 +350,48 @@
     scheduleRender(true);
   }
 
+  /** GET /models once (titles and fitted ranges of the aging models); retried when it failed. */
+  function loadModels() {
+    if (state.models || state.modelsLoading) return state.modelsLoading;
+    state.modelsLoading = (async () => {
+      try {
+        const body = await api("/models");
+        const models = new Map();
+        for (const m of Array.isArray(body) ? body : []) {
+          if (m && typeof m.name === "string") models.set(m.name, m);
+        }
+        state.models = models;
+        renderStats();
+      } catch (err) {
+        console.warn("GET /models failed", err);
+      } finally {
+        state.modelsLoading = null;
+      }
+    })();
+    return state.modelsLoading;
+  }
+
+  /** POST /forecast with the other physical models (`by_model`), or without on an older
+   * service that does not know `compare_models` (it answers 422 to unknown fields). */
+  async function requestForecast(vehicleId) {
+    const body = { vehicle_id: vehicleId, years: FORECAST_YEARS };
+    if (state.compareModels) {
+      try {
+        return await api("/forecast", { method: "POST", body: { ...body, compare_models: true } });
+      } catch (err) {
+        if (err.status !== 422) throw err;
+        state.compareModels = false;
+      }
+    }
+    return api("/forecast", { method: "POST", body });
+  }
+
   async function loadForecast(vehicleId) {
     const seq = ++state.forecastSeq;
     clearTimeout(state.forecastTimer);
+    loadModels();
     try {
-      const forecast = await api("/forecast", {
-        method: "POST",
-        body: { vehicle_id: vehicleId, years: FORECAST_YEARS },
-      });
+      const forecast = await requestForecast(vehicleId);
       if (seq !== state.forecastSeq) return;
       state.forecast = forecast;
       state.forecastNote = `${FORECAST_YEARS}-year horizon · usage from history`;
@@ -725,12 +762,62 @@
     container.replaceChildren(frame.root);
   }
 
+  const pct = (v) => (typeof v === "number" && v <= 1.5 ? v * 100 : v);
+
+  /** Forecast points as {x: years, soh: %}, in order of years. */
+  function forecastSeries(points) {
+    return (Array.isArray(points) ? points : [])
+      .filter((p) => p && typeof p.years === "number" && typeof p.soh === "number")
+      .map((p) => ({ x: p.years, soh: pct(p.soh) }))
+      .sort((a, b) => a.x - b.x);
+  }
+
+  /** SOH of a series at `x` (linear between points), null outside it. */
+  function sohAt(series, x) {
+    if (!series.length || x < series[0].x - 1e-9 || x > series[series.length - 1].x + 1e-9) {
+      return null;
+    }
+    for (let i = 0; i < series.length; i++) {
+      const b = series[i];
+      if (Math.abs(b.x - x) < 1e-9) return b.soh;
+      if (b.x > x) {
+        const a = series[i - 1];
+        return a.soh + ((b.soh - a.soh) * (x - a.x)) / (b.x - a.x || 1);
+      }
+    }
+    return series[series.length - 1].soh;
+  }
+
+  /**
+   * The spread of the physical models (`by_model`) at the main forecast's points: {x, lo, hi}
+   * where every model has a value. Null without at least two models (an older service has none).
+   */
+  function forecastBand(forecast, xs) {
+    const models = (forecast && Array.isArray(forecast.by_model) ? forecast.by_model : [])
+      .map((m) => ({ name: m && m.aging_model, series: forecastSeries(m && m.points) }))
+      .filter((m) => m.series.length >= 2);
+    if (models.length < 2) return null;
+    const points = [];
+    for (const x of xs) {
+      const values = models.map((m) => sohAt(m.series, x));
+      if (values.some((v) => v === null)) continue;
+      points.push({ x, lo: Math.min(...values), hi: Math.max(...values) });
+    }
+    return points.length >= 2 ? { models, points } : null;
+  }
+
+  function bandPath(points, sx, sy) {
+    const upper = points.map((p) => `${sx(p.x).toFixed(1)},${sy(p.hi).toFixed(1)}`);
+    const lower = points.map((p) => `${sx(p.x).toFixed(1)},${sy(p.lo).toFixed(1)}`).reverse();
+    return `M${upper.join("L")}L${lower.join("L")}Z`;
+  }
+
   function renderForecastChart() {
     const container = el("chart-forecast");
-    const points = (state.forecast && Array.isArray(state.forecast.points) ? state.forecast.points : [])
-      .filter((p) => typeof p.years === "number" && typeof p.soh === "number")
-      .map((p) => ({ x: p.years, soh: p.soh <= 1.5 ? p.soh * 100 : p.soh }));
+    const points = forecastSeries(state.forecast && state.forecast.points);
+    const band = points.length >= 2 ? forecastBand(state.forecast, points.map((p) => p.x)) : null;
     container.dataset.points = String(points.length);
+    container.dataset.bandModels = String(band ? band.models.length : 0);
     container.hidden = points.length < 2;
     if (points.length < 2) {
       container.replaceChildren();
@@ -738,14 +825,66 @@
     }
     const frame = chartFrame(container, { height: container.clientHeight || 120, right: false });
     const sohs = points.map((p) => p.soh);
+    if (band) for (const p of band.points) sohs.push(p.lo, p.hi);
     const lo = Math.min(75, Math.floor(Math.min(...sohs) - 1));
     const hi = Math.min(100, Math.ceil(Math.max(...sohs) + 1));
     const sx = xAxis(frame, points[0].x, points[points.length - 1].x, "y");
     const sy = yAxis(frame, lo, hi, { unit: " %" });
     const y80 = sy(80);
     svg("line", { x1: frame.m.left, x2: frame.m.left + frame.plotW, y1: y80, y2: y80, class: "threshold" }, frame.root);
+    if (band) {
+      const area = svg("path", { d: bandPath(band.points, sx, sy), class: "forecast-band" }, frame.root);
+      const end = points[points.length - 1].x;
+      const title = svg("title", {}, area);
+      title.textContent = band.models
+        .map((m) => `${m.name}: ${fmt(sohAt(m.series, end), 1, "%")}`)
+        .join(" · ") + ` after ${fmt(end, 0)} years`;
+    }
     svg("path", { d: linePath(points, sx, sy, "soh"), class: "line line-soh" }, frame.root);
     container.replaceChildren(frame.root);
+  }
+
+  /** Below the forecast chart: the model of the main line, and what the band is. */
+  function renderForecastLegend() {
+    const f = state.forecast;
+    const legend = el("forecast-legend");
+    const name = f && typeof f.aging_model === "string" ? f.aging_model : null;
+    legend.hidden = !name || el("chart-forecast").hidden;
+    if (legend.hidden) return;
+    const info = state.models && state.models.get(name);
+    const title = info && info.title ? info.title : "";
+    el("forecast-model-title").textContent = title;
+    el("forecast-model-name").textContent = title ? `(${name})` : name;
+    el("forecast-model").title = `forecast: ${title ? `${title} (${name})` : name}`;
+    const count = Number(el("chart-forecast").dataset.bandModels) || 0;
+    el("forecast-band-legend").hidden = count < 2;
+    el("forecast-band-text").textContent = `band: spread of ${count} physical models`;
+  }
+
+  /** The latest telemetry's aging model was driven outside the range it was fitted on. */
+  function renderAgingRange() {
+    const t = state.telemetry;
+    const notice = el("aging-range");
+    const out = Boolean(t && t.aging_out_of_range);
+    notice.hidden = !out;
+    if (!out) return;
+    const stressors = Array.isArray(t.aging_out_of_range_stressors)
+      ? t.aging_out_of_range_stressors.filter((x) => typeof x === "string")
+      : [];
+    const text = `aging model outside its fitted range${stressors.length ? `: ${stressors.join(", ")}` : ""}`;
+    if (notice.textContent !== text) notice.textContent = text;
+    const info = state.models && state.models.get(t.aging_model);
+    notice.title = validityText(t.aging_model, info && info.validity);
+  }
+
+  function validityText(name, v) {
+    if (!v) return "";
+    const range = (r, unit = "") => (Array.isArray(r) ? `${fmt(r[0], 2)}–${fmt(r[1], 2)}${unit}` : "—");
+    return (
+      `${name} was fitted on: cycling ${range(v.cycling_temperature_c, " °C")}, ` +
+      `DOD ${range(v.dod)}, charge ≤ ${fmt(v.max_charge_c_rate, 2)} C, ` +
+      `discharge ≤ ${fmt(v.max_discharge_c_rate, 2)} C`
+    );
   }
 
   // ---------------------------------------------------------------- rendering
@@ -768,6 +907,7 @@
     renderHistoryChart();
     renderPowerChart();
     renderStats();
+    renderAgingRange();
     renderVehicleOptionLabels();
   }
 
@@ -880,7 +1020,6 @@
 
   function renderStats() {
     const f = state.forecast;
-    const pct = (v) => (typeof v === "number" && v <= 1.5 ? v * 100 : v);
     el("stat-fade").textContent = f ? fmt(num(f.fade_pct_per_year), 2, "%/yr") : "—";
     el("stat-soh2").textContent = f ? fmt(num(pct(f.soh_in_2_years)), 1, "%") : "—";
     let years80 = "—";
@@ -890,6 +1029,7 @@
     el("stat-years80").textContent = years80;
     el("stats-note").textContent = state.selected ? state.forecastNote : "10-year horizon";
     renderForecastChart();
+    renderForecastLegend();
   }
 
   function updateVehicleOptions() {

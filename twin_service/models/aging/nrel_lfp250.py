@@ -24,10 +24,12 @@ from __future__ import annotations
 import numpy as np
 
 from twin_service.models.aging.base import (
+    ACTIVE_C_RATE,
     AgingModel,
     ForecastStart,
     Validity,
     cycling_flags,
+    mean_c_rate,
     temperature_flag,
 )
 from twin_service.models.constants import KELVIN, SECONDS_PER_DAY
@@ -90,6 +92,8 @@ STATE = StateBlock(
                    group="window"),
         StateField("c_rate_s", "s/h", "time integral of |dSOC/dt|", group="window"),
         StateField("efc", "1", "equivalent full cycles in the window", group="window"),
+        StateField("ah", "Ah", "charge moved in the half-cycle", group="window"),
+        StateField("active_s", "s", "time under current in the half-cycle", group="window"),
     ),
 )  # fmt: skip
 CAL, CYC, OPEN = (STATE.index(n) for n in (
@@ -98,10 +102,11 @@ W_DIR, W_START, W_EXT, W_MIN, W_MAX, W_AGING, W_REAL, W_KCAL, W_FT, W_C, W_EFC =
     STATE.index(n) for n in ("direction", "start_soc", "extreme_soc", "min_soc", "max_soc",
                              "aging_s", "elapsed_s", "k_cal_s", "temperature_factor_s",
                              "c_rate_s", "efc"))  # fmt: skip
+RUN_AH, RUN_ACTIVE = STATE.index("ah"), STATE.index("active_s")
 
 
 @jit
-def anode_potential(soc):  # type: ignore[no-untyped-def]
+def anode_potential(soc):
     """Graphite potential vs Li (V) at the lithiation the SOC implies (Safari & Delacourt
     2011, J. Electrochem. Soc. 158:A562, as used by BLAST-Lite)."""
     xa = 8.5e-3 + soc * (0.78 - 8.5e-3)
@@ -116,20 +121,20 @@ def anode_potential(soc):  # type: ignore[no-untyped-def]
 
 
 @jit
-def calendar_rate(soc, temperature_c):  # type: ignore[no-untyped-def]
+def calendar_rate(soc, temperature_c):
     """k_cal in 1/day^0.526 (floats or arrays)."""
     t_k = temperature_c + KELVIN
     return abs(P1) * np.exp(P2 / t_k) * np.exp(P3 * anode_potential(soc) / t_k)
 
 
 @jit
-def cycle_temperature_factor(temperature_c):  # type: ignore[no-untyped-def]
+def cycle_temperature_factor(temperature_c):
     t_k = temperature_c + KELVIN
     return np.exp(P7 / t_k) + np.exp(-P8 / t_k)
 
 
 @jit
-def cycle_rate(dod, c_rate, temperature_factor):  # type: ignore[no-untyped-def]
+def cycle_rate(dod, c_rate, temperature_factor):
     """k_cyc in 1/EFC^0.828."""
     return (P4 + P5 * dod + P6 * c_rate) * temperature_factor
 
@@ -144,25 +149,25 @@ def power_state_increment(y0: float, dx: float, k: float, p: float) -> float:
     return k * p * (y0 / k) ** ((p - 1.0) / p) * dx
 
 
-def calendar_closed_form(days: np.ndarray | float, soc: float, temperature_c: float
-                         ) -> np.ndarray:
+def calendar_closed_form(days: np.ndarray | float, soc: float, temperature_c: float) -> np.ndarray:
     """Capacity loss after storage for `days` at constant stress."""
     return calendar_rate(soc, temperature_c) * np.asarray(days, dtype=float) ** P_CAL
 
 
-def cycle_closed_form(efc: np.ndarray | float, dod: float, c_rate: float, temperature_c: float
-                      ) -> np.ndarray:
+def cycle_closed_form(
+    efc: np.ndarray | float, dod: float, c_rate: float, temperature_c: float
+) -> np.ndarray:
     """Cycle capacity loss after `efc` cycles at constant stress."""
     k = cycle_rate(dod, c_rate, cycle_temperature_factor(temperature_c))
     return k * np.asarray(efc, dtype=float) ** P_CYC
 
 
 @jit
-def _window_increments(s, off):  # type: ignore[no-untyped-def]
+def _window_increments(s, off):
     """(calendar, cycle) loss the open window adds when cut now."""
     aging_s = s[off + W_AGING]
     if aging_s <= 0.0:
-        return 0.0, 0.0, 0.0, 0.0
+        return 0.0, 0.0
     real_s = s[off + W_REAL]
     c_rate = s[off + W_C] / real_s if real_s > 0.0 else 0.0
     dod = s[off + W_MAX] - s[off + W_MIN]
@@ -170,11 +175,11 @@ def _window_increments(s, off):  # type: ignore[no-untyped-def]
     k_cyc = cycle_rate(dod, c_rate, s[off + W_FT] / aging_s)
     d_cal = power_state_increment(s[off + CAL], aging_s / SECONDS_PER_DAY, k_cal, P_CAL)
     d_cyc = power_state_increment(s[off + CYC], s[off + W_EFC], k_cyc, P_CYC)
-    return d_cal, d_cyc, c_rate, dod
+    return d_cal, d_cyc
 
 
 @jit
-def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):  # type: ignore[no-untyped-def]
+def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):
     """Advance the open stress window over one sub-step (rates at its starting SOC and
     temperature) and cut it where the model says; returns out-of-range flags."""
     s[off + W_AGING] += dta
@@ -191,14 +196,22 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):  # type:
     flags = temperature_flag(cur, cap_ah, temp, T_MIN, T_MAX)
     d, ext = run_start(s[off + W_DIR], s[off + W_START], s[off + W_EXT], new_soc)
     turned = run_reversed(d, ext, new_soc)
+    if turned:
+        # The fitted range is about the half-cycle: its depth and its C-rate while current
+        # flowed (so a DC fast charge followed by a rest is still a fast charge).
+        c_run = mean_c_rate(s[off + RUN_AH], s[off + RUN_ACTIVE], cap_ah)
+        doc = abs(ext - s[off + W_START])
+        flags |= cycling_flags(d > 0.0, c_run, doc, DOD_MIN, MAX_CHARGE_C, MAX_DISCHARGE_C)
+        s[off + RUN_AH] = 0.0
+        s[off + RUN_ACTIVE] = 0.0
+    s[off + RUN_AH] += abs(cur) * dt / 3600.0
+    if abs(cur) > ACTIVE_C_RATE * cap_ah:
+        s[off + RUN_ACTIVE] += dt
     if turned or s[off + W_AGING] >= WINDOW_MAX_S or s[off + W_EFC] >= WINDOW_MAX_EFC:
-        d_cal, d_cyc, c_rate, dod = _window_increments(s, off)
+        d_cal, d_cyc = _window_increments(s, off)
         s[off + CAL] += d_cal
         s[off + CYC] += d_cyc
         s[off + OPEN] = 0.0
-        if turned and c_rate > 0.0:
-            flags |= cycling_flags(d > 0.0, c_rate, dod, DOD_MIN, MAX_CHARGE_C,
-                                   MAX_DISCHARGE_C)
         for i in (W_AGING, W_REAL, W_KCAL, W_FT, W_C, W_EFC):
             s[off + i] = 0.0
         if turned:  # the next window starts at the turning point, going back
@@ -210,7 +223,7 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):  # type:
             s[off + W_MIN] = new_soc
             s[off + W_MAX] = new_soc
     else:
-        d_cal, d_cyc, _, _ = _window_increments(s, off)
+        d_cal, d_cyc = _window_increments(s, off)
         s[off + OPEN] = d_cal + d_cyc
     s[off + W_EXT] = run_extreme(d, ext, new_soc)
     s[off + W_DIR] = d
@@ -218,25 +231,27 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):  # type:
 
 
 @jit
-def capacity_after(s, off, x):  # type: ignore[no-untyped-def]
+def capacity_after(s, off, x):
     return x - s[off + CAL] - s[off + CYC] - s[off + OPEN]
 
 
 @jit
-def resistance_after(s, off, x):  # type: ignore[no-untyped-def]
+def resistance_after(s, off, x):
     return x
 
 
-def forecast(start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
-             ) -> Forecast:
+def forecast(
+    start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
+) -> Forecast:
     return forecast_in_blocks(_forecast_block, start, usage, capacity_kwh, years)
 
 
 _SWEEPS = 2  # the swing depends on the faded capacity; see naumann._forecast_block
 
 
-def _forecast_block(start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
-                    ) -> Forecast:
+def _forecast_block(
+    start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
+) -> Forecast:
     """The repeating day: each swing of depth `doc` is two windows (discharge, then charge),
     each half of the swing's share of the day, resting at its end. Under stress held over a
     weekly step, y = k x^p continues exactly on virtual x: y^(1/p) grows by k^(1/p) dx (the

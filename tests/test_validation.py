@@ -27,6 +27,8 @@ from validation import (  # noqa: E402
     forecast_consistency,
     invariants,
     limits,
+    model_comparison,
+    nrel_lfp250,
     vehicle_energy,
 )
 from validation import reference as ref  # noqa: E402
@@ -54,7 +56,8 @@ def test_reference_closed_forms_give_the_published_check_value() -> None:
     # Constant stress: the virtual-FEC continuation equals the closed form.
     seq = [(0.8, 1.0)] * 500
     assert ref.cycle_capacity_loss_virtual(seq) == pytest.approx(
-        ref.cycle_capacity_loss(200.0, 1.0, 0.8), rel=1e-12)
+        ref.cycle_capacity_loss(200.0, 1.0, 0.8), rel=1e-12
+    )
 
 
 def test_calendar_grid_matches_closed_forms(twin: Twin) -> None:
@@ -74,8 +77,9 @@ def test_calendar_grid_matches_closed_forms(twin: Twin) -> None:
 
 
 def test_cycle_aging_matches_closed_forms(twin: Twin) -> None:
-    runs = cycle_aging.compute(twin, docs=(1.0, 0.6), c_rates=(1.0,), total_fec=200.0,
-                               block_fec=50.0)
+    runs = cycle_aging.compute(
+        twin, docs=(1.0, 0.6), c_rates=(1.0,), total_fec=200.0, block_fec=50.0
+    )
     by_doc = {r.doc: r for r in runs}
     assert by_doc[0.6].fec[-1] == pytest.approx(200.0, abs=0.6)
     assert abs(by_doc[0.6].end_rel_diff) < 0.005
@@ -127,8 +131,14 @@ def test_forecast_agrees_with_step_like_the_forecast_tests(twin: Twin) -> None:
 
 def test_limits_section_states_the_required_limits(twin: Twin) -> None:
     body = limits.render(limits.compute(twin)).body
-    for phrase in ("No lithium plating", "No low-temperature cycling data", "3 Ah",
-                   "DCIR split", "Lumped thermal", "Forecast's assumed daily pattern"):
+    for phrase in (
+        "No lithium plating",
+        "No low-temperature cycling data",
+        "3 Ah",
+        "DCIR split",
+        "Lumped thermal",
+        "Forecast's assumed daily pattern",
+    ):
         assert phrase in body
 
 
@@ -149,3 +159,89 @@ def test_missing_bridge_gives_a_pending_line() -> None:
     section = vehicle_energy.render("the `bridge` package is not importable")
     assert "pending: bridge not available" in section.body
     assert section.figures == []
+
+
+def test_nrel_reference_closed_forms_give_the_published_check_value() -> None:
+    k = ref.nrel_k_cal(0.5, 25.0)
+    assert 1 - ref.nrel_calendar_capacity_loss(365, 0.5, 25.0) == pytest.approx(
+        ref.NREL_CHECK_SOH_CLOSED_FORM, abs=1e-6
+    )
+    daily = nrel_lfp250.daily_window_loss(0.5, 25.0, ref.NREL_CHECK_DAYS)
+    assert 1 - daily[-1] == pytest.approx(ref.NREL_CHECK_SOH, abs=5e-6)
+    # The generic window cutter splits one long rest into the same daily windows.
+    windows = ref.nrel_windows([(365 * 86400.0, 0.5, 0.5, 0.0, 25.0)], nominal_ah=220.0)
+    assert len(windows) == 365 and all(w.k_cal == pytest.approx(k, rel=1e-12) for w in windows)
+    assert ref.nrel_windowed_loss(windows)[0][-1] == pytest.approx(daily[-1], rel=1e-12)
+    # Exact integration under constant stress is the closed form; the update is one step of it.
+    assert ref.nrel_continued_loss(windows)[0] == pytest.approx(
+        1 - ref.NREL_CHECK_SOH_CLOSED_FORM, abs=1e-6
+    )
+    assert ref.nrel_power_state(0.0, 2.0, k, ref.NREL_P_CAL) == pytest.approx(k * 2**0.526)
+    # A full cycle at 0.5C: two windows of DOD 1, C 0.5/h, 0.5 EFC each.
+    ramp = [(7200.0, 1.0, 0.0, 220.0, 25.0), (7200.0, 0.0, 1.0, 220.0, 25.0)]  # 110 A, 2 h
+    w1, w2 = ref.nrel_windows(ramp, nominal_ah=220.0)
+    for w in (w1, w2):
+        assert (w.dod, w.c_rate, w.efc) == pytest.approx((1.0, 0.5, 0.5))
+    assert w1.k_cyc == pytest.approx(ref.nrel_k_cyc(1.0, 0.5, 25.0))
+
+
+def test_nrel_calendar_points_match_the_published_update(twin: Twin) -> None:
+    points = nrel_lfp250.calendar_grid(twin, temperatures=(25.0, 45.0), socs=(0.5, 1.0), years=(1,))
+    assert len(points) == 4
+    for p in points:
+        assert p.simulated_days == pytest.approx(365)
+        assert abs(p.d_window) < 1e-12  # one window a day, the published update
+        assert abs(p.d_closed - p.euler) < 1e-12  # the closed-form gap is the update's step
+        assert -2e-4 < p.d_closed < 0  # the explicit step overestimates the loss a little
+        assert p.model_cal_loss == pytest.approx(1 - p.model_soh, abs=1e-15)
+    cv = nrel_lfp250.check_value(points)
+    assert cv is not None
+    assert cv.model_soh == pytest.approx(ref.NREL_CHECK_SOH, abs=5e-6)
+    section = nrel_lfp250.render(nrel_lfp250.NrelResult(points, None))
+    assert f"{cv.model_soh:.7f}" in section.body and "| 25 | 0.5 |" in section.body
+
+
+def test_nrel_cycling_matches_the_script_windows(twin: Twin) -> None:
+    run = nrel_lfp250.cycling_run(twin, total_efc=100.0, block=50)
+    cp = run.checkpoints[-1]
+    assert cp.efc == pytest.approx(100.0, abs=1.0)
+    assert run.temperature_max_c < nrel_lfp250.CYCLE_AMBIENT_C + 0.01
+    assert run.out_of_range == []  # full 0.5C cycles at 25 degC: inside the fitted range
+    f = run.final()
+    assert f["model_cyc"] == pytest.approx(f["win_cyc"], rel=1e-3)
+    assert f["model_cal"] == pytest.approx(f["win_cal"], rel=1e-3)
+    assert run.max_total_diff() < 1e-5
+    # Early on the SOC-based C-rate is still near nominal: close to the closed form.
+    assert f["model_cyc"] == pytest.approx(f["closed_cyc"], rel=0.01)
+    text, line = nrel_lfp250._render_cycling(run)
+    assert "Agreement" in text and "EFC" in line
+
+
+def test_model_comparison_storage_forecast_agrees_with_step(twin: Twin) -> None:
+    storage = next(d for d in model_comparison.DUTY_CYCLES if d.key == "storage")
+    (res,) = model_comparison.compute(twin, (storage,))
+    assert set(res.curves) == set(model_comparison.MODELS)
+    for c in res.curves.values():
+        assert c.step_years[-1] == pytest.approx(10.0)
+        for y in model_comparison.CHECK_YEARS:
+            assert c.step_at(y) == pytest.approx(c.forecast_at(y), abs=5e-4)
+    # Naumann ages faster in storage at high SOC than the NREL large-format cell.
+    assert res.curves["naumann"].forecast_at(10) < res.curves["nrel_lfp250"].forecast_at(10)
+    body = model_comparison.render([res]).body
+    assert "model uncertainty" in body and "20–30 %" in body
+
+
+def test_model_comparison_uses_the_forecast_assumptions() -> None:
+    from twin_service.models import forecast
+
+    assert model_comparison.FORECAST_DRIVE_SPEED_KMH == forecast.DRIVE_SPEED_KMH
+    assert model_comparison.FORECAST_DC_FAST_C_RATE == forecast.DC_FAST_C_RATE
+
+
+@pytest.mark.slow
+def test_model_comparison_driving_forecasts_agree_with_step(twin: Twin) -> None:
+    duties = tuple(d for d in model_comparison.DUTY_CYCLES if d.key != "storage")
+    for res in model_comparison.compute(twin, duties):
+        for c in res.curves.values():
+            for y in model_comparison.CHECK_YEARS:
+                assert c.step_at(y) == pytest.approx(c.forecast_at(y), abs=0.003)

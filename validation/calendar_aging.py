@@ -47,18 +47,27 @@ def storage_run(
     for y in years:
         days = 365 * y - done_days
         sample = {"dt_s": DAY_S, "current_a": 0.0, "ambient_c": temperature_c}
-        out = twin.step(vehicle_id=f"val-cal-{temperature_c:g}-{soc:g}", vehicle=VEHICLE,
-                        state=state, samples=[sample] * days)
+        out = twin.step(
+            vehicle_id=f"val-cal-{temperature_c:g}-{soc:g}",
+            vehicle=VEHICLE,
+            state=state,
+            samples=[sample] * days,
+        )
         state = out["state"]
         done_days += days
         t_s = done_days * DAY_S
-        points.append(StoragePoint(
-            temperature_c=temperature_c, soc=soc, years=y,
-            model_soh=state["soh"], model_rf=state["resistance_factor"],
-            ref_soh=1.0 - ref.calendar_capacity_loss(t_s, soc, temperature_c),
-            ref_rf=1.0 + ref.calendar_resistance_increase(t_s, soc, temperature_c),
-            simulated_years=out["telemetry"]["simulated_years"],
-        ))
+        points.append(
+            StoragePoint(
+                temperature_c=temperature_c,
+                soc=soc,
+                years=y,
+                model_soh=state["soh"],
+                model_rf=state["resistance_factor"],
+                ref_soh=1.0 - ref.calendar_capacity_loss(t_s, soc, temperature_c),
+                ref_rf=1.0 + ref.calendar_resistance_increase(t_s, soc, temperature_c),
+                simulated_years=out["telemetry"]["simulated_years"],
+            )
+        )
     return points
 
 
@@ -100,15 +109,30 @@ def render(points: list[StoragePoint]) -> Section:
                 if p is None:
                     row += ["–"] * 4
                     continue
-                row += [f"{p.model_soh * 100:.3f}", f"{p.ref_soh * 100:.3f}",
-                        f"{p.model_rf:.4f}", f"{p.ref_rf:.4f}"]
+                row += [
+                    f"{p.model_soh * 100:.3f}",
+                    f"{p.ref_soh * 100:.3f}",
+                    f"{p.model_rf:.4f}",
+                    f"{p.ref_rf:.4f}",
+                ]
             rows.append(row)
     ds, dr = largest(points, "d_soh"), largest(points, "d_rf")
     cv = check_value(points)
     table = md_table(
-        ["T °C", "SOC", "SOH 1 y model %", "SOH 1 y Naumann %", "R 1 y model", "R 1 y Naumann",
-         "SOH 10 y model %", "SOH 10 y Naumann %", "R 10 y model", "R 10 y Naumann"],
-        rows, align="rr" + "r" * 8,
+        [
+            "T °C",
+            "SOC",
+            "SOH 1 y model %",
+            "SOH 1 y Naumann %",
+            "R 1 y model",
+            "R 1 y Naumann",
+            "SOH 10 y model %",
+            "SOH 10 y Naumann %",
+            "R 10 y model",
+            "R 10 y Naumann",
+        ],
+        rows,
+        align="rr" + "r" * 8,
     )
     check = ""
     if cv is not None:
@@ -119,7 +143,7 @@ def render(points: list[StoragePoint]) -> Section:
             f"{cv.model_soh:.4f} / {cv.model_rf:.4f}.\n\n"
         )
     body = (
-        "A new `sv1ev3` pack is seeded with `{\"soc\": S, \"temperature_c\": T}` and parked: "
+        'A new `sv1ev3` pack is seeded with `{"soc": S, "temperature_c": T}` and parked: '
         "samples of `dt_s` 86400 with `current_a` 0 and `ambient_c` T, 365 of them, then the "
         "returned state is sent back with 3285 more (10 years). SOC and temperature stay "
         "constant, so the model should reproduce the closed forms of Naumann et al. 2018 "
@@ -143,11 +167,19 @@ def render(points: list[StoragePoint]) -> Section:
         f"{abs(ds.d_soh) * 100:.1e} percentage points, largest |ΔR/R₀| {abs(dr.d_rf):.1e} "
         "against the Naumann 2018 closed forms."
     ]
-    return Section("calendar", "1. Calendar aging grid (Naumann 2018)", body,
-                   [Figure("validation_calendar.png",
-                           "SOH and resistance factor after 10 years of storage vs temperature",
-                           lambda plt: _figure(plt, points))],
-                   headline)
+    return Section(
+        "calendar",
+        "1. Calendar aging grid (Naumann 2018)",
+        body,
+        [
+            Figure(
+                "validation_calendar.png",
+                "SOH and resistance factor after 10 years of storage vs temperature",
+                lambda plt: _figure(plt, points),
+            )
+        ],
+        headline,
+    )
 
 
 def _figure(plt, points: list[StoragePoint]):
@@ -158,26 +190,58 @@ def _figure(plt, points: list[StoragePoint]):
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, s in enumerate(sorted({p.soc for p in points})):
         c = colors[i % len(colors)]
-        pts = sorted((p for p in points if p.soc == s and p.years == years),
-                     key=lambda p: p.temperature_c)
-        axes[0].plot(temps_fine,
-                     [100 * (1 - ref.calendar_capacity_loss(t_s, s, t)) for t in temps_fine],
-                     color=c, lw=1.2, label=f"Naumann 2018, SOC {s:g}")
-        axes[0].plot([p.temperature_c for p in pts], [100 * p.model_soh for p in pts], "o",
-                     color=c, ms=6, mfc="none", label=f"/step, SOC {s:g}")
-        axes[1].plot(temps_fine,
-                     [1 + ref.calendar_resistance_increase(t_s, s, t) for t in temps_fine],
-                     color=c, lw=1.2)
-        axes[1].plot([p.temperature_c for p in pts], [p.model_rf for p in pts], "o",
-                     color=c, ms=6, mfc="none")
-    axes[0].set(xlabel="storage temperature (°C)", ylabel="SOH (%)",
-                title=f"Capacity after {years} years of storage")
-    axes[1].set(xlabel="storage temperature (°C)", ylabel="resistance factor R/R₀",
-                title=f"Resistance after {years} years of storage")
+        pts = sorted(
+            (p for p in points if p.soc == s and p.years == years), key=lambda p: p.temperature_c
+        )
+        axes[0].plot(
+            temps_fine,
+            [100 * (1 - ref.calendar_capacity_loss(t_s, s, t)) for t in temps_fine],
+            color=c,
+            lw=1.2,
+            label=f"Naumann 2018, SOC {s:g}",
+        )
+        axes[0].plot(
+            [p.temperature_c for p in pts],
+            [100 * p.model_soh for p in pts],
+            "o",
+            color=c,
+            ms=6,
+            mfc="none",
+            label=f"/step, SOC {s:g}",
+        )
+        axes[1].plot(
+            temps_fine,
+            [1 + ref.calendar_resistance_increase(t_s, s, t) for t in temps_fine],
+            color=c,
+            lw=1.2,
+        )
+        axes[1].plot(
+            [p.temperature_c for p in pts],
+            [p.model_rf for p in pts],
+            "o",
+            color=c,
+            ms=6,
+            mfc="none",
+        )
+    axes[0].set(
+        xlabel="storage temperature (°C)",
+        ylabel="SOH (%)",
+        title=f"Capacity after {years} years of storage",
+    )
+    axes[1].set(
+        xlabel="storage temperature (°C)",
+        ylabel="resistance factor R/R₀",
+        title=f"Resistance after {years} years of storage",
+    )
     axes[0].legend(fontsize=8, ncol=2, loc="lower left")
-    axes[1].text(0.02, 0.97,
-                 "k_SOC,R is symmetric about SOC 0.5:\nthe SOC 0.1 and 0.9 curves coincide",
-                 transform=axes[1].transAxes, va="top", fontsize=8)
+    axes[1].text(
+        0.02,
+        0.97,
+        "k_SOC,R is symmetric about SOC 0.5:\nthe SOC 0.1 and 0.9 curves coincide",
+        transform=axes[1].transAxes,
+        va="top",
+        fontsize=8,
+    )
     fig.suptitle("Calendar aging: service (circles) vs closed form (lines)", fontsize=11)
     fig.tight_layout()
     return fig

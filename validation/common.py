@@ -102,16 +102,18 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({
-        "figure.dpi": 110,
-        "savefig.dpi": 110,
-        "font.size": 10,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "legend.frameon": False,
-    })
+    plt.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "savefig.dpi": 110,
+            "font.size": 10,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "legend.frameon": False,
+        }
+    )
     return plt
 
 
@@ -120,7 +122,8 @@ def vehicle_without_computed(preset: dict[str, Any]) -> dict[str, Any]:
     (the computed pack fields are read-only)."""
     vehicle = {k: v for k, v in preset.items()}
     vehicle["pack"] = {
-        k: v for k, v in preset["pack"].items()
+        k: v
+        for k, v in preset["pack"].items()
         if k not in ("capacity_ah", "nominal_voltage_v", "nominal_energy_kwh")
     }
     return vehicle

@@ -80,7 +80,10 @@ def chamber_vehicle(twin: Twin) -> dict:
 
 
 def cycle_run(
-    twin: Twin, doc: float, c_rate: float, total_fec: float = TOTAL_FEC,
+    twin: Twin,
+    doc: float,
+    c_rate: float,
+    total_fec: float = TOTAL_FEC,
     block_fec: float = BLOCK_FEC,
 ) -> CycleRun:
     vehicle = chamber_vehicle(twin)
@@ -99,12 +102,28 @@ def cycle_run(
         for k in range(n):
             cap_now = max(soh + slope * (k + 0.5) * doc, 0.05) * cap_ah  # Ah at this cycle
             start = soc if k == 0 else top
-            samples.append({"dt_s": max(start - bottom, 1e-3) * cap_now * 3600.0 / current,
-                            "current_a": current, "ambient_c": AMBIENT_C})
-            samples.append({"dt_s": doc * cap_now * 3600.0 / current, "current_a": -current,
-                            "ambient_c": AMBIENT_C, "charging": True})
-        out = twin.step(vehicle_id=f"val-cyc-{doc:g}-{c_rate:g}", vehicle=vehicle, state=state,
-                        samples=samples, options={"trace": True})
+            samples.append(
+                {
+                    "dt_s": max(start - bottom, 1e-3) * cap_now * 3600.0 / current,
+                    "current_a": current,
+                    "ambient_c": AMBIENT_C,
+                }
+            )
+            samples.append(
+                {
+                    "dt_s": doc * cap_now * 3600.0 / current,
+                    "current_a": -current,
+                    "ambient_c": AMBIENT_C,
+                    "charging": True,
+                }
+            )
+        out = twin.step(
+            vehicle_id=f"val-cyc-{doc:g}-{c_rate:g}",
+            vehicle=vehicle,
+            state=state,
+            samples=samples,
+            options={"trace": True},
+        )
         state = out["state"]
         trace = out["trace"]
         prev_soc = soc
@@ -113,8 +132,7 @@ def cycle_run(
             if abs(row["current"]) < abs(s["current_a"]) * (1 - 1e-9):
                 run.limited_half_cycles += 1
             prev_soc = row["soc"]
-        run.temperature_max_c = max(run.temperature_max_c,
-                                    max(row["temperature"] for row in trace))
+        run.temperature_max_c = max(run.temperature_max_c, max(row["temperature"] for row in trace))
         done += n * doc
         slope = (state["soh"] - soh) / (n * doc)
         soh, soc = state["soh"], state["soc"]
@@ -129,36 +147,59 @@ def cycle_run(
 
 
 def compute(
-    twin: Twin, docs: tuple[float, ...] = DOCS, c_rates: tuple[float, ...] = C_RATES,
-    total_fec: float = TOTAL_FEC, block_fec: float = BLOCK_FEC,
+    twin: Twin,
+    docs: tuple[float, ...] = DOCS,
+    c_rates: tuple[float, ...] = C_RATES,
+    total_fec: float = TOTAL_FEC,
+    block_fec: float = BLOCK_FEC,
 ) -> list[CycleRun]:
     return [cycle_run(twin, d, c, total_fec, block_fec) for c in c_rates for d in docs]
 
 
 def _mean_achieved(run: CycleRun) -> tuple[float, float]:
-    return (float(np.mean([d for d, _ in run.achieved])),
-            float(np.mean([c for _, c in run.achieved])))
+    return (
+        float(np.mean([d for d, _ in run.achieved])),
+        float(np.mean([c for _, c in run.achieved])),
+    )
 
 
 def render(runs: list[CycleRun]) -> Section:
     rows = []
     for r in runs:
         ach_doc, ach_c = _mean_achieved(r)
-        rows.append([
-            f"{r.doc:g}", f"{r.c_rate:g}", f"{r.fec[-1]:.0f}",
-            f"{r.cyc_loss[-1] * 100:.3f}", f"{r.ref_loss[-1] * 100:.3f}",
-            f"{r.end_rel_diff * 100:+.2f} %",
-            f"{ach_doc:.3f} / {ach_c:.3f}",
-            f"{r.ref_loss_achieved * 100:.3f}",
-            f"{r.cyc_res[-1] * 100:.3f}", f"{r.ref_res * 100:.3f}",
-            f"{r.ref_res_achieved * 100:.3f}",
-            f"{r.cal_loss[-1] * 100:.2f}", f"{r.throughput_fec[-1]:.0f}",
-        ])
+        rows.append(
+            [
+                f"{r.doc:g}",
+                f"{r.c_rate:g}",
+                f"{r.fec[-1]:.0f}",
+                f"{r.cyc_loss[-1] * 100:.3f}",
+                f"{r.ref_loss[-1] * 100:.3f}",
+                f"{r.end_rel_diff * 100:+.2f} %",
+                f"{ach_doc:.3f} / {ach_c:.3f}",
+                f"{r.ref_loss_achieved * 100:.3f}",
+                f"{r.cyc_res[-1] * 100:.3f}",
+                f"{r.ref_res * 100:.3f}",
+                f"{r.ref_res_achieved * 100:.3f}",
+                f"{r.cal_loss[-1] * 100:.2f}",
+                f"{r.throughput_fec[-1]:.0f}",
+            ]
+        )
     table = md_table(
-        ["DOC", "C", "FEC", "model Q_cyc %", "Naumann Q_cyc %", "rel. diff",
-         "achieved mean DOC / C", "Naumann Q_cyc at achieved %", "model R_cyc %",
-         "Naumann R_cyc %", "Naumann R_cyc at achieved %", "Q_cal % (excluded)",
-         "Ah-throughput FEC"],
+        [
+            "DOC",
+            "C",
+            "FEC",
+            "model Q_cyc %",
+            "Naumann Q_cyc %",
+            "rel. diff",
+            "achieved mean DOC / C",
+            "Naumann Q_cyc at achieved %",
+            "model R_cyc %",
+            "Naumann R_cyc %",
+            "Naumann R_cyc at achieved %",
+            "Q_cal % (excluded)",
+            "Ah-throughput FEC",
+        ],
         rows,
     )
     fec_end = max(r.fec[-1] for r in runs)
@@ -174,9 +215,11 @@ def render(runs: list[CycleRun]) -> Section:
         parts = []
         for f in full:
             ach_doc, ach_c = _mean_achieved(f)
-            parts.append(f"{f.c_rate:g}C: mean achieved DOC {ach_doc:.3f} at {ach_c:.3f}C, "
-                         f"cycle loss {f.end_rel_diff * 100:+.2f} % relative to the closed form "
-                         f"at the nominal DOC")
+            parts.append(
+                f"{f.c_rate:g}C: mean achieved DOC {ach_doc:.3f} at {ach_c:.3f}C, "
+                f"cycle loss {f.end_rel_diff * 100:+.2f} % relative to the closed form "
+                f"at the nominal DOC"
+            )
         full_text = (
             "At DOC 1.0 the cycler asks for the full 0–100 % swing, but the pack's voltage limits "
             "(the preset's cell limits) cut the current near empty and full, so the half-cycles "
@@ -209,8 +252,8 @@ def render(runs: list[CycleRun]) -> Section:
         "continued on virtual FEC in the script), the closed form matches the model to "
         f"{d_ach * 100:.1e} percentage points or better in every run.\n\n"
         + table
-        + "\n\nNaumann \"at achieved\" columns: the closed forms applied half-cycle by "
-        "half-cycle to the DOC and mean C-rate of each sample of the trace. \"Ah-throughput "
+        + '\n\nNaumann "at achieved" columns: the closed forms applied half-cycle by '
+        'half-cycle to the DOC and mean C-rate of each sample of the trace. "Ah-throughput '
         "FEC\" is the state's `cycle_count`, Ah throughput / (2 × nominal capacity); it is lower "
         "than the protocol FEC by about the mean SOH because each half-cycle moves DOC of the "
         "aged capacity. The resistance fit's C-rate factor is nearly zero at 1C "
@@ -222,38 +265,63 @@ def render(runs: list[CycleRun]) -> Section:
         f"Cycle aging (DOC 1.0/0.8/0.6 × 0.5C/1C to {fec_end:.0f} FEC): cycle capacity loss "
         f"within {abs(worst_partial.end_rel_diff) * 100:.2f} % (relative) of Naumann 2020 at "
         "DOC 0.8/0.6"
-        + (", " + ", ".join(f"{f.end_rel_diff * 100:+.2f} % at DOC 1.0/{f.c_rate:g}C"
-                            for f in full)
-           + " (voltage limits make that swing shallower)" if full else "")
+        + (
+            ", "
+            + ", ".join(f"{f.end_rel_diff * 100:+.2f} % at DOC 1.0/{f.c_rate:g}C" for f in full)
+            + " (voltage limits make that swing shallower)"
+            if full
+            else ""
+        )
         + f"; {d_ach * 100:.1e} percentage points at the achieved DOC/C-rate.",
     ]
-    return Section("cycle", "2. Cycle aging (Naumann 2020)", body,
-                   [Figure("validation_cycle.png",
-                           "Cycle capacity loss vs FEC, model and closed form",
-                           lambda plt: _figure(plt, runs))],
-                   headline)
+    return Section(
+        "cycle",
+        "2. Cycle aging (Naumann 2020)",
+        body,
+        [
+            Figure(
+                "validation_cycle.png",
+                "Cycle capacity loss vs FEC, model and closed form",
+                lambda plt: _figure(plt, runs),
+            )
+        ],
+        headline,
+    )
 
 
 def _figure(plt, runs: list[CycleRun]):
     c_rates = sorted({r.c_rate for r in runs})
-    fig, axes = plt.subplots(1, len(c_rates), figsize=(5 * len(c_rates), 4.2), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(c_rates), figsize=(5 * len(c_rates), 4.2), sharey=True, squeeze=False
+    )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     docs = sorted({r.doc for r in runs}, reverse=True)
     for ax, c in zip(axes[0], c_rates, strict=True):
         for r in (r for r in runs if r.c_rate == c):
             col = colors[docs.index(r.doc) % len(colors)]
             fec_fine = np.linspace(0, r.fec[-1], 300)
-            ax.plot(fec_fine,
-                    [100 * (1 - ref.cycle_capacity_loss(f, r.c_rate, r.doc)) for f in fec_fine],
-                    color=col, lw=1.3, label=f"Naumann 2020, DOC {r.doc:g}")
+            ax.plot(
+                fec_fine,
+                [100 * (1 - ref.cycle_capacity_loss(f, r.c_rate, r.doc)) for f in fec_fine],
+                color=col,
+                lw=1.3,
+                label=f"Naumann 2020, DOC {r.doc:g}",
+            )
             step = max(1, len(r.fec) // 15)
-            ax.plot(r.fec[::step], [100 * (1 - x) for x in r.cyc_loss[::step]], "o", color=col,
-                    mfc="none", ms=6, label=f"/step, DOC {r.doc:g}")
+            ax.plot(
+                r.fec[::step],
+                [100 * (1 - x) for x in r.cyc_loss[::step]],
+                "o",
+                color=col,
+                mfc="none",
+                ms=6,
+                label=f"/step, DOC {r.doc:g}",
+            )
         ax.set(title=f"{c:g}C charge and discharge", xlabel="equivalent full cycles (FEC)")
     axes[0][0].set_ylabel("SOH from cycle aging only, 1 − Q_cyc (%)")
     axes[0][0].legend(fontsize=8, ncol=2, loc="lower left")
-    fig.suptitle("Cycle aging: service (circles, calendar part removed) vs closed form (lines)",
-                 fontsize=11)
+    fig.suptitle(
+        "Cycle aging: service (circles, calendar part removed) vs closed form (lines)", fontsize=11
+    )
     fig.tight_layout()
     return fig

@@ -26,12 +26,24 @@ PROFILES: dict[str, dict[str, float]] = {
     # tests/test_forecast.py::test_storage_forecast_matches_step
     "parked at SOC 0.9, 35 °C": {"daily_km": 0.0, "soc_max": 0.9, "ambient_c": 35.0},
     # tests/test_forecast.py::test_daily_use_forecast_matches_step
-    "commuter 120 km/day, 25 °C": {"daily_km": 120.0, "wh_per_km": 170.0, "soc_min": 0.5,
-                                   "soc_max": 0.9, "ambient_c": 25.0, "charge_c_rate": 0.2,
-                                   "dc_fast_share": 0.0},
-    "long days 150 km/day, 35 °C": {"daily_km": 150.0, "wh_per_km": 180.0, "soc_min": 0.2,
-                                    "soc_max": 0.9, "ambient_c": 35.0, "charge_c_rate": 0.3,
-                                    "dc_fast_share": 0.0},
+    "commuter 120 km/day, 25 °C": {
+        "daily_km": 120.0,
+        "wh_per_km": 170.0,
+        "soc_min": 0.5,
+        "soc_max": 0.9,
+        "ambient_c": 25.0,
+        "charge_c_rate": 0.2,
+        "dc_fast_share": 0.0,
+    },
+    "long days 150 km/day, 35 °C": {
+        "daily_km": 150.0,
+        "wh_per_km": 180.0,
+        "soc_min": 0.2,
+        "soc_max": 0.9,
+        "ambient_c": 35.0,
+        "charge_c_rate": 0.3,
+        "dc_fast_share": 0.0,
+    },
 }
 
 
@@ -47,8 +59,12 @@ def day_samples(usage: dict[str, float], capacity_ah: float, pack_kwh: float) ->
     return [
         {"dt_s": drive_h * 3600.0, "current_a": drive_c * capacity_ah, "ambient_c": amb},
         {"dt_s": rest_s, "current_a": 0.0, "ambient_c": amb},
-        {"dt_s": charge_h * 3600.0, "current_a": -charge_c * capacity_ah, "ambient_c": amb,
-         "charging": True},
+        {
+            "dt_s": charge_h * 3600.0,
+            "current_a": -charge_c * capacity_ah,
+            "ambient_c": amb,
+            "charging": True,
+        },
         {"dt_s": rest_s, "current_a": 0.0, "ambient_c": amb},
     ]
 
@@ -67,8 +83,10 @@ class ProfileRun:
     max_temp_rise_k: float = 0.0  # self-heating above ambient in /step (first block)
 
     def forecast_at(self, years: float) -> tuple[float, float]:
-        return (float(np.interp(years, self.fc_years, self.fc_soh)),
-                float(np.interp(years, self.fc_years, self.fc_rf)))
+        return (
+            float(np.interp(years, self.fc_years, self.fc_soh)),
+            float(np.interp(years, self.fc_years, self.fc_rf)),
+        )
 
     def diff_at(self, years: float) -> tuple[float, float]:
         i = self.years.index(years)
@@ -76,16 +94,25 @@ class ProfileRun:
         return self.step_soh[i] - soh, self.step_rf[i] - rf
 
 
-def profile_run(twin: Twin, name: str, usage: dict[str, float], years: int = YEARS,
-                block_days: int = BLOCK_DAYS) -> ProfileRun:
+def profile_run(
+    twin: Twin, name: str, usage: dict[str, float], years: int = YEARS, block_days: int = BLOCK_DAYS
+) -> ProfileRun:
     pack = twin.preset(VEHICLE)["pack"]
     cap = pack["capacity_ah"]
     day = day_samples(usage, cap, pack["nominal_energy_kwh"])
     fc = twin.forecast(vehicle=VEHICLE, years=years, usage=usage)
     state: dict = {"soc": usage["soc_max"], "temperature_c": usage["ambient_c"]}
-    run = ProfileRun(name, usage, [0.0], [1.0], [1.0],
-                     [p["years"] for p in fc["points"]], [p["soh"] for p in fc["points"]],
-                     [p["resistance_factor"] for p in fc["points"]], 0.0)
+    run = ProfileRun(
+        name,
+        usage,
+        [0.0],
+        [1.0],
+        [1.0],
+        [p["years"] for p in fc["points"]],
+        [p["soh"] for p in fc["points"]],
+        [p["resistance_factor"] for p in fc["points"]],
+        0.0,
+    )
     total_days = 365 * years
     done = 0
     while done < total_days:
@@ -95,16 +122,27 @@ def profile_run(twin: Twin, name: str, usage: dict[str, float], years: int = YEA
             gap = state["soc"] - usage["soc_max"]
             if abs(gap) > 1e-6:
                 current = CORRECTION_C * cap * (1.0 if gap > 0 else -1.0)
-                samples.append({"dt_s": abs(gap) * state["soh"] * cap * 3600.0 / abs(current),
-                                "current_a": current, "ambient_c": usage["ambient_c"],
-                                "charging": current < 0})
+                samples.append(
+                    {
+                        "dt_s": abs(gap) * state["soh"] * cap * 3600.0 / abs(current),
+                        "current_a": current,
+                        "ambient_c": usage["ambient_c"],
+                        "charging": current < 0,
+                    }
+                )
         samples += day * n
-        out = twin.step(vehicle_id=f"val-fc-{len(name)}", vehicle=VEHICLE, state=state,
-                        samples=samples, options={"trace": done == 0})
+        out = twin.step(
+            vehicle_id=f"val-fc-{len(name)}",
+            vehicle=VEHICLE,
+            state=state,
+            samples=samples,
+            options={"trace": done == 0},
+        )
         state = out["state"]
         if done == 0:
-            run.max_temp_rise_k = max(row["temperature"] for row in out["trace"]) - usage[
-                "ambient_c"]
+            run.max_temp_rise_k = (
+                max(row["temperature"] for row in out["trace"]) - usage["ambient_c"]
+            )
         done += n
         run.years.append(done / 365.0)
         run.step_soh.append(state["soh"])
@@ -114,8 +152,9 @@ def profile_run(twin: Twin, name: str, usage: dict[str, float], years: int = YEA
     return run
 
 
-def compute(twin: Twin, profiles: dict[str, dict[str, float]] | None = None,
-            years: int = YEARS) -> list[ProfileRun]:
+def compute(
+    twin: Twin, profiles: dict[str, dict[str, float]] | None = None, years: int = YEARS
+) -> list[ProfileRun]:
     profiles = PROFILES if profiles is None else profiles
     return [profile_run(twin, name, usage, years) for name, usage in profiles.items()]
 
@@ -127,11 +166,32 @@ def render(runs: list[ProfileRun]) -> Section:
         for y in checkpoints:
             i = r.years.index(y)
             soh_fc, rf_fc = r.forecast_at(y)
-            rows.append([r.name, f"{y:g}", f"{r.step_soh[i] * 100:.2f}", f"{soh_fc * 100:.2f}",
-                         signed((r.step_soh[i] - soh_fc) * 100, 3), f"{r.step_rf[i]:.4f}",
-                         f"{rf_fc:.4f}", signed(r.step_rf[i] - rf_fc, 4)])
-    table = md_table(["profile", "years", "/step SOH %", "/forecast SOH %", "Δ pp",
-                      "/step R", "/forecast R", "ΔR"], rows, align="lrrrrrrr")
+            rows.append(
+                [
+                    r.name,
+                    f"{y:g}",
+                    f"{r.step_soh[i] * 100:.2f}",
+                    f"{soh_fc * 100:.2f}",
+                    signed((r.step_soh[i] - soh_fc) * 100, 3),
+                    f"{r.step_rf[i]:.4f}",
+                    f"{rf_fc:.4f}",
+                    signed(r.step_rf[i] - rf_fc, 4),
+                ]
+            )
+    table = md_table(
+        [
+            "profile",
+            "years",
+            "/step SOH %",
+            "/forecast SOH %",
+            "Δ pp",
+            "/step R",
+            "/forecast R",
+            "ΔR",
+        ],
+        rows,
+        align="lrrrrrrr",
+    )
     early = [abs(r.diff_at(y)[0]) for r in runs for y in checkpoints if y <= 2.0]
     late = [(abs(r.diff_at(r.years[-1])[0]), r) for r in runs]
     worst_late, worst_run = max(late, key=lambda x: x[0])
@@ -143,7 +203,8 @@ def render(runs: list[ProfileRun]) -> Section:
         f"of {BLOCK_DAYS} days, each starting with a short correction to `soc_max`. Profiles: "
         "the two of tests/test_forecast.py and a harder one. The cycle part of the /step "
         "capacity loss at the end: "
-        + ", ".join(f"{r.name} {r.cyc_share * 100:.0f} %" for r in runs) + ".\n\n"
+        + ", ".join(f"{r.name} {r.cyc_share * 100:.0f} %" for r in runs)
+        + ".\n\n"
         + table
         + f"\n\nWithin 2 years, the horizon the test suite checks (tolerance "
         f"{TEST_TOLERANCE * 100:g} pp), the largest SOH difference is {max(early) * 100:.2f} pp; "
@@ -162,18 +223,28 @@ def render(runs: list[ProfileRun]) -> Section:
         f"{worst_late * 100:.2f} pp over {runs[0].years[-1]:g} years for "
         f"{len(runs)} usage profiles.",
     ]
-    return Section("forecast", "6. Forecast vs step", body,
-                   [Figure("validation_forecast.png", "SOH from /forecast and from /step",
-                           lambda plt: _figure(plt, runs))],
-                   headline)
+    return Section(
+        "forecast",
+        "6. Forecast vs step",
+        body,
+        [
+            Figure(
+                "validation_forecast.png",
+                "SOH from /forecast and from /step",
+                lambda plt: _figure(plt, runs),
+            )
+        ],
+        headline,
+    )
 
 
 def _figure(plt, runs: list[ProfileRun]):
     fig, ax = plt.subplots(figsize=(7.5, 4))
     for i, r in enumerate(runs):
         c = f"C{i}"
-        ax.plot(r.fc_years, [100 * s for s in r.fc_soh], color=c, lw=1.4,
-                label=f"/forecast: {r.name}")
+        ax.plot(
+            r.fc_years, [100 * s for s in r.fc_soh], color=c, lw=1.4, label=f"/forecast: {r.name}"
+        )
         ax.plot(r.years, [100 * s for s in r.step_soh], "o", color=c, mfc="none", ms=5)
     ax.plot([], [], "o", color="0.3", mfc="none", label="/step with the same day (markers)")
     ax.set(xlabel="years", ylabel="SOH (%)", title="Lifetime forecast vs step-by-step simulation")

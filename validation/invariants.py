@@ -44,8 +44,9 @@ def samples_at(hz: float, drive_s: float = DRIVE_S) -> list[dict]:
     power = mean_demand_kw(edges[:-1], edges[1:])
     dt = 1.0 / hz
     samples = [{"dt_s": dt, "power_kw": float(p), "ambient_c": AMBIENT_C} for p in power]
-    samples.append({"dt_s": CHARGE_S, "power_kw": CHARGE_KW, "charging": True,
-                    "ambient_c": AMBIENT_C})
+    samples.append(
+        {"dt_s": CHARGE_S, "power_kw": CHARGE_KW, "charging": True, "ambient_c": AMBIENT_C}
+    )
     return samples
 
 
@@ -70,8 +71,9 @@ def drive(twin: Twin, hz: float, drive_s: float = DRIVE_S) -> RateRun:
 
     samples = samples_at(hz, drive_s)
     t0 = time.perf_counter()
-    out = twin.step(vehicle_id=f"val-rate-{hz:g}", vehicle=VEHICLE, samples=samples,
-                    options={"trace": True})
+    out = twin.step(
+        vehicle_id=f"val-rate-{hz:g}", vehicle=VEHICLE, samples=samples, options={"trace": True}
+    )
     wall = time.perf_counter() - t0
     trace = out["trace"]
     st = out["state"]
@@ -94,8 +96,10 @@ def drive(twin: Twin, hz: float, drive_s: float = DRIVE_S) -> RateRun:
     q_soc = -np.diff(soc_all) * cap_ah * 3600.0
     q_i = cur * dt
     drive_part = slice(0, len(samples) - 1)
-    charge_rel = float(abs(np.sum(q_soc[drive_part] * soh_all[:-1][drive_part])
-                           - np.sum(q_i[drive_part])) / np.sum(np.abs(q_i[drive_part])))
+    charge_rel = float(
+        abs(np.sum(q_soc[drive_part] * soh_all[:-1][drive_part]) - np.sum(q_i[drive_part]))
+        / np.sum(np.abs(q_i[drive_part]))
+    )
     long_rel = float(abs(q_soc[-1] * 0.5 * (soh_all[-2] + soh_all[-1]) - q_i[-1]) / abs(q_i[-1]))
     long_soh_change = float(soh_all[-2] - soh_all[-1])
     net_kwh = float(np.sum(volt * cur * dt)) / 3.6e6
@@ -104,12 +108,25 @@ def drive(twin: Twin, hz: float, drive_s: float = DRIVE_S) -> RateRun:
     demand = np.array([s["power_kw"] for s in samples])
     met = np.abs(pkw - demand) <= 1e-6 * np.maximum(np.abs(demand), 1.0)
     power_rel = float(np.max(np.abs(pkw - demand)[met] / np.maximum(np.abs(demand[met]), 1.0)))
-    return RateRun(hz, t_s, soc, temp, charge_rel, long_rel, long_soh_change, energy_rel,
-                   power_rel, int(np.count_nonzero(~met)), st, wall)
+    return RateRun(
+        hz,
+        t_s,
+        soc,
+        temp,
+        charge_rel,
+        long_rel,
+        long_soh_change,
+        energy_rel,
+        power_rel,
+        int(np.count_nonzero(~met)),
+        st,
+        wall,
+    )
 
 
-def compute(twin: Twin, rates: tuple[float, ...] = RATES_HZ,
-            drive_s: float = DRIVE_S) -> list[RateRun]:
+def compute(
+    twin: Twin, rates: tuple[float, ...] = RATES_HZ, drive_s: float = DRIVE_S
+) -> list[RateRun]:
     return [drive(twin, hz, drive_s) for hz in rates]
 
 
@@ -144,9 +161,18 @@ def differences(runs: list[RateRun]) -> list[RateDiff]:
             continue
         soc, temp = on_common_grid(r, grid)
         d_soc, d_t = (soc - soc_ref) * 100.0, temp - t_ref
-        out.append(RateDiff(r.hz, ref_run.hz, float(np.max(np.abs(d_soc))),
-                            float(np.max(np.abs(d_t))), float(d_soc[-2]), float(d_t[-2]),
-                            float(d_soc[-1]), float(d_t[-1])))
+        out.append(
+            RateDiff(
+                r.hz,
+                ref_run.hz,
+                float(np.max(np.abs(d_soc))),
+                float(np.max(np.abs(d_t))),
+                float(d_soc[-2]),
+                float(d_t[-2]),
+                float(d_soc[-1]),
+                float(d_t[-1]),
+            )
+        )
     return out
 
 
@@ -154,36 +180,76 @@ def pair_difference(runs: list[RateRun], a_hz: float, b_hz: float) -> tuple[floa
     """Final SOC (percentage points) and temperature (K) difference between two rates."""
     a = next(r for r in runs if r.hz == a_hz)
     b = next(r for r in runs if r.hz == b_hz)
-    return ((a.state["soc"] - b.state["soc"]) * 100.0,
-            a.state["temperature_c"] - b.state["temperature_c"])
+    return (
+        (a.state["soc"] - b.state["soc"]) * 100.0,
+        a.state["temperature_c"] - b.state["temperature_c"],
+    )
 
 
 def render(runs: list[RateRun]) -> Section:
     rows = []
     for r in runs:
         st = r.state
-        rows.append([
-            f"{r.hz:g} Hz", f"{len(r.t_s)}", f"{r.charge_rel_err:.1e}",
-            f"{r.charge_rel_err_long:.1e}", f"{r.energy_rel_err:.1e}",
-            f"{r.power_rel_err:.1e}", f"{r.limited_samples}",
-            f"{st['energy_discharged_kwh']:.4f}", f"{st['energy_charged_kwh']:.4f}",
-            f"{st['soc'] * 100:.4f}", f"{st['temperature_c']:.4f}",
-            f"{r.temperature.max():.3f}", f"{r.wall_s:.2f}",
-        ])
+        rows.append(
+            [
+                f"{r.hz:g} Hz",
+                f"{len(r.t_s)}",
+                f"{r.charge_rel_err:.1e}",
+                f"{r.charge_rel_err_long:.1e}",
+                f"{r.energy_rel_err:.1e}",
+                f"{r.power_rel_err:.1e}",
+                f"{r.limited_samples}",
+                f"{st['energy_discharged_kwh']:.4f}",
+                f"{st['energy_charged_kwh']:.4f}",
+                f"{st['soc'] * 100:.4f}",
+                f"{st['temperature_c']:.4f}",
+                f"{r.temperature.max():.3f}",
+                f"{r.wall_s:.2f}",
+            ]
+        )
     balance = md_table(
-        ["sampling", "samples", "charge balance rel. error, drive",
-         "charge balance rel. error, 30-min sample", "energy balance rel. error",
-         "power demand met, max rel. error", "limited samples", "discharged kWh", "charged kWh",
-         "final SOC %", "final T °C", "peak T °C", "request wall s"],
+        [
+            "sampling",
+            "samples",
+            "charge balance rel. error, drive",
+            "charge balance rel. error, 30-min sample",
+            "energy balance rel. error",
+            "power demand met, max rel. error",
+            "limited samples",
+            "discharged kWh",
+            "charged kWh",
+            "final SOC %",
+            "final T °C",
+            "peak T °C",
+            "request wall s",
+        ],
         rows,
     )
     diffs = differences(runs)
-    drows = [[f"{d.hz:g} Hz − {d.ref_hz:g} Hz", f"{d.max_soc_pp:.2e}", f"{d.max_temp_k:.2e}",
-              f"{d.end_drive_soc_pp:+.2e}", f"{d.end_drive_temp_k:+.2e}",
-              f"{d.final_soc_pp:+.2e}", f"{d.final_temp_k:+.2e}"] for d in diffs]
+    drows = [
+        [
+            f"{d.hz:g} Hz − {d.ref_hz:g} Hz",
+            f"{d.max_soc_pp:.2e}",
+            f"{d.max_temp_k:.2e}",
+            f"{d.end_drive_soc_pp:+.2e}",
+            f"{d.end_drive_temp_k:+.2e}",
+            f"{d.final_soc_pp:+.2e}",
+            f"{d.final_temp_k:+.2e}",
+        ]
+        for d in diffs
+    ]
     rate_table = md_table(
-        ["pair", "max |ΔSOC| pp", "max |ΔT| K", "ΔSOC end of drive pp", "ΔT end of drive K",
-         "ΔSOC after charge pp", "ΔT after charge K"], drows)
+        [
+            "pair",
+            "max |ΔSOC| pp",
+            "max |ΔT| K",
+            "ΔSOC end of drive pp",
+            "ΔT end of drive K",
+            "ΔSOC after charge pp",
+            "ΔT after charge K",
+        ],
+        drows,
+    )
     rates = sorted(r.hz for r in runs)
     test_pair = ""
     if 1.0 in rates and 10.0 in rates:
@@ -192,7 +258,8 @@ def render(runs: list[RateRun]) -> Section:
             f"The test suite's check (`test_sample_rate_independence`, 10 Hz vs 1 Hz, final "
             f"state of the drive alone) requires |ΔSOC| < {TEST_SOC_PP} percentage points and "
             f"|ΔT| < {TEST_TEMP_K} K; here, with the charge appended, 10 Hz − 1 Hz is "
-            f"{d_soc:+.2e} pp and {d_t:+.2e} K. ")
+            f"{d_soc:+.2e} pp and {d_t:+.2e} K. "
+        )
     worst_charge = max(r.charge_rel_err for r in runs)
     worst_long = max(r.charge_rel_err_long for r in runs)
     worst_energy = max(r.energy_rel_err for r in runs)
@@ -237,31 +304,53 @@ def render(runs: list[RateRun]) -> Section:
         f"Invariants: relative charge balance error ≤ {worst_charge:.0e} over 1–50 Hz drive "
         f"samples ({worst_long:.0e} on a sub-stepped 30-minute charging sample, limited by the "
         f"trace's SOH resolution), energy balance error ≤ {worst_energy:.0e}"
-        + (f"; 1 Hz vs {worst.ref_hz:g} Hz sampling of the same 1-hour drive differ by at most "
-           f"{worst.max_soc_pp:.1e} SOC percentage points and {worst_t.max_temp_k:.1e} K"
-           if worst else "")
+        + (
+            f"; 1 Hz vs {worst.ref_hz:g} Hz sampling of the same 1-hour drive differ by at most "
+            f"{worst.max_soc_pp:.1e} SOC percentage points and {worst_t.max_temp_k:.1e} K"
+            if worst
+            else ""
+        )
         + ".",
     ]
-    return Section("invariants", "3. Invariants: balances and sample rate", body,
-                   [Figure("validation_sample_rate.png",
-                           "Pack temperature for 1, 10 and 50 Hz sampling of the same drive",
-                           lambda plt: _figure(plt, runs))],
-                   headline)
+    return Section(
+        "invariants",
+        "3. Invariants: balances and sample rate",
+        body,
+        [
+            Figure(
+                "validation_sample_rate.png",
+                "Pack temperature for 1, 10 and 50 Hz sampling of the same drive",
+                lambda plt: _figure(plt, runs),
+            )
+        ],
+        headline,
+    )
 
 
 def _figure(plt, runs: list[RateRun]):
-    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True,
-                             gridspec_kw={"height_ratios": [2.2, 1, 1]})
-    styles = {1.0: dict(lw=2.6, alpha=0.5), 10.0: dict(lw=1.4, ls="--"),
-              50.0: dict(lw=0.9, color="k")}
+    fig, axes = plt.subplots(
+        3, 1, figsize=(9, 8), sharex=True, gridspec_kw={"height_ratios": [2.2, 1, 1]}
+    )
+    styles = {
+        1.0: dict(lw=2.6, alpha=0.5),
+        10.0: dict(lw=1.4, ls="--"),
+        50.0: dict(lw=0.9, color="k"),
+    }
     for r in sorted(runs, key=lambda r: r.hz):
-        axes[0].plot(r.t_s / 60.0, r.temperature, label=f"{r.hz:g} Hz",
-                     **styles.get(r.hz, {}))
+        axes[0].plot(r.t_s / 60.0, r.temperature, label=f"{r.hz:g} Hz", **styles.get(r.hz, {}))
     axes[0].axvspan(DRIVE_S / 60, (DRIVE_S + CHARGE_S) / 60, color="tab:green", alpha=0.08)
-    axes[0].text((DRIVE_S + CHARGE_S / 2) / 60, axes[0].get_ylim()[0],
-                 "plug-in charge\n(one sample)", ha="center", va="bottom", fontsize=8)
-    axes[0].set(ylabel="pack temperature (°C)",
-                title="Same drive, three sample rates: temperature traces overlap")
+    axes[0].text(
+        (DRIVE_S + CHARGE_S / 2) / 60,
+        axes[0].get_ylim()[0],
+        "plug-in charge\n(one sample)",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+    )
+    axes[0].set(
+        ylabel="pack temperature (°C)",
+        title="Same drive, three sample rates: temperature traces overlap",
+    )
     axes[0].legend(loc="upper left")
     ref_run = max(runs, key=lambda r: r.hz)
     coarsest = min(runs, key=lambda r: r.hz)

@@ -32,29 +32,39 @@ def compute(twin: Twin) -> dict:
 
 def render(packs: dict) -> Section:
     sv = packs.get("sv1ev3") or next(iter(packs.values()))
-    cells = ", ".join(f"`{pid}` {p['cells_series']} × {p['cell_ah']:g} Ah"
-                      for pid, p in packs.items())
+    cells = ", ".join(
+        f"`{pid}` {p['cells_series']} × {p['cell_ah']:g} Ah" for pid, p in packs.items()
+    )
     dt1c = ", ".join(f"`{pid}` {p['dt_1c_k']:.0f} K" for pid, p in packs.items())
     items = [
-        f"**Calibration cell.** Every aging law was fitted on the {CALIBRATION_CELL} (Naumann et "
-        f"al. 2018, 2020). The presets' packs are series strings of large cells ({cells}); the "
-        "twin assumes each of them ages exactly like the 3 Ah cell, at the same relative stress, "
-        "and that all cells age alike: no cell-to-cell spread, no weakest cell limiting the "
-        "pack, no format effects (prismatic vs cylindrical, tab cooling, current density).",
+        f"**Calibration cell.** The default aging model was fitted on the {CALIBRATION_CELL} "
+        f"(Naumann et al. 2018, 2020). The presets' packs are series strings of large cells "
+        f"({cells}); the twin assumes each of them ages exactly like the 3 Ah cell, at the same "
+        "relative stress, and that all cells age alike: no cell-to-cell spread, no weakest "
+        "cell limiting the pack, no format effects (prismatic vs cylindrical, tab cooling, "
+        "current density). The `nrel_lfp250` model (Gasper et al. 2023) was fitted on a "
+        ">250 Ah prismatic LFP cell, closer in format, but it too is one average cell, "
+        "capacity only (no resistance growth), fitted on 80–100 % DOD cycles charged at up to "
+        "0.65C between 10 and 45 °C; section 8 shows how far the two models disagree.",
         "**No lithium plating.** Nothing in the aging models responds to charging at low "
         "temperature or high C-rate, which is the main cause of rapid fade in cold fast charging. "
-        "A pack fast-charged at 0 °C ages in the twin no faster (in fact slower, through the "
-        "Arrhenius calendar term) than at 25 °C.",
+        "With the default model a pack fast-charged at 0 °C ages no faster (in fact slower, "
+        "through the Arrhenius calendar term) than at 25 °C; the `nrel_lfp250` cycle term "
+        "grows in the cold (exp(2190/T) is about twice as large at 0 °C as at 25 °C), but as "
+        "a fitted trend outside its 10–45 °C data, not a plating mechanism.",
         "**No low-temperature cycling data.** The cycle law of Naumann 2020 has no temperature "
         "term at all; it depends only on C-rate and depth of cycle, and the calendar law's "
         "Arrhenius factors come from storage, not cycling. Cycling in the cold, and any "
-        "interaction of temperature with cycling, is outside the data.",
+        "interaction of temperature with cycling, is outside the data. The `nrel_lfp250` "
+        "cycle law has a temperature term, which its authors expect to extrapolate poorly "
+        "outside the 10–45 °C it was fitted on.",
         "**Range of the fits.** The cycle laws come from constant-current tests at moderate "
         "C-rates; the resistance term's C-rate factor becomes negative above 1.05C and is held "
         f"at zero by the service. DC fast charging (the forecast assumes {DC_FAST_C_RATE:g}C) "
         "and high-power driving pulses are extrapolations. Capacity fade follows square-root "
-        "laws in time and FEC, which cannot show the late-life \"knee\" (accelerated fade) many "
-        "cells show; calendar and cycle losses simply add.",
+        "laws in time and FEC (Naumann) or power laws t^0.526 and EFC^0.828 (NREL), which "
+        'cannot show the late-life "knee" (accelerated fade) many cells show; calendar and '
+        "cycle losses simply add.",
         f"**Equivalent circuit.** One RC pair (τ = {sv['tau1_s']:g} s) on a piecewise-linear "
         "OCV table of a different LFP cell (PyBaMM `Prada2013`, A123-type), without hysteresis. "
         "Resistance is the Sony cell's 25 °C discharge DCIR at SOC 0.5 scaled by capacity "
@@ -82,10 +92,10 @@ def render(packs: dict) -> Section:
         "`sv1ev3` road-load data are partly assumed.",
         "**Time multiplier.** `time_multiplier` accelerates aging only. It scales calendar time "
         "and also cycle aging (each half-cycle counts as `time_multiplier` half-cycles), which "
-        "suits demos and \"what if this drive were repeated\" questions, not a faithful "
+        'suits demos and "what if this drive were repeated" questions, not a faithful '
         "compression of a real history.",
         "**Seed model.** The `seed` aging model (demo mode) is the original design's "
         "illustration, kept exactly for continuity; it is not calibrated against any cell.",
     ]
     body = "\n".join(f"- {item}" for item in items)
-    return Section("limits", "7. Limits of the models", body, [], [])
+    return Section("limits", "9. Limits of the models", body, [], [])

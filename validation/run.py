@@ -24,17 +24,30 @@ from validation import (
     forecast_consistency,
     invariants,
     limits,
+    model_comparison,
+    nrel_lfp250,
     vehicle_energy,
 )
 from validation.common import DOCS_DIR, REPO_ROOT, Section, Twin, open_twin, pyplot
 
-SECTION_KEYS = ("calendar", "cycle", "invariants", "energy", "demo", "forecast", "limits")
+SECTION_KEYS = (
+    "calendar",
+    "cycle",
+    "invariants",
+    "energy",
+    "demo",
+    "forecast",
+    "nrel",
+    "models",
+    "limits",
+)
 
 
 def _git(*args: str) -> str:
     try:
-        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=10)
+        out = subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return out.stdout.strip() if out.returncode == 0 else ""
@@ -59,9 +72,11 @@ def machine_line() -> str:
         mpl = f", matplotlib {matplotlib.__version__}"
     except ImportError:
         mpl = ""
-    return (f"host `{platform.node() or 'unknown'}`, {platform.system()} {platform.release()} "
-            f"({platform.machine()}), {_cpu_model()}, {os.cpu_count()} logical CPUs, "
-            f"Python {platform.python_version()}, numpy {numpy.__version__}{mpl}")
+    return (
+        f"host `{platform.node() or 'unknown'}`, {platform.system()} {platform.release()} "
+        f"({platform.machine()}), {_cpu_model()}, {os.cpu_count()} logical CPUs, "
+        f"Python {platform.python_version()}, numpy {numpy.__version__}{mpl}"
+    )
 
 
 def command_line(argv: list[str]) -> str:
@@ -92,6 +107,8 @@ def run_sections(keys: tuple[str, ...]) -> list[Section]:
         timed("energy", lambda: vehicle_energy.render(vehicle_energy.compute()))
         timed("demo", lambda: demo_timeline.render(demo_timeline.compute(tw)))
         timed("forecast", lambda: forecast_consistency.render(forecast_consistency.compute(tw)))
+        timed("nrel", lambda: nrel_lfp250.render(nrel_lfp250.compute(tw)))
+        timed("models", lambda: model_comparison.render(model_comparison.compute(tw)))
         timed("limits", lambda: limits.render(limits.compute(tw)))
     return sections
 
@@ -114,10 +131,14 @@ def assemble(sections: list[Section], argv: list[str], total_s: float, docs_dir:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     commit = _git("rev-parse", "--short", "HEAD")
     # The report's own outputs do not count as changes to the code it describes.
-    dirty = _git("status", "--porcelain", "--", ".", ":!docs/validation.md",
-                 ":!docs/img/validation_*")
-    source = (f", from commit `{commit}`" + (" with uncommitted changes" if dirty else "")
-              if commit else "")
+    dirty = _git(
+        "status", "--porcelain", "--", ".", ":!docs/validation.md", ":!docs/img/validation_*"
+    )
+    source = (
+        f", from commit `{commit}`" + (" with uncommitted changes" if dirty else "")
+        if commit
+        else ""
+    )
     lines = [
         "# Validation report",
         "",
@@ -132,17 +153,20 @@ def assemble(sections: list[Section], argv: list[str], total_s: float, docs_dir:
         "bridge CLI (`python -m bridge cycle`) against a `python -m twin_service` process. Apart "
         "from the test conditions (temperatures, SOCs, depths of cycle, drive profiles), the "
         "only numbers typed in are published references, in `validation/reference.py`: the "
-        "constants of the Naumann et al. 2018/2020 closed forms (evaluated in the script, "
-        "independently of the service's code), NREL FASTSim's Model 3 UDDS result, and the "
-        "original README's demo timeline.",
+        "constants of the Naumann et al. 2018/2020 and Gasper et al. 2023 (NREL) closed forms "
+        "(evaluated in the script, independently of the service's code), NREL FASTSim's "
+        "Model 3 UDDS result, and the original README's demo timeline.",
         "",
         "## Summary",
         "",
     ]
     for s in sections:
         lines += [f"- {h}" for h in s.headline]
-    lines += ["", "Sections: " + ", ".join(
-        f"[{s.title}](#{_anchor(s.title)})" for s in sections) + ".", ""]
+    lines += [
+        "",
+        "Sections: " + ", ".join(f"[{s.title}](#{_anchor(s.title)})" for s in sections) + ".",
+        "",
+    ]
     for s in sections:
         lines += [f"## {s.title}", ""]
         for fig in s.figures:
@@ -173,8 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m validation.run", description=__doc__)
     parser.add_argument("--only", help=f"comma-separated sections ({', '.join(SECTION_KEYS)})")
-    parser.add_argument("--out-dir", type=Path, default=DOCS_DIR,
-                        help="where validation.md and img/ go (default docs/)")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=DOCS_DIR,
+        help="where validation.md and img/ go (default docs/)",
+    )
     args = parser.parse_args(argv)
     keys = tuple(k.strip() for k in args.only.split(",")) if args.only else SECTION_KEYS
     unknown = set(keys) - set(SECTION_KEYS)
@@ -187,8 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     report = assemble(sections, argv, total, args.out_dir)
     out = args.out_dir / "validation.md"
     out.write_text(report)
-    print(f"[validate] wrote {out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out}"
-          f" and {len(figures)} figures in {total:.1f} s", flush=True)
+    print(
+        f"[validate] wrote {out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out}"
+        f" and {len(figures)} figures in {total:.1f} s",
+        flush=True,
+    )
     return 0
 
 

@@ -66,22 +66,28 @@ def _clean_env() -> dict[str, str]:
 
 def bridge_unavailable_reason() -> str | None:
     """None when `python -m bridge cycle` with the options this section needs is there."""
-    if importlib.util.find_spec("bridge") is None or importlib.util.find_spec(
-        "bridge.__main__"
-    ) is None:
+    if (
+        importlib.util.find_spec("bridge") is None
+        or importlib.util.find_spec("bridge.__main__") is None
+    ):
         return "the `bridge` package is not importable"
     try:
         out = subprocess.run(
-            [sys.executable, "-m", "bridge", "cycle", "--help"], cwd=REPO_ROOT, env=_clean_env(),
-            capture_output=True, text=True, timeout=60,
+            [sys.executable, "-m", "bridge", "cycle", "--help"],
+            cwd=REPO_ROOT,
+            env=_clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"`python -m bridge cycle --help` failed: {exc}"
     needed = ("--cycle", "--fast", "--repeat", "--vehicle", "--vehicle-id", "--twin-url")
     missing = [opt for opt in needed if opt not in out.stdout]
     if out.returncode != 0 or missing:
-        return (f"`python -m bridge cycle --help` exited {out.returncode}"
-                + (f", missing options {', '.join(missing)}" if missing else ""))
+        return f"`python -m bridge cycle --help` exited {out.returncode}" + (
+            f", missing options {', '.join(missing)}" if missing else ""
+        )
     return None
 
 
@@ -99,17 +105,31 @@ def service_process() -> Iterator[str]:
     port = _free_port()
     log = tempfile.NamedTemporaryFile(prefix="validation-service-", suffix=".log", delete=False)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "twin_service", "--host", "127.0.0.1", "--port", str(port),
-         "--hub-url", "memory://"],
-        cwd=REPO_ROOT, env=_clean_env(), stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "twin_service",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--hub-url",
+            "memory://",
+        ],
+        cwd=REPO_ROOT,
+        env=_clean_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"twin service exited with {proc.returncode}: "
-                                   f"{Path(log.name).read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"twin service exited with {proc.returncode}: "
+                    f"{Path(log.name).read_text()[-2000:]}"
+                )
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
                     break
@@ -133,28 +153,63 @@ def bridge_cycle(url: str, vehicle: str, cycle: str) -> EnergyRun:
     import httpx
 
     vehicle_id = f"val-energy-{vehicle}-{cycle}"
-    cmd = [sys.executable, "-m", "bridge", "cycle", "--cycle", cycle, "--fast", "--repeat", "1",
-           "--vehicle", vehicle, "--vehicle-id", vehicle_id, "--twin-url", url, "--no-progress"]
-    out = subprocess.run(cmd, cwd=REPO_ROOT, env=_clean_env(), capture_output=True, text=True,
-                         timeout=BRIDGE_TIMEOUT_S)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bridge",
+        "cycle",
+        "--cycle",
+        cycle,
+        "--fast",
+        "--repeat",
+        "1",
+        "--vehicle",
+        vehicle,
+        "--vehicle-id",
+        vehicle_id,
+        "--twin-url",
+        url,
+        "--no-progress",
+    ]
+    out = subprocess.run(
+        cmd,
+        cwd=REPO_ROOT,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=BRIDGE_TIMEOUT_S,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[1:])} exited {out.returncode}:\n{out.stderr[-2000:]}")
-    summary = next((line.split("bridge: ", 1)[-1] for line in out.stderr.splitlines()[::-1]
-                    if "done:" in line), "")
+    summary = next(
+        (
+            line.split("bridge: ", 1)[-1]
+            for line in out.stderr.splitlines()[::-1]
+            if "done:" in line
+        ),
+        "",
+    )
     r = httpx.get(f"{url}/vehicles/{vehicle_id}", timeout=30.0)
     r.raise_for_status()
     st = r.json()["state"]
     presets = httpx.get(f"{url}/vehicles/presets", timeout=30.0).json()
     return EnergyRun(
-        vehicle=vehicle, cycle=cycle, distance_km=st["total_distance_km"],
-        discharged_kwh=st["energy_discharged_kwh"], charged_kwh=st["energy_charged_kwh"],
-        elapsed_s=st["elapsed_s"], soc_start=0.85, soc_end=st["soc"], bridge_line=summary,
+        vehicle=vehicle,
+        cycle=cycle,
+        distance_km=st["total_distance_km"],
+        discharged_kwh=st["energy_discharged_kwh"],
+        charged_kwh=st["energy_charged_kwh"],
+        elapsed_s=st["elapsed_s"],
+        soc_start=0.85,
+        soc_end=st["soc"],
+        bridge_line=summary,
         aux_kw=float(presets[vehicle]["drivetrain"]["aux_kw"]),
     )
 
 
-def compute(vehicles: tuple[str, ...] = VEHICLES,
-            cycles: tuple[str, ...] = CYCLES) -> list[EnergyRun] | str:
+def compute(
+    vehicles: tuple[str, ...] = VEHICLES, cycles: tuple[str, ...] = CYCLES
+) -> list[EnergyRun] | str:
     """The runs, or the reason they could not be made."""
     reason = bridge_unavailable_reason()
     if reason:
@@ -167,8 +222,9 @@ def render(result: list[EnergyRun] | str) -> Section:
     title = "4. Vehicle energy over drive cycles (bridge)"
     if isinstance(result, str):
         body = f"**pending: bridge not available** ({result}). Rerun `make validate` once it is."
-        return Section("energy", title, body, [],
-                       ["Vehicle energy: pending: bridge not available."])
+        return Section(
+            "energy", title, body, [], ["Vehicle energy: pending: bridge not available."]
+        )
     runs = result
     vehicles = list(dict.fromkeys(r.vehicle for r in runs))
     cycles = list(dict.fromkeys(r.cycle for r in runs))
@@ -177,19 +233,44 @@ def render(result: list[EnergyRun] | str) -> Section:
     for v in vehicles:
         wh_rows.append([f"`{v}`"] + [f"{by[(v, c)].net_wh_per_km:.1f}" for c in cycles])
     if "udds" in cycles:
-        wh_rows.append(["NREL FASTSim, 2022 Model 3 RWD (published)"]
-                       + [f"{ref.FASTSIM_MODEL3_UDDS_WH_PER_KM:.1f}" if c == "udds" else "–"
-                          for c in cycles])
-    wh_table = md_table(["net Wh/km at the pack terminals"]
-                        + [CYCLE_NAMES.get(c, c) for c in cycles], wh_rows)
+        wh_rows.append(
+            ["NREL FASTSim, 2022 Model 3 RWD (published)"]
+            + [f"{ref.FASTSIM_MODEL3_UDDS_WH_PER_KM:.1f}" if c == "udds" else "–" for c in cycles]
+        )
+    wh_table = md_table(
+        ["net Wh/km at the pack terminals"] + [CYCLE_NAMES.get(c, c) for c in cycles], wh_rows
+    )
     rows = []
     for r in runs:
-        rows.append([f"`{r.vehicle}`", CYCLE_NAMES.get(r.cycle, r.cycle), f"{r.distance_km:.3f}",
-                     f"{r.elapsed_s:.0f}", f"{r.discharged_kwh:.3f}", f"{r.charged_kwh:.3f}",
-                     f"{r.discharge_wh_per_km:.1f}", f"{r.net_wh_per_km:.1f}",
-                     f"{r.regen_share * 100:.1f} %", f"{r.soc_end * 100:.2f}"])
-    detail = md_table(["vehicle", "cycle", "km", "s", "discharged kWh", "regen kWh",
-                       "discharge Wh/km", "net Wh/km", "regen / discharged", "SOC end %"], rows)
+        rows.append(
+            [
+                f"`{r.vehicle}`",
+                CYCLE_NAMES.get(r.cycle, r.cycle),
+                f"{r.distance_km:.3f}",
+                f"{r.elapsed_s:.0f}",
+                f"{r.discharged_kwh:.3f}",
+                f"{r.charged_kwh:.3f}",
+                f"{r.discharge_wh_per_km:.1f}",
+                f"{r.net_wh_per_km:.1f}",
+                f"{r.regen_share * 100:.1f} %",
+                f"{r.soc_end * 100:.2f}",
+            ]
+        )
+    detail = md_table(
+        [
+            "vehicle",
+            "cycle",
+            "km",
+            "s",
+            "discharged kWh",
+            "regen kWh",
+            "discharge Wh/km",
+            "net Wh/km",
+            "regen / discharged",
+            "SOC end %",
+        ],
+        rows,
+    )
     m3 = by.get(("Model3_2024", "udds"))
     compare = ""
     headline = []
@@ -200,12 +281,14 @@ def render(result: list[EnergyRun] | str) -> Section:
             f"published {ref.FASTSIM_MODEL3_UDDS_WH_PER_KM:.1f} Wh/km ({d:+.1f} Wh/km, "
             f"{d / ref.FASTSIM_MODEL3_UDDS_WH_PER_KM * 100:+.1f} %); regeneration returns "
             f"{m3.regen_share * 100:.1f} % of the discharged energy against FASTSim's "
-            f"{ref.FASTSIM_MODEL3_UDDS_REGEN_SHARE * 100:.0f} %.\n\n")
+            f"{ref.FASTSIM_MODEL3_UDDS_REGEN_SHARE * 100:.0f} %.\n\n"
+        )
         headline.append(
             f"Vehicle energy: `Model3_2024` over UDDS {m3.net_wh_per_km:.1f} Wh/km net at the "
             f"terminals vs FASTSim {ref.FASTSIM_MODEL3_UDDS_WH_PER_KM:.1f} Wh/km ({d:+.1f}); "
             f"regen {m3.regen_share * 100:.0f} % vs "
-            f"{ref.FASTSIM_MODEL3_UDDS_REGEN_SHARE * 100:.0f} %.")
+            f"{ref.FASTSIM_MODEL3_UDDS_REGEN_SHARE * 100:.0f} %."
+        )
     body = (
         "Each vehicle drives one pass of each cycle from a new pack (SOC 0.85, 25 °C) through "
         "the bridge's road-load cycle source: `python -m bridge cycle --cycle C --fast --repeat 1 "
@@ -213,20 +296,33 @@ def render(result: list[EnergyRun] | str) -> Section:
         "started by the script; the state is then read with `GET /vehicles/{id}`. Net Wh/km = "
         "(energy_discharged_kwh − energy_charged_kwh) / total_distance_km, at the pack terminals, "
         "auxiliary load included ("
-        + ", ".join(f"`{v}` {next(r.aux_kw for r in runs if r.vehicle == v):g} kW"
-                    for v in vehicles)
+        + ", ".join(
+            f"`{v}` {next(r.aux_kw for r in runs if r.vehicle == v):g} kW" for v in vehicles
+        )
         + ") — the quantity FASTSim reports.\n\n"
-        + compare + wh_table + "\n\n" + detail
+        + compare
+        + wh_table
+        + "\n\n"
+        + detail
         + "\n\n`sv1ev3`'s road-load data are partly assumed (see the preset's sources); only the "
         "Model 3 has a published reference. FASTSim's figure comes from its own vehicle model "
         "with the same road-load and motor-efficiency data (REFERENCES.md), so the comparison "
         "checks the bridge's road-load model and the service's drivetrain and pack losses "
         "together, not an independent measurement; no dynamometer data are used."
     )
-    return Section("energy", title, body,
-                   [Figure("validation_energy.png", "Net Wh/km per drive cycle and vehicle",
-                           lambda plt: _figure(plt, runs))],
-                   headline)
+    return Section(
+        "energy",
+        title,
+        body,
+        [
+            Figure(
+                "validation_energy.png",
+                "Net Wh/km per drive cycle and vehicle",
+                lambda plt: _figure(plt, runs),
+            )
+        ],
+        headline,
+    )
 
 
 def _figure(plt, runs: list[EnergyRun]):
@@ -245,13 +341,21 @@ def _figure(plt, runs: list[EnergyRun]):
         ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
     if "udds" in cycles:
         j = cycles.index("udds")
-        bars = ax.bar([j + (n - 1 - (n - 1) / 2) * width], [ref.FASTSIM_MODEL3_UDDS_WH_PER_KM],
-                      width, color="white", edgecolor="0.3", hatch="///",
-                      label="FASTSim 2022 Model 3 RWD (published, UDDS)")
+        bars = ax.bar(
+            [j + (n - 1 - (n - 1) / 2) * width],
+            [ref.FASTSIM_MODEL3_UDDS_WH_PER_KM],
+            width,
+            color="white",
+            edgecolor="0.3",
+            hatch="///",
+            label="FASTSim 2022 Model 3 RWD (published, UDDS)",
+        )
         ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=2)
     ax.set_xticks(x, [CYCLE_NAMES.get(c, c) for c in cycles])
-    ax.set(ylabel="net energy at the pack terminals (Wh/km)",
-           title="Vehicle energy per drive cycle (bridge cycle source → /step)")
+    ax.set(
+        ylabel="net energy at the pack terminals (Wh/km)",
+        title="Vehicle energy per drive cycle (bridge cycle source → /step)",
+    )
     ax.set_ylim(0, max(r.net_wh_per_km for r in runs) * 1.22)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()

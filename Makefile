@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8008
 
-.PHONY: venv install test run check-deploy lint openapi bench bench-peers-venv validate clean
+.PHONY: venv install test run check-deploy lint format openapi bench bench-peers-venv validate clean
 
 # The service, bridge and clients (what `make run` needs).
 $(VENV)/.installed: pyproject.toml
@@ -23,8 +23,18 @@ venv install: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -rs
 
+LINT_DIRS := twin_service bridge clients tests benchmarks validation scripts
+
+# ruff (lint and format) over everything, mypy (with the pydantic plugin) on the service and
+# the bridge; `make format` applies ruff's formatting.
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check twin_service bridge clients tests benchmarks validation scripts
+	$(VENV)/bin/ruff check $(LINT_DIRS)
+	$(VENV)/bin/ruff format --check $(LINT_DIRS)
+	$(VENV)/bin/mypy twin_service bridge
+
+format: $(VENV)/.installed-test
+	$(VENV)/bin/ruff format $(LINT_DIRS)
+	$(VENV)/bin/ruff check --fix $(LINT_DIRS)
 
 openapi: $(VENV)/.installed
 	$(PY) -m twin_service.openapi_export openapi/openapi.json

@@ -11,8 +11,8 @@ import numpy as np
 import orjson
 
 from benchmarks.common import best_of, drive_power_w, machine, service, table
-from twin_service.models.laws import OCV_SOC, OCV_V
 from twin_service.models.aging import MODEL_NAMES
+from twin_service.models.laws import OCV_SOC, OCV_V
 from twin_service.models.pack import AgingSettings, DriveInput, new_pack_state, simulate
 from twin_service.presets import PRESETS, pack_params
 
@@ -50,23 +50,36 @@ def main() -> None:
         el = best_of(lambda s=settings: simulate(params, new_pack_state(), drive, s))
         rows.append([f"full model in-process, aging {model}", el * 1e3, el / N * 1e6, base / el])
 
-    body = orjson.dumps({
-        "vehicle_id": "bench",
-        "samples": [{"dt_s": DT, "power_kw": float(p) / 1000.0} for p in power],
-    })
+    body = orjson.dumps(
+        {
+            "vehicle_id": "bench",
+            "samples": [{"dt_s": DT, "power_kw": float(p) / 1000.0} for p in power],
+        }
+    )
     with service() as url, httpx.Client(timeout=60) as client:
+
         def post() -> None:
-            r = client.post(url + "/step", content=body,
-                            headers={"content-type": "application/json"})
+            r = client.post(
+                url + "/step", content=body, headers={"content-type": "application/json"}
+            )
             r.raise_for_status()
             orjson.loads(r.content)
 
         post()
         el = best_of(post)
-        rows.append(["full model through POST /step (JSON in and out, uvicorn)", el * 1e3,
-                     el / N * 1e6, base / el])
-    table(f"Engine: {N} samples at 10 Hz ({machine()})",
-          ["path", "ms", "us/sample", "x baseline"], rows)
+        rows.append(
+            [
+                "full model through POST /step (JSON in and out, uvicorn)",
+                el * 1e3,
+                el / N * 1e6,
+                base / el,
+            ]
+        )
+    table(
+        f"Engine: {N} samples at 10 Hz ({machine()})",
+        ["path", "ms", "us/sample", "x baseline"],
+        rows,
+    )
     print("\nGoals: in-process >= 5x baseline, through HTTP >= 1x.")
 
 

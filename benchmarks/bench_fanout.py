@@ -62,13 +62,16 @@ def ws_url(base_url: str, path: str) -> str:
 
 # -- fan-out --------------------------------------------------------------------------------
 
-def _client_process(url: str, count: int, last_rev: int, compression: str | None,
-                    ready: Any, results: Any) -> None:
+
+def _client_process(
+    url: str, count: int, last_rev: int, compression: str | None, ready: Any, results: Any
+) -> None:
     asyncio.run(_clients(url, count, last_rev, compression, ready, results))
 
 
-async def _clients(url: str, count: int, last_rev: int, compression: str | None,
-                   ready: Any, results: Any) -> None:
+async def _clients(
+    url: str, count: int, last_rev: int, compression: str | None, ready: Any, results: Any
+) -> None:
     from websockets.asyncio.client import connect
 
     conns = [await connect(url, compression=compression, max_size=None) for _ in range(count)]
@@ -116,16 +119,20 @@ async def _post_steps(base_url: str, vehicle_id: str, steps: int) -> float:
         return time.perf_counter() - started
 
 
-def fanout(base_url: str, clients: int, steps: int, compression: str | None,
-           vehicle_id: str) -> list[Any]:
+def fanout(
+    base_url: str, clients: int, steps: int, compression: str | None, vehicle_id: str
+) -> list[Any]:
     ctx = mp.get_context("spawn")
     ready, results = ctx.Queue(), ctx.Queue()
-    per_process = [clients // CLIENT_PROCESSES + (i < clients % CLIENT_PROCESSES)
-                   for i in range(CLIENT_PROCESSES)]
+    per_process = [
+        clients // CLIENT_PROCESSES + (i < clients % CLIENT_PROCESSES)
+        for i in range(CLIENT_PROCESSES)
+    ]
     url = ws_url(base_url, f"/ws/vehicles/{vehicle_id}")
-    procs = [ctx.Process(target=_client_process,
-                         args=(url, n, steps, compression, ready, results))
-             for n in per_process]
+    procs = [
+        ctx.Process(target=_client_process, args=(url, n, steps, compression, ready, results))
+        for n in per_process
+    ]
     for p in procs:
         p.start()
     for _ in procs:
@@ -139,13 +146,19 @@ def fanout(base_url: str, clients: int, steps: int, compression: str | None,
     gaps = sum(s[1] for s in stats)
     elapsed = max(s[3] for s in stats) - started
     return [
-        clients, "deflate" if compression else "off", steps, f"{steps / post_s:.0f}",
-        f"{received / elapsed:.0f}", f"{received / (clients * steps):.1%}", gaps,
+        clients,
+        "deflate" if compression else "off",
+        steps,
+        f"{steps / post_s:.0f}",
+        f"{received / elapsed:.0f}",
+        f"{received / (clients * steps):.1%}",
+        gaps,
         f"{elapsed:.2f}",
     ]
 
 
 # -- cross-replica latency ------------------------------------------------------------------
+
 
 async def latency(url_a: str, url_b: str, steps: int) -> list[list[Any]]:
     from websockets.asyncio.client import connect
@@ -153,8 +166,10 @@ async def latency(url_a: str, url_b: str, steps: int) -> list[list[Any]]:
     body = {"vehicle_id": "bench-latency", "samples": [{"dt_s": 0.1, "power_kw": 20.0}]}
     delivery_ms: list[float] = []
     response_ms: list[float] = []
-    async with connect(ws_url(url_b, "/ws/vehicles/bench-latency")) as ws, \
-            httpx.AsyncClient(base_url=url_a, timeout=10) as client:
+    async with (
+        connect(ws_url(url_b, "/ws/vehicles/bench-latency")) as ws,
+        httpx.AsyncClient(base_url=url_a, timeout=10) as client,
+    ):
         await client.post("/step", json=body)  # warm up both sides
         while json.loads(await ws.recv())["type"] != "state":
             pass
@@ -170,11 +185,18 @@ async def latency(url_a: str, url_b: str, steps: int) -> list[list[Any]]:
     def row(name: str, values: list[float]) -> list[Any]:
         ordered = sorted(values)
         p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-        return [name, len(values), f"{statistics.median(values):.2f}", f"{p99:.2f}",
-                f"{ordered[-1]:.2f}"]
+        return [
+            name,
+            len(values),
+            f"{statistics.median(values):.2f}",
+            f"{p99:.2f}",
+            f"{ordered[-1]:.2f}",
+        ]
 
-    return [row("POST /step on A -> message on B's WebSocket", delivery_ms),
-            row("POST /step on A -> HTTP response (for comparison)", response_ms)]
+    return [
+        row("POST /step on A -> message on B's WebSocket", delivery_ms),
+        row("POST /step on A -> HTTP response (for comparison)", response_ms),
+    ]
 
 
 # -- issue 7: delivery latency under load (memory hub, one service process) ---------------------
@@ -203,9 +225,11 @@ class _RawWebSocket(asyncio.Protocol):
 
     def __init__(self, host_port: str, path: str) -> None:
         key = base64.b64encode(os.urandom(16)).decode()
-        self._request = (f"GET {path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\n"
-                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                         "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        self._request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.messages: list[tuple[float, bytes]] = []
         self.close_code: int | None = None
@@ -232,8 +256,8 @@ class _RawWebSocket(asyncio.Protocol):
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 return
-            status_line = bytes(buf[:buf.find(b"\r\n")])
-            del buf[:end + 4]
+            status_line = bytes(buf[: buf.find(b"\r\n")])
+            del buf[: end + 4]
             if status_line.split(b" ")[1:2] != [b"101"]:
                 self.opened.set_exception(ConnectionError(status_line.decode(errors="replace")))
                 self._close_transport()
@@ -247,17 +271,17 @@ class _RawWebSocket(asyncio.Protocol):
             if length == 126:
                 if size - pos < 4:
                     break
-                length, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
             elif length == 127:
                 if size - pos < 10:
                     break
-                length, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
             if b1 & 0x80:  # servers never mask (RFC 6455 5.1)
                 self._close_transport()
                 return
             if size - pos < head + length:
                 break
-            payload = bytes(buf[pos + head:pos + head + length])
+            payload = bytes(buf[pos + head : pos + head + length])
             pos += head + length
             opcode = b0 & 0x0F
             if opcode in (0, 1, 2):
@@ -299,11 +323,13 @@ def _load_worker(commands: Any, replies: Any) -> None:
     _run_uvloop(_load_worker_main(commands, replies))
 
 
-async def _open_ws(loop: asyncio.AbstractEventLoop, gate: asyncio.Semaphore, host: str,
-                   port: int, path: str) -> _RawWebSocket:
+async def _open_ws(
+    loop: asyncio.AbstractEventLoop, gate: asyncio.Semaphore, host: str, port: int, path: str
+) -> _RawWebSocket:
     async with gate:
         _, proto = await loop.create_connection(
-            lambda: _RawWebSocket(f"{host}:{port}", path), host, port)
+            lambda: _RawWebSocket(f"{host}:{port}", path), host, port
+        )
         await asyncio.wait_for(proto.opened, 30)
         return proto
 
@@ -316,8 +342,9 @@ async def _load_worker_main(commands: Any, replies: Any) -> None:
             return
         _, host, port, paths = command
         gate = asyncio.Semaphore(HANDSHAKE_CONCURRENCY)
-        outcomes = await asyncio.gather(*(_open_ws(loop, gate, host, port, p) for p in paths),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(_open_ws(loop, gate, host, port, p) for p in paths), return_exceptions=True
+        )
         conns = [c for c in outcomes if isinstance(c, _RawWebSocket)]
         errors = [repr(c) for c in outcomes if not isinstance(c, _RawWebSocket)]
         replies.put(("ready", len(conns), errors[:3]))
@@ -344,8 +371,10 @@ class LoadClients:
         ctx = mp.get_context("spawn")
         self.replies = ctx.Queue()
         self.commands = [ctx.Queue() for _ in range(processes)]
-        self.procs = [ctx.Process(target=_load_worker, args=(q, self.replies), daemon=True)
-                      for q in self.commands]
+        self.procs = [
+            ctx.Process(target=_load_worker, args=(q, self.replies), daemon=True)
+            for q in self.commands
+        ]
         for proc in self.procs:
             proc.start()
 
@@ -363,8 +392,9 @@ class LoadClients:
             connected += count
             errors += errs
         if connected != len(paths):
-            raise RuntimeError(f"only {connected} of {len(paths)} WebSocket clients connected: "
-                               f"{errors}")
+            raise RuntimeError(
+                f"only {connected} of {len(paths)} WebSocket clients connected: {errors}"
+            )
 
     def collect(self) -> tuple[list[list[tuple[str, int, float]]], list[int], int]:
         for queue in self.commands:
@@ -398,17 +428,19 @@ class PostResult:
 
 
 def step_request(host: str, port: int, vehicle_id: str, dt_s: float) -> bytes:
-    body = orjson.dumps({"vehicle_id": vehicle_id,
-                         "samples": [{"dt_s": dt_s, "power_kw": 20.0}]})
-    return (f"POST /step HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    body = orjson.dumps({"vehicle_id": vehicle_id, "samples": [{"dt_s": dt_s, "power_kw": 20.0}]})
+    return (
+        f"POST /step HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 _CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 
 
-async def paced_posts(host: str, port: int, plan: list[tuple[float, str, bytes]],
-                      connections: int = POST_CONNECTIONS) -> PostResult:
+async def paced_posts(
+    host: str, port: int, plan: list[tuple[float, str, bytes]], connections: int = POST_CONNECTIONS
+) -> PostResult:
     """Send each (offset_s, vehicle_id, request) at its offset from now, over `connections`
     keep-alive connections; a request waits for a free connection if all are busy (so the
     rate actually posted is reported, not assumed)."""
@@ -473,28 +505,60 @@ class Scenario:
     plan: list[tuple[float, str, bytes]]
 
 
-def one_vehicle(host: str, port: int, name: str, vehicle_id: str, subscribers: int,
-                steps_per_s: float, seconds: float) -> Scenario:
+def one_vehicle(
+    host: str,
+    port: int,
+    name: str,
+    vehicle_id: str,
+    subscribers: int,
+    steps_per_s: float,
+    seconds: float,
+) -> Scenario:
     request = step_request(host, port, vehicle_id, 1 / steps_per_s)
     steps = round(steps_per_s * seconds)
-    return Scenario(name, "vehicle", subscribers, 1, steps_per_s,
-                    [f"/ws/vehicles/{vehicle_id}"] * subscribers,
-                    [(i / steps_per_s, vehicle_id, request) for i in range(steps)])
+    return Scenario(
+        name,
+        "vehicle",
+        subscribers,
+        1,
+        steps_per_s,
+        [f"/ws/vehicles/{vehicle_id}"] * subscribers,
+        [(i / steps_per_s, vehicle_id, request) for i in range(steps)],
+    )
 
 
-def fleet(host: str, port: int, name: str, prefix: str, vehicles: int, hz: float,
-          subscribers: int, seconds: float) -> Scenario:
+def fleet(
+    host: str,
+    port: int,
+    name: str,
+    prefix: str,
+    vehicles: int,
+    hz: float,
+    subscribers: int,
+    seconds: float,
+) -> Scenario:
     ids = [f"{prefix}{i:05d}" for i in range(vehicles)]
     requests = [step_request(host, port, v, 1 / hz) for v in ids]
     rate = vehicles * hz
     steps = round(rate * seconds)
-    return Scenario(name, "fleet", subscribers, vehicles, rate, ["/ws/fleet"] * subscribers,
-                    [(i / rate, ids[i % vehicles], requests[i % vehicles])
-                     for i in range(steps)])
+    return Scenario(
+        name,
+        "fleet",
+        subscribers,
+        vehicles,
+        rate,
+        ["/ws/fleet"] * subscribers,
+        [(i / rate, ids[i % vehicles], requests[i % vehicles]) for i in range(steps)],
+    )
 
 
-def run_scenario(scenario: Scenario, service_pid: int, port: int, clients: LoadClients,
-                 py_spy: list[str] | None = None) -> dict[str, Any]:
+def run_scenario(
+    scenario: Scenario,
+    service_pid: int,
+    port: int,
+    clients: LoadClients,
+    py_spy: list[str] | None = None,
+) -> dict[str, Any]:
     """Connect the subscribers, post the plan, collect. `py_spy`: a py-spy command to run on
     the service while posting (its output is the caller's business)."""
     host = "127.0.0.1"
@@ -514,19 +578,34 @@ def run_scenario(scenario: Scenario, service_pid: int, port: int, clients: LoadC
     received, closed, lost = clients.collect()
     if spy is not None:
         spy.wait(60)
-    latencies = sorted((t - posted.sent[(v, rev)]) * 1000
-                       for conn in received for v, rev, t in conn if (v, rev) in posted.sent)
-    cpu = {k: [(max(0.0, b[0] + b[1] - a[0] - a[1]) / wall * 100,
-                max(0.0, b[1] - a[1]) / wall * 100)
-               for a, b in zip(cpu0[k], cpu1[k], strict=True)] for k in pids}
+    latencies = sorted(
+        (t - posted.sent[(v, rev)]) * 1000
+        for conn in received
+        for v, rev, t in conn
+        if (v, rev) in posted.sent
+    )
+    cpu = {
+        k: [
+            (max(0.0, b[0] + b[1] - a[0] - a[1]) / wall * 100, max(0.0, b[1] - a[1]) / wall * 100)
+            for a, b in zip(cpu0[k], cpu1[k], strict=True)
+        ]
+        for k in pids
+    }
     steps = len(posted.sent)
     span = posted.last - posted.first
     return {
-        "scenario": scenario, "latencies": latencies, "expected": steps * scenario.subscribers,
-        "steps": steps, "errors": posted.errors,
+        "scenario": scenario,
+        "latencies": latencies,
+        "expected": steps * scenario.subscribers,
+        "steps": steps,
+        "errors": posted.errors,
         "rate": (steps - 1) / span if span > 0 else float("nan"),
-        "response_ms": sorted(posted.response_ms), "closed": closed, "lost": lost, "cpu": cpu,
-        "machine": (ticks1[0] - ticks0[0]) / max(1, ticks1[1] - ticks0[1]) * 100, "wall": wall,
+        "response_ms": sorted(posted.response_ms),
+        "closed": closed,
+        "lost": lost,
+        "cpu": cpu,
+        "machine": (ticks1[0] - ticks0[0]) / max(1, ticks1[1] - ticks0[1]) * 100,
+        "wall": wall,
     }
 
 
@@ -544,10 +623,20 @@ def latency_row(r: dict[str, Any], base: dict[str, Any] | None) -> list[Any]:
         delivered += f" ({len(r['closed'])} closed {sorted(set(r['closed']))}, {r['lost']} lost)"
     if r["errors"]:
         delivered += f" ({r['errors']} POST errors)"
-    return [s.name, s.feed, s.subscribers, s.vehicles, f"{s.steps_per_s:g}", f"{r['rate']:.0f}",
-            delivered, f"{p50:.1f}", f"{p99:.1f}", f"{lat[-1] if lat else float('nan'):.1f}",
-            ratio,
-            f"{_pct(resp, 0.5):.1f} / {_pct(resp, 0.99):.1f} / {resp[-1]:.1f}" if resp else "-"]
+    return [
+        s.name,
+        s.feed,
+        s.subscribers,
+        s.vehicles,
+        f"{s.steps_per_s:g}",
+        f"{r['rate']:.0f}",
+        delivered,
+        f"{p50:.1f}",
+        f"{p99:.1f}",
+        f"{lat[-1] if lat else float('nan'):.1f}",
+        ratio,
+        f"{_pct(resp, 0.5):.1f} / {_pct(resp, 0.99):.1f} / {resp[-1]:.1f}" if resp else "-",
+    ]
 
 
 def cpu_row(r: dict[str, Any]) -> list[Any]:
@@ -555,8 +644,14 @@ def cpu_row(r: dict[str, Any]) -> list[Any]:
         return " + ".join(f"{total:.0f} (sys {system:.0f})" for total, system in values)
 
     cpu = r["cpu"]
-    return [r["scenario"].name, fmt(cpu["service"]), fmt(cpu["poster"]), fmt(cpu["clients"]),
-            f"{r['machine']:.0f}", f"{r['wall']:.1f}"]
+    return [
+        r["scenario"].name,
+        fmt(cpu["service"]),
+        fmt(cpu["poster"]),
+        fmt(cpu["clients"]),
+        f"{r['machine']:.0f}",
+        f"{r['wall']:.1f}",
+    ]
 
 
 def raise_open_files(needed: int) -> None:
@@ -578,15 +673,35 @@ def py_spy_command(out_dir: Path | None, name: str, pid: int, seconds: float) ->
         return None
     binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(binary).exists():
-        raise SystemExit("--py-spy needs py-spy (pip install py-spy; attaching needs root "
-                         "or ptrace permission)")
+        raise SystemExit(
+            "--py-spy needs py-spy (pip install py-spy; attaching needs root or ptrace permission)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [binary, "record", "--pid", str(pid), "--duration", f"{seconds:.0f}", "--rate", "100",
-            "--native", "--format", "raw", "-o", str(out_dir / f"fanout-{name}.txt")]
+    return [
+        binary,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        f"{seconds:.0f}",
+        "--rate",
+        "100",
+        "--native",
+        "--format",
+        "raw",
+        "-o",
+        str(out_dir / f"fanout-{name}.txt"),
+    ]
 
 
-def load_latency(subscribers: int, fleet_vehicles: int, fleet_subscribers: int,
-                 seconds: float, baseline_seconds: float, py_spy_dir: Path | None = None) -> None:
+def load_latency(
+    subscribers: int,
+    fleet_vehicles: int,
+    fleet_subscribers: int,
+    seconds: float,
+    baseline_seconds: float,
+    py_spy_dir: Path | None = None,
+) -> None:
     raise_open_files(2 * subscribers + 1024)
     svc = ServiceProcess(hub_url="memory://")
     svc.start()
@@ -595,37 +710,109 @@ def load_latency(subscribers: int, fleet_vehicles: int, fleet_subscribers: int,
         assert svc.process is not None
         host, port = "127.0.0.1", svc.port
         for _ in range(20):  # warm up the step path (preset load, first allocations)
-            httpx.post(f"{svc.url}/step", timeout=10,
-                       json={"vehicle_id": "lat-warm",
-                             "samples": [{"dt_s": 0.1, "power_kw": 20.0}]}).raise_for_status()
+            httpx.post(
+                f"{svc.url}/step",
+                timeout=10,
+                json={"vehicle_id": "lat-warm", "samples": [{"dt_s": 0.1, "power_kw": 20.0}]},
+            ).raise_for_status()
         pid = svc.process.pid
         # (scenario, index of its baseline, py-spy command or None)
         scenarios = [
-            (one_vehicle(host, port, "baseline: 1 subscriber, 1 vehicle at 10 steps/s",
-                         "lat-one-base", 1, 10, baseline_seconds), None, None),
-            (one_vehicle(host, port, f"(a) {subscribers:,} subscribers, 1 vehicle at 10 steps/s",
-                         "lat-one", subscribers, 10, seconds), 0,
-             py_spy_command(py_spy_dir, "a", pid, seconds)),
-            (fleet(host, port, f"baseline: {fleet_subscribers} fleet subscribers, "
-                   "1 vehicle at 10 steps/s", "lat-fleet-base-", 1, 10, fleet_subscribers,
-                   baseline_seconds), None, None),
-            (fleet(host, port, f"(b) {fleet_subscribers} fleet subscribers, "
-                   f"{fleet_vehicles:,} vehicles at 1 step/s", "lat-fleet-", fleet_vehicles, 1,
-                   fleet_subscribers, seconds), 2, py_spy_command(py_spy_dir, "b", pid, seconds)),
+            (
+                one_vehicle(
+                    host,
+                    port,
+                    "baseline: 1 subscriber, 1 vehicle at 10 steps/s",
+                    "lat-one-base",
+                    1,
+                    10,
+                    baseline_seconds,
+                ),
+                None,
+                None,
+            ),
+            (
+                one_vehicle(
+                    host,
+                    port,
+                    f"(a) {subscribers:,} subscribers, 1 vehicle at 10 steps/s",
+                    "lat-one",
+                    subscribers,
+                    10,
+                    seconds,
+                ),
+                0,
+                py_spy_command(py_spy_dir, "a", pid, seconds),
+            ),
+            (
+                fleet(
+                    host,
+                    port,
+                    f"baseline: {fleet_subscribers} fleet subscribers, 1 vehicle at 10 steps/s",
+                    "lat-fleet-base-",
+                    1,
+                    10,
+                    fleet_subscribers,
+                    baseline_seconds,
+                ),
+                None,
+                None,
+            ),
+            (
+                fleet(
+                    host,
+                    port,
+                    f"(b) {fleet_subscribers} fleet subscribers, "
+                    f"{fleet_vehicles:,} vehicles at 1 step/s",
+                    "lat-fleet-",
+                    fleet_vehicles,
+                    1,
+                    fleet_subscribers,
+                    seconds,
+                ),
+                2,
+                py_spy_command(py_spy_dir, "b", pid, seconds),
+            ),
         ]
-        results = [run_scenario(scenario, pid, port, clients, spy)
-                   for scenario, _, spy in scenarios]
-        rows = [latency_row(r, None if b is None else results[b])
-                for r, (_, b, _) in zip(results, scenarios, strict=True)]
-        table("Delivery latency under load (memory hub, one service process): POST /step "
-              "written -> message read by each WebSocket client",
-              ["scenario", "feed", "subscribers", "vehicles", "steps/s target",
-               "steps/s posted", "delivered / expected", "p50 ms", "p99 ms", "max ms",
-               "p50 / p99 vs baseline", "POST round trip p50 / p99 / max ms"], rows)
-        table(f"CPU while posting (% of one core, of which in the kernel; {os.cpu_count()} "
-              f"cores; poster = this process, {LOAD_CLIENT_PROCESSES} client processes)",
-              ["scenario", "service %", "poster %", "client processes %",
-               "whole machine % of all cores", "s"], [cpu_row(r) for r in results])
+        results = [
+            run_scenario(scenario, pid, port, clients, spy) for scenario, _, spy in scenarios
+        ]
+        rows = [
+            latency_row(r, None if b is None else results[b])
+            for r, (_, b, _) in zip(results, scenarios, strict=True)
+        ]
+        table(
+            "Delivery latency under load (memory hub, one service process): POST /step "
+            "written -> message read by each WebSocket client",
+            [
+                "scenario",
+                "feed",
+                "subscribers",
+                "vehicles",
+                "steps/s target",
+                "steps/s posted",
+                "delivered / expected",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "p50 / p99 vs baseline",
+                "POST round trip p50 / p99 / max ms",
+            ],
+            rows,
+        )
+        table(
+            f"CPU while posting (% of one core, of which in the kernel; {os.cpu_count()} "
+            f"cores; poster = this process, {LOAD_CLIENT_PROCESSES} client processes)",
+            [
+                "scenario",
+                "service %",
+                "poster %",
+                "client processes %",
+                "whole machine % of all cores",
+                "s",
+            ],
+            [cpu_row(r) for r in results],
+        )
     finally:
         clients.close()
         svc.stop()
@@ -636,14 +823,29 @@ def issue3(args: argparse.Namespace) -> None:
     with RedisServer() as redis:
         redis.start()
         with start_services(2, hub_url=redis.url, env=env) as (url_a, url_b):
-            rows = [fanout(url_a, args.clients, args.steps, compression, f"bench-fan-{i}")
-                    for i, compression in enumerate((None, "deflate"))]
-            table(f"Fan-out: one replica (Redis hub) to {args.clients} WebSocket clients",
-                  ["clients", "compression", "steps", "steps/s posted", "messages/s delivered",
-                   "delivered", "gaps", "s"], rows)
-            table("Cross-replica delay (Redis pub/sub), sequential steps",
-                  ["path", "n", "median ms", "p99 ms", "max ms"],
-                  asyncio.run(latency(url_a, url_b, args.latency_steps)))
+            rows = [
+                fanout(url_a, args.clients, args.steps, compression, f"bench-fan-{i}")
+                for i, compression in enumerate((None, "deflate"))
+            ]
+            table(
+                f"Fan-out: one replica (Redis hub) to {args.clients} WebSocket clients",
+                [
+                    "clients",
+                    "compression",
+                    "steps",
+                    "steps/s posted",
+                    "messages/s delivered",
+                    "delivered",
+                    "gaps",
+                    "s",
+                ],
+                rows,
+            )
+            table(
+                "Cross-replica delay (Redis pub/sub), sequential steps",
+                ["path", "n", "median ms", "p99 ms", "max ms"],
+                asyncio.run(latency(url_a, url_b, args.latency_steps)),
+            )
 
 
 def main() -> None:
@@ -652,23 +854,38 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--latency-steps", type=int, default=500)
-    parser.add_argument("--subscribers", type=int, default=1000,
-                        help="scenario (a): subscribers of one vehicle at 10 steps/s")
-    parser.add_argument("--fleet-vehicles", type=int, default=1000,
-                        help="scenario (b): vehicles at 1 step/s each")
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=1000,
+        help="scenario (a): subscribers of one vehicle at 10 steps/s",
+    )
+    parser.add_argument(
+        "--fleet-vehicles", type=int, default=1000, help="scenario (b): vehicles at 1 step/s each"
+    )
     parser.add_argument("--fleet-subscribers", type=int, default=10)
     parser.add_argument("--load-seconds", type=float, default=10.0)
     parser.add_argument("--baseline-seconds", type=float, default=3.0)
-    parser.add_argument("--py-spy", type=Path, metavar="DIR",
-                        help="record the service with py-spy during (a) and (b) into DIR "
-                             "(slows the service: the latency tables are then not comparable)")
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="record the service with py-spy during (a) and (b) into DIR "
+        "(slows the service: the latency tables are then not comparable)",
+    )
     args = parser.parse_args()
     print(f"bench_fanout on {machine()}")
     if args.only in ("all", "issue3"):
         issue3(args)
     if args.only in ("all", "issue7"):
-        load_latency(args.subscribers, args.fleet_vehicles, args.fleet_subscribers,
-                     args.load_seconds, args.baseline_seconds, args.py_spy)
+        load_latency(
+            args.subscribers,
+            args.fleet_vehicles,
+            args.fleet_subscribers,
+            args.load_seconds,
+            args.baseline_seconds,
+            args.py_spy,
+        )
 
 
 if __name__ == "__main__":

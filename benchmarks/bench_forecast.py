@@ -26,8 +26,9 @@ class BlastStyleCell:
         self.q_cyc = 0.0
         self.r = 0.0
 
-    def update_day(self, soc_hi: float, soc_lo: float, temp_c: float, doc: float,
-                   c_dis: float, c_chg: float) -> None:
+    def update_day(
+        self, soc_hi: float, soc_lo: float, temp_c: float, doc: float, c_dis: float, c_chg: float
+    ) -> None:
         arr = math.exp(-nm.CAL_EA / GAS_CONSTANT * (1 / (temp_c + 273.15) - 1 / T_REF_K))
         k_hi = nm.CAL_K_REF * arr * (nm.CAL_SOC_C * (soc_hi - 0.5) ** 3 + nm.CAL_SOC_D)
         k_lo = nm.CAL_K_REF * arr * (nm.CAL_SOC_C * (soc_lo - 0.5) ** 3 + nm.CAL_SOC_D)
@@ -56,8 +57,15 @@ def blast_style(n_cells: int, years: float) -> float:
 def ours(n: int, years: float, model: str = "naumann") -> np.ndarray:
     rng = np.random.default_rng(0)
     z = np.zeros(n)
-    usage = Usage(rng.uniform(10, 120, n), np.full(n, 160.0), np.full(n, 0.2), np.full(n, 0.9),
-                  rng.uniform(5, 35, n), np.full(n, 0.15), z)
+    usage = Usage(
+        rng.uniform(10, 120, n),
+        np.full(n, 160.0),
+        np.full(n, 0.2),
+        np.full(n, 0.9),
+        rng.uniform(5, 35, n),
+        np.full(n, 0.15),
+        z,
+    )
     m = MODELS[model]
     start = ForecastStart(np.zeros((n, len(m.state))), z, z)
     return m.forecast(start, usage, np.full(n, 80.0), years).soh
@@ -74,10 +82,19 @@ def main() -> None:
             ours(n, YEARS, model)  # compile or load the array laws
             el = best_of(lambda n=n, m=model: ours(n, YEARS, m), repeat=3 if n > 1 else 20)
             per = el / (n * YEARS)
-            rows.append([f"{model} forecast, {n} vehicle(s) at once (weekly steps)", n,
-                         per * 1e6, base / per])
-    table(f"Forecast: {YEARS:g} years ({machine()})",
-          ["model", "vehicles", "us per vehicle-year", "x baseline"], rows)
+            rows.append(
+                [
+                    f"{model} forecast, {n} vehicle(s) at once (weekly steps)",
+                    n,
+                    per * 1e6,
+                    base / per,
+                ]
+            )
+    table(
+        f"Forecast: {YEARS:g} years ({machine()})",
+        ["model", "vehicles", "us per vehicle-year", "x baseline"],
+        rows,
+    )
     print("\nGoal: >= 100x faster per vehicle-year than the per-cell loop.")
 
 

@@ -41,13 +41,24 @@ def main() -> None:
         print("bench_http: skipped, wrk is not installed (apt-get install wrk)")
         return
     with service() as url, tempfile.TemporaryDirectory() as tmp:
-        first = httpx.post(url + "/step", json={
-            "vehicle_id": "http-bench", "samples": [{"dt_s": 0.1, "power_kw": 20.0}]}).json()
-        body = orjson.dumps({
-            "vehicle_id": "http-bench", "state": first["state"],
-            "samples": [{"dt_s": 0.1, "motors": [{"torque_nm": 120.0, "speed_rad_s": 310.0}],
-                         "wheel_speed_m_s": 12.3, "ambient_c": 25.0}],
-        }).decode()
+        first = httpx.post(
+            url + "/step",
+            json={"vehicle_id": "http-bench", "samples": [{"dt_s": 0.1, "power_kw": 20.0}]},
+        ).json()
+        body = orjson.dumps(
+            {
+                "vehicle_id": "http-bench",
+                "state": first["state"],
+                "samples": [
+                    {
+                        "dt_s": 0.1,
+                        "motors": [{"torque_nm": 120.0, "speed_rad_s": 310.0}],
+                        "wheel_speed_m_s": 12.3,
+                        "ambient_c": 25.0,
+                    }
+                ],
+            }
+        ).decode()
         script = Path(tmp) / "step.lua"
         script.write_text(
             'wrk.method = "POST"\n'
@@ -61,8 +72,11 @@ def main() -> None:
         ["GET /health (baseline)", health[0], health[1], health[2], 1.0],
         ["POST /step, 1 sample with state", step[0], step[1], step[2], step[0] / health[0]],
     ]
-    table(f"HTTP: one uvicorn worker, wrk -t1 -c{CONNECTIONS} ({machine()})",
-          ["request", "req/s", "p50 ms", "p99 ms", "x /health"], rows)
+    table(
+        f"HTTP: one uvicorn worker, wrk -t1 -c{CONNECTIONS} ({machine()})",
+        ["request", "req/s", "p50 ms", "p99 ms", "x /health"],
+        rows,
+    )
     print("\nGoal: /step >= 0.6 x /health.")
 
 

@@ -114,7 +114,8 @@ def worker_fastsim(profile: dict) -> dict:
     speed = np.asarray(profile["speed_mps"], dtype=float)
     t = np.arange(len(speed), dtype=float)
     cyc = fsim.Cycle.from_dict(
-        {"time_seconds": t.tolist(), "speed_meters_per_second": speed.tolist()})
+        {"time_seconds": t.tolist(), "speed_meters_per_second": speed.tolist()}
+    )
     veh = fsim.Vehicle.from_resource("2022 Tesla Model 3 RWD thrml.yaml")
     veh.set_save_interval(1)  # per-step history, as ours and PyBaMM return per-sample outputs
 
@@ -175,7 +176,11 @@ def run_peer(name: str, profile: dict, cap_s: float) -> dict:
     try:
         proc = subprocess.run(
             [str(PEERS_PY), "-m", "benchmarks.bench_peers", "--worker", name],
-            input=json.dumps(profile), capture_output=True, text=True, cwd=ROOT, env=env,
+            input=json.dumps(profile),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
             timeout=cap_s,
         )
     except subprocess.TimeoutExpired:
@@ -220,11 +225,13 @@ def main() -> None:
         n = HOUR_S * hz
         t = np.arange(n) / hz
         p = drive_power_w(t)
-        drive = DriveInput(np.full(n, 1.0 / hz), p, np.full(n, np.nan), np.full(n, 25.0),
-                           np.zeros(n))
+        drive = DriveInput(
+            np.full(n, 1.0 / hz), p, np.full(n, np.nan), np.full(n, 25.0), np.zeros(n)
+        )
         simulate(params, new_pack_state(soc0), drive, AgingSettings())  # warm
         results[f"jit@{hz}"] = best_of(
-            lambda d=drive: simulate(params, new_pack_state(soc0), d, AgingSettings()))
+            lambda d=drive: simulate(params, new_pack_state(soc0), d, AgingSettings())
+        )
     ours = results["jit@1"]
 
     # The peers: the same power profile, 3601 points so the drive spans exactly one hour.
@@ -232,16 +239,28 @@ def main() -> None:
     speed, speed_src = speed_trace(HOUR_S)
     pack_wh = params.capacity_ah * params.cells_series * 3.2  # 220 Ah x 116 x 3.2 V = 81.7 kWh
     profile = {
-        "t_s": t_peer.tolist(), "power_w": drive_power_w(t_peer).tolist(),
-        "speed_mps": speed.tolist(), "pack_wh": pack_wh, "soc0": soc0,
+        "t_s": t_peer.tolist(),
+        "power_w": drive_power_w(t_peer).tolist(),
+        "speed_mps": speed.tolist(),
+        "pack_wh": pack_wh,
+        "soc0": soc0,
     }
     peers = [
-        ("PyBaMM", "Thevenin ECM (ECM_Example), power drive-cycle Experiment",
-         "pybamm-thevenin-power", 3, 30.0),
-        ("PyBaMM", "Thevenin ECM (ECM_Example), current Interpolant",
-         "pybamm-thevenin-current", 5, 20.0),
-        ("PyBaMM", "SPM, LFP (Prada2013), power drive-cycle Experiment",
-         "pybamm-spm", 2, 35.0),
+        (
+            "PyBaMM",
+            "Thevenin ECM (ECM_Example), power drive-cycle Experiment",
+            "pybamm-thevenin-power",
+            3,
+            30.0,
+        ),
+        (
+            "PyBaMM",
+            "Thevenin ECM (ECM_Example), current Interpolant",
+            "pybamm-thevenin-current",
+            5,
+            20.0,
+        ),
+        ("PyBaMM", "SPM, LFP (Prada2013), power drive-cycle Experiment", "pybamm-spm", 2, 35.0),
         ("FASTSim", "BEV 2022 Tesla Model 3 RWD, 1 Hz speed trace", "fastsim", 5, 20.0),
     ]
     rows: list[list[object]] = []
@@ -257,28 +276,46 @@ def main() -> None:
             rows.append([peer, model, out.get("skipped") or out.get("error"), "-"])
             continue
         per_hour = out["seconds"] / (out["simulated_s"] / HOUR_S)
-        label = model if out["simulated_s"] >= HOUR_S - 1 else (
-            f"{model} (stopped at {out['simulated_s']:.0f} s)")
+        label = (
+            model
+            if out["simulated_s"] >= HOUR_S - 1
+            else (f"{model} (stopped at {out['simulated_s']:.0f} s)")
+        )
         rows.append([peer, label, per_hour, per_hour / ours])
         if out["version"] not in versions:
             versions.append(out["version"])
         notes.append(f"{worker}: {out['solver']}, {out['points']} output points, {out['check']}")
 
     rows.append(["ours", "full pack model (electrical, thermal, aging), jit kernel", ours, 1.0])
-    rows.append(["ours", "full pack model, jit kernel, same hour at 10 Hz (36,000 samples)",
-                 results["jit@10"], results["jit@10"] / ours])
+    rows.append(
+        [
+            "ours",
+            "full pack model, jit kernel, same hour at 10 Hz (36,000 samples)",
+            results["jit@10"],
+            results["jit@10"] / ours,
+        ]
+    )
 
-    table(f"Peers: one simulated hour of the 1 Hz drive ({machine()})",
-          ["peer", "model", "s per simulated hour", "x ours-jit"], rows)
+    table(
+        f"Peers: one simulated hour of the 1 Hz drive ({machine()})",
+        ["peer", "model", "s per simulated hour", "x ours-jit"],
+        rows,
+    )
     import numba
 
-    print(f"\nVersions: {'; '.join(versions) or 'no peer ran'}; ours: numpy {np.__version__}, "
-          f"numba {numba.__version__}.")
-    print("Drive: benchmarks.common.drive_power_w(t) at 1 Hz for one hour, scaled for the PyBaMM "
-          f"cells to the pack's C-rate (x cell Wh / {pack_wh / 1000:.1f} kWh), SOC0 {soc0}; "
-          f"FASTSim drives its own vehicle over {speed_src}.")
-    print("Timed: solve/run only, best of a few repeats after one warm-up; x ours-jit = how many "
-          "times slower than ours (jit, 1 Hz).")
+    print(
+        f"\nVersions: {'; '.join(versions) or 'no peer ran'}; ours: numpy {np.__version__}, "
+        f"numba {numba.__version__}."
+    )
+    print(
+        "Drive: benchmarks.common.drive_power_w(t) at 1 Hz for one hour, scaled for the PyBaMM "
+        f"cells to the pack's C-rate (x cell Wh / {pack_wh / 1000:.1f} kWh), SOC0 {soc0}; "
+        f"FASTSim drives its own vehicle over {speed_src}."
+    )
+    print(
+        "Timed: solve/run only, best of a few repeats after one warm-up; x ours-jit = how many "
+        "times slower than ours (jit, 1 Hz)."
+    )
     for n in notes:
         print(f"- {n}")
     print(f"\n(whole benchmark {time.perf_counter() - t0_all:.0f} s)")

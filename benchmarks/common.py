@@ -64,7 +64,10 @@ def service(
     env = {**os.environ, "TWIN_LOG_LEVEL": "warning", **(extra_env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "twin_service", "--port", str(port), *(args or [])],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -68,8 +68,9 @@ def main() -> None:
     for module, title in BENCHMARKS:
         print(f"\n# {title} ({module})", flush=True)
         t0 = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", module], cwd=ROOT, capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", module], cwd=ROOT, capture_output=True, text=True
+        )
         print(proc.stdout, end="", flush=True)
         if proc.returncode != 0:
             failed.append(module)

@@ -84,17 +84,26 @@ def _names(value: str) -> list[str]:
 
 def _add_twin_options(parser: argparse.ArgumentParser, *, default_pace: str) -> None:
     twin = parser.add_argument_group("twin service")
-    twin.add_argument("--twin-url", default=os.environ.get("TWIN_URL", DEFAULT_TWIN_URL),
-                      help="service URL (default %(default)s, env TWIN_URL)")
-    twin.add_argument("--api-key", default=os.environ.get("TWIN_API_KEY"),
-                      help="Bearer key for POST /step (env TWIN_API_KEY)")
+    twin.add_argument(
+        "--twin-url",
+        default=os.environ.get("TWIN_URL", DEFAULT_TWIN_URL),
+        help="service URL (default %(default)s, env TWIN_URL)",
+    )
+    twin.add_argument(
+        "--api-key",
+        default=os.environ.get("TWIN_API_KEY"),
+        help="Bearer key for POST /step (env TWIN_API_KEY)",
+    )
     twin.add_argument("--vehicle-id", default="default", help="twin name (default %(default)s)")
     twin.add_argument("--vehicle", help="preset id (default: config's default_vehicle)")
     twin.add_argument("--config", help="config.yaml to read defaults from")
     twin.add_argument("--demo", action="store_true", help="demo aging (options.demo_mode)")
     twin.add_argument("--time-multiplier", type=_positive, help="aging time multiplier")
-    twin.add_argument("--aging-model", choices=MODEL_NAMES,
-                      help="aging model (default: the preset's; GET /models lists them)")
+    twin.add_argument(
+        "--aging-model",
+        choices=MODEL_NAMES,
+        help="aging model (default: the preset's; GET /models lists them)",
+    )
     twin.add_argument("--initial-soc", type=_fraction, help="SOC of a new pack (0..1)")
     twin.add_argument("--state-file", type=Path, help="persist the state here; resume from it")
     twin.add_argument("--live-file", type=Path, help="write the latest telemetry (live_data.json)")
@@ -110,14 +119,30 @@ def _add_twin_options(parser: argparse.ArgumentParser, *, default_pace: str) -> 
         )
         speed.add_argument("--fast", action="store_true", help=fast_help)
     pace.add_argument("--batch-size", type=int, help="max samples per request (500; 2000 --fast)")
-    pace.add_argument("--batch-interval-s", type=_positive, default=1.0,
-                      help="max wall time a sample waits before it is sent (%(default)s)")
-    pace.add_argument("--buffer-size", type=int, default=200_000,
-                      help="samples kept while the service is down (%(default)s)")
-    pace.add_argument("--retry-max-s", type=_positive, default=30.0,
-                      help="longest wait between retries (%(default)s)")
-    pace.add_argument("--flush-timeout-s", type=_positive, default=600.0,
-                      help="how long to keep retrying the rest at the end (%(default)s)")
+    pace.add_argument(
+        "--batch-interval-s",
+        type=_positive,
+        default=1.0,
+        help="max wall time a sample waits before it is sent (%(default)s)",
+    )
+    pace.add_argument(
+        "--buffer-size",
+        type=int,
+        default=200_000,
+        help="samples kept while the service is down (%(default)s)",
+    )
+    pace.add_argument(
+        "--retry-max-s",
+        type=_positive,
+        default=30.0,
+        help="longest wait between retries (%(default)s)",
+    )
+    pace.add_argument(
+        "--flush-timeout-s",
+        type=_positive,
+        default=600.0,
+        help="how long to keep retrying the rest at the end (%(default)s)",
+    )
     pace.add_argument("--no-progress", action="store_true", help="no progress line")
     parser.set_defaults(default_pace=default_pace, fast=False, speedup=None)
 
@@ -126,31 +151,52 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bridge", description="Feed the EV battery twin's POST /step."
     )
-    parser.add_argument("--log-level", default=os.environ.get("BRIDGE_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("BRIDGE_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     cycle = sub.add_parser("cycle", help="standard drive cycles through a road-load model")
-    cycle.add_argument("--cycle", default="udds",
-                       help=f"{', '.join(available_cycles())} or a CSV (default %(default)s)")
-    cycle.add_argument("--repeat", type=int,
-                       help="passes of the cycle; 0 = forever (default 1 with --fast, else 0)")
+    cycle.add_argument(
+        "--cycle",
+        default="udds",
+        help=f"{', '.join(available_cycles())} or a CSV (default %(default)s)",
+    )
+    cycle.add_argument(
+        "--repeat",
+        type=int,
+        help="passes of the cycle; 0 = forever (default 1 with --fast, else 0)",
+    )
     cycle.add_argument("--ambient-c", type=float, help="ambient temperature, °C")
-    cycle.add_argument("--sample-hz", type=_positive,
-                       help="resample the 1 Hz trace (e.g. 10); default: the trace's own rate")
+    cycle.add_argument(
+        "--sample-hz",
+        type=_positive,
+        help="resample the 1 Hz trace (e.g. 10); default: the trace's own rate",
+    )
     cycle.add_argument("--charge-to", type=_fraction, help="charging stops between cycles up to")
-    cycle.add_argument("--charge-below", type=_fraction, default=0.3,
-                       help="plug in when SOC is below this between cycles (%(default)s)")
-    cycle.add_argument("--charge-kw", type=_positive, default=11.0,
-                       help="charging power (%(default)s kW)")
+    cycle.add_argument(
+        "--charge-below",
+        type=_fraction,
+        default=0.3,
+        help="plug in when SOC is below this between cycles (%(default)s)",
+    )
+    cycle.add_argument(
+        "--charge-kw", type=_positive, default=11.0, help="charging power (%(default)s kW)"
+    )
     _add_twin_options(cycle, default_pace="paced")
 
     replay = sub.add_parser("replay", help="recorded BeamNG JSON, CSV or JSONL logs")
     replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
     replay.add_argument("--motors", type=_names, help="motor device names, comma-separated")
     replay.add_argument("--ambient-c", type=float, help="ambient temperature, °C")
-    replay.add_argument("--max-gap-s", type=_positive, default=1.0,
-                        help="longer gaps between readings count as idle (%(default)s)")
+    replay.add_argument(
+        "--max-gap-s",
+        type=_positive,
+        default=1.0,
+        help="longer gaps between readings count as idle (%(default)s)",
+    )
     _add_twin_options(replay, default_pace="fast")
 
     beamng = sub.add_parser("beamng", help="live BeamNG.tech via beamngpy")
@@ -158,15 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
     beamng.add_argument("--duration", type=_positive, help="stop after S simulated seconds")
     beamng.add_argument("--motors", type=_names, help="motor device names, comma-separated")
     beamng.add_argument("--ambient-c", type=float, help="ambient temperature, °C")
-    beamng.add_argument("--max-gap-s", type=_positive, default=1.0,
-                        help="longer gaps between readings count as idle (%(default)s)")
+    beamng.add_argument(
+        "--max-gap-s",
+        type=_positive,
+        default=1.0,
+        help="longer gaps between readings count as idle (%(default)s)",
+    )
     _add_twin_options(beamng, default_pace="live")
 
     explore = sub.add_parser("explore", help="save what BeamNG's sensors report")
     _add_beamng_options(explore)
     explore.add_argument("--config", help="config.yaml with a beamng: section")
-    explore.add_argument("--duration", type=_positive, default=5.0,
-                         help="seconds to record (%(default)s)")
+    explore.add_argument(
+        "--duration", type=_positive, default=5.0, help="seconds to record (%(default)s)"
+    )
     explore.add_argument("--out-dir", type=Path, default=Path("battery_sensor_data"))
     return parser
 
@@ -175,15 +226,20 @@ def _add_beamng_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("BeamNG.tech (defaults: config.yaml beamng:)")
     group.add_argument("--host")
     group.add_argument("--port", type=int)
-    group.add_argument("--no-launch", action="store_true",
-                       help="attach to a running simulator (player vehicle, else spawn)")
+    group.add_argument(
+        "--no-launch",
+        action="store_true",
+        help="attach to a running simulator (player vehicle, else spawn)",
+    )
     group.add_argument("--model", help="vehicle model")
     group.add_argument("--beamng-home", help="BeamNG.tech folder (needed to launch)")
     group.add_argument("--level")
-    group.add_argument("--steps-per-poll", type=int,
-                       help="pause and step the simulation N physics steps per poll")
-    group.add_argument("--socket-timeout-s", type=_positive,
-                       help="a frozen simulator is detected after this long")
+    group.add_argument(
+        "--steps-per-poll", type=int, help="pause and step the simulation N physics steps per poll"
+    )
+    group.add_argument(
+        "--socket-timeout-s", type=_positive, help="a frozen simulator is detected after this long"
+    )
 
 
 # -- running a source ----------------------------------------------------------------------
@@ -244,8 +300,9 @@ def run_source(
             poster.submit(sample)
     except KeyboardInterrupt:
         code = 130
-        logger.warning("interrupted: sending %d buffered samples (Ctrl-C again to quit now)",
-                       poster.buffered)
+        logger.warning(
+            "interrupted: sending %d buffered samples (Ctrl-C again to quit now)", poster.buffered
+        )
     except PosterStopped as exc:
         code = 1
         logger.error("stopped: %s", exc)
@@ -253,7 +310,9 @@ def run_source(
         code = _exit_code(exc)
         logger.error("source failed: %s", exc, exc_info=code == 1)
     finally:
-        source.close()  # lets a live source clean up (the PowertrainSensor is removed)
+        close = getattr(source, "close", None)  # a generator: lets a live source clean up
+        if close is not None:  # (the PowertrainSensor is removed)
+            close()
     flush_s = args.flush_timeout_s if code != 130 else min(args.flush_timeout_s, 30.0)
     try:
         if not poster.close(timeout_s=flush_s) and code == 0:
@@ -280,8 +339,7 @@ def _summary(poster: Poster, wall_s: float) -> None:
     stats = poster.stats
     state = poster.state or {}
     km = state.get("total_distance_km")
-    line = (f"done: {stats.samples_sent} samples in {stats.requests} requests, "
-            f"{wall_s:.1f} s wall")
+    line = f"done: {stats.samples_sent} samples in {stats.requests} requests, {wall_s:.1f} s wall"
     if km:
         net_kwh = state.get("energy_discharged_kwh", 0.0) - state.get("energy_charged_kwh", 0.0)
         line += f", {km:.3f} km, {net_kwh / km * 1000:.1f} Wh/km net at the terminals"
@@ -310,8 +368,13 @@ def cmd_cycle(args: argparse.Namespace) -> int:
 
         def make(poster: Poster) -> Iterator[Sample]:
             return cycle_samples(
-                args.cycle, params, repeat=repeat or None, ambient_c=args.ambient_c,
-                sample_hz=args.sample_hz, charge=charge, soc_feedback=poster.current_soc,
+                args.cycle,
+                params,
+                repeat=repeat or None,
+                ambient_c=args.ambient_c,
+                sample_hz=args.sample_hz,
+                charge=charge,
+                soc_feedback=poster.current_soc,
             )
 
         return run_source(args, client, vehicle, make)
@@ -335,8 +398,13 @@ def _beamng_settings(args: argparse.Namespace) -> Any:
     from bridge.sources.beamng_adapter import BeamNGSettings
 
     return BeamNGSettings.from_config(
-        args.config, host=args.host, port=args.port, model=args.model,
-        beamng_home=args.beamng_home, level=args.level, steps_per_poll=args.steps_per_poll,
+        args.config,
+        host=args.host,
+        port=args.port,
+        model=args.model,
+        beamng_home=args.beamng_home,
+        level=args.level,
+        steps_per_poll=args.steps_per_poll,
         socket_timeout_s=args.socket_timeout_s,
     )
 
@@ -367,8 +435,12 @@ def cmd_beamng(args: argparse.Namespace) -> int:
 
     def make(poster: Poster) -> Iterator[Sample]:
         return beamng_samples(
-            settings, launch=not args.no_launch, duration_s=args.duration, motors=args.motors,
-            ambient_c=args.ambient_c, max_gap_s=args.max_gap_s,
+            settings,
+            launch=not args.no_launch,
+            duration_s=args.duration,
+            motors=args.motors,
+            ambient_c=args.ambient_c,
+            max_gap_s=args.max_gap_s,
         )
 
     with _client(args) as client:

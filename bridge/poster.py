@@ -187,7 +187,9 @@ class Poster:
                 if saved_vehicle not in (None, config.vehicle_id):
                     logger.warning(
                         "state file %s belongs to vehicle %r, continuing it as %r",
-                        config.state_file, saved_vehicle, config.vehicle_id,
+                        config.state_file,
+                        saved_vehicle,
+                        config.vehicle_id,
                     )
                 logger.info(
                     "resuming from %s: soc %.4f soh %.6f, %.3f km",
@@ -318,7 +320,9 @@ class Poster:
         if now - self._last_drop_log >= DROP_LOG_INTERVAL_S:
             logger.warning(
                 "buffer full (%d samples): dropped %d new samples (total dropped %d)",
-                self.config.max_buffer_samples, self._drops_unlogged, self.stats.samples_dropped,
+                self.config.max_buffer_samples,
+                self._drops_unlogged,
+                self.stats.samples_dropped,
             )
             self._last_drop_log = now
             self._drops_unlogged = 0
@@ -400,7 +404,10 @@ class Poster:
             log = logger.warning if failures == 1 or failures % 10 == 0 else logger.debug
             log(
                 "POST /step failed (%s); %d samples buffered; retry %d in %.1f s",
-                reason, len(self._buffer), failures, wait_s,
+                reason,
+                len(self._buffer),
+                failures,
+                wait_s,
             )
             self._abort.wait(wait_s)
             delay_s = min(self.config.retry_max_s, delay_s * 2.0)
@@ -419,8 +426,11 @@ class Poster:
             self._oldest_at = time.monotonic() if self._buffer else None
             self._cond.notify_all()
         self.stats.samples_rejected += 1
-        logger.error("service rejected sample %s: %s; dropped it", batch[index].to_wire(),
-                     exc.detail if exc.detail is not None else exc.body)
+        logger.error(
+            "service rejected sample %s: %s; dropped it",
+            batch[index].to_wire(),
+            exc.detail if exc.detail is not None else exc.body,
+        )
         return True
 
     def _accepted(self, batch: list[Sample], response: StepResponse) -> None:

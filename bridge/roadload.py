@@ -257,14 +257,17 @@ def samples_from_trace(
 ) -> Iterator[Sample]:
     """``/step`` samples (motor torque and speed per motor) for a speed trace."""
     t, v = resample(np.asarray(time_s, float), np.asarray(speed_m_s, float), sample_hz)
-    g = resample(np.asarray(time_s, float), np.asarray(grade, float), sample_hz)[1] if (
-        grade is not None
-    ) else None
+    g = (
+        resample(np.asarray(time_s, float), np.asarray(grade, float), sample_hz)[1]
+        if (grade is not None)
+        else None
+    )
     result = road_load(t, v, params, g)
     if result.traction_limited:
         logger.warning(
             "%s: motors at peak power in %d intervals; trace not met there",
-            params.source or "vehicle", result.traction_limited,
+            params.source or "vehicle",
+            result.traction_limited,
         )
     for i in range(len(result.dt_s)):
         omega = float(result.motor_speed_rad_s[i])
@@ -279,4 +282,3 @@ def samples_from_trace(
             brake=round(float(result.brake[i]), 4) + 0.0,  # no -0.0
             ambient_c=ambient_c,
         )
-

@@ -143,20 +143,48 @@ def bridge_available() -> str | None:
 
 
 def service_child(args: argparse.Namespace) -> Child:
-    argv = [sys.executable, "-m", "twin_service", "--host", args.host, "--port", str(args.port),
-            "--log-level", args.service_log_level]
+    argv = [
+        sys.executable,
+        "-m",
+        "twin_service",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--log-level",
+        args.service_log_level,
+    ]
     if args.config:
         argv += ["--config", args.config]
     return Child("twin service", argv, signal.SIGTERM, SERVICE_STOP_TIMEOUT_S)
 
 
 def bridge_child(args: argparse.Namespace, url: str) -> Child:
-    argv = [sys.executable, "-m", "bridge", "cycle", "--cycle", args.cycle,
-            "--twin-url", url, "--vehicle-id", args.vehicle_id, "--demo",
-            "--repeat", "0", "--speedup", str(args.speedup),
-            "--initial-soc", str(args.initial_soc),
-            "--charge-to", str(args.charge_to), "--charge-below", str(args.charge_below),
-            "--charge-kw", str(args.charge_kw)]
+    argv = [
+        sys.executable,
+        "-m",
+        "bridge",
+        "cycle",
+        "--cycle",
+        args.cycle,
+        "--twin-url",
+        url,
+        "--vehicle-id",
+        args.vehicle_id,
+        "--demo",
+        "--repeat",
+        "0",
+        "--speedup",
+        str(args.speedup),
+        "--initial-soc",
+        str(args.initial_soc),
+        "--charge-to",
+        str(args.charge_to),
+        "--charge-below",
+        str(args.charge_below),
+        "--charge-kw",
+        str(args.charge_kw),
+    ]
     if args.config:
         argv += ["--config", args.config]
     return Child("bridge", argv, signal.SIGINT, BRIDGE_STOP_TIMEOUT_S)
@@ -169,22 +197,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="service address (%(default)s)")
     parser.add_argument("--port", type=int, default=8008, help="service port (%(default)s)")
     parser.add_argument("--config", help="config.yaml for the service and the bridge")
-    parser.add_argument("--service-log-level", default="warning",
-                        help="service log level (%(default)s; info shows every request)")
+    parser.add_argument(
+        "--service-log-level",
+        default="warning",
+        help="service log level (%(default)s; info shows every request)",
+    )
     parser.add_argument("--no-bridge", action="store_true", help="run the service alone")
     demo = parser.add_argument_group("bridge (python -m bridge cycle)")
     demo.add_argument("--cycle", default="udds", help="drive cycle (%(default)s)")
     demo.add_argument("--vehicle-id", default="ev-1", help="twin name (%(default)s)")
-    demo.add_argument("--speedup", type=float, default=10.0,
-                      help="real-time factor of the drive cycle (%(default)s)")
-    demo.add_argument("--initial-soc", type=float, default=0.4,
-                      help="SOC of the new pack (%(default)s)")
-    demo.add_argument("--charge-to", type=float, default=0.9,
-                      help="charging stops charge up to this SOC (%(default)s)")
-    demo.add_argument("--charge-below", type=float, default=0.3,
-                      help="plug in between cycles below this SOC (%(default)s)")
-    demo.add_argument("--charge-kw", type=float, default=11.0,
-                      help="charging power, kW (%(default)s)")
+    demo.add_argument(
+        "--speedup",
+        type=float,
+        default=10.0,
+        help="real-time factor of the drive cycle (%(default)s)",
+    )
+    demo.add_argument(
+        "--initial-soc", type=float, default=0.4, help="SOC of the new pack (%(default)s)"
+    )
+    demo.add_argument(
+        "--charge-to",
+        type=float,
+        default=0.9,
+        help="charging stops charge up to this SOC (%(default)s)",
+    )
+    demo.add_argument(
+        "--charge-below",
+        type=float,
+        default=0.3,
+        help="plug in between cycles below this SOC (%(default)s)",
+    )
+    demo.add_argument(
+        "--charge-kw", type=float, default=11.0, help="charging power, kW (%(default)s)"
+    )
     return parser.parse_args(argv)
 
 
@@ -193,8 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     host_in_url = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
     url = f"http://{host_in_url}:{args.port}"
     if port_in_use(args.host, args.port):
-        print(f"run: port {args.port} on {args.host} is in use; stop what uses it or choose "
-              f"another one: make run PORT=8010", file=sys.stderr)
+        print(
+            f"run: port {args.port} on {args.host} is in use; stop what uses it or choose "
+            f"another one: make run PORT=8010",
+            file=sys.stderr,
+        )
         return 1
 
     signals_seen: list[int] = []  # the first one stops, a second one hurries the stop
@@ -221,16 +269,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             bridge = bridge_child(args, url)
             children.append(bridge)
             bridge.start(env)
-            feed = (f"{args.cycle} drive cycle at {args.speedup:g}x, demo aging, repeating, "
-                    f"charging to {args.charge_to:.0%} below {args.charge_below:.0%} "
-                    f"(vehicle {args.vehicle_id})")
+            feed = (
+                f"{args.cycle} drive cycle at {args.speedup:g}x, demo aging, repeating, "
+                f"charging to {args.charge_to:.0%} below {args.charge_below:.0%} "
+                f"(vehicle {args.vehicle_id})"
+            )
         else:
             feed = f"bridge not available: {why_not}; serving without a data feed"
-        print(f"\nEV battery twin is running\n"
-              f"  dashboard  {url}/\n"
-              f"  API docs   {url}/docs\n"
-              f"  feed       {feed}\n"
-              f"Press Ctrl-C to stop.\n", flush=True)
+        print(
+            f"\nEV battery twin is running\n"
+            f"  dashboard  {url}/\n"
+            f"  API docs   {url}/docs\n"
+            f"  feed       {feed}\n"
+            f"Press Ctrl-C to stop.\n",
+            flush=True,
+        )
         while not stopping():
             exited = [(c.name, c.exit_code) for c in children if c.exit_code is not None]
             if exited:

@@ -43,8 +43,11 @@ def fake() -> Iterator[FakeBeamNG]:
 
 def _settings(fake: FakeBeamNG, **overrides: object) -> BeamNGSettings:
     values: dict[str, object] = {
-        "port": fake.port, "model": "Model3_2024", "electrics_period_s": 0.002,
-        "socket_timeout_s": 0.3, "max_stalls": 2,
+        "port": fake.port,
+        "model": "Model3_2024",
+        "electrics_period_s": 0.002,
+        "socket_timeout_s": 0.3,
+        "max_stalls": 2,
     }
     return BeamNGSettings(**{**values, **overrides})
 
@@ -69,8 +72,13 @@ def test_attach_takes_the_player_vehicle_and_removes_the_sensor(fake: FakeBeamNG
     assert at_1s.extras["beamng_capacity_kwh"] == 75.0  # renamed by beamngpy (fuelCapacity)
     assert samples[-1].wheel_speed_m_s == pytest.approx(fake.speed_m_s(fake.time_s))
     calls = _non_poll(fake)
-    assert calls[:5] == ["Hello", "GetSystemInfo", "GetEnvironmentPaths", "GetPlayerVehicleID",
-                         "GetCurrentVehicles"]
+    assert calls[:5] == [
+        "Hello",
+        "GetSystemInfo",
+        "GetEnvironmentPaths",
+        "GetPlayerVehicleID",
+        "GetCurrentVehicles",
+    ]
     assert "SpawnVehicle" not in calls and "CreateScenario" not in calls
     assert calls.index("OpenPowertrain") < calls.index("SetAiMode")
     assert calls[-1] == "ClosePowertrain" and not fake.sensors
@@ -145,8 +153,11 @@ def test_stopping_the_consumer_removes_the_sensor(fake: FakeBeamNG) -> None:
 
 @needs_beamngpy
 def test_stepping_the_simulation(fake: FakeBeamNG) -> None:
-    samples = list(beamng_samples(_settings(fake, steps_per_poll=10, ai_mode="disabled"),
-                                  launch=False, duration_s=1.0))
+    samples = list(
+        beamng_samples(
+            _settings(fake, steps_per_poll=10, ai_mode="disabled"), launch=False, duration_s=1.0
+        )
+    )
     calls = _non_poll(fake)
     assert "Pause" in calls and "Step" in calls and "SetAiMode" not in calls
     assert sum(s.dt_s for s in samples) == pytest.approx(1.0)
@@ -171,8 +182,10 @@ def test_explorer_files_replay(fake: FakeBeamNG, tmp_path: Path) -> None:
 
 def test_settings_from_config_and_overrides(tmp_path: Path, caplog: pytest.LogCaptureFixture):
     config = tmp_path / "config.yaml"
-    config.write_text("port: 8008\nbeamng:\n  host: 10.0.0.2\n  port: 4000\n  level: italy\n"
-                      "  spawn_pos: [1, 2, 3]\n  typo_key: 1\n")
+    config.write_text(
+        "port: 8008\nbeamng:\n  host: 10.0.0.2\n  port: 4000\n  level: italy\n"
+        "  spawn_pos: [1, 2, 3]\n  typo_key: 1\n"
+    )
     settings = BeamNGSettings.from_config(config, port=5000, model=None)
     assert (settings.host, settings.port, settings.level) == ("10.0.0.2", 5000, "italy")
     assert settings.model == "sv1ev3" and settings.spawn_pos == (1.0, 2.0, 3.0)

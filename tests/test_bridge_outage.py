@@ -20,12 +20,31 @@ UDDS_SAMPLES = 1369
 def _run(url: str, vehicle_id: str, tmp_path: Path, *pace: str) -> tuple[int, dict, int]:
     state_file = tmp_path / f"{vehicle_id}.state.json"
     log = tmp_path / f"{vehicle_id}.jsonl"
-    code = main([
-        "cycle", "--cycle", "udds", "--vehicle", "Model3_2024", "--vehicle-id", vehicle_id,
-        "--twin-url", url, "--state-file", str(state_file), "--sample-log", str(log),
-        "--batch-size", "50", "--batch-interval-s", "0.05", "--retry-max-s", "0.5",
-        "--no-progress", *pace,
-    ])
+    code = main(
+        [
+            "cycle",
+            "--cycle",
+            "udds",
+            "--vehicle",
+            "Model3_2024",
+            "--vehicle-id",
+            vehicle_id,
+            "--twin-url",
+            url,
+            "--state-file",
+            str(state_file),
+            "--sample-log",
+            str(log),
+            "--batch-size",
+            "50",
+            "--batch-interval-s",
+            "0.05",
+            "--retry-max-s",
+            "0.5",
+            "--no-progress",
+            *pace,
+        ]
+    )
     record = load_state_file(state_file)
     assert record is not None
     return code, record["state"], len(log.read_text().splitlines())

@@ -56,15 +56,25 @@ class ScriptedTwin:
                 "elapsed_s": state.get("elapsed_s", 0.0) + sum(s["dt_s"] for s in body["samples"]),
             }
             telemetry = {"soc": new_state["soc"] * 100, "soh": 100.0, "total_distance_km": 0.0}
-            return httpx.Response(200, json={"vehicle_id": body["vehicle_id"],
-                                             "rev": len(self.bodies), "state": new_state,
-                                             "telemetry": telemetry})
+            return httpx.Response(
+                200,
+                json={
+                    "vehicle_id": body["vehicle_id"],
+                    "rev": len(self.bodies),
+                    "state": new_state,
+                    "telemetry": telemetry,
+                },
+            )
 
 
 def _poster(twin: ScriptedTwin, **config: Any) -> Poster:
     client = TwinClient("http://twin.test", transport=httpx.MockTransport(twin))
-    defaults: dict[str, Any] = {"progress": False, "retry_first_s": 0.01, "retry_max_s": 0.05,
-                                "max_batch_age_s": 0.05}
+    defaults: dict[str, Any] = {
+        "progress": False,
+        "retry_first_s": 0.01,
+        "retry_max_s": 0.05,
+        "max_batch_age_s": 0.05,
+    }
     return Poster(client, PosterConfig(**{**defaults, **config}))
 
 

@@ -22,8 +22,10 @@ RECORDINGS = {
 
 def _files(model: str) -> tuple[Path, Path]:
     stamp = RECORDINGS[model][0]
-    return (FIXTURES / f"{model}_powertrain_{stamp}.json",
-            FIXTURES / f"{model}_electrics_{stamp}.json")
+    return (
+        FIXTURES / f"{model}_powertrain_{stamp}.json",
+        FIXTURES / f"{model}_electrics_{stamp}.json",
+    )
 
 
 def _reading(time_s: float, torque: float = 10.0, speed: float = 100.0) -> dict:
@@ -91,8 +93,9 @@ def test_integrator_uses_each_readings_own_time() -> None:
 
 def test_integrator_gap_and_time_reset() -> None:
     integrator = ReadingIntegrator(max_gap_s=1.0)
-    samples = list(integrator.feed([_reading(0.0), _reading(0.1), _reading(5.1), _reading(2.0),
-                                    _reading(2.1)]))
+    samples = list(
+        integrator.feed([_reading(0.0), _reading(0.1), _reading(5.1), _reading(2.0), _reading(2.1)])
+    )
     assert [s.dt_s for s in samples] == pytest.approx([0.1, 5.0, 0.1])
     gap = samples[1]
     assert gap.motors[0].torque_nm == 0.0  # not integrated as driving
@@ -159,8 +162,10 @@ def test_csv_log_with_dt_and_power(tmp_path: Path) -> None:
 
 
 def test_jsonl_and_step_body_logs(tmp_path: Path) -> None:
-    rows = [{"dt_s": 0.1, "motors": [{"torque_nm": 5, "speed_rad_s": 10}], "throttle": 0.2},
-            {"dt_s": 0.1, "current_a": -20.0}]
+    rows = [
+        {"dt_s": 0.1, "motors": [{"torque_nm": 5, "speed_rad_s": 10}], "throttle": 0.2},
+        {"dt_s": 0.1, "current_a": -20.0},
+    ]
     (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     (tmp_path / "body.json").write_text(json.dumps({"vehicle_id": "x", "samples": rows}))
     for name in ("log.jsonl", "body.json"):

@@ -21,8 +21,14 @@ from bridge.roadload import (
 
 # NREL FASTSim 2022 Tesla Model 3 RWD (REFERENCES.md), final drive from the BeamNG recording.
 MODEL3 = RoadLoadParams(
-    mass_kg=1752.0, cd=0.23, frontal_area_m2=2.22, crr=0.007, wheel_radius_m=0.33435,
-    final_drive_ratio=7.94, rotating_mass_factor=1.05, motor_peak_w=239e3,
+    mass_kg=1752.0,
+    cd=0.23,
+    frontal_area_m2=2.22,
+    crr=0.007,
+    wheel_radius_m=0.33435,
+    final_drive_ratio=7.94,
+    rotating_mass_factor=1.05,
+    motor_peak_w=239e3,
 )
 
 # shared/data/README.md: duration s, distance km
@@ -87,8 +93,13 @@ def test_grade_adds_potential_energy_rate() -> None:
 
 def test_inertia_energy_returns_to_zero_over_a_stop_to_stop_trace() -> None:
     lossless = RoadLoadParams(
-        mass_kg=1500.0, cd=0.0, frontal_area_m2=2.0, crr=0.0, wheel_radius_m=0.3,
-        final_drive_ratio=9.0, rotating_mass_factor=1.04,
+        mass_kg=1500.0,
+        cd=0.0,
+        frontal_area_m2=2.0,
+        crr=0.0,
+        wheel_radius_m=0.3,
+        final_drive_ratio=9.0,
+        rotating_mass_factor=1.04,
     )
     t = np.arange(0.0, 31.0)
     v = np.concatenate([np.linspace(0, 25, 11), np.full(10, 25.0), np.linspace(25, 0, 10)])
@@ -158,9 +169,15 @@ def test_params_from_a_service_preset_object() -> None:
     preset = {
         "id": "ev",
         "drivetrain": {"motors": ["frontMotor", "rearMotor"], "motor_peak_kw": 150.0},
-        "roadload": {"mass_kg": 2000, "cd": 0.3, "frontal_area_m2": 2.5, "crr": 0.009,
-                     "wheel_radius_m": 0.35, "final_drive_ratio": 9.0,
-                     "rotating_mass_factor": 1.03},
+        "roadload": {
+            "mass_kg": 2000,
+            "cd": 0.3,
+            "frontal_area_m2": 2.5,
+            "crr": 0.009,
+            "wheel_radius_m": 0.35,
+            "final_drive_ratio": 9.0,
+            "rotating_mass_factor": 1.03,
+        },
     }
     params = RoadLoadParams.from_preset(preset)
     assert params.torque_split == (0.5, 0.5)

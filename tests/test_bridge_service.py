@@ -53,9 +53,21 @@ def _wh_per_km(state: dict[str, Any]) -> float:
 
 def test_model3_udds_distance_and_terminal_energy(twin: ServiceProcess, tmp_path: Path) -> None:
     state_file, log = tmp_path / "m3.state.json", tmp_path / "m3.jsonl"
-    code = _run(twin, "cycle", "--cycle", "udds", "--vehicle", "Model3_2024", "--fast",
-                "--vehicle-id", "m3-udds", "--state-file", str(state_file),
-                "--sample-log", str(log))
+    code = _run(
+        twin,
+        "cycle",
+        "--cycle",
+        "udds",
+        "--vehicle",
+        "Model3_2024",
+        "--fast",
+        "--vehicle-id",
+        "m3-udds",
+        "--state-file",
+        str(state_file),
+        "--sample-log",
+        str(log),
+    )
     assert code == 0
     state = _state(state_file)
     assert state["total_distance_km"] == pytest.approx(UDDS_KM, rel=0.005)
@@ -67,15 +79,26 @@ def test_model3_udds_distance_and_terminal_energy(twin: ServiceProcess, tmp_path
     assert 0.25 < regen_share < 0.45
 
 
-@pytest.mark.parametrize(("cycle", "km"), [("hwfet", 16.507), ("us06", 12.888),
-                                           ("wltc", 23.266)])
+@pytest.mark.parametrize(("cycle", "km"), [("hwfet", 16.507), ("us06", 12.888), ("wltc", 23.266)])
 def test_other_cycles_distance_and_plausible_energy(
     twin: ServiceProcess, tmp_path: Path, cycle: str, km: float
 ) -> None:
     state_file = tmp_path / "s.json"
-    code = _run(twin, "cycle", "--cycle", cycle, "--vehicle", "Model3_2024", "--fast",
-                "--sample-hz", "10", "--vehicle-id", f"m3-{cycle}", "--state-file",
-                str(state_file))
+    code = _run(
+        twin,
+        "cycle",
+        "--cycle",
+        cycle,
+        "--vehicle",
+        "Model3_2024",
+        "--fast",
+        "--sample-hz",
+        "10",
+        "--vehicle-id",
+        f"m3-{cycle}",
+        "--state-file",
+        str(state_file),
+    )
     assert code == 0
     state = _state(state_file)
     assert state["total_distance_km"] == pytest.approx(km, rel=0.005)
@@ -84,8 +107,18 @@ def test_other_cycles_distance_and_plausible_energy(
 
 def test_resume_from_state_file_continues_soc_and_soh(twin: ServiceProcess, tmp_path: Path) -> None:
     state_file = tmp_path / "resume.state.json"
-    args = ("cycle", "--cycle", "udds", "--vehicle", "Model3_2024", "--fast",
-            "--vehicle-id", "resume", "--state-file", str(state_file))
+    args = (
+        "cycle",
+        "--cycle",
+        "udds",
+        "--vehicle",
+        "Model3_2024",
+        "--fast",
+        "--vehicle-id",
+        "resume",
+        "--state-file",
+        str(state_file),
+    )
     assert _run(twin, *args) == 0
     first = _state(state_file)
     assert _run(twin, *args) == 0
@@ -95,8 +128,24 @@ def test_resume_from_state_file_continues_soc_and_soh(twin: ServiceProcess, tmp_
     assert second["soc"] < first["soc"] and second["soh"] <= first["soh"]
     # Same as one uninterrupted run of two cycles.
     once = tmp_path / "once.state.json"
-    assert _run(twin, "cycle", "--cycle", "udds", "--vehicle", "Model3_2024", "--fast",
-                "--repeat", "2", "--vehicle-id", "once", "--state-file", str(once)) == 0
+    assert (
+        _run(
+            twin,
+            "cycle",
+            "--cycle",
+            "udds",
+            "--vehicle",
+            "Model3_2024",
+            "--fast",
+            "--repeat",
+            "2",
+            "--vehicle-id",
+            "once",
+            "--state-file",
+            str(once),
+        )
+        == 0
+    )
     straight = _state(once)
     assert second["soc"] == pytest.approx(straight["soc"], abs=1e-9)
     assert second["soh"] == pytest.approx(straight["soh"], abs=1e-9)
@@ -117,9 +166,20 @@ def test_replay_of_the_recordings(
     powertrain = FIXTURES / f"{model}_powertrain_{stamp}.json"
     electrics = FIXTURES / f"{model}_electrics_{stamp}.json"
     state_file, log = tmp_path / "r.state.json", tmp_path / "r.jsonl"
-    code = _run(twin, "replay", str(powertrain), str(electrics), "--vehicle", preset,
-                "--vehicle-id", f"replay-{model}", "--state-file", str(state_file),
-                "--sample-log", str(log))
+    code = _run(
+        twin,
+        "replay",
+        str(powertrain),
+        str(electrics),
+        "--vehicle",
+        preset,
+        "--vehicle-id",
+        f"replay-{model}",
+        "--state-file",
+        str(state_file),
+        "--sample-log",
+        str(log),
+    )
     assert code == 0
     readings = normalize_poll(json.loads(powertrain.read_text()))
     rows = _rows(log)
@@ -133,10 +193,31 @@ def test_replay_of_the_recordings(
 
 def test_charging_stop_between_cycles(twin: ServiceProcess, tmp_path: Path) -> None:
     state_file, log = tmp_path / "c.state.json", tmp_path / "c.jsonl"
-    code = _run(twin, "cycle", "--cycle", "us06", "--vehicle", "Model3_2024", "--fast",
-                "--repeat", "2", "--initial-soc", "0.36", "--charge-below", "0.4",
-                "--charge-to", "0.5", "--charge-kw", "11", "--vehicle-id", "charging",
-                "--state-file", str(state_file), "--sample-log", str(log))
+    code = _run(
+        twin,
+        "cycle",
+        "--cycle",
+        "us06",
+        "--vehicle",
+        "Model3_2024",
+        "--fast",
+        "--repeat",
+        "2",
+        "--initial-soc",
+        "0.36",
+        "--charge-below",
+        "0.4",
+        "--charge-to",
+        "0.5",
+        "--charge-kw",
+        "11",
+        "--vehicle-id",
+        "charging",
+        "--state-file",
+        str(state_file),
+        "--sample-log",
+        str(log),
+    )
     assert code == 0
     rows = _rows(log)
     phases = [r.get("phase") for r in rows]
@@ -153,15 +234,44 @@ def test_charging_stop_between_cycles(twin: ServiceProcess, tmp_path: Path) -> N
 
 def test_demo_mode_and_live_file(twin: ServiceProcess, tmp_path: Path) -> None:
     live = tmp_path / "live_data.json"
-    code = _run(twin, "cycle", "--cycle", "us06", "--vehicle", "Model3_2024", "--fast", "--demo",
-                "--vehicle-id", "demo", "--live-file", str(live))
+    code = _run(
+        twin,
+        "cycle",
+        "--cycle",
+        "us06",
+        "--vehicle",
+        "Model3_2024",
+        "--fast",
+        "--demo",
+        "--vehicle-id",
+        "demo",
+        "--live-file",
+        str(live),
+    )
     assert code == 0
     telemetry = json.loads(live.read_text())
     assert telemetry["demo_mode"] is True and telemetry["time_multiplier"] == 10000
-    seed_keys = {"timestamp", "elapsed_seconds", "simulated_days", "simulated_years", "soc",
-                 "soh", "temperature", "voltage", "current", "power_kw", "total_distance_km",
-                 "cycle_count", "energy_throughput_kwh", "is_charging", "is_regen", "demo_mode",
-                 "time_multiplier", "vehicle_model", "simulation_running"}
+    seed_keys = {
+        "timestamp",
+        "elapsed_seconds",
+        "simulated_days",
+        "simulated_years",
+        "soc",
+        "soh",
+        "temperature",
+        "voltage",
+        "current",
+        "power_kw",
+        "total_distance_km",
+        "cycle_count",
+        "energy_throughput_kwh",
+        "is_charging",
+        "is_regen",
+        "demo_mode",
+        "time_multiplier",
+        "vehicle_model",
+        "simulation_running",
+    }
     assert seed_keys <= set(telemetry)
     assert telemetry["total_distance_km"] == pytest.approx(12.888, rel=0.005)
 
@@ -173,12 +283,34 @@ def test_unknown_preset_fails_cleanly(twin: ServiceProcess, tmp_path: Path) -> N
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_flushes_and_saves(twin: ServiceProcess, tmp_path: Path, signum: int) -> None:
     state_file, log = tmp_path / "i.state.json", tmp_path / "i.jsonl"
-    command = [sys.executable, "-m", "bridge", "cycle", "--cycle", "udds", "--vehicle",
-               "Model3_2024", "--speedup", "300", "--batch-interval-s", "0.5", "--twin-url",
-               twin.url, "--vehicle-id", f"interrupted-{signum}", "--state-file",
-               str(state_file), "--sample-log", str(log), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "bridge",
+        "cycle",
+        "--cycle",
+        "udds",
+        "--vehicle",
+        "Model3_2024",
+        "--speedup",
+        "300",
+        "--batch-interval-s",
+        "0.5",
+        "--twin-url",
+        twin.url,
+        "--vehicle-id",
+        f"interrupted-{signum}",
+        "--state-file",
+        str(state_file),
+        "--sample-log",
+        str(log),
+        "--no-progress",
+    ]
     process = subprocess.Popen(
-        command, cwd=Path(__file__).parents[1], stderr=subprocess.PIPE, text=True,
+        command,
+        cwd=Path(__file__).parents[1],
+        stderr=subprocess.PIPE,
+        text=True,
         # A shell starts background jobs with SIGINT ignored; the bridge must still stop.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
@@ -196,8 +328,10 @@ def test_interrupt_flushes_and_saves(twin: ServiceProcess, tmp_path: Path, signu
     assert _state(state_file)["elapsed_s"] == pytest.approx(len(rows))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("beamngpy") is None,
-                    reason="beamngpy not installed (pip install '.[beamng]'); CI installs it")
+@pytest.mark.skipif(
+    importlib.util.find_spec("beamngpy") is None,
+    reason="beamngpy not installed (pip install '.[beamng]'); CI installs it",
+)
 def test_bridge_beamng_command_end_to_end(twin: ServiceProcess, tmp_path: Path) -> None:
     """python -m bridge beamng: real beamngpy against the fake simulator, into the service."""
     try:
@@ -213,9 +347,25 @@ def test_bridge_beamng_command_end_to_end(twin: ServiceProcess, tmp_path: Path) 
     )
     try:
         state_file, log = tmp_path / "b.state.json", tmp_path / "b.jsonl"
-        code = main(["beamng", "--config", str(config), "--no-launch", "--duration", "3",
-                     "--twin-url", twin.url, "--vehicle-id", "bng", "--state-file",
-                     str(state_file), "--sample-log", str(log), "--no-progress"])
+        code = main(
+            [
+                "beamng",
+                "--config",
+                str(config),
+                "--no-launch",
+                "--duration",
+                "3",
+                "--twin-url",
+                twin.url,
+                "--vehicle-id",
+                "bng",
+                "--state-file",
+                str(state_file),
+                "--sample-log",
+                str(log),
+                "--no-progress",
+            ]
+        )
     finally:
         fake.stop()
     assert code == 0

@@ -21,8 +21,11 @@ from clients.python import (
     find_preset,
 )
 
-SAMPLE = {"dt_s": 1.0, "motors": [{"torque_nm": 100.0, "speed_rad_s": 300.0}],
-          "wheel_speed_m_s": 10.0}
+SAMPLE = {
+    "dt_s": 1.0,
+    "motors": [{"torque_nm": 100.0, "speed_rad_s": 300.0}],
+    "wheel_speed_m_s": 10.0,
+}
 
 
 # -- scripted transport ----------------------------------------------------------------------
@@ -40,15 +43,24 @@ def _recording_client(status: int = 200, body: object = None, **kwargs: object):
 
 def test_step_body_and_write_key() -> None:
     client, seen = _recording_client(api_key="w", read_key="r")
-    client.step([SAMPLE], vehicle_id="ev-1", vehicle="Model3_2024", state={"soc": 0.5},
-                options={"demo_mode": True})
+    client.step(
+        [SAMPLE],
+        vehicle_id="ev-1",
+        vehicle="Model3_2024",
+        state={"soc": 0.5},
+        options={"demo_mode": True},
+    )
     client.presets()
     step, presets = seen
     assert step.method == "POST" and step.url.path == "/step"
     assert step.headers["authorization"] == "Bearer w"
-    assert json.loads(step.content) == {"vehicle_id": "ev-1", "state": {"soc": 0.5},
-                                        "samples": [SAMPLE], "vehicle": "Model3_2024",
-                                        "options": {"demo_mode": True}}
+    assert json.loads(step.content) == {
+        "vehicle_id": "ev-1",
+        "state": {"soc": 0.5},
+        "samples": [SAMPLE],
+        "vehicle": "Model3_2024",
+        "options": {"demo_mode": True},
+    }
     assert presets.headers["authorization"] == "Bearer r"
 
 
@@ -64,9 +76,14 @@ def test_one_key_serves_reads_and_writes_and_no_key_sends_nothing() -> None:
 
 @pytest.mark.parametrize(
     ("status", "error", "retryable"),
-    [(401, TwinAuthError, False), (404, TwinNotFound, False), (422, TwinValidationError, False),
-     (413, TwinValidationError, False), (500, TwinServerError, True),
-     (503, TwinServerError, True)],
+    [
+        (401, TwinAuthError, False),
+        (404, TwinNotFound, False),
+        (422, TwinValidationError, False),
+        (413, TwinValidationError, False),
+        (500, TwinServerError, True),
+        (503, TwinServerError, True),
+    ],
 )
 def test_errors_carry_the_json_body(status: int, error: type, retryable: bool) -> None:
     body = {"detail": [{"loc": ["body", "samples", 2, "dt_s"], "msg": "bad"}]}
@@ -99,8 +116,11 @@ def test_forecast_needs_state_or_vehicle_id() -> None:
     with pytest.raises(ValueError):
         client.forecast()
     client.forecast(vehicle_id="ev-1", usage={"daily_km": 40}, years=5)
-    assert json.loads(seen[0].content) == {"vehicle_id": "ev-1", "usage": {"daily_km": 40},
-                                           "years": 5}
+    assert json.loads(seen[0].content) == {
+        "vehicle_id": "ev-1",
+        "usage": {"daily_km": 40},
+        "years": 5,
+    }
 
 
 def test_websocket_urls() -> None:
@@ -124,8 +144,9 @@ def test_step_then_read_back(twin: ServiceProcess) -> None:
         assert client.health()
         first = client.step([SAMPLE] * 10, vehicle_id="client-1", vehicle="Model3_2024")
         assert first["vehicle_id"] == "client-1"
-        second = client.step([SAMPLE] * 10, vehicle_id="client-1", vehicle="Model3_2024",
-                             state=first["state"])
+        second = client.step(
+            [SAMPLE] * 10, vehicle_id="client-1", vehicle="Model3_2024", state=first["state"]
+        )
         assert second["rev"] == first["rev"] + 1
         assert second["state"]["elapsed_s"] == pytest.approx(20.0)
         assert second["state"]["soc"] < first["state"]["soc"]
@@ -158,4 +179,3 @@ async def test_async_client(twin: ServiceProcess) -> None:
         assert "Model3_2024" in json.dumps(await client.presets())
         with pytest.raises(TwinValidationError):
             await client.step([{"dt_s": 1.0}])
-

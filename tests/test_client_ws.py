@@ -70,7 +70,11 @@ def test_subscription_yields_messages_and_reconnects() -> None:
     finally:
         live.stop()
     assert [(m["type"], m["rev"]) for m in got] == [
-        ("snapshot", 10), ("state", 11), ("state", 12), ("snapshot", 20), ("state", 21)
+        ("snapshot", 10),
+        ("state", 11),
+        ("state", 12),
+        ("snapshot", 20),
+        ("state", 21),
     ]
     assert live.paths[0] == "/ws/vehicles/ev%201"
     assert live.headers[0] == "Bearer rk"
@@ -194,6 +198,5 @@ def test_client_module_is_importable_without_the_bridge(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = ("import sys, clients.python; "
-            "assert not any(m.startswith('bridge') for m in sys.modules)")
+    code = "import sys, clients.python; assert not any(m.startswith('bridge') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])

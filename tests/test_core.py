@@ -54,8 +54,12 @@ def start_state(soc: float, model: str) -> PackState:
 
 
 COMMITTED = {
-    "naumann": ("cal_capacity_loss", "cal_resistance_increase", "loss_sq_start",
-                "resistance_start"),
+    "naumann": (
+        "cal_capacity_loss",
+        "cal_resistance_increase",
+        "loss_sq_start",
+        "resistance_start",
+    ),
     "seed": ("capacity_loss",),
     "nrel_lfp250": ("cal_capacity_loss", "cyc_capacity_loss"),
 }
@@ -85,10 +89,9 @@ def test_charge_and_energy_balance(samples, preset, model, multiplier, soc) -> N
     from_soc = np.sum(d_soc * np.maximum(soh, 0.05)) * params.capacity_ah * 3600
     assert abs(from_soc - charge) <= 1e-9 * max(moved, 1.0)
     s = r.state
-    assert s.throughput_ah - start.throughput_ah == pytest.approx(moved / 3600, rel=1e-9,
-                                                                   abs=1e-12)
+    assert s.throughput_ah - start.throughput_ah == pytest.approx(moved / 3600, rel=1e-9, abs=1e-12)
     net_kwh = np.sum(r.voltage_v * r.current_a * drive.dt_s) / 3.6e6
-    counters = (s.energy_discharged_kwh - s.energy_charged_kwh)
+    counters = s.energy_discharged_kwh - s.energy_charged_kwh
     assert net_kwh == pytest.approx(counters, rel=1e-9, abs=1e-9)
     assert np.all(r.soc >= -1e-12) and np.all(r.soc <= 1 + 1e-12)
     assert np.all(np.isfinite(r.temperature_c)) and np.all(np.isfinite(r.voltage_v))
@@ -103,8 +106,12 @@ def test_batch_equals_chained_single_samples(samples, preset, model, multiplier,
     batch = simulate(params, start_state(soc, model), drive, settings_)
     state = start_state(soc, model)
     for k in range(len(drive)):
-        one = DriveInput(*(getattr(drive, f)[k : k + 1] for f in
-                           ("dt_s", "power_w", "current_a", "ambient_c", "distance_m")))
+        one = DriveInput(
+            *(
+                getattr(drive, f)[k : k + 1]
+                for f in ("dt_s", "power_w", "current_a", "ambient_c", "distance_m")
+            )
+        )
         state = simulate(params, state, one, settings_).state
     np.testing.assert_allclose(state.vector, batch.state.vector, rtol=1e-9, atol=1e-12)
 
@@ -141,8 +148,9 @@ def test_sample_rate_does_not_change_the_result(preset, model, power_kw, soc) ->
 
 @PROPERTY
 @given(**common)
-def test_aging_never_heals_and_the_wire_round_trips(samples, preset, model, multiplier, soc
-                                                   ) -> None:  # type: ignore[no-untyped-def]
+def test_aging_never_heals_and_the_wire_round_trips(
+    samples, preset, model, multiplier, soc
+) -> None:  # type: ignore[no-untyped-def]
     params = PARAMS[preset]
     start = start_state(soc, model)
     r = simulate(params, start, to_drive(samples), AgingSettings(model, multiplier))

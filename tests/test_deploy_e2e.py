@@ -68,8 +68,10 @@ class Listener:
             if self.closed:
                 break
             time.sleep(0.02)
-        raise AssertionError(f"{self.url}: rev {rev} not seen (closed: {self.closed}); "
-                             f"got {[m['rev'] for m in self.messages]}")
+        raise AssertionError(
+            f"{self.url}: rev {rev} not seen (closed: {self.closed}); "
+            f"got {[m['rev'] for m in self.messages]}"
+        )
 
     def close(self) -> None:
         if self._ws is not None:
@@ -78,9 +80,9 @@ class Listener:
 
 
 @pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    dict[str, Any]
-]:
+def stack(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     tool("nginx")
     workdir = tmp_path_factory.mktemp("compose-as-processes")
     replicas = [ServiceProcess(hub_url=redis_server.url, log_dir=workdir) for _ in range(2)]
@@ -96,11 +98,28 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def run_bridge(twin_url: str, vehicle_id: str, log_path: Path) -> None:
-    argv = [sys.executable, "-m", "bridge", "cycle", "--cycle", "udds", "--fast", "--repeat",
-            "1", "--demo", "--vehicle-id", vehicle_id, "--twin-url", twin_url,
-            "--batch-size", str(BATCH), "--no-progress"]
-    result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=BRIDGE_TIMEOUT_S)
+    argv = [
+        sys.executable,
+        "-m",
+        "bridge",
+        "cycle",
+        "--cycle",
+        "udds",
+        "--fast",
+        "--repeat",
+        "1",
+        "--demo",
+        "--vehicle-id",
+        vehicle_id,
+        "--twin-url",
+        twin_url,
+        "--batch-size",
+        str(BATCH),
+        "--no-progress",
+    ]
+    result = subprocess.run(
+        argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=BRIDGE_TIMEOUT_S
+    )
     log_path.write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -159,5 +178,4 @@ def test_plain_requests_pass_through_nginx(stack: dict[str, Any]) -> None:
     page = httpx.get(f"{url}/", timeout=5)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     error = httpx.post(f"{url}/step", json={"samples": []}, timeout=5)
-    assert error.status_code == 422 and error.headers["content-type"].startswith(
-        "application/json")
+    assert error.status_code == 422 and error.headers["content-type"].startswith("application/json")

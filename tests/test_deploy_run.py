@@ -52,7 +52,10 @@ class Runner:
             # A session of its own, like a terminal's foreground job: Ctrl-C goes to its group.
             self.process = subprocess.Popen(
                 [sys.executable, str(RUNNER), "--port", str(port), "--speedup", "100", *extra],
-                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
@@ -124,8 +127,13 @@ def test_run_refuses_a_busy_port(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run([sys.executable, str(RUNNER), "--port", str(port)],
-                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            [sys.executable, str(RUNNER), "--port", str(port)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     assert result.returncode == 1
     assert f"port {port}" in result.stderr and "make run PORT=" in result.stderr
 

@@ -61,16 +61,22 @@ def test_harsher_use_fades_faster(client: TestClient) -> None:
 
 def test_storage_forecast_matches_step(client: TestClient) -> None:
     """Constant conditions: parked at SOC 0.9 and 35 degC for two years."""
-    stepped = client.post("/step", json={
-        "vehicle_id": "parked", "state": {"soc": 0.9, "temperature_c": 35},
-        "samples": [{"dt_s": 86400, "current_a": 0, "ambient_c": 35}] * 730,
-    }).json()
-    out = forecast(client, vehicle_id="parked", years=2,
-                   usage={"daily_km": 0, "soc_max": 0.9, "ambient_c": 35})
+    stepped = client.post(
+        "/step",
+        json={
+            "vehicle_id": "parked",
+            "state": {"soc": 0.9, "temperature_c": 35},
+            "samples": [{"dt_s": 86400, "current_a": 0, "ambient_c": 35}] * 730,
+        },
+    ).json()
+    out = forecast(
+        client, vehicle_id="parked", years=2, usage={"daily_km": 0, "soc_max": 0.9, "ambient_c": 35}
+    )
     fresh = forecast(client, years=2, usage={"daily_km": 0, "soc_max": 0.9, "ambient_c": 35})
     assert fresh["points"][-1]["soh"] == pytest.approx(stepped["state"]["soh"], abs=0.005)
     assert fresh["points"][-1]["resistance_factor"] == pytest.approx(
-        stepped["state"]["resistance_factor"], abs=0.005)
+        stepped["state"]["resistance_factor"], abs=0.005
+    )
     # Continuing from the stepped vehicle starts where /step ended.
     assert out["points"][0]["soh"] == pytest.approx(stepped["state"]["soh"], abs=1e-12)
 
@@ -87,8 +93,12 @@ def daily_samples(usage: dict[str, float], capacity_ah: float, pack_kwh: float) 
     return [
         {"dt_s": drive_h * 3600, "current_a": drive_c * capacity_ah, "ambient_c": amb},
         {"dt_s": rest_s, "current_a": 0.0, "ambient_c": amb},
-        {"dt_s": charge_h * 3600, "current_a": -charge_c * capacity_ah, "ambient_c": amb,
-         "charging": True},
+        {
+            "dt_s": charge_h * 3600,
+            "current_a": -charge_c * capacity_ah,
+            "ambient_c": amb,
+            "charging": True,
+        },
         {"dt_s": rest_s, "current_a": 0.0, "ambient_c": amb},
     ]
 
@@ -96,13 +106,24 @@ def daily_samples(usage: dict[str, float], capacity_ah: float, pack_kwh: float) 
 @pytest.mark.slow
 def test_daily_use_forecast_matches_step(client: TestClient) -> None:
     preset = PRESETS["sv1ev3"]
-    usage = {"daily_km": 120.0, "wh_per_km": 170.0, "soc_min": 0.5, "soc_max": 0.9,
-             "ambient_c": 25.0, "charge_c_rate": 0.2, "dc_fast_share": 0.0}
+    usage = {
+        "daily_km": 120.0,
+        "wh_per_km": 170.0,
+        "soc_min": 0.5,
+        "soc_max": 0.9,
+        "ambient_c": 25.0,
+        "charge_c_rate": 0.2,
+        "dc_fast_share": 0.0,
+    }
     day = daily_samples(usage, preset.pack.capacity_ah, preset.pack.nominal_energy_kwh)
-    stepped = client.post("/step", json={
-        "vehicle_id": "commuter", "state": {"soc": 0.9, "temperature_c": 25},
-        "samples": day * 365,
-    })
+    stepped = client.post(
+        "/step",
+        json={
+            "vehicle_id": "commuter",
+            "state": {"soc": 0.9, "temperature_c": 25},
+            "samples": day * 365,
+        },
+    )
     assert stepped.status_code == 200, stepped.text
     st = stepped.json()["state"]
     assert st["aging"]["naumann"]["cyc_capacity_loss"] > 0.002  # cycling matters in this comparison
@@ -149,9 +170,14 @@ def test_unknown_vehicle_is_404(client: TestClient) -> None:
 
 def test_fleet_forecast_matches_single(client: TestClient) -> None:
     usages = [{"daily_km": km, "ambient_c": t} for km in (0, 50, 150) for t in (10, 25, 40)]
-    fleet = client.post("/forecast/fleet", json={
-        "years": 10, "items": [{"usage": u} for u in usages], "include_points": True,
-    }).json()["results"]
+    fleet = client.post(
+        "/forecast/fleet",
+        json={
+            "years": 10,
+            "items": [{"usage": u} for u in usages],
+            "include_points": True,
+        },
+    ).json()["results"]
     for u, res in zip(usages, fleet, strict=True):
         single = forecast(client, years=10, usage=u)
         assert res["soh_in_2_years"] == pytest.approx(single["soh_in_2_years"], abs=1e-12)
@@ -166,9 +192,15 @@ def test_vehicle_blocks_do_not_change_results(model: str) -> None:
     forecast_fn = MODELS[model].forecast
     n = VEHICLE_BLOCK * 2 + 17
     rng = np.random.default_rng(5)
-    usage = Usage(rng.uniform(0, 200, n), rng.uniform(120, 250, n), np.full(n, 0.1),
-                  rng.uniform(0.6, 1.0, n), rng.uniform(-5, 40, n), np.full(n, 0.2),
-                  rng.uniform(0, 1, n))
+    usage = Usage(
+        rng.uniform(0, 200, n),
+        rng.uniform(120, 250, n),
+        np.full(n, 0.1),
+        rng.uniform(0.6, 1.0, n),
+        rng.uniform(-5, 40, n),
+        np.full(n, 0.2),
+        rng.uniform(0, 1, n),
+    )
     block = np.zeros((n, len(MODELS[model].state)))
     block[:, 0] = rng.uniform(0, 0.05, n)  # each model's first field is a capacity loss
     start = ForecastStart(block, rng.uniform(0, 0.01, n), np.zeros(n))
@@ -178,16 +210,26 @@ def test_vehicle_blocks_do_not_change_results(model: str) -> None:
     for i in (0, VEHICLE_BLOCK, n - 1):
         sl = slice(i, i + 1)
         one = forecast_fn(
-            ForecastStart(block[sl], start.other_capacity_loss[sl],
-                          start.other_resistance_increase[sl]),
-            Usage(*(np.asarray(v)[sl] for v in vars(usage).values())), cap[sl], 5.0)
+            ForecastStart(
+                block[sl], start.other_capacity_loss[sl], start.other_resistance_increase[sl]
+            ),
+            Usage(*(np.asarray(v)[sl] for v in vars(usage).values())),
+            cap[sl],
+            5.0,
+        )
         np.testing.assert_allclose(fleet.soh[i], one.soh[0], rtol=1e-12)
         np.testing.assert_allclose(fleet.resistance_factor[i], one.resistance_factor[0], rtol=1e-12)
 
 
 def test_forecast_follows_the_vehicles_aging_model(client: TestClient) -> None:
-    client.post("/step", json={"vehicle_id": "demo-car", "options": {"demo_mode": True},
-                               "samples": [{"dt_s": 1.0, "power_kw": 10.0}]})
+    client.post(
+        "/step",
+        json={
+            "vehicle_id": "demo-car",
+            "options": {"demo_mode": True},
+            "samples": [{"dt_s": 1.0, "power_kw": 10.0}],
+        },
+    )
     assert forecast(client, vehicle_id="demo-car")["aging_model"] == "seed"
     explicit = forecast(client, vehicle_id="demo-car", aging_model="naumann")
     assert explicit["aging_model"] == "naumann"

@@ -66,8 +66,7 @@ def _load() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     cases = list(doc.pop("cases"))
     for path in STATE_PATHS:
         case = json.loads(path.read_text())
-        cases.append({"name": path.stem, "request": case["request"],
-                      "response": case["response"]})
+        cases.append({"name": path.stem, "request": case["request"], "response": case["response"]})
     return doc, cases
 
 
@@ -84,8 +83,9 @@ def _same(expected: Any, actual: Any) -> bool:
     return type(actual) is type(expected) and actual == expected  # bool, str, None
 
 
-def _differences(expected: dict[str, Any], actual: dict[str, Any], prefix: str
-                 ) -> list[tuple[str, Any, Any]]:
+def _differences(
+    expected: dict[str, Any], actual: dict[str, Any], prefix: str
+) -> list[tuple[str, Any, Any]]:
     """(key, expected, actual) for each key of `expected` that `actual` lacks or differs in;
     keys only `actual` has are ignored."""
     missing = object()
@@ -119,6 +119,8 @@ def test_golden_step(case: dict[str, Any]) -> None:
             diffs += _differences(w, a, f"trace[{i}].")
     if diffs:
         key, e, a = diffs[0]
-        pytest.fail(f"{case['name']}: first difference at {key}: fixture {e!r}, now {a!r} "
-                    f"({len(diffs)} differing values; fixture from commit {HEADER['commit']})",
-                    pytrace=False)
+        pytest.fail(
+            f"{case['name']}: first difference at {key}: fixture {e!r}, now {a!r} "
+            f"({len(diffs)} differing values; fixture from commit {HEADER['commit']})",
+            pytrace=False,
+        )

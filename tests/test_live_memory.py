@@ -23,8 +23,9 @@ SAMPLE = {"dt_s": 1.0, "power_kw": 20.0}
 
 
 def step(client: TestClient, vehicle_id: str, state: dict[str, Any] | None = None) -> dict:
-    resp = client.post("/step", json={"vehicle_id": vehicle_id, "state": state,
-                                      "samples": [SAMPLE]})
+    resp = client.post(
+        "/step", json={"vehicle_id": vehicle_id, "state": state, "samples": [SAMPLE]}
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -85,7 +86,12 @@ def test_history_is_oldest_first_bounded_and_limited(client: TestClient) -> None
     assert revs[-20:] == list(range(81, 101))  # the recent window at full resolution
     assert revs[0] == 1  # the downsampled tail reaches back to the start
     assert [t["rev"] for t in client.get("/vehicles/mem-hist/history?limit=5").json()] == [
-        96, 97, 98, 99, 100]
+        96,
+        97,
+        98,
+        99,
+        100,
+    ]
     assert client.get("/vehicles/mem-hist/history?limit=0").status_code == 422
 
 
@@ -168,9 +174,15 @@ def test_metrics_and_ready(client: TestClient) -> None:
     step(client, "mem-metrics")
     client.post("/step", json={"vehicle_id": "mem-metrics", "samples": []})
     text = client.get("/metrics").text
-    for name in ("twin_steps_total", "twin_samples_total", "twin_step_duration_seconds_bucket",
-                 "twin_step_duration_seconds_count", "twin_websocket_clients",
-                 "twin_websocket_dropped_messages_total", "twin_publish_failures_total"):
+    for name in (
+        "twin_steps_total",
+        "twin_samples_total",
+        "twin_step_duration_seconds_bucket",
+        "twin_step_duration_seconds_count",
+        "twin_websocket_clients",
+        "twin_websocket_dropped_messages_total",
+        "twin_publish_failures_total",
+    ):
         assert f"\n{name}" in text, name
     assert 'twin_steps_rejected_total{status="422"}' in text
     assert client.get("/metrics").headers["content-type"].startswith("text/plain")

@@ -37,11 +37,14 @@ def small_buffer_socket(base_url: str) -> socket.socket:
 async def test_a_client_that_never_reads_is_closed_1013_and_delays_no_one(service: str) -> None:
     path = "/ws/vehicles/slow-1"
     # No compression: deflated telemetry is so small that filling buffers would take long.
-    slow = await connect(ws_url(service, path), sock=small_buffer_socket(service), max_queue=1,
-                         compression=None)
+    slow = await connect(
+        ws_url(service, path), sock=small_buffer_socket(service), max_queue=1, compression=None
+    )
     try:
-        async with connect(ws_url(service, path)) as fast, \
-                httpx.AsyncClient(base_url=service, timeout=10) as client:
+        async with (
+            connect(ws_url(service, path)) as fast,
+            httpx.AsyncClient(base_url=service, timeout=10) as client,
+        ):
             delays: list[float] = []
             for rev in range(1, 3001):
                 resp = await client.post("/step", json=step_body("slow-1"))
@@ -77,8 +80,9 @@ async def test_disconnected_clients_are_cleaned_up_at_once(service: str) -> None
         else:
             ws.transport.abort()  # vanish without a closing handshake
     deadline = time.monotonic() + 1.0
-    while metric_value(service, "twin_websocket_clients", 'feed="vehicle"') or \
-            metric_value(service, "twin_websocket_clients", 'feed="fleet"'):
+    while metric_value(service, "twin_websocket_clients", 'feed="vehicle"') or metric_value(
+        service, "twin_websocket_clients", 'feed="fleet"'
+    ):
         assert time.monotonic() < deadline, "clients not cleaned up"
         await asyncio.sleep(0.02)
     # The service still serves new clients.

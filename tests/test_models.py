@@ -102,8 +102,9 @@ def full_cycles_1c(n_cycles: int) -> tuple:
     i_1c = params.capacity_ah
     current = np.tile([i_1c, -i_1c], n_cycles)
     n = current.shape[0]
-    drive = DriveInput(np.full(n, 3600.0), np.full(n, np.nan), current, np.full(n, 25.0),
-                       np.zeros(n))
+    drive = DriveInput(
+        np.full(n, 3600.0), np.full(n, np.nan), current, np.full(n, 25.0), np.zeros(n)
+    )
     result = simulate(params, new_pack_state(1.0, 25.0), drive, AgingSettings())
     return params, result
 

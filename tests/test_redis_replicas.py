@@ -66,8 +66,10 @@ async def test_concurrent_posts_to_both_replicas_arrive_in_rev_order(
     replicas: tuple[str, str],
 ) -> None:
     url_a, url_b = replicas
-    async with connect(ws_url(url_a, "/ws/vehicles/rep-2")) as ws_a, \
-            connect(ws_url(url_b, "/ws/fleet")) as ws_fleet:
+    async with (
+        connect(ws_url(url_a, "/ws/vehicles/rep-2")) as ws_a,
+        connect(ws_url(url_b, "/ws/fleet")) as ws_fleet,
+    ):
         async with httpx.AsyncClient(timeout=10) as client:
 
             async def worker(base_url: str) -> list[int]:
@@ -154,8 +156,9 @@ async def test_history_through_the_service_is_bounded(replicas: tuple[str, str])
 async def test_redis_history_bound_after_many_thousands_of_steps(
     redis_server: RedisServer,
 ) -> None:
-    settings = Settings(hub_url=redis_server.url, history_recent=100, history_tail=40,
-                        redis_prefix="bound-test:")
+    settings = Settings(
+        hub_url=redis_server.url, history_recent=100, history_tail=40, redis_prefix="bound-test:"
+    )
     live = RedisLive(settings)
     await live.start()
     try:

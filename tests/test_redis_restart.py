@@ -27,8 +27,10 @@ async def wait_ready(base_url: str, status: int, timeout_s: float = 10.0) -> dic
 
 async def test_stream_survives_a_redis_restart(redis_server: RedisServer) -> None:
     with start_services(2, hub_url=redis_server.url) as (url_a, url_b):
-        async with connect(ws_url(url_b, "/ws/vehicles/rr-1")) as ws, \
-                httpx.AsyncClient(timeout=10) as client:
+        async with (
+            connect(ws_url(url_b, "/ws/vehicles/rr-1")) as ws,
+            httpx.AsyncClient(timeout=10) as client,
+        ):
 
             async def post() -> dict:
                 resp = await client.post(f"{url_a}/step", json=step_body("rr-1"))

@@ -66,8 +66,7 @@ def test_bad_sample_names_field_and_index(
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_numbers_are_rejected(client: TestClient, literal: str) -> None:
     body = (
-        '{"samples": [{"dt_s": 1.0, "power_kw": 1.0}, '
-        f'{{"dt_s": 1.0, "power_kw": {literal}}}]}}'
+        f'{{"samples": [{{"dt_s": 1.0, "power_kw": 1.0}}, {{"dt_s": 1.0, "power_kw": {literal}}}]}}'
     )
     assert_error(post_raw(client, body.encode()), 422, ["body", "samples", 1, "power_kw"])
 
@@ -114,14 +113,16 @@ def test_unknown_preset_and_aging_model(client: TestClient) -> None:
 
 
 def test_bad_envelope(client: TestClient) -> None:
-    assert_error(client.post("/step", json={"vehicle_id": "a b", "samples": [GOOD]}), 422,
-                 ["body", "vehicle_id"])
+    assert_error(
+        client.post("/step", json={"vehicle_id": "a b", "samples": [GOOD]}),
+        422,
+        ["body", "vehicle_id"],
+    )
     assert_error(client.post("/step", json={"samples": []}), 422, ["body", "samples"])
     assert_error(client.post("/step", json={"samples": 5}), 422, ["body", "samples"])
     assert_error(client.post("/step", json={}), 422, ["body", "samples"])
     assert_error(client.post("/step", json=[GOOD]), 422, ["body"])
-    assert_error(client.post("/step", json={"samples": [GOOD], "extra": 1}), 422,
-                 ["body", "extra"])
+    assert_error(client.post("/step", json={"samples": [GOOD], "extra": 1}), 422, ["body", "extra"])
 
 
 def test_malformed_json(client: TestClient) -> None:

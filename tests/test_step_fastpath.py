@@ -111,10 +111,12 @@ VALID_BATCHES: list[list[dict[str, Any]]] = [
     [{"dt_s": 0.1, "motors": [MOTOR, {"torque_nm": -80.0, "speed_rad_s": 250}]}],
     [{"dt_s": 0.1, "motors": [], "aux_kw": 2.5}],
     [{"dt_s": 2, "current_a": -40}, {"dt_s": 1.0, "current_a": 0.0, "charging": True}],
-    [{"dt_s": 5.0, "power_kw": -0.0, "aux_kw": 1.0, "charging": False},
-     {"dt_s": 25.0, "power_kw": 30.0, "ambient_c": None, "wheel_speed_m_s": -20.0},
-     {"dt_s": 7200.0, "power_kw": 0.0, "ambient_c": 35.0, "throttle": 0.5, "brake": 0},
-     {"dt_s": 0.5, "current_a": 12.0, "motors": None, "power_kw": None, "charging": None}],
+    [
+        {"dt_s": 5.0, "power_kw": -0.0, "aux_kw": 1.0, "charging": False},
+        {"dt_s": 25.0, "power_kw": 30.0, "ambient_c": None, "wheel_speed_m_s": -20.0},
+        {"dt_s": 7200.0, "power_kw": 0.0, "ambient_c": 35.0, "throttle": 0.5, "brake": 0},
+        {"dt_s": 0.5, "current_a": 12.0, "motors": None, "power_kw": None, "charging": None},
+    ],
     [{"dt_s": 1.0, "power_kw": 50.0, "ambient_c": -10.0}] * SMALL_BATCH,
     [{"dt_s": 1.0, "motors": [MOTOR] * 4, "aux_kw": 0.0, "wheel_speed_m_s": 30}] * 3,
 ]
@@ -141,8 +143,12 @@ def test_fast_path_results_equal_general_path(
     assert parse_small(samples, 1000) is not None
     first = _outcome({"vehicle_id": "a", "samples": [GOOD]})
     for state in (None, {"soc": 0.4}, first["state"]):
-        payload: dict[str, Any] = {"vehicle_id": "fp", "samples": samples, "state": state,
-                                   "options": {"trace": True}}
+        payload: dict[str, Any] = {
+            "vehicle_id": "fp",
+            "samples": samples,
+            "state": state,
+            "options": {"trace": True},
+        }
         if vehicle is not None:
             payload["vehicle"] = vehicle
         fast = _outcome(payload)
@@ -167,8 +173,15 @@ def test_interp_is_numpy_interp() -> None:
         curves.append(d.curve)
     rng = np.random.default_rng(7)
     for xp, fp in curves:
-        xs = [*rng.uniform(-0.1, 1.1, 5000).tolist(), *xp.tolist(), 0.0, -0.0, 1.0, math.inf,
-              -math.inf]
+        xs = [
+            *rng.uniform(-0.1, 1.1, 5000).tolist(),
+            *xp.tolist(),
+            0.0,
+            -0.0,
+            1.0,
+            math.inf,
+            -math.inf,
+        ]
         xs += [float(np.nextafter(x, d)) for x in xp for d in (-2.0, 2.0)]
         ref = np.interp(np.array(xs), xp, fp).tolist()
         assert [interp(x, xp, fp) for x in xs] == ref
@@ -178,9 +191,14 @@ def test_interp_is_numpy_interp() -> None:
 def test_substeps_follow_the_inputs() -> None:
     # active samples: 10 s sub-steps; rest (zero power or current): 1 h
     for dt, power, current, expected in [
-        (0.1, 1.0, math.nan, 1), (10.0, 0.0, math.nan, 1), (10.5, 1.0, math.nan, 2),
-        (3600.5, math.nan, 0.0, 2), (86400.0, 5.0, math.nan, 8640), (1e-9, math.nan, 3.0, 1),
-        (20.0, math.nan, 0.0, 1), (20.0, -0.0, math.nan, 1),
+        (0.1, 1.0, math.nan, 1),
+        (10.0, 0.0, math.nan, 1),
+        (10.5, 1.0, math.nan, 2),
+        (3600.5, math.nan, 0.0, 2),
+        (86400.0, 5.0, math.nan, 8640),
+        (1e-9, math.nan, 3.0, 1),
+        (20.0, math.nan, 0.0, 1),
+        (20.0, -0.0, math.nan, 1),
     ]:
         assert total_substeps(np.array([dt]), np.array([power]), np.array([current])) == expected
 
@@ -218,14 +236,28 @@ def test_state_fast_reads_what_pydantic_reads() -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        ("soc", 1.2), ("soc", True), ("soc", "0.5"), ("soc", math.nan), ("elapsed_s", math.inf),
-        ("soc", None), ("schema_version", True), ("cycle_count", -1.0), ("extra", 1),
-        ("aging", None), ("aging.naumann", None), ("aging.naumann.cal_capacity_loss", 2.0),
-        ("aging.extra", 0.0), ("aging.naumann.extra", 0.0), ("aging.naumann.half_cycle", []),
-        ("aging.naumann.half_cycle.direction", 2), ("aging.naumann.half_cycle.direction", 1.0),
+        ("soc", 1.2),
+        ("soc", True),
+        ("soc", "0.5"),
+        ("soc", math.nan),
+        ("elapsed_s", math.inf),
+        ("soc", None),
+        ("schema_version", True),
+        ("cycle_count", -1.0),
+        ("extra", 1),
+        ("aging", None),
+        ("aging.naumann", None),
+        ("aging.naumann.cal_capacity_loss", 2.0),
+        ("aging.extra", 0.0),
+        ("aging.naumann.extra", 0.0),
+        ("aging.naumann.half_cycle", []),
+        ("aging.naumann.half_cycle.direction", 2),
+        ("aging.naumann.half_cycle.direction", 1.0),
         ("aging.naumann.half_cycle.direction", True),
-        ("aging.naumann.half_cycle.start_soc", 1.5), ("aging.naumann.half_cycle.extra", 1.0),
-        ("aging.naumann.half_cycle.ah", -0.0001), ("aging.seed.capacity_loss", 1.5),
+        ("aging.naumann.half_cycle.start_soc", 1.5),
+        ("aging.naumann.half_cycle.extra", 1.0),
+        ("aging.naumann.half_cycle.ah", -0.0001),
+        ("aging.seed.capacity_loss", 1.5),
     ],
 )
 def test_state_fast_declines_what_it_does_not_certainly_accept(change: tuple[str, Any]) -> None:
@@ -260,7 +292,11 @@ def test_envelope_fast_is_step_envelope(payload: dict[str, Any]) -> None:
     env = StepEnvelope.model_validate(payload)
     assert fast is not None
     assert (fast.vehicle_id, fast.vehicle, fast.state, fast.samples) == (
-        env.vehicle_id, env.vehicle, env.state, env.samples)
+        env.vehicle_id,
+        env.vehicle,
+        env.state,
+        env.samples,
+    )
     assert fast.options == env.options
 
 

@@ -81,7 +81,10 @@ def test_thermal_steady_state(client: TestClient) -> None:
     vehicle["pack"]["heat_capacity_j_k"] = 7000.0  # tau = C/(hA) ~ 100 s
     current, ambient = 200.0, 20.0
     out = step(
-        client, vehicle_id="thermal", vehicle=vehicle, state={"soc": 1.0},
+        client,
+        vehicle_id="thermal",
+        vehicle=vehicle,
+        state={"soc": 1.0},
         samples=[{"dt_s": 1.0, "current_a": current, "ambient_c": ambient}] * 2500,
     )
     pack = vehicle["pack"]
@@ -129,8 +132,12 @@ def test_one_batch_equals_chained_single_samples(client: TestClient) -> None:
         kind = k % 4
         s: dict[str, Any] = {"dt_s": float(rng.choice([0.1, 1.0, 2.5])), "ambient_c": 18.0}
         if kind == 0:
-            s["motors"] = [{"torque_nm": float(rng.uniform(-150, 250)),
-                            "speed_rad_s": float(rng.uniform(0, 900))}]
+            s["motors"] = [
+                {
+                    "torque_nm": float(rng.uniform(-150, 250)),
+                    "speed_rad_s": float(rng.uniform(0, 900)),
+                }
+            ]
             s["wheel_speed_m_s"] = float(rng.uniform(0, 30))
         elif kind == 1:
             s["power_kw"] = float(rng.uniform(-60, 120))
@@ -148,13 +155,17 @@ def test_one_batch_equals_chained_single_samples(client: TestClient) -> None:
     state = None
     for s in samples:
         state = step(client, vehicle_id="chain", state=state, samples=[s], options=opts)["state"]
-    assert batch["state"]["aging"]["naumann"]["half_cycle"]["loss_sq_start"] > 0  # a reversal happened
+    assert (
+        batch["state"]["aging"]["naumann"]["half_cycle"]["loss_sq_start"] > 0
+    )  # a reversal happened
     _assert_close(batch["state"], state)
 
 
 def test_naumann_calendar_check_value(client: TestClient) -> None:
     out = step(
-        client, vehicle_id="storage", state={"soc": 0.5, "temperature_c": 25},
+        client,
+        vehicle_id="storage",
+        state={"soc": 0.5, "temperature_c": 25},
         samples=[{"dt_s": 86400, "current_a": 0, "ambient_c": 25}] * 365,
     )
     assert out["state"]["soh"] == pytest.approx(0.9575, abs=0.002)
@@ -164,7 +175,9 @@ def test_naumann_calendar_check_value(client: TestClient) -> None:
 
 def test_seed_demo_model_check_value(client: TestClient) -> None:
     out = step(
-        client, vehicle_id="demo", state={"soc": 0.5, "temperature_c": 25},
+        client,
+        vehicle_id="demo",
+        state={"soc": 0.5, "temperature_c": 25},
         samples=[{"dt_s": 1.0, "current_a": 0, "ambient_c": 25}] * 120,
         options={"demo_mode": True},
     )
@@ -178,22 +191,31 @@ def test_seed_demo_model_check_value(client: TestClient) -> None:
 
 
 def test_power_limits_are_applied_and_reported(client: TestClient) -> None:
-    out = step(client, vehicle_id="limits", samples=[{"dt_s": 1.0, "power_kw": 500.0}],
-               options={"trace": True})
+    out = step(
+        client,
+        vehicle_id="limits",
+        samples=[{"dt_s": 1.0, "power_kw": 500.0}],
+        options={"trace": True},
+    )
     tel = out["telemetry"]
     assert tel["power_limited"] is True
     assert tel["power_kw"] == pytest.approx(tel["max_discharge_kw"], rel=0.02)
     assert tel["power_kw"] <= SV1.pack.max_discharge_kw + 1e-9
-    regen = step(client, vehicle_id="limits", state=out["state"],
-                 samples=[{"dt_s": 1.0, "power_kw": -400.0}])["telemetry"]
+    regen = step(
+        client, vehicle_id="limits", state=out["state"], samples=[{"dt_s": 1.0, "power_kw": -400.0}]
+    )["telemetry"]
     assert regen["is_regen"] is True and regen["power_limited"] is True
     assert -regen["power_kw"] <= SV1.pack.max_regen_kw + 1e-9
     assert regen["voltage"] <= SV1.pack.cell_v_max * SV1.pack.cells_series + 1e-9
 
 
 def test_empty_pack_stops_discharging(client: TestClient) -> None:
-    out = step(client, vehicle_id="empty", state={"soc": 0.02},
-               samples=[{"dt_s": 10.0, "power_kw": 80.0}] * 100)
+    out = step(
+        client,
+        vehicle_id="empty",
+        state={"soc": 0.02},
+        samples=[{"dt_s": 10.0, "power_kw": 80.0}] * 100,
+    )
     st, tel = out["state"], out["telemetry"]
     assert 0.0 <= st["soc"] < 0.02
     assert tel["voltage"] >= SV1.pack.cell_v_min * SV1.pack.cells_series - 1e-6
@@ -204,10 +226,17 @@ def test_drained_pack_state_can_be_sent_back(client: TestClient) -> None:
     """Emptying the pack exactly to its limit must not return an SOC a few ulps below 0."""
     state: dict[str, Any] | None = {"soc": 0.01}
     for _ in range(5):
-        out = step(client, vehicle_id="drain", state=state, samples=[
-            {"dt_s": 0.7, "motors": [{"torque_nm": 300.0, "speed_rad_s": 700.0}]},
-            {"dt_s": 0.3, "motors": [{"torque_nm": -80.0, "speed_rad_s": 700.0}]},
-        ] * 40, options={"trace": True})
+        out = step(
+            client,
+            vehicle_id="drain",
+            state=state,
+            samples=[
+                {"dt_s": 0.7, "motors": [{"torque_nm": 300.0, "speed_rad_s": 700.0}]},
+                {"dt_s": 0.3, "motors": [{"torque_nm": -80.0, "speed_rad_s": 700.0}]},
+            ]
+            * 40,
+            options={"trace": True},
+        )
         state = out["state"]
         assert 0.0 <= state["soc"] <= 1.0
         assert all(0.0 <= row["soc"] <= 1.0 for row in out["trace"])

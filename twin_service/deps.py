@@ -71,8 +71,8 @@ def read_allowed(conn: HTTPConnection, settings: Settings) -> bool:
 
 def _unauthorized() -> ApiError:
     return ApiError(
-        401, [error_item(["header", "authorization"], "missing or wrong bearer token",
-                         "unauthorized")]
+        401,
+        [error_item(["header", "authorization"], "missing or wrong bearer token", "unauthorized")],
     )
 
 

@@ -145,8 +145,22 @@ class Registry:
 
 
 # Step latency buckets (seconds): a one-sample step takes ~1 ms, a 200k-sample batch seconds.
-STEP_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
-                        5, 10)
+STEP_SECONDS_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+)
 
 
 class Metrics:
@@ -155,31 +169,57 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = Registry()
         self.steps = self._add(Counter("twin_steps_total", "Accepted POST /step requests."))
-        self.steps_rejected = self._add(Counter(
-            "twin_steps_rejected_total", "POST /step requests rejected with a 4xx.", ["status"]))
-        self.samples = self._add(Counter(
-            "twin_samples_total", "Samples integrated by accepted steps."))
-        self.step_seconds = self._add(Histogram(
-            "twin_step_duration_seconds", "POST /step latency, body read to response.",
-            STEP_SECONDS_BUCKETS))
-        self.ws_clients = self._add(Gauge(
-            "twin_websocket_clients", "Connected WebSocket clients.", ["feed"]))
+        self.steps_rejected = self._add(
+            Counter(
+                "twin_steps_rejected_total", "POST /step requests rejected with a 4xx.", ["status"]
+            )
+        )
+        self.samples = self._add(
+            Counter("twin_samples_total", "Samples integrated by accepted steps.")
+        )
+        self.step_seconds = self._add(
+            Histogram(
+                "twin_step_duration_seconds",
+                "POST /step latency, body read to response.",
+                STEP_SECONDS_BUCKETS,
+            )
+        )
+        self.ws_clients = self._add(
+            Gauge("twin_websocket_clients", "Connected WebSocket clients.", ["feed"])
+        )
         for feed in ("vehicle", "fleet"):
             self.ws_clients.set(0, feed=feed)
-        self.ws_dropped = self._add(Counter(
-            "twin_websocket_dropped_messages_total",
-            "Messages dropped because a client's queue was full (newest wins)."))
-        self.ws_slow_closed = self._add(Counter(
-            "twin_websocket_slow_closed_total", "Clients closed with 1013 for staying behind."))
-        self.messages = self._add(Counter(
-            "twin_hub_messages_total", "State messages received from the hub and fanned out."))
-        self.publish_failures = self._add(Counter(
-            "twin_publish_failures_total",
-            "Accepted steps that could not be stored or published (hub unreachable)."))
-        self.hub_up = self._add(Gauge(
-            "twin_hub_up", "1 while the hub and store are reachable and subscribed."))
-        self.hub_reconnects = self._add(Counter(
-            "twin_hub_reconnects_total", "Times the hub listener (re)subscribed after a failure."))
+        self.ws_dropped = self._add(
+            Counter(
+                "twin_websocket_dropped_messages_total",
+                "Messages dropped because a client's queue was full (newest wins).",
+            )
+        )
+        self.ws_slow_closed = self._add(
+            Counter(
+                "twin_websocket_slow_closed_total", "Clients closed with 1013 for staying behind."
+            )
+        )
+        self.messages = self._add(
+            Counter(
+                "twin_hub_messages_total", "State messages received from the hub and fanned out."
+            )
+        )
+        self.publish_failures = self._add(
+            Counter(
+                "twin_publish_failures_total",
+                "Accepted steps that could not be stored or published (hub unreachable).",
+            )
+        )
+        self.hub_up = self._add(
+            Gauge("twin_hub_up", "1 while the hub and store are reachable and subscribed.")
+        )
+        self.hub_reconnects = self._add(
+            Counter(
+                "twin_hub_reconnects_total",
+                "Times the hub listener (re)subscribed after a failure.",
+            )
+        )
 
     def _add(self, metric: M) -> M:
         self.registry.register(metric)

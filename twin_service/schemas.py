@@ -65,10 +65,7 @@ def _state_field(f: StateField) -> tuple[Any, Any]:
     desc = f"{f.description} [{f.unit}]"
     if f.direction:
         return Literal[-1, 0, 1], Field(description=desc)
-    bounds: dict[str, float] = {"ge": f.low}
-    if f.high < 1e308:
-        bounds["le"] = f.high
-    return float, Field(description=desc, **bounds)
+    return float, Field(description=desc, ge=f.low, le=f.high if f.high < 1e308 else None)
 
 
 def _camel(name: str) -> str:
@@ -88,7 +85,7 @@ def _block_model(block: StateBlock) -> type[BaseModel]:
     return create_model(f"{_camel(block.owner)}State", __base__=_Wire, **plain)
 
 
-AgingState: type[BaseModel] = create_model(
+AgingState: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "AgingState",
     __base__=_Wire,
     __doc__="Each aging model's internal states; a model missing here starts fresh.",
@@ -97,15 +94,15 @@ AgingState: type[BaseModel] = create_model(
         for b, _ in LAYOUT.aging_blocks()
     },
 )
-PackStateWire: type[BaseModel] = create_model(
+PackStateWire: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "PackStateWire",
     __base__=_Wire,
     __doc__="Everything needed to continue. soh, resistance_factor and cycle_count are "
     "derived; older schema versions are migrated on read.",
-    schema_version=(Literal[STATE_SCHEMA_VERSION], STATE_SCHEMA_VERSION),  # type: ignore[valid-type]
+    schema_version=(Literal[STATE_SCHEMA_VERSION], STATE_SCHEMA_VERSION),
     **{f.name: _state_field(f) for f in PACK.fields},
     **{
-        name: (float, Field(ge=low, **({"le": high} if high < 1e308 else {}), description=d))
+        name: (float, Field(ge=low, le=high if high < 1e308 else None, description=d))
         for name, (low, high, d) in DERIVED.items()
     },
     aging=(AgingState, ...),

@@ -80,8 +80,8 @@ def _parse(name: str, text: str) -> DriveCycle:
     grade_col = next((c for c in _GRADE_COLUMNS if c in columns), None)
     time_s = np.array([float(r["time_s"]) for r in rows])
     speed = np.array([float(r[speed_col]) for r in rows])
-    grade = np.array([float(r[grade_col] or 0.0) for r in rows]) if grade_col else np.zeros_like(
-        speed
+    grade = (
+        np.array([float(r[grade_col] or 0.0) for r in rows]) if grade_col else np.zeros_like(speed)
     )
     if len(time_s) < 2 or np.any(np.diff(time_s) <= 0):
         raise ValueError(f"drive cycle {name!r}: time_s must be strictly increasing")

@@ -46,8 +46,9 @@ def beamng_samples(
                 raw, electrics = session.poll()
             except SimulatorStalled as exc:
                 stalls += 1
-                logger.warning("simulator not answering (%s), %d/%d", exc, stalls,
-                               settings.max_stalls)
+                logger.warning(
+                    "simulator not answering (%s), %d/%d", exc, stalls, settings.max_stalls
+                )
                 if stalls >= settings.max_stalls:
                     logger.error("giving up on the simulator after %d failed polls", stalls)
                     break
@@ -69,5 +70,8 @@ def beamng_samples(
                 time.sleep(wait_s(settings.electrics_period_s, started_at))
     logger.info(
         "BeamNG: %d readings, %.1f s simulated, %d gaps, %d resets",
-        integrator.readings, integrator.elapsed_s, integrator.gaps, integrator.resets,
+        integrator.readings,
+        integrator.elapsed_s,
+        integrator.gaps,
+        integrator.resets,
     )

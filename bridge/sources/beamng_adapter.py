@@ -197,7 +197,9 @@ class BeamNGSession:
         self.electrics = Electrics()
         self.vehicle.sensors.attach("electrics", self.electrics)
         self.powertrain = PowertrainSensor(
-            POWERTRAIN_SENSOR_NAME, self.bng, self.vehicle,
+            POWERTRAIN_SENSOR_NAME,
+            self.bng,
+            self.vehicle,
             physics_update_time=s.powertrain_period_s,
         )
         logger.info("Electrics and PowertrainSensor (%.3f s) attached", s.powertrain_period_s)

@@ -55,13 +55,20 @@ def cycle_samples(
     trace = load_cycle(cycle)
     one_pass = list(
         samples_from_trace(
-            trace.time_s, trace.speed_m_s, params, grade=trace.grade, sample_hz=sample_hz,
+            trace.time_s,
+            trace.speed_m_s,
+            params,
+            grade=trace.grade,
+            sample_hz=sample_hz,
             ambient_c=ambient_c,
         )
     )
     logger.info(
         "cycle %s: %d samples, %.0f s, %.3f km per pass",
-        trace.name, len(one_pass), trace.duration_s, trace.distance_km,
+        trace.name,
+        len(one_pass),
+        trace.duration_s,
+        trace.distance_km,
     )
     done = 0
     while repeat is None or done < repeat:
@@ -87,8 +94,12 @@ def charge_stop(
     soc = soc_feedback()
     if soc is None or soc >= charge.below:
         return
-    logger.info("charging stop: SOC %.1f %% → %.0f %% at %.1f kW", soc * 100, charge.to * 100,
-                charge.power_kw)
+    logger.info(
+        "charging stop: SOC %.1f %% → %.0f %% at %.1f kW",
+        soc * 100,
+        charge.to * 100,
+        charge.power_kw,
+    )
     charged_s = 0.0
     rate_per_s: float | None = None
     while soc < charge.to and charged_s < MAX_CHARGE_STOP_S:
@@ -100,8 +111,12 @@ def charge_stop(
             dt_s = min(charge.step_s, remaining_s)
             remaining_s -= dt_s
             yield Sample(
-                dt_s=dt_s, power_kw=-charge.power_kw, charging=True, wheel_speed_m_s=0.0,
-                ambient_c=ambient_c, extras={"phase": "charge"},
+                dt_s=dt_s,
+                power_kw=-charge.power_kw,
+                charging=True,
+                wheel_speed_m_s=0.0,
+                ambient_c=ambient_c,
+                extras={"phase": "charge"},
             )
         charged_s += chunk_s
         new_soc = soc_feedback()

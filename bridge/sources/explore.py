@@ -31,7 +31,8 @@ def analyse(model: str, electrics: Mapping[str, Any], readings: list[Mapping[str
         "model": model,
         "readings": len(readings),
         "battery_signals": {
-            k: v for k, v in electrics.items()
+            k: v
+            for k, v in electrics.items()
             if any(h in k.lower() for h in BATTERY_HINTS) and not isinstance(v, Mapping)
         },
     }
@@ -44,7 +45,8 @@ def analyse(model: str, electrics: Mapping[str, Any], readings: list[Mapping[str
         analysis["time_span_s"] = float(readings[-1]["time"]) - float(first["time"])
         analysis["devices"] = {
             name: {k: dev.get(k) for k in ("parentName", "mode", "gearRatio") if k in dev}
-            for name, dev in first.items() if isinstance(dev, Mapping)
+            for name, dev in first.items()
+            if isinstance(dev, Mapping)
         }
         try:
             names = motor_names(first)

@@ -64,8 +64,11 @@ def replay_samples(
                 produced += 1
                 yield sample
             logger.info(
-                "%s: %d readings, %.3f s, motors %s", path.name, integrator.readings,
-                integrator.elapsed_s, ", ".join(integrator.motor_names or []),
+                "%s: %d readings, %.3f s, motors %s",
+                path.name,
+                integrator.readings,
+                integrator.elapsed_s,
+                ", ".join(integrator.motor_names or []),
             )
         else:
             for sample in data:
@@ -100,8 +103,10 @@ def _load(path: Path) -> tuple[str, Any]:
 def csv_samples(path: Path) -> Iterator[Sample]:
     """Samples of a CSV log (empty cells are missing values)."""
     with open(path, newline="") as handle:
-        rows = ({k.strip(): v for k, v in row.items() if k and v not in ("", None)}
-                for row in csv.DictReader(handle))
+        rows = (
+            {k.strip(): v for k, v in row.items() if k and v not in ("", None)}
+            for row in csv.DictReader(handle)
+        )
         yield from _timed_rows(rows, path)
 
 
@@ -153,4 +158,3 @@ def _row_sample(row: Mapping[str, Any], path: Path, index: int) -> Sample:
     except (KeyError, TypeError, ValueError) as exc:
         known = ", ".join(WIRE_FIELDS)
         raise ValueError(f"{path}: row {index}: {exc} (sample fields: {known})") from exc
-

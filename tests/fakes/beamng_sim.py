@@ -244,19 +244,45 @@ class FakeBeamNG:
         wheel_force = 1752.0 * accel + 0.5 * 1.2 * 0.23 * 2.22 * v**2 + 0.007 * 1752 * 9.81
         motor_torque = wheel_force * WHEEL_RADIUS_M / FINAL_DRIVE
         half = wheel_force * WHEEL_RADIUS_M / 2
-        spindle = {"isBroken": False, "mode": "connected", "parentOutputIndex": 1.0,
-                   "inputAV": wheel_av, "gearRatio": 1.0, "outputAV1": wheel_av,
-                   "outputTorque1": half}
-        free = {"isBroken": False, "mode": "disconnected", "parentOutputIndex": 1.0,
-                "inputAV": 0.0, "gearRatio": 1.0, "outputAV1": wheel_av, "outputTorque1": 0.0}
+        spindle = {
+            "isBroken": False,
+            "mode": "connected",
+            "parentOutputIndex": 1.0,
+            "inputAV": wheel_av,
+            "gearRatio": 1.0,
+            "outputAV1": wheel_av,
+            "outputTorque1": half,
+        }
+        free = {
+            "isBroken": False,
+            "mode": "disconnected",
+            "parentOutputIndex": 1.0,
+            "inputAV": 0.0,
+            "gearRatio": 1.0,
+            "outputAV1": wheel_av,
+            "outputTorque1": 0.0,
+        }
         return {
             "time": time_s,
-            "rearMotor": {"isBroken": False, "outputAV1": motor_av, "parentOutputIndex": 0.0,
-                          "gearRatio": 1.0, "outputTorque1": motor_torque, "inputAV": 0.0},
-            "differential_R": {"outputAV1": wheel_av, "parentOutputIndex": 1.0,
-                               "gearRatio": FINAL_DRIVE, "inputAV": motor_av, "mode": "open",
-                               "parentName": "rearMotor", "outputAV2": wheel_av,
-                               "outputTorque1": half, "outputTorque2": half},
+            "rearMotor": {
+                "isBroken": False,
+                "outputAV1": motor_av,
+                "parentOutputIndex": 0.0,
+                "gearRatio": 1.0,
+                "outputTorque1": motor_torque,
+                "inputAV": 0.0,
+            },
+            "differential_R": {
+                "outputAV1": wheel_av,
+                "parentOutputIndex": 1.0,
+                "gearRatio": FINAL_DRIVE,
+                "inputAV": motor_av,
+                "mode": "open",
+                "parentName": "rearMotor",
+                "outputAV2": wheel_av,
+                "outputTorque1": half,
+                "outputTorque2": half,
+            },
             "wheelaxleRL": {**spindle, "parentName": "differential_R"},
             "wheelaxleRR": {**spindle, "parentName": "differential_R", "parentOutputIndex": 2.0},
             "spindleRL": {**spindle, "parentName": "wheelaxleRL"},

@@ -78,9 +78,7 @@ def tool(name: str) -> Path:
     return found
 
 
-def render_nginx_conf(
-    upstreams: Sequence[str], workdir: Path, listen: str | None = None
-) -> Path:
+def render_nginx_conf(upstreams: Sequence[str], workdir: Path, listen: str | None = None) -> Path:
     """A copy of deploy/nginx.conf for this machine; returns its path in ``workdir``.
 
     Only these change: the upstream servers (twin-a:8008, twin-b:8008 → ``upstreams``), the
@@ -93,11 +91,14 @@ def render_nginx_conf(
     if listen is not None:
         text, count = re.subn(r"^(\s*)listen 8008;", rf"\1listen {listen};", text, flags=re.M)
         assert count == 1, "deploy/nginx.conf: no 'listen 8008;' line"
-    text, count = re.subn(r"^user nginx;", "user root;" if os.geteuid() == 0 else "", text,
-                          flags=re.M)
+    text, count = re.subn(
+        r"^user nginx;", "user root;" if os.geteuid() == 0 else "", text, flags=re.M
+    )
     assert count == 1, "deploy/nginx.conf: no 'user nginx;' line"
-    temp = "\n".join(f"    {kind}_temp_path {workdir / kind};"
-                     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = "\n".join(
+        f"    {kind}_temp_path {workdir / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     text = text.replace("http {\n", "http {\n" + temp + "\n", 1)
     path = workdir / "nginx.conf"
     path.write_text(text)
@@ -122,9 +123,19 @@ class NginxProcess:
     def start(self, timeout_s: float = 15.0) -> None:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [str(self.binary), "-e", "stderr", "-p", str(self.workdir), "-c", str(self.conf),
-                 "-g", f"daemon off; pid {self.workdir / 'nginx.pid'};"],
-                stdout=log, stderr=subprocess.STDOUT,
+                [
+                    str(self.binary),
+                    "-e",
+                    "stderr",
+                    "-p",
+                    str(self.workdir),
+                    "-c",
+                    str(self.conf),
+                    "-g",
+                    f"daemon off; pid {self.workdir / 'nginx.pid'};",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -70,17 +70,21 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
 class ServiceProcess:
     """One `python -m twin_service` process; `url` is its base URL."""
 
-    def __init__(self, port: int | None = None, hub_url: str = "memory://",
-                 env: dict[str, str] | None = None, log_dir: Path | None = None,
-                 send_buffer_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        hub_url: str = "memory://",
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        send_buffer_bytes: int | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.hub_url = hub_url
         self.send_buffer_bytes = send_buffer_bytes
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="twin-service-"))
         self.log_path = self.log_dir / f"service-{self.port}.log"
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
-        self.env = {**base_env, "TWIN_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1",
-                    **(env or {})}
+        self.env = {**base_env, "TWIN_LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1", **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -97,8 +101,14 @@ class ServiceProcess:
         if self.send_buffer_bytes is None:
             command, cwd = [sys.executable, "-m", "twin_service", *args], REPO_ROOT
         else:  # same app, small socket send buffer (see support/serve.py)
-            command = [sys.executable, "-m", "support.serve", *args,
-                       "--send-buffer-bytes", str(self.send_buffer_bytes)]
+            command = [
+                sys.executable,
+                "-m",
+                "support.serve",
+                *args,
+                "--send-buffer-bytes",
+                str(self.send_buffer_bytes),
+            ]
             cwd = REPO_ROOT / "tests"
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -110,15 +120,18 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"twin service exited with {self.process.returncode}:\n"
-                                   f"{_log_tail(self.log_path)}")
+                raise RuntimeError(
+                    f"twin service exited with {self.process.returncode}:\n"
+                    f"{_log_tail(self.log_path)}"
+                )
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
                     return self.url
             time.sleep(0.05)
         self.stop()
-        raise TimeoutError(f"twin service not healthy after {timeout_s} s:\n"
-                           f"{_log_tail(self.log_path)}")
+        raise TimeoutError(
+            f"twin service not healthy after {timeout_s} s:\n{_log_tail(self.log_path)}"
+        )
 
     def stop(self) -> None:
         if self.process is not None:
@@ -138,9 +151,12 @@ class ServiceProcess:
 
 
 @contextlib.contextmanager
-def start_service(port: int | None = None, hub_url: str = "memory://",
-                  env: dict[str, str] | None = None,
-                  send_buffer_bytes: int | None = None) -> Iterator[str]:
+def start_service(
+    port: int | None = None,
+    hub_url: str = "memory://",
+    env: dict[str, str] | None = None,
+    send_buffer_bytes: int | None = None,
+) -> Iterator[str]:
     """Run the service for the duration of the block; yields its base URL.
     `send_buffer_bytes` runs it on a socket with that SO_SNDBUF (slow-client tests)."""
     service = ServiceProcess(port, hub_url, env, send_buffer_bytes=send_buffer_bytes)
@@ -152,8 +168,9 @@ def start_service(port: int | None = None, hub_url: str = "memory://",
 
 
 @contextlib.contextmanager
-def start_services(count: int, hub_url: str = "memory://",
-                   env: dict[str, str] | None = None) -> Iterator[list[str]]:
+def start_services(
+    count: int, hub_url: str = "memory://", env: dict[str, str] | None = None
+) -> Iterator[list[str]]:
     """Run `count` replicas on one hub, started in parallel; yields their base URLs."""
     services = [ServiceProcess(None, hub_url, env) for _ in range(count)]
     try:
@@ -192,10 +209,25 @@ class RedisServer:
     def start(self, timeout_s: float = 10.0) -> None:
         log_path = self.dir / "redis.log"
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
-             "--logfile", str(log_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(log_path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -35,8 +35,9 @@ def main() -> None:
     # Without this, small buffers meet Nagle and delayed ACKs: 40 ms per HTTP response.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((args.host, args.port))
-    config = uvicorn.Config(create_app(settings), log_level=settings.log_level.lower(),
-                            ws_ping_interval=20)
+    config = uvicorn.Config(
+        create_app(settings), log_level=settings.log_level.lower(), ws_ping_interval=20
+    )
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 

@@ -75,8 +75,9 @@ def _summary(fc: Forecast, row: int, years: float, model: str) -> dict[str, Any]
     }
 
 
-@router.post("/forecast", operation_id="forecast", response_model=ForecastResponse,
-             responses=ERRORS)
+@router.post(
+    "/forecast", operation_id="forecast", response_model=ForecastResponse, responses=ERRORS
+)
 async def forecast(body: ForecastRequest, live: LiveDep, settings: SettingsDep) -> dict[str, Any]:
     """SOH and resistance over the coming years for a daily usage profile, with the same aging
     model as /step. Usage defaults come from the vehicle's observed history. With
@@ -98,8 +99,12 @@ async def forecast(body: ForecastRequest, live: LiveDep, settings: SettingsDep) 
     return result
 
 
-@router.post("/forecast/fleet", operation_id="forecast_fleet",
-             response_model=FleetForecastResponse, responses=ERRORS)
+@router.post(
+    "/forecast/fleet",
+    operation_id="forecast_fleet",
+    response_model=FleetForecastResponse,
+    responses=ERRORS,
+)
 async def forecast_fleet(
     body: FleetForecastRequest, live: LiveDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -124,12 +129,14 @@ async def forecast_fleet(
     for i, item in enumerate(body.items):
         fc, row = rows[i]
         summary = summaries[id(fc)]
-        results.append({
-            "vehicle_id": item.vehicle_id,
-            "aging_model": models[i],
-            "soh_in_2_years": float(summary["soh_in_2_years"][row]),
-            "years_to_80": none_if_nan(summary["years_to_80"][row]),
-            "fade_pct_per_year": float(summary["fade_pct_per_year"][row]),
-            "points": points(fc, row, body.years) if body.include_points else None,
-        })
+        results.append(
+            {
+                "vehicle_id": item.vehicle_id,
+                "aging_model": models[i],
+                "soh_in_2_years": float(summary["soh_in_2_years"][row]),
+                "years_to_80": none_if_nan(summary["years_to_80"][row]),
+                "fade_pct_per_year": float(summary["fade_pct_per_year"][row]),
+                "points": points(fc, row, body.years) if body.include_points else None,
+            }
+        )
     return {"years": body.years, "results": results}

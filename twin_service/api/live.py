@@ -44,7 +44,10 @@ _VEHICLE_ID = re.compile(VEHICLE_ID_PATTERN)
 
 @router.websocket("/ws/vehicles/{vehicle_id}")
 async def vehicle_feed(
-    websocket: WebSocket, vehicle_id: str, settings: SettingsDep, live: LiveDep,
+    websocket: WebSocket,
+    vehicle_id: str,
+    settings: SettingsDep,
+    live: LiveDep,
     metrics: MetricsDep,
 ) -> None:
     """Snapshot of one vehicle, then its every accepted step."""
@@ -89,8 +92,9 @@ async def _serve(
         await _cancel_all(tasks)
         if sub.kick_reason is KickReason.SLOW:
             metrics.ws_slow_closed.inc()
-            log.info("closing slow WebSocket client (%s, %d dropped)",
-                     vehicle_id or "fleet", sub.dropped)
+            log.info(
+                "closing slow WebSocket client (%s, %d dropped)", vehicle_id or "fleet", sub.dropped
+            )
             await _close(websocket, CLOSE_TRY_AGAIN_LATER, sub.kick_reason.value)
         elif sub.kick_reason is KickReason.SHUTDOWN:
             await _close(websocket, CLOSE_GOING_AWAY, sub.kick_reason.value)

@@ -17,8 +17,9 @@ async def list_presets() -> dict[str, VehiclePreset]:
     return PRESETS
 
 
-@router.get("/models", operation_id="list_models", response_model=list[AgingModelInfo],
-            tags=["models"])
+@router.get(
+    "/models", operation_id="list_models", response_model=list[AgingModelInfo], tags=["models"]
+)
 async def list_models() -> list[dict[str, object]]:
     """The registered aging models: their cell, sources, validity range, outputs and the
     state fields they keep."""

@@ -26,8 +26,12 @@ THREAD_THRESHOLD_BYTES = 100_000
 
 def _too_large(max_bytes: int) -> ApiError:
     return ApiError(
-        413, [error_item(["body"], f"request body exceeds max_body_bytes ({max_bytes})",
-                         "body_too_large")]
+        413,
+        [
+            error_item(
+                ["body"], f"request body exceeds max_body_bytes ({max_bytes})", "body_too_large"
+            )
+        ],
     )
 
 
@@ -74,21 +78,32 @@ class _StepApp:
         state = request.app.state
         body = await _step(request, state.settings, state.live, state.metrics)
         # What Response(body, media_type="application/json") sends.
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode("latin-1")),
-                                (b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(body)).encode("latin-1")),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
-router.add_route("/step", _StepApp(), methods=["POST"], include_in_schema=False)
+# Starlette mounts an ASGI app given as the endpoint (its type hints know only functions).
+router.add_route("/step", _StepApp(), methods=["POST"], include_in_schema=False)  # type: ignore[arg-type]
 
 
 @router.post(
     "/step",
     operation_id="step",
     response_model=StepResponse,
-    responses={401: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
-               422: {"model": ErrorResponse}},
+    responses={
+        401: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -106,9 +121,7 @@ async def step(
     return Response(await _step(request, settings, live, metrics), media_type="application/json")
 
 
-async def _step(
-    request: Request, settings: Settings, live: LiveBackend, metrics: Metrics
-) -> bytes:
+async def _step(request: Request, settings: Settings, live: LiveBackend, metrics: Metrics) -> bytes:
     """The response body of a successful step; raises ApiError for bad requests."""
     started = time.perf_counter()
     try:
@@ -137,6 +150,11 @@ async def _step(
     metrics.samples.inc(outcome.samples)
     metrics.step_seconds.observe(time.perf_counter() - started)
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("step %s rev %d: %d samples in %.1f ms", outcome.vehicle_id, rev,
-                  outcome.samples, (time.perf_counter() - started) * 1000)
+        log.debug(
+            "step %s rev %d: %d samples in %.1f ms",
+            outcome.vehicle_id,
+            rev,
+            outcome.samples,
+            (time.perf_counter() - started) * 1000,
+        )
     return body_out

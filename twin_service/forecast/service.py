@@ -62,8 +62,14 @@ def resolve_usage(
         else:
             values[key], source[key] = default, "default"
     if values["soc_min"] >= values["soc_max"]:
-        raise ApiError(422, [error_item(loc + ["usage", "soc_min"],
-                                        "soc_min must be below soc_max", "value_error")])
+        raise ApiError(
+            422,
+            [
+                error_item(
+                    loc + ["usage", "soc_min"], "soc_min must be below soc_max", "value_error"
+                )
+            ],
+        )
     values["source"] = source
     return values
 
@@ -80,8 +86,14 @@ def start_state(
             raise
     if item.vehicle_id is not None:
         if snapshot is None:
-            raise ApiError(404, [error_item(loc + ["vehicle_id"],
-                                            f"unknown vehicle {item.vehicle_id!r}", "not_found")])
+            raise ApiError(
+                404,
+                [
+                    error_item(
+                        loc + ["vehicle_id"], f"unknown vehicle {item.vehicle_id!r}", "not_found"
+                    )
+                ],
+            )
         return state_from_wire(snapshot["state"], DEFAULT_USAGE["ambient_c"])
     return state_from_wire(None, DEFAULT_USAGE["ambient_c"])
 
@@ -132,8 +144,7 @@ def run_forecast(
     usage = Usage(*(arr(k) for k in DEFAULT_USAGE))
     capacity = np.array([p.pack.nominal_energy_kwh for p in presets])
     forecast = MODELS[aging_model].forecast
-    result: Forecast = forecast(forecast_start(states, aging_model), usage, capacity, years)
-    return result
+    return forecast(forecast_start(states, aging_model), usage, capacity, years)
 
 
 def summarise(fc: Forecast, years: float) -> dict[str, np.ndarray]:

@@ -20,8 +20,9 @@ class LiveUnavailable(Exception):
     """The store cannot be reached (Redis down); reads answer 503."""
 
 
-def encode_message(kind: str, vehicle_id: str, rev: int, telemetry: dict[str, Any],
-                   reset: bool = False) -> Message:
+def encode_message(
+    kind: str, vehicle_id: str, rev: int, telemetry: dict[str, Any], reset: bool = False
+) -> Message:
     text = orjson.dumps(
         {"type": kind, "vehicle_id": vehicle_id, "rev": rev, "telemetry": telemetry}
     ).decode()
@@ -53,8 +54,9 @@ class LiveBackend(Protocol):
         vehicle, sorted by vehicle_id."""
         ...
 
-    async def history(self, vehicle_id: str, limit: int = DEFAULT_HISTORY_LIMIT
-                      ) -> list[dict[str, Any]]:
+    async def history(
+        self, vehicle_id: str, limit: int = DEFAULT_HISTORY_LIMIT
+    ) -> list[dict[str, Any]]:
         """The newest `limit` telemetry records of the bounded history, oldest first."""
         ...
 

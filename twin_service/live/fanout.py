@@ -41,8 +41,9 @@ class KickReason(Enum):
 class Subscriber:
     """A client's view of the stream: `vehicle_id` None means the whole fleet."""
 
-    def __init__(self, vehicle_id: str | None, queue_size: int, lag_timeout_s: float,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self, vehicle_id: str | None, queue_size: int, lag_timeout_s: float, metrics: Metrics
+    ) -> None:
         self.vehicle_id = vehicle_id
         self.lag_timeout_s = lag_timeout_s
         self.dropped = 0

@@ -42,7 +42,10 @@ class MemoryLive:
         rev = (prev["rev"] if prev else 0) + 1
         telemetry["rev"] = rev
         self._snapshots[vehicle_id] = {
-            "vehicle_id": vehicle_id, "rev": rev, "state": state, "telemetry": telemetry,
+            "vehicle_id": vehicle_id,
+            "rev": rev,
+            "state": state,
+            "telemetry": telemetry,
         }
         history = self._histories.get(vehicle_id)
         if history is None:
@@ -62,8 +65,9 @@ class MemoryLive:
             return [snap["telemetry"]] if snap else []
         return [self._snapshots[v]["telemetry"] for v in sorted(self._snapshots)]
 
-    async def history(self, vehicle_id: str, limit: int = DEFAULT_HISTORY_LIMIT
-                      ) -> list[dict[str, Any]]:
+    async def history(
+        self, vehicle_id: str, limit: int = DEFAULT_HISTORY_LIMIT
+    ) -> list[dict[str, Any]]:
         history = self._histories.get(vehicle_id)
         return history.latest(limit) if history else []
 

@@ -178,8 +178,14 @@ class RedisLive:
 
     def _keys(self, vehicle_id: str) -> list[str]:
         p = self.prefix
-        return [f"{p}rev:{vehicle_id}", f"{p}snap:{vehicle_id}", f"{p}latest",
-                f"{p}hist:{vehicle_id}", f"{p}tail:{vehicle_id}", f"{p}hmeta:{vehicle_id}"]
+        return [
+            f"{p}rev:{vehicle_id}",
+            f"{p}snap:{vehicle_id}",
+            f"{p}latest",
+            f"{p}hist:{vehicle_id}",
+            f"{p}tail:{vehicle_id}",
+            f"{p}hmeta:{vehicle_id}",
+        ]
 
     def _note_rev(self, vehicle_id: str, rev: int) -> None:
         if rev > self._known_rev.get(vehicle_id, 0):
@@ -191,25 +197,28 @@ class RedisLive:
         telemetry.pop("rev", None)
         if self._hub_up:
             try:
-                rev = int(await self._commit_script(
-                    keys=self._keys(vehicle_id),
-                    args=[
-                        vehicle_id,
-                        orjson.dumps(vehicle_id),
-                        self._known_rev.get(vehicle_id, 0),
-                        orjson.dumps(state),
-                        orjson.dumps(telemetry),
-                        self.settings.history_recent,
-                        self.settings.history_tail,
-                        self.channel,
-                    ],
-                ))
+                rev = int(
+                    await self._commit_script(
+                        keys=self._keys(vehicle_id),
+                        args=[
+                            vehicle_id,
+                            orjson.dumps(vehicle_id),
+                            self._known_rev.get(vehicle_id, 0),
+                            orjson.dumps(state),
+                            orjson.dumps(telemetry),
+                            self.settings.history_recent,
+                            self.settings.history_tail,
+                            self.channel,
+                        ],
+                    )
+                )
                 self._note_rev(vehicle_id, rev)
                 telemetry["rev"] = rev
                 return rev
             except (RedisError, OSError) as exc:
-                log.warning("commit of %s failed, step not stored or published: %s",
-                            vehicle_id, exc)
+                log.warning(
+                    "commit of %s failed, step not stored or published: %s", vehicle_id, exc
+                )
         self.metrics.publish_failures.inc()
         rev = self._known_rev.get(vehicle_id, 0) + 1
         self._known_rev[vehicle_id] = rev
@@ -236,8 +245,9 @@ class RedisLive:
             raise LiveUnavailable(str(exc)) from exc
         return [orjson.loads(everything[v]) for v in sorted(everything)]
 
-    async def history(self, vehicle_id: str, limit: int = DEFAULT_HISTORY_LIMIT
-                      ) -> list[dict[str, Any]]:
+    async def history(
+        self, vehicle_id: str, limit: int = DEFAULT_HISTORY_LIMIT
+    ) -> list[dict[str, Any]]:
         p = self.prefix
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -270,8 +280,9 @@ class RedisLive:
         # restarted empty and no replica could carry the counter over.
         reset = rev <= seen
         if reset:
-            log.warning("rev of %s went back from %d to %d: the store lost its data",
-                        vehicle_id, seen, rev)
+            log.warning(
+                "rev of %s went back from %d to %d: the store lost its data", vehicle_id, seen, rev
+            )
         self._seen_rev[vehicle_id] = rev
         self._note_rev(vehicle_id, rev)
         self.fanout.publish(Message(vehicle_id, rev, data.decode(), reset))
@@ -327,7 +338,7 @@ class RedisLive:
         its data), so the next commit of any replica continues above it."""
         items = list(self._known_rev.items())
         for start in range(0, len(items), REPAIR_BATCH):
-            batch = items[start:start + REPAIR_BATCH]
+            batch = items[start : start + REPAIR_BATCH]
             await self._raise_script(
                 keys=[f"{self.prefix}rev:{v}" for v, _ in batch], args=[r for _, r in batch]
             )

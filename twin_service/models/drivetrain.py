@@ -26,8 +26,19 @@ class DrivetrainParams:
 
 
 @jit
-def _terminal_power(power_kw, aux_kw, motor_sample, torque_nm, speed_rad_s, has_motors,
-                    motor_peak_w, eff_load, eff_value, transmission, preset_aux_w):  # type: ignore[no-untyped-def]
+def _terminal_power(
+    power_kw,
+    aux_kw,
+    motor_sample,
+    torque_nm,
+    speed_rad_s,
+    has_motors,
+    motor_peak_w,
+    eff_load,
+    eff_value,
+    transmission,
+    preset_aux_w,
+):
     n = power_kw.shape[0]
     any_aux = False
     for i in range(n):
@@ -37,7 +48,8 @@ def _terminal_power(power_kw, aux_kw, motor_sample, torque_nm, speed_rad_s, has_
     motor_w = np.zeros(n)
     for j in range(motor_sample.shape[0]):
         motor_w[motor_sample[j]] += motor_electrical_power(
-            torque_nm[j] * speed_rad_s[j], motor_peak_w, eff_load, eff_value, transmission)
+            torque_nm[j] * speed_rad_s[j], motor_peak_w, eff_load, eff_value, transmission
+        )
     out = np.empty(n)
     for i in range(n):
         given = not math.isnan(aux_kw[i])
@@ -65,9 +77,19 @@ def terminal_power_w(
     auxiliary load; a sample's own `aux_kw` replaces the preset's and adds to any input. NaN
     where the sample gives a current instead."""
     load, value = params.curve
-    return _terminal_power(power_kw, aux_kw, motor_sample, torque_nm, speed_rad_s, has_motors,
-                           params.motor_peak_w, load, value, params.transmission_efficiency,
-                           params.aux_w)  # type: ignore[no-any-return]
+    return _terminal_power(
+        power_kw,
+        aux_kw,
+        motor_sample,
+        torque_nm,
+        speed_rad_s,
+        has_motors,
+        params.motor_peak_w,
+        load,
+        value,
+        params.transmission_efficiency,
+        params.aux_w,
+    )
 
 
 def est_pack_current(power_kw: float, voltage_nom: float = 360.0, eff: float = 0.94) -> float:

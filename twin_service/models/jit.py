@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 try:
     import numba
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps pure Python usable
-    numba = None
+    numba = None  # type: ignore[assignment]
 
 AVAILABLE = numba is not None
 _MODELS_DIR = Path(__file__).resolve().parent
@@ -30,6 +31,13 @@ def _sources_hash() -> str:
         digest.update(path.relative_to(_MODELS_DIR).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _prune(parent: Path, keep: str) -> None:
+    """Remove the caches of earlier versions of the sources (best effort)."""
+    for old in parent.glob("ev-twin-*"):
+        if old.name != keep and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _cache_dir() -> str | None:
@@ -46,6 +54,7 @@ def _cache_dir() -> str | None:
         except OSError:
             continue
         if os.access(path, os.W_OK):
+            _prune(path.parent, name)
             return str(path)
     return None
 
@@ -53,7 +62,7 @@ def _cache_dir() -> str | None:
 if AVAILABLE:
     _CACHE_DIR = _cache_dir()
     if _CACHE_DIR is not None:
-        numba.config.CACHE_DIR = _CACHE_DIR
+        numba.config.CACHE_DIR = _CACHE_DIR  # type: ignore[attr-defined]
 
 
 def jit(fn: F) -> F:
@@ -62,6 +71,6 @@ def jit(fn: F) -> F:
         return fn
     cache = _CACHE_DIR is not None
     try:
-        return numba.njit(cache=cache)(fn)  # type: ignore[no-any-return]
+        return cast(F, numba.njit(cache=cache)(fn))
     except RuntimeError:  # pragma: no cover - numba refuses a cache it cannot locate
-        return numba.njit(cache=False)(fn)  # type: ignore[no-any-return]
+        return cast(F, numba.njit(cache=False)(fn))

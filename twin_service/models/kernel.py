@@ -40,7 +40,7 @@ PULSE_S = 10.0  # reported power limits are 10 s pulse limits (HPPC convention)
 
 
 @jit
-def total_substeps(dt_s, power_w, current_a):  # type: ignore[no-untyped-def]
+def total_substeps(dt_s, power_w, current_a):
     n = 0
     for k in range(dt_s.shape[0]):
         n += substep_count(dt_s[k], power_w[k], current_a[k])
@@ -48,7 +48,7 @@ def total_substeps(dt_s, power_w, current_a):  # type: ignore[no-untyped-def]
 
 
 @jit
-def _limits(p, s, soh, rf, soc, temp, g_rc, dt):  # type: ignore[no-untyped-def]
+def _limits(p, s, soh, rf, soc, temp, g_rc, dt):
     """EMF and effective resistance over a step of dt with RC weight g_rc, and the limits."""
     arr = arrhenius(temp, -p[P_EA])
     r0 = p[P_R0] * rf * arr
@@ -57,13 +57,23 @@ def _limits(p, s, soh, rf, soc, temp, g_rc, dt):  # type: ignore[no-untyped-def]
     r_eff = r0 + r1 * (1.0 - g_rc)
     cap_as = p[P_CAP_AH] * 3600.0 * max(soh, SOH_FLOOR)
     i_dis, i_chg, p_dis, p_chg = operating_limits(
-        emf, r_eff, soc, cap_as, dt, p[P_VMIN], p[P_VMAX], p[P_IDIS], p[P_ICHG], p[P_PDIS],
-        p[P_PREG])
+        emf,
+        r_eff,
+        soc,
+        cap_as,
+        dt,
+        p[P_VMIN],
+        p[P_VMAX],
+        p[P_IDIS],
+        p[P_ICHG],
+        p[P_PDIS],
+        p[P_PREG],
+    )
     return emf, r0, r1, r_eff, cap_as, i_dis, i_chg, p_dis, p_chg
 
 
 @jit
-def pulse_limits(p, s, offsets):  # type: ignore[no-untyped-def]
+def pulse_limits(p, s, offsets):
     """10 s discharge and charge power limits (W) at state `s`."""
     _, g_rc = rc_factors(PULSE_S, p[P_TAU])
     soh = aging.state_of_health(s, offsets)
@@ -73,8 +83,7 @@ def pulse_limits(p, s, offsets):  # type: ignore[no-untyped-def]
 
 
 @jit
-def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, offsets, multiplier,
-        out):  # type: ignore[no-untyped-def]
+def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, offsets, multiplier, out):
     """Advance state vector `s` in place over all samples; one row of `out` per sample.
 
     Exactly one of power_w[k] (terminal power, discharge > 0) and current_a[k] is not NaN.
@@ -99,9 +108,11 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, offsets
             soc = s[SOC]
             temp = s[TEMP]
             emf, r0, r1, r_eff, cap_as, i_dis, i_chg, p_dis, p_chg = _limits(
-                p, s, soh, rf, soc, temp, g_rc, dt)
-            cur, limited = pack_current(power_w[k], current_a[k], emf, r_eff, i_dis, i_chg,
-                                        p_dis, p_chg)
+                p, s, soh, rf, soc, temp, g_rc, dt
+            )
+            cur, limited = pack_current(
+                power_w[k], current_a[k], emf, r_eff, i_dis, i_chg, p_dis, p_chg
+            )
             limited_any = limited_any or limited
             v = emf - cur * r_eff
             charge += cur * dt
@@ -120,8 +131,9 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, offsets
             s[V_RC] = s[V_RC] * a_rc + cur * r1 * (1.0 - a_rc)
             new_soc = soc - cur * dt / cap_as
             s[SOC] = new_soc
-            flags |= aging.step(model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier,
-                                cap_ah)
+            flags |= aging.step(
+                model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah
+            )
             soh = aging.state_of_health(s, offsets)
             rf = aging.resistance_factor(s, offsets)
         sample_dt = dt_s[k]
@@ -140,4 +152,3 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, offsets
         out[k, O_RF] = rf
         out[k, O_LIMITED] = 1.0 if limited_any else 0.0
         out[k, O_FLAGS] = flags
-

@@ -174,8 +174,9 @@ REVERSAL_BAND = 0.005  # SOC fraction a run must move back from its extreme to e
 
 
 @jit
-def run_start(direction: float, start_soc: float, extreme_soc: float, soc: float
-              ) -> tuple[float, float]:
+def run_start(
+    direction: float, start_soc: float, extreme_soc: float, soc: float
+) -> tuple[float, float]:
     """A run of SOC in one direction (a half-cycle) takes its direction from the first move
     away from where it started: (direction, extreme) after `soc`."""
     if direction == 0.0 and soc != start_soc:

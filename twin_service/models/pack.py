@@ -199,8 +199,19 @@ def simulate(
     p = params.kernel_vector
     s = state.vector.copy()
     out = np.empty((dt_s.shape[0], kernel.N_OUT))
-    kernel.run(dt_s, power_w, current_a, _f64(drive.ambient_c), _f64(drive.distance_m), p, s,
-               MODEL_IDS[aging.model], OFFSETS, float(aging.time_multiplier), out)
+    kernel.run(
+        dt_s,
+        power_w,
+        current_a,
+        _f64(drive.ambient_c),
+        _f64(drive.distance_m),
+        p,
+        s,
+        MODEL_IDS[aging.model],
+        OFFSETS,
+        float(aging.time_multiplier),
+        out,
+    )
     max_dis, max_reg = kernel.pulse_limits(p, s, OFFSETS)
     elapsed = s[kernel.ELAPSED]
     if dt_s.shape[0] == 1:  # the cumulative sum of one sample is the sample

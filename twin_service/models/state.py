@@ -99,8 +99,7 @@ class StateLayout:
         return int(self.offsets[[b.owner for b in self.blocks].index(owner)])
 
     def aging_blocks(self) -> Iterator[tuple[StateBlock, int]]:
-        for b, off in zip(self.blocks[1:], self.offsets[1:].tolist(), strict=True):
-            yield b, off
+        yield from zip(self.blocks[1:], self.offsets[1:].tolist(), strict=True)
 
     def defaults(self) -> np.ndarray:
         """A new pack: every field at its default (fields that start from a pack field take
@@ -163,6 +162,7 @@ _NUMBER_TYPES = (float, int)
 
 
 def _number_ok(v: Any, f: StateField) -> bool:
+    """v is a number the field accepts (bool and NaN are not)."""
     if type(v) not in _NUMBER_TYPES:
         return False
     if f.direction:
@@ -200,13 +200,13 @@ def read_fast(layout: StateLayout, raw: dict[str, Any]) -> np.ndarray | None:
         return None
     values: list[float] = []
     for f in PACK.fields:
-        v = raw.get(f.name)
+        v: Any = raw.get(f.name)
         if not _number_ok(v, f):
             return None
         values.append(float(v))
     for name, (low, high, _) in DERIVED.items():
-        v = raw.get(name)
-        if type(v) not in _NUMBER_TYPES or not low <= v <= high:
+        d = raw.get(name)
+        if not (type(d) in _NUMBER_TYPES and low <= d <= high):  # type: ignore[operator]
             return None
     aging = raw.get("aging")
     if type(aging) is not dict or len(raw) != len(PACK) + len(DERIVED) + 2:

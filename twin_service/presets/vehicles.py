@@ -3,6 +3,8 @@ choices where no public figure was at hand."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from twin_service.presets import DrivetrainSpec, PackSpec, RoadLoadSpec, VehiclePreset
 
 # Sony/Murata US26650FTC1 (3 Ah LFP) discharge DCIR at SOC 0.5, 25 degC: 0.0478 ohm (SimSES data,
@@ -29,9 +31,7 @@ def _cell_resistances(cell_ah: float) -> tuple[float, float]:
     return dcir * _R0_SHARE, dcir * (1.0 - _R0_SHARE)
 
 
-def _lfp_pack(
-    cells_series: int, cell_ah: float, energy_kwh: float, **limits: float
-) -> PackSpec:
+def _lfp_pack(cells_series: int, cell_ah: float, energy_kwh: float, **limits: Any) -> PackSpec:
     r0, r1 = _cell_resistances(cell_ah)
     return PackSpec(
         cells_series=cells_series,

@@ -81,7 +81,10 @@ def _column(samples: list[dict], name: str, errors: _Errors) -> tuple[np.ndarray
                 errors.add(i, name, "Input should be a valid number", "float_type")
         # Only the numbers go on to the range checks.
         numeric = [_is_number(v) for v in values]
-        floats = [float(v) if ok else math.nan for v, ok in zip(values, numeric, strict=True)]
+        floats = [
+            float(v) if ok else math.nan  # type: ignore[arg-type]
+            for v, ok in zip(values, numeric, strict=True)
+        ]
         return np.array(floats), np.array(numeric, dtype=bool)
     given = np.ones(n, dtype=bool)
     if type(None) in types:
@@ -95,7 +98,10 @@ def _column(samples: list[dict], name: str, errors: _Errors) -> tuple[np.ndarray
 
 
 def _check_range(
-    col: np.ndarray, present: np.ndarray, name: str, bounds: tuple[float, float, bool],
+    col: np.ndarray,
+    present: np.ndarray,
+    name: str,
+    bounds: tuple[float, float, bool],
     errors: _Errors,
 ) -> None:
     low, high, low_exclusive = bounds
@@ -111,9 +117,7 @@ def _check_range(
         errors.add(int(i), name, "Input should be a finite number", "finite_number")
     op = ">" if low_exclusive else ">="
     for i in np.flatnonzero(bad_range)[:5]:
-        errors.add(
-            int(i), name, f"Input should be {op} {low:g} and <= {high:g}", "out_of_range"
-        )
+        errors.add(int(i), name, f"Input should be {op} {low:g} and <= {high:g}", "out_of_range")
 
 
 SMALL_BATCH = 16  # at most this many samples take the plain-Python path (parse_small)
@@ -177,8 +181,10 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
                     if type(m) is not dict or m.keys() != MOTOR_FIELDS.keys():
                         return None
                     t, w = m["torque_nm"], m["speed_rad_s"]
-                    if not (_in_range(t, _MOTOR_BOUNDS["torque_nm"])
-                            and _in_range(w, _MOTOR_BOUNDS["speed_rad_s"])):
+                    if not (
+                        _in_range(t, _MOTOR_BOUNDS["torque_nm"])
+                        and _in_range(w, _MOTOR_BOUNDS["speed_rad_s"])
+                    ):
                         return None
                     entries.append((float(t), float(w)))
                 motors[i] = entries
@@ -196,9 +202,15 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
         if cols["aux_kw"][i] == cols["aux_kw"][i] and cols["current_a"][i] == cols["current_a"][i]:
             return None
     return SmallSamples(
-        n=n, dt_s=cols["dt_s"], power_kw=cols["power_kw"], current_a=cols["current_a"],
-        wheel_speed_m_s=cols["wheel_speed_m_s"], ambient_c=cols["ambient_c"],
-        aux_kw=cols["aux_kw"], charging=charging, motors=motors,
+        n=n,
+        dt_s=cols["dt_s"],
+        power_kw=cols["power_kw"],
+        current_a=cols["current_a"],
+        wheel_speed_m_s=cols["wheel_speed_m_s"],
+        ambient_c=cols["ambient_c"],
+        aux_kw=cols["aux_kw"],
+        charging=charging,
+        motors=motors,
     )
 
 
@@ -237,9 +249,13 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
     if n > max_samples:
         raise ApiError(
             413,
-            [error_item(["body", "samples"],
-                        f"{n} samples exceed max_samples_per_request ({max_samples})",
-                        "too_many_samples")],
+            [
+                error_item(
+                    ["body", "samples"],
+                    f"{n} samples exceed max_samples_per_request ({max_samples})",
+                    "too_many_samples",
+                )
+            ],
         )
     if set(map(type, samples)) != {dict}:
         not_dicts = [i for i, s in enumerate(samples) if type(s) is not dict]
@@ -290,15 +306,28 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
     n_inputs = has_motors.astype(np.int8) + present["power_kw"] + present["current_a"]
     if not (n_inputs == 1).all():
         for i in np.flatnonzero(n_inputs == 0)[:5]:
-            errors.add(int(i), None, "Exactly one drive input is required: motors, power_kw or "
-                       "current_a (none given)", "drive_input")
+            errors.add(
+                int(i),
+                None,
+                "Exactly one drive input is required: motors, power_kw or current_a (none given)",
+                "drive_input",
+            )
         for i in np.flatnonzero(n_inputs > 1)[:5]:
-            errors.add(int(i), None, "Exactly one drive input is allowed: motors, power_kw or "
-                       "current_a (several given)", "drive_input")
+            errors.add(
+                int(i),
+                None,
+                "Exactly one drive input is allowed: motors, power_kw or current_a (several given)",
+                "drive_input",
+            )
     if "aux_kw" in seen and "current_a" in seen:
         for i in np.flatnonzero(present["aux_kw"] & present["current_a"])[:5]:
-            errors.add(int(i), "aux_kw", "aux_kw cannot be combined with current_a (the pack "
-                       "current already includes every load)", "drive_input")
+            errors.add(
+                int(i),
+                "aux_kw",
+                "aux_kw cannot be combined with current_a (the pack "
+                "current already includes every load)",
+                "drive_input",
+            )
     errors.raise_if_any()
 
     return SampleColumns(
@@ -327,29 +356,51 @@ def _parse_motors(
         if motors is None:
             continue
         if type(motors) is not list or len(motors) > MAX_MOTORS:
-            errors.add(i, "motors", f"Input should be a list of at most {MAX_MOTORS} motors "
-                       "({torque_nm, speed_rad_s})", "list_type")
+            errors.add(
+                i,
+                "motors",
+                f"Input should be a list of at most {MAX_MOTORS} motors "
+                "({torque_nm, speed_rad_s})",
+                "list_type",
+            )
             continue
         for j, m in enumerate(motors):
             if type(m) is not dict or m.keys() != MOTOR_FIELDS.keys():
-                errors.items.append(error_item(
-                    ["body", "samples", i, "motors", j],
-                    "Each motor needs exactly torque_nm and speed_rad_s", "motor_fields"))
+                errors.items.append(
+                    error_item(
+                        ["body", "samples", i, "motors", j],
+                        "Each motor needs exactly torque_nm and speed_rad_s",
+                        "motor_fields",
+                    )
+                )
                 continue
             t, w = m["torque_nm"], m["speed_rad_s"]
             for name, v in (("torque_nm", t), ("speed_rad_s", w)):
                 low, high = MOTOR_FIELDS[name]
                 if not _is_number(v):
-                    errors.items.append(error_item(["body", "samples", i, "motors", j, name],
-                                                   "Input should be a valid number", "float_type"))
+                    errors.items.append(
+                        error_item(
+                            ["body", "samples", i, "motors", j, name],
+                            "Input should be a valid number",
+                            "float_type",
+                        )
+                    )
                 elif not math.isfinite(v):
-                    errors.items.append(error_item(["body", "samples", i, "motors", j, name],
-                                                   "Input should be a finite number",
-                                                   "finite_number"))
+                    errors.items.append(
+                        error_item(
+                            ["body", "samples", i, "motors", j, name],
+                            "Input should be a finite number",
+                            "finite_number",
+                        )
+                    )
                 elif not low <= v <= high:
-                    errors.items.append(error_item(["body", "samples", i, "motors", j, name],
-                                                   f"Input should be >= {low:g} and <= {high:g}",
-                                                   "out_of_range"))
+                    errors.items.append(
+                        error_item(
+                            ["body", "samples", i, "motors", j, name],
+                            f"Input should be >= {low:g} and <= {high:g}",
+                            "out_of_range",
+                        )
+                    )
             sample_idx.append(i)
             torque.append(t)
             speed.append(w)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from twin_service.errors import ApiError, error_item, pydantic_errors
 from twin_service.models.aging import DEFAULT_MODEL, LAYOUT
@@ -116,9 +116,13 @@ def resolve_vehicle(vehicle: str | VehiclePreset | None, default_vehicle: str) -
     if preset is None:
         raise ApiError(
             422,
-            [error_item(["body", "vehicle"],
-                        f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}",
-                        "unknown_preset")],
+            [
+                error_item(
+                    ["body", "vehicle"],
+                    f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}",
+                    "unknown_preset",
+                )
+            ],
         )
     return preset
 
@@ -232,9 +236,12 @@ def _envelope_fast(payload: dict[str, Any]) -> _Envelope | None:
     vehicle_id = payload.get("vehicle_id", "default")
     vehicle = payload.get("vehicle")
     state = payload.get("state")
-    if (type(vehicle_id) is not str or _VEHICLE_ID.fullmatch(vehicle_id) is None
-            or not (vehicle is None or type(vehicle) is str)
-            or not (state is None or type(state) is dict)):
+    if (
+        type(vehicle_id) is not str
+        or _VEHICLE_ID.fullmatch(vehicle_id) is None
+        or not (vehicle is None or type(vehicle) is str)
+        or not (state is None or type(state) is dict)
+    ):
         return None
     return _Envelope(vehicle_id, vehicle, state, payload.get("samples"), _DEFAULT_OPTIONS)
 
@@ -243,19 +250,21 @@ def run_step(payload: Any, default_vehicle: str, max_samples: int) -> StepOutcom
     """Validate a decoded /step body, run the model and build the response parts."""
     if not isinstance(payload, dict):
         raise ApiError(422, [error_item(["body"], "Input should be a JSON object", "dict_type")])
-    env = _envelope_fast(payload)
+    env: _Envelope | StepEnvelope | None = _envelope_fast(payload)
     if env is None:
         try:
             env = StepEnvelope.model_validate(payload)
         except ValidationError as exc:
             raise ApiError(422, pydantic_errors(exc, ["body"])) from None
     if env.state is not None and not isinstance(env.state, dict):
-        raise ApiError(422, [error_item(["body", "state"], "Input should be an object or null",
-                                        "dict_type")])
+        raise ApiError(
+            422, [error_item(["body", "state"], "Input should be an object or null", "dict_type")]
+        )
     preset = resolve_vehicle(env.vehicle, default_vehicle)
     small = parse_small(env.samples, max_samples)
-    cols = columns_from_small(small) if small is not None else parse_samples(env.samples,
-                                                                             max_samples)
+    cols = (
+        columns_from_small(small) if small is not None else parse_samples(env.samples, max_samples)
+    )
     aging = aging_settings(env.options, preset)
     if env.state is not None and "schema_version" in env.state:
         state = state_from_wire(env.state, DEFAULT_AMBIENT_C)

@@ -27,7 +27,7 @@ OFFSETS = np.ascontiguousarray(LAYOUT.offsets[1:])  # per model id
 
 
 @jit
-def step(model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):  # type: ignore[no-untyped-def]
+def step(model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):
     """One sub-step of the selected model; out-of-range flags."""
     if model_id == 0:
         return naumann.step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah)
@@ -39,7 +39,7 @@ def step(model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah)
 
 
 @jit
-def capacity_after(model_id, s, off, x):  # type: ignore[no-untyped-def]
+def capacity_after(model_id, s, off, x):
     """x minus the model's capacity loss."""
     if model_id == 0:
         return naumann.capacity_after(s, off, x)
@@ -51,7 +51,7 @@ def capacity_after(model_id, s, off, x):  # type: ignore[no-untyped-def]
 
 
 @jit
-def resistance_after(model_id, s, off, x):  # type: ignore[no-untyped-def]
+def resistance_after(model_id, s, off, x):
     """x plus the model's resistance increase."""
     if model_id == 0:
         return naumann.resistance_after(s, off, x)
@@ -63,7 +63,7 @@ def resistance_after(model_id, s, off, x):  # type: ignore[no-untyped-def]
 
 
 @jit
-def state_of_health(s, offsets):  # type: ignore[no-untyped-def]
+def state_of_health(s, offsets):
     """1 minus every model's capacity loss, in registry order, within 0..1."""
     x = 1.0
     for i in range(offsets.shape[0]):
@@ -72,7 +72,7 @@ def state_of_health(s, offsets):  # type: ignore[no-untyped-def]
 
 
 @jit
-def resistance_factor(s, offsets):  # type: ignore[no-untyped-def]
+def resistance_factor(s, offsets):
     """1 plus every model's resistance increase, in registry order."""
     x = 1.0
     for i in range(offsets.shape[0]):

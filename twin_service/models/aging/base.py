@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twin_service.models.forecast import Forecast, Usage
 from twin_service.models.jit import jit
 from twin_service.models.state import StateBlock
 
@@ -76,7 +77,7 @@ class AgingModel:
     # for the default model's calendar fields), so the model continues from them.
     seed_capacity_field: str | None
     seed_resistance_field: str | None
-    forecast: Callable[..., object]
+    forecast: Callable[[ForecastStart, Usage, np.ndarray, float], Forecast]
     physical: bool = True  # a published model (compared side by side); the demo model is not
 
     def describe(self) -> dict[str, object]:

@@ -101,28 +101,28 @@ HC_DIR, HC_START, HC_EXT, HC_AH, HC_ACT, HC_LSQ, HC_RES = (STATE.index(n) for n 
 
 
 @jit
-def calendar_capacity_rate(soc, temperature_c):  # type: ignore[no-untyped-def]
+def calendar_capacity_rate(soc, temperature_c):
     """k_T * k_SOC in s^-0.5: capacity loss fraction = rate * sqrt(t)."""
     x = soc - 0.5
     return CAL_K_REF * arrhenius(temperature_c, CAL_EA) * (CAL_SOC_C * x * x * x + CAL_SOC_D)
 
 
 @jit
-def calendar_resistance_rate(soc, temperature_c):  # type: ignore[no-untyped-def]
+def calendar_resistance_rate(soc, temperature_c):
     """k_T,R * k_SOC,R in s^-1: relative resistance increase = rate * t."""
     x = soc - 0.5
     return CAL_R_K_REF * arrhenius(temperature_c, CAL_R_EA) * (CAL_R_SOC_A * x * x + CAL_R_SOC_B)
 
 
 @jit
-def cycle_capacity_factor(c_rate, doc):  # type: ignore[no-untyped-def]
+def cycle_capacity_factor(c_rate, doc):
     """k_C * k_DOC as a fraction: capacity loss = factor * sqrt(FEC)."""
     x = doc - CYC_KDOC_CENTER
     return (CYC_KC_SLOPE * c_rate + CYC_KC_OFFSET) * (CYC_KDOC_A * x * x * x + CYC_KDOC_B) / 100.0
 
 
 @jit
-def cycle_resistance_factor(c_rate, doc):  # type: ignore[no-untyped-def]
+def cycle_resistance_factor(c_rate, doc):
     """Relative resistance increase per FEC. The C-rate term of the fit turns negative above
     1.05C (outside the 0.2-1C test range); it is held at zero there rather than healing."""
     x = doc - CYC_R_DOC_CENTER
@@ -153,7 +153,7 @@ def cycle_closed_form(
 
 
 @jit
-def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):  # type: ignore[no-untyped-def]
+def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):
     """Advance the model over one sub-step from (soc, temp) to new_soc under current `cur`;
     returns out-of-range flags."""
     # Calendar, at the sub-step's starting SOC and temperature, on virtual time.
@@ -171,8 +171,7 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):  # type:
         fec = multiplier * doc_done / 2.0
         s[off + HC_LSQ] += kq * kq * fec
         s[off + HC_RES] += cycle_resistance_factor(c_done, doc_done) * fec
-        flags |= cycling_flags(d > 0.0, c_done, doc_done, DOD_MIN, MAX_CHARGE_C,
-                               MAX_DISCHARGE_C)
+        flags |= cycling_flags(d > 0.0, c_done, doc_done, DOD_MIN, MAX_CHARGE_C, MAX_DISCHARGE_C)
         # The half-cycle ended at its extreme; the next one starts there, going back.
         d = -d
         s[off + HC_START] = ext
@@ -194,17 +193,18 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):  # type:
 
 
 @jit
-def capacity_after(s, off, x):  # type: ignore[no-untyped-def]
+def capacity_after(s, off, x):
     return x - s[off + CAL] - s[off + CYC]
 
 
 @jit
-def resistance_after(s, off, x):  # type: ignore[no-untyped-def]
+def resistance_after(s, off, x):
     return x + s[off + CAL_R] + s[off + CYC_R]
 
 
-def forecast(start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
-             ) -> Forecast:
+def forecast(
+    start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
+) -> Forecast:
     """SOH and resistance factor at weekly points from now to `years`."""
     return forecast_in_blocks(_forecast_block, start, usage, capacity_kwh, years)
 
@@ -212,8 +212,9 @@ def forecast(start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years
 _SWEEPS = 2  # DOC depends on the faded capacity; a second sweep leaves < 0.3 %-pt at 400 km/day
 
 
-def _forecast_block(start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
-                    ) -> Forecast:
+def _forecast_block(
+    start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
+) -> Forecast:
     """The repeating day of `usage_days`: each charge event is one discharge and one charge
     half-cycle of the same depth, and the pack rests half the time near each end of the swing.
     Squared capacity losses add up over time / FEC, so a step's stress adds k^2 * dt."""

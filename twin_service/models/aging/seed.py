@@ -29,15 +29,16 @@ LOSS = STATE.index("capacity_loss")
 
 
 @jit
-def soc_stress(soc):  # type: ignore[no-untyped-def]
+def soc_stress(soc):
     """f(SOC), written with comparisons as 0/1 so one expression serves floats and arrays
     (the factors minus one are exact)."""
-    return (1.0 + (HIGH_SOC_FACTOR - 1.0) * (soc > HIGH_SOC)
-            + (LOW_SOC_FACTOR - 1.0) * (soc < LOW_SOC))
+    return (
+        1.0 + (HIGH_SOC_FACTOR - 1.0) * (soc > HIGH_SOC) + (LOW_SOC_FACTOR - 1.0) * (soc < LOW_SOC)
+    )
 
 
 @jit
-def loss_rate_per_s(c_rate, temperature_c, soc):  # type: ignore[no-untyped-def]
+def loss_rate_per_s(c_rate, temperature_c, soc):
     """SOH loss (fraction) per second of aging time (floats or arrays)."""
     cycle = CYCLE_COEFF * np.abs(c_rate) ** CYCLE_EXPONENT
     thermal = THERMAL_COEFF * np.exp((temperature_c - THERMAL_REF_C) / THERMAL_SCALE_C)
@@ -45,23 +46,24 @@ def loss_rate_per_s(c_rate, temperature_c, soc):  # type: ignore[no-untyped-def]
 
 
 @jit
-def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):  # type: ignore[no-untyped-def]
+def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):
     s[off + LOSS] += loss_rate_per_s(abs(cur) / cap_ah, temp, soc) * dta
     return 0
 
 
 @jit
-def capacity_after(s, off, x):  # type: ignore[no-untyped-def]
+def capacity_after(s, off, x):
     return x - s[off + LOSS]
 
 
 @jit
-def resistance_after(s, off, x):  # type: ignore[no-untyped-def]
+def resistance_after(s, off, x):
     return x
 
 
-def forecast(start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
-             ) -> Forecast:
+def forecast(
+    start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
+) -> Forecast:
     """The demo model's linear fade for the same day (no time multiplier: real years)."""
     days = usage_days(usage, capacity_kwh, years)
     charge_h = days.daily_kwh / (days.capacity_kwh * days.charge_c)

@@ -92,9 +92,4 @@ async def _read_auth(conn: HTTPConnection, settings: SettingsDep) -> None:
     require_read_key(conn, settings)
 
 
-async def _write_auth(conn: HTTPConnection, settings: SettingsDep) -> None:
-    require_write_key(conn, settings)
-
-
 ReadAuth = Depends(_read_auth)
-WriteAuth = Depends(_write_auth)

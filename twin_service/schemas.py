@@ -11,10 +11,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from twin_service.models.aging import LAYOUT, MODEL_NAMES, MODELS
+from twin_service.models.aging.base import OUT_OF_RANGE_STRESSORS
 from twin_service.models.state import DERIVED, PACK, STATE_SCHEMA_VERSION, StateBlock, StateField
 from twin_service.presets import VehiclePreset
 
 AgingModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
+OutOfRangeStressor = Literal[OUT_OF_RANGE_STRESSORS]  # type: ignore[valid-type]
 VEHICLE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 VehicleId = Annotated[str, Field(pattern=VEHICLE_ID_PATTERN, examples=["ev-1"])]
 
@@ -170,6 +172,12 @@ class Telemetry(BaseModel):
     ambient_c: float
     aging_model: str
     power_limited: bool
+    aging_out_of_range: bool = Field(
+        description="a step ran outside the aging model's fitted range (GET /models)"
+    )
+    aging_out_of_range_stressors: list[OutOfRangeStressor] = Field(
+        description="which stressors left the range"
+    )
 
 
 class TraceRow(BaseModel):

@@ -46,6 +46,9 @@ class BatteryState(TypedDict, total=False):
     energy_charged_kwh: float
     throughput_ah: float
     cycle_count: float
+    ambient_c: float
+    v_rc_v: float
+    aging: dict[str, dict[str, Any]]  # each aging model's own states, by model name
 
 
 class Telemetry(TypedDict, total=False):
@@ -75,6 +78,11 @@ class Telemetry(TypedDict, total=False):
     resistance_factor: float
     max_discharge_kw: float
     max_regen_kw: float
+    ambient_c: float
+    aging_model: str
+    power_limited: bool
+    aging_out_of_range: bool
+    aging_out_of_range_stressors: list[str]
 
 
 class TraceRow(TypedDict, total=False):

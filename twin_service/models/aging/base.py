@@ -28,6 +28,7 @@ OUT_OF_RANGE_NAMES = {
     OUT_OF_RANGE_CHARGE_RATE: "charge_c_rate",
     OUT_OF_RANGE_DISCHARGE_RATE: "discharge_c_rate",
 }
+OUT_OF_RANGE_STRESSORS: tuple[str, ...] = tuple(OUT_OF_RANGE_NAMES.values())
 ACTIVE_C_RATE = 1e-3  # below C/1000 the pack counts as resting
 
 

@@ -149,19 +149,6 @@ def power_state_increment(y0: float, dx: float, k: float, p: float) -> float:
     return k * p * (y0 / k) ** ((p - 1.0) / p) * dx
 
 
-def calendar_closed_form(days: np.ndarray | float, soc: float, temperature_c: float) -> np.ndarray:
-    """Capacity loss after storage for `days` at constant stress."""
-    return calendar_rate(soc, temperature_c) * np.asarray(days, dtype=float) ** P_CAL
-
-
-def cycle_closed_form(
-    efc: np.ndarray | float, dod: float, c_rate: float, temperature_c: float
-) -> np.ndarray:
-    """Cycle capacity loss after `efc` cycles at constant stress."""
-    k = cycle_rate(dod, c_rate, cycle_temperature_factor(temperature_c))
-    return k * np.asarray(efc, dtype=float) ** P_CYC
-
-
 @jit
 def _window_increments(s, off):
     """(calendar, cycle) loss the open window adds when cut now."""

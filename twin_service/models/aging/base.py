@@ -15,7 +15,8 @@ import numpy as np
 
 from twin_service.models.forecast import Forecast, Usage
 from twin_service.models.jit import jit
-from twin_service.models.state import StateBlock
+from twin_service.models.laws import run_extreme, run_reversed, run_start
+from twin_service.models.state import StateBlock, StateField
 
 # Which stressors left the range a model was fitted on (bits of the kernel's flag column).
 OUT_OF_RANGE_TEMPERATURE = 1
@@ -45,6 +46,11 @@ class Validity:
     max_charge_c_rate: float
     max_discharge_c_rate: float
     note: str
+
+    def limits(self) -> np.ndarray:
+        """The ranges as the compiled flag checks take them (see LIMIT_*)."""
+        return np.array([*self.cycling_temperature_c, self.dod[0], self.max_charge_c_rate,
+                         self.max_discharge_c_rate])  # fmt: skip
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -96,33 +102,30 @@ class AgingModel:
         }
 
 
+LIMIT_T_MIN, LIMIT_T_MAX, LIMIT_DOD_MIN, LIMIT_CHARGE_C, LIMIT_DISCHARGE_C = range(5)
+
+
 @jit
-def cycling_flags(
-    charging: bool,
-    c_rate: float,
-    dod: float,
-    dod_min: float,
-    max_charge_c_rate: float,
-    max_discharge_c_rate: float,
-) -> int:
-    """Out-of-range flags of a finished half-cycle (or stress window) of depth `dod` at mean
-    C-rate `c_rate`."""
+def cycling_flags(charging: bool, c_rate: float, dod: float, limits: np.ndarray) -> int:
+    """Out-of-range flags of a finished half-cycle of depth `dod` at mean C-rate `c_rate`."""
     flags = 0
-    if dod < dod_min:
+    if dod < limits[LIMIT_DOD_MIN]:
         flags |= OUT_OF_RANGE_DOD
-    if charging and c_rate > max_charge_c_rate:
+    if charging and c_rate > limits[LIMIT_CHARGE_C]:
         flags |= OUT_OF_RANGE_CHARGE_RATE
-    if not charging and c_rate > max_discharge_c_rate:
+    if not charging and c_rate > limits[LIMIT_DISCHARGE_C]:
         flags |= OUT_OF_RANGE_DISCHARGE_RATE
     return flags
 
 
 @jit
 def temperature_flag(
-    current_a: float, capacity_ah: float, temperature_c: float, t_min: float, t_max: float
+    current_a: float, capacity_ah: float, temperature_c: float, limits: np.ndarray
 ) -> int:
     """OUT_OF_RANGE_TEMPERATURE while cycling outside the fitted temperatures."""
-    if abs(current_a) > ACTIVE_C_RATE * capacity_ah and not t_min <= temperature_c <= t_max:
+    if abs(current_a) > ACTIVE_C_RATE * capacity_ah and not (
+        limits[LIMIT_T_MIN] <= temperature_c <= limits[LIMIT_T_MAX]
+    ):
         return OUT_OF_RANGE_TEMPERATURE
     return 0
 
@@ -131,3 +134,47 @@ def temperature_flag(
 def mean_c_rate(ah: float, active_s: float, capacity_ah: float) -> float:
     """Mean C-rate over the time under current."""
     return (ah / (active_s / 3600.0)) / capacity_ah if active_s > 0.0 else 0.0
+
+
+# The running half-cycle (a run of SOC in one direction), as both physical models count it:
+# five consecutive fields of a model's block, starting at the index given to follow_half_cycle.
+HC_DIR, HC_START, HC_EXT, HC_AH, HC_ACTIVE = range(5)
+
+
+def half_cycle_fields(group: str) -> tuple[StateField, ...]:
+    return (
+        StateField("direction", "1", "running half-cycle: +1 charging, -1 discharging, 0 not "
+                   "yet known", -1.0, 1.0, direction=True, group=group),
+        StateField("start_soc", "1", "SOC where the half-cycle started", -0.01, 1.01, "soc",
+                   group=group),
+        StateField("extreme_soc", "1", "SOC farthest from the start so far", -0.01, 1.01, "soc",
+                   group=group),
+        StateField("ah", "Ah", "charge moved in the half-cycle", group=group),
+        StateField("active_s", "s", "time under current in the half-cycle", group=group),
+    )  # fmt: skip
+
+
+@jit
+def follow_half_cycle(s, i, new_soc, cur, dt, cap_ah):
+    """Advance the half-cycle whose fields start at s[i] to the sub-step's end SOC and
+    current. Returns (ended, charging, doc, c_rate): whether a half-cycle ended at its extreme
+    here, its direction, depth and mean C-rate while current flowed. The next one then starts
+    at that extreme (s[i + HC_START]), going back."""
+    d, ext = run_start(s[i + HC_DIR], s[i + HC_START], s[i + HC_EXT], new_soc)
+    ended = run_reversed(d, ext, new_soc)
+    charging = d > 0.0
+    doc = 0.0
+    c_rate = 0.0
+    if ended:
+        doc = abs(ext - s[i + HC_START])
+        c_rate = mean_c_rate(s[i + HC_AH], s[i + HC_ACTIVE], cap_ah)
+        d = -d
+        s[i + HC_START] = ext
+        s[i + HC_AH] = 0.0
+        s[i + HC_ACTIVE] = 0.0
+    s[i + HC_EXT] = run_extreme(d, ext, new_soc)
+    s[i + HC_DIR] = d
+    s[i + HC_AH] += abs(cur) * dt / 3600.0
+    if abs(cur) > ACTIVE_C_RATE * cap_ah:
+        s[i + HC_ACTIVE] += dt
+    return ended, charging, doc, c_rate

@@ -20,17 +20,23 @@ import math
 import numpy as np
 
 from twin_service.models.aging.base import (
-    ACTIVE_C_RATE,
+    HC_ACTIVE,
+    HC_AH,
+    HC_DIR,
+    HC_EXT,
+    HC_START,
     AgingModel,
     ForecastStart,
     Validity,
     cycling_flags,
+    follow_half_cycle,
+    half_cycle_fields,
     mean_c_rate,
     temperature_flag,
 )
 from twin_service.models.forecast import Forecast, Usage, UsageDays, forecast_in_blocks, usage_days
 from twin_service.models.jit import jit
-from twin_service.models.laws import arrhenius, run_extreme, run_reversed, run_start
+from twin_service.models.laws import arrhenius
 from twin_service.models.state import StateBlock, StateField
 
 # Calendar capacity loss: Q = k_T * k_SOC * sqrt(t[s]) (fraction)
@@ -66,10 +72,7 @@ VALIDITY = Validity(
     note="calendar tests 0-100 % SOC; cycle tests at 0.2-1 C; a 3 Ah cylindrical cell",
 )
 
-# The same as plain floats for the compiled step.
-T_MIN, T_MAX = VALIDITY.cycling_temperature_c
-DOD_MIN = VALIDITY.dod[0]
-MAX_CHARGE_C, MAX_DISCHARGE_C = VALIDITY.max_charge_c_rate, VALIDITY.max_discharge_c_rate
+LIMITS = VALIDITY.limits()
 
 STATE = StateBlock(
     "naumann",
@@ -78,14 +81,7 @@ STATE = StateBlock(
         StateField("cal_resistance_increase", "1", "calendar resistance increase"),
         StateField("cyc_capacity_loss", "1", "cycle capacity loss", 0.0, 1.0),
         StateField("cyc_resistance_increase", "1", "cycle resistance increase"),
-        StateField("direction", "1", "running half-cycle: +1 charging, -1 discharging, 0 not "
-                   "yet known", -1.0, 1.0, direction=True, group="half_cycle"),
-        StateField("start_soc", "1", "SOC where the half-cycle started", -0.01, 1.01, "soc",
-                   group="half_cycle"),
-        StateField("extreme_soc", "1", "SOC farthest from the start so far", -0.01, 1.01, "soc",
-                   group="half_cycle"),
-        StateField("ah", "Ah", "charge moved in the half-cycle", group="half_cycle"),
-        StateField("active_s", "s", "time under current in the half-cycle", group="half_cycle"),
+        *half_cycle_fields("half_cycle"),
         StateField("loss_sq_start", "1", "squared cycle capacity loss of all finished "
                    "half-cycles", group="half_cycle"),
         StateField("resistance_start", "1", "cycle resistance increase of all finished "
@@ -95,9 +91,8 @@ STATE = StateBlock(
 CAL, CAL_R, CYC, CYC_R = (STATE.index(n) for n in (
     "cal_capacity_loss", "cal_resistance_increase", "cyc_capacity_loss",
     "cyc_resistance_increase"))  # fmt: skip
-HC_DIR, HC_START, HC_EXT, HC_AH, HC_ACT, HC_LSQ, HC_RES = (STATE.index(n) for n in (
-    "direction", "start_soc", "extreme_soc", "ah", "active_s", "loss_sq_start",
-    "resistance_start"))  # fmt: skip
+HC = STATE.index("direction")  # the half_cycle_fields start here
+HC_LSQ, HC_RES = STATE.index("loss_sq_start"), STATE.index("resistance_start")
 
 
 @jit
@@ -162,29 +157,17 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):
     s[off + CAL_R] += calendar_resistance_rate(soc, temp) * dta
 
     # Cycle: the running half-cycle, on the sub-step's end SOC.
-    flags = temperature_flag(cur, cap_ah, temp, T_MIN, T_MAX)
-    d, ext = run_start(s[off + HC_DIR], s[off + HC_START], s[off + HC_EXT], new_soc)
-    if run_reversed(d, ext, new_soc):
-        doc_done = abs(ext - s[off + HC_START])
-        c_done = mean_c_rate(s[off + HC_AH], s[off + HC_ACT], cap_ah)
+    flags = temperature_flag(cur, cap_ah, temp, LIMITS)
+    ended, charging, doc_done, c_done = follow_half_cycle(s, off + HC, new_soc, cur, dt, cap_ah)
+    if ended:
         kq = cycle_capacity_factor(c_done, doc_done)
         fec = multiplier * doc_done / 2.0
         s[off + HC_LSQ] += kq * kq * fec
         s[off + HC_RES] += cycle_resistance_factor(c_done, doc_done) * fec
-        flags |= cycling_flags(d > 0.0, c_done, doc_done, DOD_MIN, MAX_CHARGE_C, MAX_DISCHARGE_C)
-        # The half-cycle ended at its extreme; the next one starts there, going back.
-        d = -d
-        s[off + HC_START] = ext
-        s[off + HC_AH] = 0.0
-        s[off + HC_ACT] = 0.0
-    ext = run_extreme(d, ext, new_soc)
-    s[off + HC_EXT] = ext
-    s[off + HC_DIR] = d
-    s[off + HC_AH] += abs(cur) * dt / 3600.0
-    if abs(cur) > ACTIVE_C_RATE * cap_ah:
-        s[off + HC_ACT] += dt
-    doc = abs(ext - s[off + HC_START]) if d != 0.0 else 0.0
-    c_now = mean_c_rate(s[off + HC_AH], s[off + HC_ACT], cap_ah)
+        flags |= cycling_flags(charging, c_done, doc_done, LIMITS)
+    h = off + HC
+    doc = abs(s[h + HC_EXT] - s[h + HC_START]) if s[h + HC_DIR] != 0.0 else 0.0
+    c_now = mean_c_rate(s[h + HC_AH], s[h + HC_ACTIVE], cap_ah)
     kq = cycle_capacity_factor(c_now, doc)
     fec = multiplier * doc / 2.0
     s[off + CYC] = math.sqrt(s[off + HC_LSQ] + kq * kq * fec)

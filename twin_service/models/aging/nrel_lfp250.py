@@ -24,18 +24,18 @@ from __future__ import annotations
 import numpy as np
 
 from twin_service.models.aging.base import (
-    ACTIVE_C_RATE,
+    HC_START,
     AgingModel,
     ForecastStart,
     Validity,
     cycling_flags,
-    mean_c_rate,
+    follow_half_cycle,
+    half_cycle_fields,
     temperature_flag,
 )
 from twin_service.models.constants import KELVIN, SECONDS_PER_DAY
 from twin_service.models.forecast import Forecast, Usage, forecast_in_blocks, usage_days
 from twin_service.models.jit import jit
-from twin_service.models.laws import run_extreme, run_reversed, run_start
 from twin_service.models.state import StateBlock, StateField
 
 # Gasper et al. 2023 (BLAST-Lite `_params_life`)
@@ -61,10 +61,7 @@ VALIDITY = Validity(
     note="cycle fade extrapolates poorly outside 10-45 degC (Gasper et al. 2023)",
 )
 
-# The same as plain floats for the compiled step.
-T_MIN, T_MAX = VALIDITY.cycling_temperature_c
-DOD_MIN = VALIDITY.dod[0]
-MAX_CHARGE_C, MAX_DISCHARGE_C = VALIDITY.max_charge_c_rate, VALIDITY.max_discharge_c_rate
+LIMITS = VALIDITY.limits()
 
 STATE = StateBlock(
     "nrel_lfp250",
@@ -75,12 +72,7 @@ STATE = StateBlock(
                    0.0, 1.0),
         StateField("window_capacity_loss", "1", "loss the open window adds when it is cut",
                    0.0, 1.0),
-        StateField("direction", "1", "running half-cycle: +1 charging, -1 discharging, 0 not "
-                   "yet known", -1.0, 1.0, direction=True, group="window"),
-        StateField("start_soc", "1", "SOC where the half-cycle started", -0.01, 1.01, "soc",
-                   group="window"),
-        StateField("extreme_soc", "1", "SOC farthest from the start so far", -0.01, 1.01, "soc",
-                   group="window"),
+        *half_cycle_fields("window"),
         StateField("min_soc", "1", "lowest SOC in the window", -0.01, 1.01, "soc",
                    group="window"),
         StateField("max_soc", "1", "highest SOC in the window", -0.01, 1.01, "soc",
@@ -92,17 +84,14 @@ STATE = StateBlock(
                    group="window"),
         StateField("c_rate_s", "s/h", "time integral of |dSOC/dt|", group="window"),
         StateField("efc", "1", "equivalent full cycles in the window", group="window"),
-        StateField("ah", "Ah", "charge moved in the half-cycle", group="window"),
-        StateField("active_s", "s", "time under current in the half-cycle", group="window"),
     ),
 )  # fmt: skip
 CAL, CYC, OPEN = (STATE.index(n) for n in (
     "cal_capacity_loss", "cyc_capacity_loss", "window_capacity_loss"))  # fmt: skip
-W_DIR, W_START, W_EXT, W_MIN, W_MAX, W_AGING, W_REAL, W_KCAL, W_FT, W_C, W_EFC = (
-    STATE.index(n) for n in ("direction", "start_soc", "extreme_soc", "min_soc", "max_soc",
-                             "aging_s", "elapsed_s", "k_cal_s", "temperature_factor_s",
-                             "c_rate_s", "efc"))  # fmt: skip
-RUN_AH, RUN_ACTIVE = STATE.index("ah"), STATE.index("active_s")
+HC = STATE.index("direction")  # the half_cycle_fields start here
+W_MIN, W_MAX, W_AGING, W_REAL, W_KCAL, W_FT, W_C, W_EFC = (
+    STATE.index(n) for n in ("min_soc", "max_soc", "aging_s", "elapsed_s", "k_cal_s",
+                             "temperature_factor_s", "c_rate_s", "efc"))  # fmt: skip
 
 
 @jit
@@ -180,20 +169,12 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):
     s[off + W_MIN] = min(s[off + W_MIN], new_soc)
     s[off + W_MAX] = max(s[off + W_MAX], new_soc)
 
-    flags = temperature_flag(cur, cap_ah, temp, T_MIN, T_MAX)
-    d, ext = run_start(s[off + W_DIR], s[off + W_START], s[off + W_EXT], new_soc)
-    turned = run_reversed(d, ext, new_soc)
+    flags = temperature_flag(cur, cap_ah, temp, LIMITS)
+    # The fitted range is about the half-cycle: its depth and its C-rate while current flowed
+    # (so a DC fast charge followed by a rest is still a fast charge).
+    turned, charging, doc, c_run = follow_half_cycle(s, off + HC, new_soc, cur, dt, cap_ah)
     if turned:
-        # The fitted range is about the half-cycle: its depth and its C-rate while current
-        # flowed (so a DC fast charge followed by a rest is still a fast charge).
-        c_run = mean_c_rate(s[off + RUN_AH], s[off + RUN_ACTIVE], cap_ah)
-        doc = abs(ext - s[off + W_START])
-        flags |= cycling_flags(d > 0.0, c_run, doc, DOD_MIN, MAX_CHARGE_C, MAX_DISCHARGE_C)
-        s[off + RUN_AH] = 0.0
-        s[off + RUN_ACTIVE] = 0.0
-    s[off + RUN_AH] += abs(cur) * dt / 3600.0
-    if abs(cur) > ACTIVE_C_RATE * cap_ah:
-        s[off + RUN_ACTIVE] += dt
+        flags |= cycling_flags(charging, c_run, doc, LIMITS)
     if turned or s[off + W_AGING] >= WINDOW_MAX_S or s[off + W_EFC] >= WINDOW_MAX_EFC:
         d_cal, d_cyc = _window_increments(s, off)
         s[off + CAL] += d_cal
@@ -202,8 +183,7 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):
         for i in (W_AGING, W_REAL, W_KCAL, W_FT, W_C, W_EFC):
             s[off + i] = 0.0
         if turned:  # the next window starts at the turning point, going back
-            d = -d
-            s[off + W_START] = ext
+            ext = s[off + HC + HC_START]
             s[off + W_MIN] = min(ext, new_soc)
             s[off + W_MAX] = max(ext, new_soc)
         else:
@@ -212,8 +192,6 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):
     else:
         d_cal, d_cyc = _window_increments(s, off)
         s[off + OPEN] = d_cal + d_cyc
-    s[off + W_EXT] = run_extreme(d, ext, new_soc)
-    s[off + W_DIR] = d
     return flags
 
 

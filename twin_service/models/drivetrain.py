@@ -63,6 +63,56 @@ def _terminal_power(
     return out
 
 
+@jit
+def _drive_columns(dt_s, power_kw, current_a, aux_kw, wheel_speed_m_s, ambient_c, ambient_start_c,
+                   motor_sample, torque_nm, speed_rad_s, has_motors, motor_peak_w, eff_load,
+                   eff_value, transmission, preset_aux_w):  # fmt: skip
+    n = dt_s.shape[0]
+    power_w = _terminal_power(
+        power_kw, aux_kw, motor_sample, torque_nm, speed_rad_s, has_motors, motor_peak_w,
+        eff_load, eff_value, transmission, preset_aux_w,
+    )  # fmt: skip
+    current = np.empty(n)
+    ambient = np.empty(n)
+    distance = np.empty(n)
+    last = ambient_start_c
+    for i in range(n):
+        current[i] = current_a[i] if math.isnan(power_w[i]) else math.nan
+        if not math.isnan(ambient_c[i]):
+            last = ambient_c[i]
+        ambient[i] = last
+        v = wheel_speed_m_s[i]
+        distance[i] = (0.0 if math.isnan(v) else abs(v)) * dt_s[i]
+    return power_w, current, ambient, distance
+
+
+def drive_columns(
+    dt_s: np.ndarray,
+    power_kw: np.ndarray,
+    current_a: np.ndarray,
+    aux_kw: np.ndarray,
+    wheel_speed_m_s: np.ndarray,
+    ambient_c: np.ndarray,
+    ambient_start_c: float,
+    motor_sample: np.ndarray,
+    torque_nm: np.ndarray,
+    speed_rad_s: np.ndarray,
+    has_motors: np.ndarray,
+    params: DrivetrainParams,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per sample (NaN where absent on input): terminal power demand in W (discharge > 0;
+    `power_kw` where given, else the motors' electrical power, motor `j` belonging to sample
+    `motor_sample[j]`, plus the preset's auxiliary load; a sample's own `aux_kw` replaces the
+    preset's and adds to any input), the current demand where no power is given (else NaN),
+    the ambient carried forward from `ambient_start_c`, and the distance from the wheel speed.
+    """
+    load, value = params.curve
+    return _drive_columns(dt_s, power_kw, current_a, aux_kw, wheel_speed_m_s, ambient_c,
+                          ambient_start_c, motor_sample, torque_nm, speed_rad_s, has_motors,
+                          params.motor_peak_w, load, value, params.transmission_efficiency,
+                          params.aux_w)  # fmt: skip
+
+
 def terminal_power_w(
     power_kw: np.ndarray,
     aux_kw: np.ndarray,
@@ -72,24 +122,11 @@ def terminal_power_w(
     has_motors: np.ndarray,
     params: DrivetrainParams,
 ) -> np.ndarray:
-    """Terminal power demand (W, discharge > 0) per sample: `power_kw` where given, else the
-    motors' electrical power (motor `j` belongs to sample `motor_sample[j]`) plus the preset's
-    auxiliary load; a sample's own `aux_kw` replaces the preset's and adds to any input. NaN
-    where the sample gives a current instead."""
+    """The terminal power column of `drive_columns` alone."""
     load, value = params.curve
-    return _terminal_power(
-        power_kw,
-        aux_kw,
-        motor_sample,
-        torque_nm,
-        speed_rad_s,
-        has_motors,
-        params.motor_peak_w,
-        load,
-        value,
-        params.transmission_efficiency,
-        params.aux_w,
-    )
+    return _terminal_power(power_kw, aux_kw, motor_sample, torque_nm, speed_rad_s, has_motors,
+                           params.motor_peak_w, load, value, params.transmission_efficiency,
+                           params.aux_w)  # fmt: skip
 
 
 def est_pack_current(power_kw: float, voltage_nom: float = 360.0, eff: float = 0.94) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -41,14 +42,36 @@ class StateBlock:
     owner: str
     fields: tuple[StateField, ...]
 
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        return {f.name: i for i, f in enumerate(self.fields)}
+
     def index(self, name: str) -> int:
-        for i, f in enumerate(self.fields):
-            if f.name == name:
-                return i
-        raise KeyError(f"{self.owner} has no state field {name!r}")
+        try:
+            return self._positions[name]
+        except KeyError:
+            raise KeyError(f"{self.owner} has no state field {name!r}") from None
 
     def __len__(self) -> int:
         return len(self.fields)
+
+    @cached_property
+    def wire_keys(self) -> tuple[frozenset[str], tuple[tuple[str, frozenset[str]], ...]]:
+        """The keys of the block's wire object, and of each of its groups."""
+        groups: dict[str, set[str]] = {}
+        plain: set[str] = set()
+        for f in self.fields:
+            if f.group is None:
+                plain.add(f.name)
+            else:
+                plain.add(f.group)
+                groups.setdefault(f.group, set()).add(f.name)
+        return frozenset(plain), tuple((g, frozenset(k)) for g, k in groups.items())
+
+    @cached_property
+    def wire_fields(self) -> tuple[tuple[str | None, str, float, float, bool], ...]:
+        """(group, name, low, high, direction) of each field, in vector order."""
+        return tuple((f.group, f.name, f.low, f.high, f.direction) for f in self.fields)
 
 
 PACK = StateBlock(
@@ -128,12 +151,15 @@ def _resolve_default(f: StateField, vec: np.ndarray) -> float:
 
 def _block_to_wire(block: StateBlock, values: Sequence[float]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f, v in zip(block.fields, values, strict=True):
-        value: float | int = int(v) if f.direction else v
-        if f.group is None:
-            out[f.name] = value
+    for (group, name, _, _, direction), v in zip(block.wire_fields, values, strict=True):
+        value: float | int = int(v) if direction else v
+        if group is None:
+            out[name] = value
         else:
-            out.setdefault(f.group, {})[f.name] = value
+            sub = out.get(group)
+            if sub is None:
+                sub = out[group] = {}
+            sub[name] = value
     return out
 
 
@@ -142,53 +168,47 @@ def to_wire(
 ) -> dict[str, Any]:
     """The `state` object of a /step response."""
     v = vec.tolist()  # Python floats
-    n_pack = len(PACK)
     wire: dict[str, Any] = {"schema_version": STATE_SCHEMA_VERSION}
-    for f, x in zip(PACK.fields, v[:n_pack], strict=True):
-        wire[f.name] = x
+    wire.update(zip(_PACK_NAMES, v, strict=False))
     # A pack emptied exactly to its limit can end a few ulps below 0.
     wire["soc"] = min(1.0, max(0.0, wire["soc"]))
     wire["soh"] = soh
     wire["resistance_factor"] = resistance_factor
     wire["cycle_count"] = wire["throughput_ah"] / (2.0 * capacity_ah)
-    aging: dict[str, Any] = {}
-    for block, off in layout.aging_blocks():
-        aging[block.owner] = _block_to_wire(block, v[off : off + len(block)])
-    wire["aging"] = aging
+    wire["aging"] = {
+        block.owner: _block_to_wire(block, v[off : off + len(block)])
+        for block, off in layout.aging_blocks()
+    }
     return wire
 
 
-_NUMBER_TYPES = (float, int)
+_PACK_NAMES = tuple(f.name for f in PACK.fields)
+_TOP_KEYS = frozenset({"schema_version", *_PACK_NAMES, *DERIVED, "aging"})
 
 
-def _number_ok(v: Any, f: StateField) -> bool:
+def _number_ok(v: Any, low: float, high: float, direction: bool) -> bool:
     """v is a number the field accepts (bool and NaN are not)."""
-    if type(v) not in _NUMBER_TYPES:
-        return False
-    if f.direction:
-        return type(v) is int and v in (-1, 0, 1)
-    return f.low <= v <= f.high  # False for NaN
+    t = type(v)
+    if direction:
+        return t is int and -1 <= v <= 1
+    return (t is float or t is int) and low <= v <= high  # False for NaN
 
 
 def _read_block(block: StateBlock, raw: Any, out: list[float]) -> bool:
     """Append the block's values from its wire object; False if it is not exactly valid."""
-    if type(raw) is not dict:
+    keys, groups = block.wire_keys
+    if type(raw) is not dict or raw.keys() != keys:
         return False
-    seen = 0
-    for f in block.fields:
-        src = raw if f.group is None else raw.get(f.group)
-        if type(src) is not dict or f.name not in src:
+    for group_name, group_keys in groups:
+        sub = raw[group_name]
+        if type(sub) is not dict or sub.keys() != group_keys:
             return False
-        v = src[f.name]
-        if not _number_ok(v, f):
+    for group, name, low, high, direction in block.wire_fields:
+        v = (raw if group is None else raw[group])[name]
+        if not _number_ok(v, low, high, direction):
             return False
         out.append(float(v))
-        seen += 1
-    groups = {f.group for f in block.fields if f.group is not None}
-    plain = sum(1 for f in block.fields if f.group is None)
-    return len(raw) == plain + len(groups) and all(
-        len(raw[g]) == sum(1 for f in block.fields if f.group == g) for g in groups
-    )
+    return True
 
 
 def read_fast(layout: StateLayout, raw: dict[str, Any]) -> np.ndarray | None:
@@ -196,20 +216,19 @@ def read_fast(layout: StateLayout, raw: dict[str, Any]) -> np.ndarray | None:
     without pydantic; None for anything else (the schema then names the errors). A missing
     aging model block (a model newer than the state) starts fresh."""
     version = raw.get("schema_version")
-    if type(version) is not int or version != STATE_SCHEMA_VERSION:
+    if type(version) is not int or version != STATE_SCHEMA_VERSION or raw.keys() != _TOP_KEYS:
         return None
     values: list[float] = []
-    for f in PACK.fields:
-        v: Any = raw.get(f.name)
-        if not _number_ok(v, f):
+    for _, name, low, high, direction in PACK.wire_fields:
+        v = raw[name]
+        if not _number_ok(v, low, high, direction):
             return None
         values.append(float(v))
     for name, (low, high, _) in DERIVED.items():
-        d = raw.get(name)
-        if not (type(d) in _NUMBER_TYPES and low <= d <= high):  # type: ignore[operator]
+        if not _number_ok(raw[name], low, high, False):
             return None
-    aging = raw.get("aging")
-    if type(aging) is not dict or len(raw) != len(PACK) + len(DERIVED) + 2:
+    aging = raw["aging"]
+    if type(aging) is not dict:
         return None
     missing = []
     known = 0

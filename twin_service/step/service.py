@@ -24,7 +24,7 @@ from twin_service.errors import ApiError, error_item, pydantic_errors
 from twin_service.models.aging import DEFAULT_MODEL, LAYOUT
 from twin_service.models.aging.base import out_of_range_names
 from twin_service.models.constants import SECONDS_PER_DAY
-from twin_service.models.drivetrain import DrivetrainParams, terminal_power_w
+from twin_service.models.drivetrain import DrivetrainParams, drive_columns
 from twin_service.models.pack import (
     AgingSettings,
     DriveInput,
@@ -165,21 +165,12 @@ def state_to_wire(state: PackState, capacity_ah: float) -> dict[str, Any]:
 
 def drive_input(cols: SampleColumns, preset: VehiclePreset, ambient_start_c: float) -> DriveInput:
     """Terminal power or current demand per sample from whichever input each sample has."""
-    if cols.has_motors.any() or not np.isnan(cols.aux_kw).all():
-        power_w = terminal_power_w(
-            cols.power_kw, cols.aux_kw, cols.motor_sample, cols.motor_torque_nm,
-            cols.motor_speed_rad_s, cols.has_motors, _preset_params(preset)[2],
-        )  # fmt: skip
-    else:
-        power_w = cols.power_kw * 1000.0  # NaN where a current is given
-    speed = cols.wheel_speed_m_s
-    return DriveInput(
-        dt_s=cols.dt_s,
-        power_w=power_w,
-        current_a=np.where(np.isnan(power_w), cols.current_a, np.nan),
-        ambient_c=forward_fill(cols.ambient_c, ambient_start_c),
-        distance_m=np.where(np.isnan(speed), 0.0, np.abs(speed)) * cols.dt_s,
-    )
+    power_w, current_a, ambient_c, distance_m = drive_columns(
+        cols.dt_s, cols.power_kw, cols.current_a, cols.aux_kw, cols.wheel_speed_m_s,
+        cols.ambient_c, float(ambient_start_c), cols.motor_sample, cols.motor_torque_nm,
+        cols.motor_speed_rad_s, cols.has_motors, _preset_params(preset)[2],
+    )  # fmt: skip
+    return DriveInput(cols.dt_s, power_w, current_a, ambient_c, distance_m)
 
 
 _PRESET_PARAMS: dict[str, tuple[VehiclePreset, PackParams, DrivetrainParams]] = {}
@@ -194,16 +185,6 @@ def _preset_params(preset: VehiclePreset) -> tuple[VehiclePreset, PackParams, Dr
     if PRESETS.get(preset.id) is preset:
         _PRESET_PARAMS[preset.id] = hit
     return hit
-
-
-def forward_fill(values: np.ndarray, first: float) -> np.ndarray:
-    """Replace NaN by the last given value (`first` before any)."""
-    given = ~np.isnan(values)
-    if given.all():
-        return values
-    idx = np.where(given, np.arange(values.shape[0]), -1)
-    np.maximum.accumulate(idx, out=idx)
-    return np.where(idx >= 0, values[np.maximum(idx, 0)], first)
 
 
 def aging_settings(options: Any, preset: VehiclePreset) -> AgingSettings:
@@ -297,25 +278,26 @@ def build_telemetry(
     demo_mode: bool,
     charging: bool,
 ) -> dict[str, Any]:
-    s = result.state
-    flags = int(np.bitwise_or.reduce(result.out_of_range))
+    s = wire_state
+    oor = result.out_of_range
+    flags = int(oor[0]) if oor.shape[0] == 1 else int(np.bitwise_or.reduce(oor))
     current = float(result.current_a[-1])
     power_kw = float(result.power_w[-1]) / 1000.0
     is_charging = charging and current < 0.0
     return {
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "elapsed_seconds": s.elapsed_s,
-        "simulated_days": s.aged_s / SECONDS_PER_DAY,
-        "simulated_years": s.aged_s / SECONDS_PER_YEAR,
-        "soc": wire_state["soc"] * 100.0,
-        "soh": s.soh * 100.0,
-        "temperature": s.temperature_c,
+        "elapsed_seconds": s["elapsed_s"],
+        "simulated_days": s["aged_s"] / SECONDS_PER_DAY,
+        "simulated_years": s["aged_s"] / SECONDS_PER_YEAR,
+        "soc": s["soc"] * 100.0,
+        "soh": s["soh"] * 100.0,
+        "temperature": s["temperature_c"],
         "voltage": float(result.voltage_v[-1]),
         "current": current,
         "power_kw": power_kw,
-        "total_distance_km": s.total_distance_km,
-        "cycle_count": wire_state["cycle_count"],
-        "energy_throughput_kwh": s.energy_discharged_kwh + s.energy_charged_kwh,
+        "total_distance_km": s["total_distance_km"],
+        "cycle_count": s["cycle_count"],
+        "energy_throughput_kwh": s["energy_discharged_kwh"] + s["energy_charged_kwh"],
         "is_charging": is_charging,
         "is_regen": current < 0.0 and not charging,
         "demo_mode": demo_mode,
@@ -323,10 +305,10 @@ def build_telemetry(
         "vehicle_model": preset.id,
         "simulation_running": True,
         "vehicle_id": vehicle_id,
-        "resistance_factor": s.resistance_factor,
+        "resistance_factor": s["resistance_factor"],
         "max_discharge_kw": result.max_discharge_w / 1000.0,
         "max_regen_kw": result.max_regen_w / 1000.0,
-        "ambient_c": wire_state["ambient_c"],
+        "ambient_c": s["ambient_c"],
         "aging_model": aging.model,
         "power_limited": bool(result.limited[-1]),
         "aging_out_of_range": flags != 0,

@@ -185,17 +185,20 @@ def test_each_model_advances_only_its_own_state(model: str) -> None:
     assert end.soh < start.soh
 
 
-def test_registry_order_is_the_dispatch_order() -> None:
-    """Model ids index the compiled dispatchers: each id's capacity function reads its own
-    block (a model added to the registry without its branch would read another's)."""
+def test_capacity_and_resistance_terms_are_each_models_own_fields() -> None:
+    """SOH and the resistance factor sum the registered terms in registry order: a loss put
+    in one model's term moves SOH by exactly that, and every term is a field of its model."""
     for m in REGISTRY:
-        vec = np.zeros(LAYOUT.size)
-        off = int(OFFSETS[MODEL_IDS[m.name]])
-        assert off == LAYOUT.offset(m.name)
-        field = m.seed_capacity_field or m.state.fields[0].name
-        vec[off + m.state.index(field)] = 0.25
-        assert aging.capacity_after(MODEL_IDS[m.name], vec, off, 1.0) == 0.75
-        for other in REGISTRY:
-            if other is not m:
-                o = int(OFFSETS[MODEL_IDS[other.name]])
-                assert aging.capacity_after(MODEL_IDS[other.name], vec, o, 1.0) == 1.0
+        off = LAYOUT.offset(m.name)
+        own = range(off, off + len(m.state))
+        for f in m.capacity_terms:
+            vec = np.zeros(LAYOUT.size)
+            vec[off + m.state.index(f)] = 0.25
+            assert aging.state_of_health(vec, aging.CAPACITY_TERMS) == 0.75
+        for f in m.resistance_terms:
+            vec = np.zeros(LAYOUT.size)
+            vec[off + m.state.index(f)] = 0.25
+            assert aging.resistance_factor(vec, aging.RESISTANCE_TERMS) == 1.25
+        assert sum(i in own for i in aging.CAPACITY_TERMS.tolist()) == len(m.capacity_terms)
+    assert MODEL_IDS == {m.name: i for i, m in enumerate(REGISTRY)}
+    assert OFFSETS.tolist() == [LAYOUT.offset(m.name) for m in REGISTRY]

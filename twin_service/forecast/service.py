@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from twin_service.errors import ApiError, error_item
-from twin_service.models.aging import LAYOUT, MODELS, REGISTRY
+from twin_service.models.aging import MODELS, REGISTRY
 from twin_service.models.aging.base import ForecastStart
 from twin_service.models.forecast import Forecast, Usage, years_to_threshold
 from twin_service.models.pack import PackState
@@ -113,22 +113,12 @@ def forecast_start(states: list[PackState], aging_model: str) -> ForecastStart:
     for m in REGISTRY:
         if m.name == aging_model:
             continue
-        off = LAYOUT.offset(m.name)
-        for i, st in enumerate(states):
-            # What the model subtracts from / adds to SOH and resistance, in isolation.
-            loss, res = _contribution(m.name, st.vector, off)
-            other_loss[i] += loss
-            other_res[i] += res
+        for name in m.capacity_terms:
+            other_loss += [st.field(m.name, name) for st in states]
+        for name in m.resistance_terms:
+            other_res += [st.field(m.name, name) for st in states]
     block = np.array([st.block(model.name) for st in states]).reshape(len(states), -1)
     return ForecastStart(block, other_loss, other_res)
-
-
-def _contribution(model: str, vector: np.ndarray, off: int) -> tuple[float, float]:
-    from twin_service.models import aging
-
-    model_id = aging.MODEL_IDS[model]
-    return (1.0 - aging.capacity_after(model_id, vector, off, 1.0),
-            aging.resistance_after(model_id, vector, off, 1.0) - 1.0)  # fmt: skip
 
 
 def run_forecast(

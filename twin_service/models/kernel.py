@@ -73,26 +73,28 @@ def _limits(p, s, soh, rf, soc, temp, g_rc, dt):
 
 
 @jit
-def pulse_limits(p, s, offsets):
+def pulse_limits(p, s, capacity_terms, resistance_terms):
     """10 s discharge and charge power limits (W) at state `s`."""
     _, g_rc = rc_factors(PULSE_S, p[P_TAU])
-    soh = aging.state_of_health(s, offsets)
-    rf = aging.resistance_factor(s, offsets)
+    soh = aging.state_of_health(s, capacity_terms)
+    rf = aging.resistance_factor(s, resistance_terms)
     out = _limits(p, s, soh, rf, s[SOC], s[TEMP], g_rc, PULSE_S)
     return out[7], out[8]
 
 
 @jit
-def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, offsets, multiplier, out):
-    """Advance state vector `s` in place over all samples; one row of `out` per sample.
+def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, off, capacity_terms,
+        resistance_terms, multiplier, out):  # fmt: skip
+    """Advance state vector `s` in place over all samples; one row of `out` per sample. The
+    aging model `model_id` keeps its block at s[off:]; SOH and resistance factor sum the
+    terms of every model (models.aging.CAPACITY_TERMS, RESISTANCE_TERMS).
 
     Exactly one of power_w[k] (terminal power, discharge > 0) and current_a[k] is not NaN.
     """
     cap_ah = p[P_CAP_AH]
     g_th = p[P_COND]
-    off = offsets[model_id]
-    soh = aging.state_of_health(s, offsets)
-    rf = aging.resistance_factor(s, offsets)
+    soh = aging.state_of_health(s, capacity_terms)
+    rf = aging.resistance_factor(s, resistance_terms)
     for k in range(dt_s.shape[0]):
         m = substep_count(dt_s[k], power_w[k], current_a[k])
         dt = dt_s[k] / m
@@ -134,8 +136,8 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, offsets
             flags |= aging.step(
                 model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah
             )
-            soh = aging.state_of_health(s, offsets)
-            rf = aging.resistance_factor(s, offsets)
+            soh = aging.state_of_health(s, capacity_terms)
+            rf = aging.resistance_factor(s, resistance_terms)
         sample_dt = dt_s[k]
         s[ELAPSED] += sample_dt
         s[AGED] += sample_dt * multiplier

@@ -13,7 +13,15 @@ from functools import cached_property
 import numpy as np
 
 from twin_service.models import kernel
-from twin_service.models.aging import DEFAULT_MODEL, LAYOUT, MODEL_IDS, MODELS, OFFSETS
+from twin_service.models.aging import (
+    CAPACITY_TERMS,
+    DEFAULT_MODEL,
+    LAYOUT,
+    MODEL_IDS,
+    MODELS,
+    OFFSETS,
+    RESISTANCE_TERMS,
+)
 from twin_service.models.aging import resistance_factor as _resistance_factor
 from twin_service.models.aging import state_of_health as _state_of_health
 from twin_service.models.state import PACK
@@ -91,11 +99,11 @@ class PackState:
 
     @property
     def soh(self) -> float:
-        return float(_state_of_health(self.vector, OFFSETS))
+        return float(_state_of_health(self.vector, CAPACITY_TERMS))
 
     @property
     def resistance_factor(self) -> float:
-        return float(_resistance_factor(self.vector, OFFSETS))
+        return float(_resistance_factor(self.vector, RESISTANCE_TERMS))
 
     def block(self, model: str) -> np.ndarray:
         off = LAYOUT.offset(model)
@@ -199,6 +207,7 @@ def simulate(
     p = params.kernel_vector
     s = state.vector.copy()
     out = np.empty((dt_s.shape[0], kernel.N_OUT))
+    model_id = MODEL_IDS[aging.model]
     kernel.run(
         dt_s,
         power_w,
@@ -207,12 +216,14 @@ def simulate(
         _f64(drive.distance_m),
         p,
         s,
-        MODEL_IDS[aging.model],
-        OFFSETS,
+        model_id,
+        int(OFFSETS[model_id]),
+        CAPACITY_TERMS,
+        RESISTANCE_TERMS,
         float(aging.time_multiplier),
         out,
     )
-    max_dis, max_reg = kernel.pulse_limits(p, s, OFFSETS)
+    max_dis, max_reg = kernel.pulse_limits(p, s, CAPACITY_TERMS, RESISTANCE_TERMS)
     elapsed = s[kernel.ELAPSED]
     if dt_s.shape[0] == 1:  # the cumulative sum of one sample is the sample
         t_s = elapsed - (dt_s - dt_s)

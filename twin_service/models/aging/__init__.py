@@ -2,9 +2,9 @@
 
 `GET /models`, `options.aging_model`, the forecast's `aging_model`, the OpenAPI enums and the
 bridge's `--aging-model` choices all come from REGISTRY. Adding a model is one module (see
-base.py for what it declares) plus its entry below and its branch in each of the three
-compiled dispatchers (numba calls functions it knows at compile time; the test
-`test_registry_order_is_the_dispatch_order` fails when a branch is missing).
+base.py for what it declares) plus its entry below and its branch in the compiled `step`
+(numba calls only functions it knows at compile time; `test_each_model_advances_only_its_
+own_state` fails when a branch is missing).
 """
 
 from __future__ import annotations
@@ -24,6 +24,15 @@ MODEL_IDS: dict[str, int] = {m.name: i for i, m in enumerate(REGISTRY)}
 DEFAULT_MODEL = "naumann"  # books seeded losses for models without fields of their own
 LAYOUT = StateLayout((PACK, *(m.state for m in REGISTRY)))
 OFFSETS = np.ascontiguousarray(LAYOUT.offsets[1:])  # per model id
+# Vector positions of every model's capacity and resistance terms, in registry order.
+CAPACITY_TERMS = np.array(
+    [LAYOUT.offset(m.name) + m.state.index(f) for m in REGISTRY for f in m.capacity_terms],
+    dtype=np.int64,
+)
+RESISTANCE_TERMS = np.array(
+    [LAYOUT.offset(m.name) + m.state.index(f) for m in REGISTRY for f in m.resistance_terms],
+    dtype=np.int64,
+)
 
 
 @jit
@@ -39,42 +48,18 @@ def step(model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah)
 
 
 @jit
-def capacity_after(model_id, s, off, x):
-    """x minus the model's capacity loss."""
-    if model_id == 0:
-        return naumann.capacity_after(s, off, x)
-    if model_id == 1:
-        return seed.capacity_after(s, off, x)
-    if model_id == 2:
-        return nrel_lfp250.capacity_after(s, off, x)
-    return x
-
-
-@jit
-def resistance_after(model_id, s, off, x):
-    """x plus the model's resistance increase."""
-    if model_id == 0:
-        return naumann.resistance_after(s, off, x)
-    if model_id == 1:
-        return seed.resistance_after(s, off, x)
-    if model_id == 2:
-        return nrel_lfp250.resistance_after(s, off, x)
-    return x
-
-
-@jit
-def state_of_health(s, offsets):
-    """1 minus every model's capacity loss, in registry order, within 0..1."""
+def state_of_health(s, capacity_terms):
+    """1 minus every model's capacity loss (CAPACITY_TERMS, in registry order), in 0..1."""
     x = 1.0
-    for i in range(offsets.shape[0]):
-        x = capacity_after(i, s, offsets[i], x)
+    for i in capacity_terms:
+        x -= s[i]
     return min(1.0, max(0.0, x))
 
 
 @jit
-def resistance_factor(s, offsets):
-    """1 plus every model's resistance increase, in registry order."""
+def resistance_factor(s, resistance_terms):
+    """1 plus every model's resistance increase (RESISTANCE_TERMS, in registry order)."""
     x = 1.0
-    for i in range(offsets.shape[0]):
-        x = resistance_after(i, s, offsets[i], x)
+    for i in resistance_terms:
+        x += s[i]
     return x

@@ -1,9 +1,9 @@
 """What every aging model declares, and the laws they share.
 
 A model is one module: constants with their source, its state fields (a StateBlock), a step
-compiled with numba that advances its fields over one sub-step, two small functions that
-subtract its capacity loss from and add its resistance increase to a running total, and a
-vectorised forecast. The registry in this package lists the models.
+compiled with numba that advances its fields over one sub-step, which of its fields make up
+its capacity loss and resistance increase, its fitted range, and a vectorised forecast. The
+registry in this package lists the models.
 """
 
 from __future__ import annotations
@@ -80,6 +80,10 @@ class AgingModel:
     validity: Validity | None
     outputs: tuple[str, ...]  # subset of ("capacity", "resistance")
     state: StateBlock
+    # The fields whose sum is the model's capacity loss (fraction) and resistance increase
+    # (relative): SOH = 1 - every model's capacity terms, in registry order; likewise R.
+    capacity_terms: tuple[str, ...]
+    resistance_terms: tuple[str, ...]
     # Where a seeded pack's capacity and resistance loss are booked (its own field, or None
     # for the default model's calendar fields), so the model continues from them.
     seed_capacity_field: str | None

@@ -175,16 +175,6 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):
     return flags
 
 
-@jit
-def capacity_after(s, off, x):
-    return x - s[off + CAL] - s[off + CYC]
-
-
-@jit
-def resistance_after(s, off, x):
-    return x + s[off + CAL_R] + s[off + CYC_R]
-
-
 def forecast(
     start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
 ) -> Forecast:
@@ -246,6 +236,8 @@ MODEL = AgingModel(
     validity=VALIDITY,
     outputs=("capacity", "resistance"),
     state=STATE,
+    capacity_terms=("cal_capacity_loss", "cyc_capacity_loss"),
+    resistance_terms=("cal_resistance_increase", "cyc_resistance_increase"),
     seed_capacity_field="cal_capacity_loss",
     seed_resistance_field="cal_resistance_increase",
     forecast=forecast,

@@ -195,16 +195,6 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):
     return flags
 
 
-@jit
-def capacity_after(s, off, x):
-    return x - s[off + CAL] - s[off + CYC] - s[off + OPEN]
-
-
-@jit
-def resistance_after(s, off, x):
-    return x
-
-
 def forecast(
     start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
 ) -> Forecast:
@@ -256,6 +246,8 @@ MODEL = AgingModel(
     validity=VALIDITY,
     outputs=("capacity",),
     state=STATE,
+    capacity_terms=("cal_capacity_loss", "cyc_capacity_loss", "window_capacity_loss"),
+    resistance_terms=(),
     seed_capacity_field="cal_capacity_loss",
     seed_resistance_field=None,
     forecast=forecast,

@@ -51,16 +51,6 @@ def step(s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah):
     return 0
 
 
-@jit
-def capacity_after(s, off, x):
-    return x - s[off + LOSS]
-
-
-@jit
-def resistance_after(s, off, x):
-    return x
-
-
 def forecast(
     start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
 ) -> Forecast:
@@ -89,6 +79,8 @@ MODEL = AgingModel(
     validity=None,
     outputs=("capacity",),
     state=STATE,
+    capacity_terms=("capacity_loss",),
+    resistance_terms=(),
     seed_capacity_field=None,
     seed_resistance_field=None,
     forecast=forecast,

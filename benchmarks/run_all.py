@@ -26,17 +26,23 @@ NOTES = """
 
 - Engine, forecast for a fleet, WebSocket fan-out and the peers meet their goals in the tables
   below. The step kernel is one numba-compiled loop calling each law once (models/laws.py and
-  the aging models' modules); golden tests pin its numbers and property tests its invariants.
-- HTTP, single-sample `POST /step`, is about 0.6x `GET /health`, at the goal with no margin
-  (0.58-0.66x over repeated runs). It got there by serving `/step` from a plain ASGI route
-  (the FastAPI route still documents it), a plain-Python path for batches of up to 16 samples
-  that accepts only valid input (anything else goes through the column-wise validator, which
-  names the errors) and cached model parameters per preset: about 50 us of CPU per
-  single-sample call in our code, against 145 us before. What remains is uvicorn's cost for a
-  POST with a body (about 60 us more than for GET /health), the hub commit and the metrics.
-- Forecast for one vehicle is about 20-25x the per-cell loop per vehicle-year (goal 100x): one
-  10-year run is ~100 numpy calls on 522 weekly points, about 0.2 ms in all, dominated by call
-  overhead. For 10,000 vehicles at once it is above 100x.
+  the aging models' modules), inlined; golden tests pin its numbers and property tests its
+  invariants. Against the hand-fused loop it replaced (one function per aging model, no
+  registry) it is about 1.25x slower in the same run (36,000 samples: 5.7-6.0 ms against
+  4.5-4.9 ms); `nrel_lfp250` costs about twice `naumann` (its anode potential alone is six
+  transcendental functions per sub-step). Cold, the first process compiles for about 19 s
+  (2.9 s before the registry; the forecasts' array laws and inlining add the rest); later
+  ones load the on-disk cache in about 1 s.
+- HTTP, single-sample `POST /step`, is about 0.67-0.72x `GET /health` (goal 0.6x). It is
+  served from a plain ASGI route (the FastAPI route still documents it), a plain-Python path
+  for batches of up to 16 valid samples (anything else goes through the column-wise
+  validator, which names the errors), one compiled pass that prepares the drive columns, and
+  a state reader and writer that follow precomputed key sets. What remains is uvicorn's cost
+  for a POST with a body, the state's 36 fields in and out, the hub commit and the metrics.
+- Forecast for one vehicle is about 25-45x the per-cell loop per vehicle-year (goal 100x):
+  one 10-year run is ~100 numpy calls on 522 weekly points, dominated by call overhead. For
+  10,000 vehicles at once `naumann` is above 100x; `nrel_lfp250` is about 40-50x (the anode
+  potential over the vehicles x weeks array).
 - WebSocket fan-out to 1,000 clients met p99 < 100 ms only after tuning the service's garbage
   collector (start-up objects frozen, gen0 threshold 10,000): each WebSocket connection holds
   ~300 tracked objects, and default thresholds caused ~200 ms full collections (p99 238 ms).

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from twin_service.models.aging import naumann, seed
-from twin_service.models.drivetrain import est_pack_current, terminal_power_w
+from twin_service.models.drivetrain import drive_columns, est_pack_current
 from twin_service.models.laws import cell_ocv, current_from_power
 from twin_service.models.pack import AgingSettings, DriveInput, new_pack_state, simulate
 from twin_service.presets import PRESETS, drivetrain_params, pack_params
@@ -31,9 +31,11 @@ def test_drivetrain_losses_both_ways() -> None:
     params = drivetrain_params(PRESETS["Model3_2024"])
     nan = np.full(2, np.nan)
     # 50 kW motoring and 50 kW regenerating, one motor each (no auxiliary load: aux_kw 0)
-    motoring, regen = terminal_power_w(
-        nan, np.zeros(2), np.array([0, 1]), np.array([100.0, -100.0]), np.array([500.0, 500.0]),
-        np.ones(2, dtype=bool), params)  # fmt: skip
+    power_w, *_ = drive_columns(
+        np.ones(2), nan, nan, np.zeros(2), nan, nan, 25.0, np.array([0, 1]),
+        np.array([100.0, -100.0]), np.array([500.0, 500.0]), np.ones(2, dtype=bool), params,
+    )  # fmt: skip
+    motoring, regen = power_w
     assert motoring > 50e3 and -50e3 < regen < 0
     eta = 50e3 / motoring
     assert regen == pytest.approx(-50e3 * eta)  # same efficiency at the same load

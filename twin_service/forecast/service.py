@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from twin_service.errors import ApiError, error_item
-from twin_service.models.aging import MODELS, REGISTRY
+from twin_service.models.aging import LAYOUT, MODELS, REGISTRY
 from twin_service.models.aging.base import ForecastStart
 from twin_service.models.forecast import Forecast, Usage, years_to_threshold
 from twin_service.models.pack import PackState
@@ -107,18 +107,13 @@ def preset_for(item: ForecastItem, snapshot: dict[str, Any] | None, default: str
 
 def forecast_start(states: list[PackState], aging_model: str) -> ForecastStart:
     """The model's own accumulated states per vehicle; the other models' losses held."""
-    model = MODELS[aging_model]
-    other_loss = np.zeros(len(states))
-    other_res = np.zeros(len(states))
-    for m in REGISTRY:
-        if m.name == aging_model:
-            continue
-        for name in m.capacity_terms:
-            other_loss += [st.field(m.name, name) for st in states]
-        for name in m.resistance_terms:
-            other_res += [st.field(m.name, name) for st in states]
-    block = np.array([st.block(model.name) for st in states]).reshape(len(states), -1)
-    return ForecastStart(block, other_loss, other_res)
+    vectors = np.array([st.vector for st in states])  # (vehicles, state fields)
+    others = [m for m in REGISTRY if m.name != aging_model]
+    cap = [i for m in others for i in LAYOUT.positions(m.name, m.capacity_terms)]
+    res = [i for m in others for i in LAYOUT.positions(m.name, m.resistance_terms)]
+    off = LAYOUT.offset(aging_model)
+    block = vectors[:, off : off + len(LAYOUT.block(aging_model))]
+    return ForecastStart(block, vectors[:, cap].sum(axis=1), vectors[:, res].sum(axis=1))
 
 
 def run_forecast(

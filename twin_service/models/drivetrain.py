@@ -113,22 +113,6 @@ def drive_columns(
                           params.aux_w)  # fmt: skip
 
 
-def terminal_power_w(
-    power_kw: np.ndarray,
-    aux_kw: np.ndarray,
-    motor_sample: np.ndarray,
-    torque_nm: np.ndarray,
-    speed_rad_s: np.ndarray,
-    has_motors: np.ndarray,
-    params: DrivetrainParams,
-) -> np.ndarray:
-    """The terminal power column of `drive_columns` alone."""
-    load, value = params.curve
-    return _terminal_power(power_kw, aux_kw, motor_sample, torque_nm, speed_rad_s, has_motors,
-                           params.motor_peak_w, load, value, params.transmission_efficiency,
-                           params.aux_w)  # fmt: skip
-
-
 def est_pack_current(power_kw: float, voltage_nom: float = 360.0, eff: float = 0.94) -> float:
     """Original design's quick estimate of pack current (A) from motor power (kW).
 

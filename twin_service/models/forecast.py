@@ -64,7 +64,6 @@ class UsageDays:
     drive_c: np.ndarray  # mean C-rate while driving
     charge_c: np.ndarray  # mean C-rate while charging (AC and DC fast mixed)
     drive_h: np.ndarray
-    daily_km: np.ndarray
 
     def swing(self, soh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Depth of the daily swing and swings per day on the pack aged to `soh`."""
@@ -93,7 +92,6 @@ def usage_days(usage: Usage, capacity_kwh: np.ndarray, years: float) -> UsageDay
         drive_c=col(usage.wh_per_km) * DRIVE_SPEED_KMH / 1000.0 / cap,
         charge_c=(1.0 - share) * col(usage.charge_c_rate) + share * DC_FAST_C_RATE,
         drive_h=col(usage.daily_km) / DRIVE_SPEED_KMH,
-        daily_km=col(usage.daily_km),
     )
 
 

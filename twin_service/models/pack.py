@@ -110,7 +110,7 @@ class PackState:
         return self.vector[off : off + len(LAYOUT.block(model))]
 
     def field(self, model: str, name: str) -> float:
-        return float(self.block(model)[LAYOUT.block(model).index(name)])
+        return float(self.vector[LAYOUT.position(model, name)])
 
     def __repr__(self) -> str:
         return f"PackState(soc={self.soc:.6g}, soh={self.soh:.6g}, T={self.temperature_c:.4g})"
@@ -142,7 +142,7 @@ def new_pack_state(
         owner = model.name if own_field is not None else default.name
         name = own_field if own_field is not None else default_field
         assert name is not None
-        vec[LAYOUT.offset(owner) + LAYOUT.block(owner).index(name)] = loss
+        vec[LAYOUT.position(owner, name)] = loss
     return PackState(vec)
 
 

@@ -12,7 +12,7 @@ On the wire, pack fields sit at the top level and each aging model's fields unde
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -112,14 +112,25 @@ class StateLayout:
         object.__setattr__(self, "offsets", starts)
         object.__setattr__(self, "size", int(sum(len(b) for b in self.blocks)))
 
+    @cached_property
+    def _by_owner(self) -> dict[str, tuple[StateBlock, int]]:
+        return {
+            b.owner: (b, off) for b, off in zip(self.blocks, self.offsets.tolist(), strict=True)
+        }
+
     def block(self, owner: str) -> StateBlock:
-        for b in self.blocks:
-            if b.owner == owner:
-                return b
-        raise KeyError(owner)
+        return self._by_owner[owner][0]
 
     def offset(self, owner: str) -> int:
-        return int(self.offsets[[b.owner for b in self.blocks].index(owner)])
+        return self._by_owner[owner][1]
+
+    def position(self, owner: str, name: str) -> int:
+        """Where `owner`'s field `name` sits in the vector."""
+        block, off = self._by_owner[owner]
+        return off + block.index(name)
+
+    def positions(self, owner: str, names: Iterable[str]) -> list[int]:
+        return [self.position(owner, n) for n in names]
 
     def aging_blocks(self) -> Iterator[tuple[StateBlock, int]]:
         yield from zip(self.blocks[1:], self.offsets[1:].tolist(), strict=True)

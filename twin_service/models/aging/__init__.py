@@ -26,12 +26,10 @@ LAYOUT = StateLayout((PACK, *(m.state for m in REGISTRY)))
 OFFSETS = np.ascontiguousarray(LAYOUT.offsets[1:])  # per model id
 # Vector positions of every model's capacity and resistance terms, in registry order.
 CAPACITY_TERMS = np.array(
-    [LAYOUT.offset(m.name) + m.state.index(f) for m in REGISTRY for f in m.capacity_terms],
-    dtype=np.int64,
+    [i for m in REGISTRY for i in LAYOUT.positions(m.name, m.capacity_terms)], dtype=np.int64
 )
 RESISTANCE_TERMS = np.array(
-    [LAYOUT.offset(m.name) + m.state.index(f) for m in REGISTRY for f in m.resistance_terms],
-    dtype=np.int64,
+    [i for m in REGISTRY for i in LAYOUT.positions(m.name, m.resistance_terms)], dtype=np.int64
 )
 
 

@@ -9,6 +9,12 @@ Numbers compare with rel 1e-9 / abs 1e-12, booleans and strings exactly. Telemet
 keys that the fixture lacks are ignored (new keys may be added); keys the fixture has must be
 there. The state is compared through `comparable_state`, applied to today's response; the
 fixture's (v1) state is only flattened.
+
+The fixtures predate the EV pack physics of issue 12 (resistance map over SOC and temperature,
+dense OCV, hysteresis, SOC window, charge taper, thermal management). Each request's vehicle is
+replayed as `legacy_vehicle`: today's model with the parameters that switch those off (one
+resistance at every SOC with Arrhenius around 25 degC, the coarse OCV table, no hysteresis, the
+whole SOC range, no taper, no thermal management), so the same core must give the same numbers.
 """
 
 from __future__ import annotations
@@ -22,7 +28,43 @@ from typing import Any
 
 import pytest
 
+from twin_service.models import cell_data
+from twin_service.presets import PRESETS
 from twin_service.step.service import run_step
+
+# The presets' cell resistance before issue 12: the Sony cell's 0.0478 ohm DCIR at SOC 0.5 and
+# 25 degC, scaled by capacity, split 40 % R0 / 60 % R1.
+_OLD_DCIR_OHM_AH = 0.0478 * 3.0
+
+
+def legacy_vehicle(vehicle: Any, default: str) -> dict[str, Any]:
+    """A request's vehicle (preset id, None or an inline object of the old shape) with the
+    parameters that give the model before issue 12."""
+    if vehicle is None or isinstance(vehicle, str):
+        v = PRESETS[vehicle or default].model_dump(exclude_computed_fields=True)
+        dcir = _OLD_DCIR_OHM_AH / v["pack"]["cell_capacity_ah"]
+        r0, r1 = dcir * 0.4, dcir * (1.0 - 0.4)
+    else:
+        v = copy.deepcopy(vehicle)
+        r0, r1 = v["pack"].pop("cell_r0_ohm"), v["pack"].pop("cell_r1_ohm")
+    pack = v["pack"]
+    r = r0 + r1
+    pack["cell_resistance"] = {
+        "soc": [0.0, 1.0], "temperature_c": [25.0], "discharge_ohm": [[r, r]],
+        "charge_ohm": [[r, r]],
+    }  # fmt: skip
+    pack["r0_fraction"] = r0 / r
+    pack["ocv"] = {"soc": list(cell_data.OCV_SOC_COARSE), "v": list(cell_data.OCV_V_COARSE)}
+    pack.update(hysteresis_v=0.0, hysteresis_rate=0.0, soc_min=0.0, soc_max=1.0)
+    pack["charge_taper"] = None
+    v["thermal_management"] = None
+    return v
+
+
+def legacy_request(request: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(request)
+    out["vehicle"] = legacy_vehicle(out.get("vehicle"), DEFAULT_VEHICLE)
+    return out
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -107,7 +149,7 @@ def test_fixture_cases_are_unique() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_golden_step(case: dict[str, Any]) -> None:
-    outcome = run_step(copy.deepcopy(case["request"]), DEFAULT_VEHICLE, MAX_SAMPLES)
+    outcome = run_step(legacy_request(case["request"]), DEFAULT_VEHICLE, MAX_SAMPLES)
     want = case["response"]
     diffs = _differences(flatten(want["state"]), comparable_state(outcome.state), "state.")
     diffs += _differences(want["telemetry"], outcome.telemetry, "telemetry.")

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from twin_service.app import create_app
 from twin_service.models.aging import LAYOUT
 from twin_service.models.state import read_fast
-from twin_service.presets import PRESETS
+from twin_service.presets import PRESETS, on_cycler
 from twin_service.settings import Settings
 
 MODEL = {"aging_model": "nrel_lfp250"}
@@ -134,10 +134,13 @@ def test_turning_points_cut_windows_and_shallow_cycles_are_flagged(client: TestC
 
 
 def test_fast_charge_cold_is_flagged(client: TestClient) -> None:
+    """On a cycler (a vehicle's BMS would refuse this charge), a 1C charge at 0 degC leaves the
+    model's fitted range in temperature and charge rate."""
     charge = [{"dt_s": 60.0, "current_a": -CAPACITY_AH, "ambient_c": 0.0}] * 50
     back = [{"dt_s": 60.0, "current_a": 0.3 * CAPACITY_AH, "ambient_c": 0.0}] * 5
     out = step(
         client,
+        vehicle=on_cycler(PRESETS["sv1ev3"]).model_dump(exclude_computed_fields=True),
         vehicle_id="nrel-cold",
         state={"soc": 0.1, "temperature_c": 0},
         samples=charge + back,
@@ -186,9 +189,7 @@ def test_cycling_follows_the_closed_form(client: TestClient) -> None:
     """Cycles between 90 % and 10 % SOC at 0.5C and 25 degC, the pack held at 25 degC by a
     cooling loop: the cycle loss follows k_cyc * EFC^0.828 with DOD 0.8 and C 0.5/h (the
     window's mean |dSOC/dt|), within the first-order error of the half-cycle updates."""
-    vehicle = PRESETS["sv1ev3"].model_dump(exclude_computed_fields=True)
-    vehicle["id"] = "isothermal"
-    vehicle["pack"]["cooling_w_k"] = 1e6
+    vehicle = on_cycler(PRESETS["sv1ev3"], isothermal=True).model_dump(exclude_computed_fields=True)
     i = 0.5 * CAPACITY_AH
     cycle = [{"dt_s": 480.0, "current_a": i, "ambient_c": 25}] * 12 + [
         {"dt_s": 480.0, "current_a": -i, "ambient_c": 25}

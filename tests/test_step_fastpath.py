@@ -13,8 +13,9 @@ import pytest
 
 from twin_service.errors import ApiError
 from twin_service.models.aging import LAYOUT, REGISTRY
+from twin_service.models.cell_data import OCV_SOC, OCV_SOC_COARSE, OCV_V, OCV_V_COARSE
 from twin_service.models.kernel import total_substeps
-from twin_service.models.laws import OCV_SOC, OCV_V, interp
+from twin_service.models.laws import interp
 from twin_service.models.state import from_validated, read_fast
 from twin_service.presets import PRESETS, drivetrain_params
 from twin_service.schemas import PackStateWire, StepEnvelope
@@ -167,7 +168,10 @@ def test_fast_path_results_equal_general_path(
 
 def test_interp_is_numpy_interp() -> None:
     """The compiled interpolation gives np.interp's values bit for bit (OCV, efficiency)."""
-    curves = [(OCV_SOC, OCV_V)]
+    curves = [
+        (np.array(OCV_SOC), np.array(OCV_V)),
+        (np.array(OCV_SOC_COARSE), np.array(OCV_V_COARSE)),
+    ]
     for preset in PRESETS.values():
         d = drivetrain_params(preset)
         curves.append(d.curve)
@@ -185,22 +189,26 @@ def test_interp_is_numpy_interp() -> None:
         xs += [float(np.nextafter(x, d)) for x in xp for d in (-2.0, 2.0)]
         ref = np.interp(np.array(xs), xp, fp).tolist()
         assert [interp(x, xp, fp) for x in xs] == ref
-    assert math.isnan(interp(math.nan, OCV_SOC, OCV_V))
+    assert math.isnan(interp(math.nan, np.array(OCV_SOC), np.array(OCV_V)))
 
 
 def test_substeps_follow_the_inputs() -> None:
-    # active samples: 10 s sub-steps; rest (zero power or current): 1 h
-    for dt, power, current, expected in [
-        (0.1, 1.0, math.nan, 1),
-        (10.0, 0.0, math.nan, 1),
-        (10.5, 1.0, math.nan, 2),
-        (3600.5, math.nan, 0.0, 2),
-        (86400.0, 5.0, math.nan, 8640),
-        (1e-9, math.nan, 3.0, 1),
-        (20.0, math.nan, 0.0, 1),
-        (20.0, -0.0, math.nan, 1),
+    # active samples (a demand, or plugged in / preconditioning): 10 s sub-steps; rest: 1 h
+    for dt, power, current, mode, expected in [
+        (0.1, 1.0, math.nan, 0, 1),
+        (10.0, 0.0, math.nan, 0, 1),
+        (10.5, 1.0, math.nan, 0, 2),
+        (3600.5, math.nan, 0.0, 0, 2),
+        (86400.0, 5.0, math.nan, 0, 8640),
+        (1e-9, math.nan, 3.0, 0, 1),
+        (20.0, math.nan, 0.0, 0, 1),
+        (20.0, -0.0, math.nan, 0, 1),
+        (20.0, 0.0, math.nan, 1, 2),
+        (3600.0, math.nan, 0.0, 2, 360),
     ]:
-        assert total_substeps(np.array([dt]), np.array([power]), np.array([current])) == expected
+        got = total_substeps(np.array([dt]), np.array([power]), np.array([current]),
+                             np.array([mode]))  # fmt: skip
+        assert got == expected
 
 
 def _full_state() -> dict[str, Any]:

@@ -79,6 +79,12 @@ def test_thermal_steady_state(client: TestClient) -> None:
     vehicle = SV1.model_dump(exclude_computed_fields=True)
     vehicle["id"] = "fast-thermal"
     vehicle["pack"]["heat_capacity_j_k"] = 7000.0  # tau = C/(hA) ~ 100 s
+    vehicle["thermal_management"] = None  # the passive lumped model alone
+    r_cell = 0.0006  # one resistance at every SOC (the map's SOC shape aside), Arrhenius in T
+    vehicle["pack"]["cell_resistance"] = {
+        "soc": [0.0, 1.0], "temperature_c": [25.0], "discharge_ohm": [[r_cell, r_cell]],
+        "charge_ohm": [[r_cell, r_cell]],
+    }  # fmt: skip
     current, ambient = 200.0, 20.0
     out = step(
         client,
@@ -88,7 +94,7 @@ def test_thermal_steady_state(client: TestClient) -> None:
         samples=[{"dt_s": 1.0, "current_a": current, "ambient_c": ambient}] * 2500,
     )
     pack = vehicle["pack"]
-    r_25 = (pack["cell_r0_ohm"] + pack["cell_r1_ohm"]) * pack["cells_series"]
+    r_25 = r_cell * pack["cells_series"]
     rf = out["state"]["resistance_factor"]
     temp = ambient
     for _ in range(100):  # T = T_amb + I^2 R(T) / (hA)
@@ -210,25 +216,37 @@ def test_power_limits_are_applied_and_reported(client: TestClient) -> None:
 
 
 def test_empty_pack_stops_discharging(client: TestClient) -> None:
+    """Discharge stops at the bottom of the BMS window (or at v_min, whichever comes first);
+    a pack seeded below the window gives nothing more."""
     out = step(
         client,
         vehicle_id="empty",
-        state={"soc": 0.02},
+        state={"soc": 0.06},
         samples=[{"dt_s": 10.0, "power_kw": 80.0}] * 100,
     )
     st, tel = out["state"], out["telemetry"]
-    assert 0.0 <= st["soc"] < 0.02
+    assert SV1.pack.soc_min - 1e-12 <= st["soc"] < 0.06
     assert tel["voltage"] >= SV1.pack.cell_v_min * SV1.pack.cells_series - 1e-6
     assert tel["power_limited"] is True
+    below = step(client, vehicle_id="below", state={"soc": 0.02},
+                 samples=[{"dt_s": 10.0, "power_kw": 80.0}] * 3)  # fmt: skip
+    assert below["state"]["soc"] == 0.02
+    assert below["telemetry"]["current"] == 0.0 and below["telemetry"]["power_limited"] is True
 
 
 def test_drained_pack_state_can_be_sent_back(client: TestClient) -> None:
-    """Emptying the pack exactly to its limit must not return an SOC a few ulps below 0."""
+    """Emptying the pack exactly to its limit must not return an SOC a few ulps below 0 (a
+    vehicle whose window reaches SOC 0)."""
+    vehicle = SV1.model_dump(exclude_computed_fields=True)
+    vehicle["id"] = "no-window"
+    vehicle["pack"]["soc_min"] = 0.0
+    vehicle["pack"]["cell_v_min"] = 0.5  # so the SOC limit, not the voltage, stops it
     state: dict[str, Any] | None = {"soc": 0.01}
     for _ in range(5):
         out = step(
             client,
             vehicle_id="drain",
+            vehicle=vehicle,
             state=state,
             samples=[
                 {"dt_s": 0.7, "motors": [{"torque_nm": 300.0, "speed_rad_s": 700.0}]},

@@ -49,7 +49,12 @@ class Sample(_Wire):
     aux_kw: float | None = Field(
         None, ge=0, le=100, description="auxiliary load, not with current_a"
     )
-    charging: bool | None = None
+    charging: bool | None = Field(
+        None, description="plugged in: a negative power_kw is the charger's supply"
+    )
+    precondition: bool | None = Field(
+        None, description="thermal management heats the pack for a fast charge"
+    )
 
 
 class StepOptions(_Wire):
@@ -171,7 +176,9 @@ class Telemetry(BaseModel):
     max_regen_kw: float
     ambient_c: float
     aging_model: str
-    power_limited: bool
+    power_limited: bool = Field(description="a limit cut the last sample's demand")
+    tms_kw: float = Field(description="thermal management's electrical power (last sample)")
+    tms_energy_kwh: float = Field(description="thermal management's energy so far")
     aging_out_of_range: bool = Field(
         description="a step ran outside the aging model's fitted range (GET /models)"
     )
@@ -188,6 +195,8 @@ class TraceRow(BaseModel):
     power_kw: float
     temperature: float
     soh: float
+    tms_kw: float
+    power_limited: bool
 
 
 class StepResponse(BaseModel):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from validation import reference as ref
-from validation.common import Figure, Section, Twin, md_table, vehicle_without_computed
+from validation.common import Figure, Section, Twin, cycler_vehicle, md_table
 
 DOCS = (1.0, 0.8, 0.6)
 C_RATES = (0.5, 1.0)
@@ -73,10 +73,7 @@ class CycleRun:
 
 
 def chamber_vehicle(twin: Twin) -> dict:
-    vehicle = vehicle_without_computed(twin.preset(BASE_VEHICLE))
-    vehicle["id"] = f"{BASE_VEHICLE}-chamber"
-    vehicle["pack"]["cooling_w_k"] = COOLING_W_K
-    return vehicle
+    return cycler_vehicle(twin.preset(BASE_VEHICLE), f"{BASE_VEHICLE}-chamber", COOLING_W_K)
 
 
 def cycle_run(

@@ -8,24 +8,38 @@ from validation.common import Section, Twin
 CALIBRATION_CELL = "Sony/Murata US26650FTC1, a 3 Ah cylindrical LFP/graphite cell"
 
 
+def _at(xs: list[float], ys: list[float], x: float) -> float:
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys, strict=True), zip(xs[1:], ys[1:], strict=True),
+                                  strict=False):  # fmt: skip
+        if x0 <= x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return ys[0] if x < xs[0] else ys[-1]
+
+
 def compute(twin: Twin) -> dict:
     presets = twin.presets()
     packs = {}
     for pid, p in presets.items():
         pk = p["pack"]
-        r_pack = (pk["cell_r0_ohm"] + pk["cell_r1_ohm"]) * pk["cells_series"] / pk["cells_parallel"]
+        rmap = pk["cell_resistance"]
+        row = rmap["discharge_ohm"][rmap["temperature_c"].index(25.0)]
+        r_cell = _at(rmap["soc"], row, 0.5)
+        r_pack = r_cell * pk["cells_series"] / pk["cells_parallel"]
         g = pk["conductance_w_k"] + pk["cooling_w_k"]
         i_1c = pk["capacity_ah"]
+        tms = p.get("thermal_management")
         packs[pid] = {
             "capacity_ah": pk["capacity_ah"],
             "cells_series": pk["cells_series"],
             "cell_ah": pk["cell_capacity_ah"],
-            "r0_share": pk["cell_r0_ohm"] / (pk["cell_r0_ohm"] + pk["cell_r1_ohm"]),
+            "r0_share": pk["r0_fraction"],
             "tau1_s": pk["tau1_s"],
             "ea_kj": pk["activation_energy_j_mol"] / 1000.0,
-            "cooling_w_k": pk["cooling_w_k"],
+            "hysteresis_mv": pk["hysteresis_v"] * 2000.0,
+            "window": (pk["soc_min"], pk["soc_max"]),
+            "tms": tms,
             "tau_thermal_h": pk["heat_capacity_j_k"] / g / 3600.0,
-            "dt_1c_k": i_1c**2 * r_pack / g,  # steady rise at 1C, resistance at 25 degC
+            "dt_1c_k": i_1c**2 * r_pack / g,  # passive steady rise at 1C, R at 25 degC, SOC 0.5
         }
     return packs
 
@@ -46,8 +60,10 @@ def render(packs: dict) -> Section:
         ">250 Ah prismatic LFP cell, closer in format, but it too is one average cell, "
         "capacity only (no resistance growth), fitted on 80–100 % DOD cycles charged at up to "
         "0.65C between 10 and 45 °C; section 8 shows how far the two models disagree.",
-        "**No lithium plating.** Nothing in the aging models responds to charging at low "
-        "temperature or high C-rate, which is the main cause of rapid fade in cold fast charging. "
+        "**No lithium plating.** The presets' charge taper refuses charge at or below 0 °C and "
+        "cuts it below ~10 °C, as a BMS does, but nothing in the aging models responds to "
+        "charging at low temperature or high C-rate (sent as `current_a`, or with an inline "
+        "vehicle without a taper), which is the main cause of rapid fade in cold fast charging. "
         "With the default model a pack fast-charged at 0 °C ages no faster (in fact slower, "
         "through the Arrhenius calendar term) than at 25 °C; the `nrel_lfp250` cycle term "
         "grows in the cold (exp(2190/T) is about twice as large at 0 °C as at 25 °C), but as "
@@ -65,28 +81,32 @@ def render(packs: dict) -> Section:
         "laws in time and FEC (Naumann) or power laws t^0.526 and EFC^0.828 (NREL), which "
         'cannot show the late-life "knee" (accelerated fade) many cells show; calendar and '
         "cycle losses simply add.",
-        f"**Equivalent circuit.** One RC pair (τ = {sv['tau1_s']:g} s) on a piecewise-linear "
-        "OCV table of a different LFP cell (PyBaMM `Prada2013`, A123-type), without hysteresis. "
-        "Resistance is the Sony cell's 25 °C discharge DCIR at SOC 0.5 scaled by capacity "
-        "(R ∝ 1/Ah), used for charge too, independent of SOC and current; the **DCIR split** "
+        f"**Equivalent circuit.** One RC pair (τ = {sv['tau1_s']:g} s) on a dense OCV table of "
+        "a different LFP cell (PyBaMM `Prada2013`, A123-type), with a one-state hysteresis "
+        f"({sv['hysteresis_mv']:.0f} mV between the branches, constant over SOC and "
+        "temperature, an assumption within the published 10–30 mV). Resistance is the Sony "
+        "cell's map over SOC and temperature (SimSES data, charge and discharge) scaled by "
+        "capacity (R ∝ 1/Ah at equal cell design), independent of current; the **DCIR split** "
         f"{sv['r0_share'] * 100:.0f} % R0 / {(1 - sv['r0_share']) * 100:.0f} % R1 is an "
-        "assumption taken from PyBaMM's ECM example, as is the resistance's activation energy "
-        f"({sv['ea_kj']:g} kJ/mol). Voltage, current and power limits are preset values, some "
-        "assumed.",
+        "assumption taken from PyBaMM's ECM example, as is the activation energy that carries "
+        f"the map beyond 10–40 °C ({sv['ea_kj']:g} kJ/mol). Voltage, current and power limits, "
+        "the BMS windows and the charge tapers are preset values, partly assumed.",
         "**Lumped thermal.** One temperature for the whole pack: no gradients between cells or "
         "from core to surface, no coolant loop dynamics. Heat capacity and conductance to "
-        "ambient are FASTSim's per-kWh passive values (thermal time constant "
-        f"{sv['tau_thermal_h']:.1f} h); the presets have no active cooling or heating "
-        f"(`cooling_w_k` {sv['cooling_w_k']:g}), so sustained high power heats the pack far more "
-        "than a real thermally managed pack: at a steady 1C the pack would settle this far "
-        f"above ambient (resistance at 25 °C): {dt1c}.",
+        "ambient are FASTSim's per-kWh values (passive time constant "
+        f"{sv['tau_thermal_h']:.1f} h). Thermal management is a proportional loop held over "
+        "each sub-step (FASTSim's battery HVAC limits; FASTSim itself uses a PID loop); it runs "
+        "only while the vehicle is active (driving, plugged in, preconditioning), not while "
+        "parked. Without it, a steady 1C would settle this far above ambient (resistance at "
+        f"25 °C, SOC 0.5): {dt1c}. No cabin, and its heat pump is not shared with one.",
         "**Forecast's assumed daily pattern.** `/forecast` repeats one idealised day: driving "
         f"at an assumed {DRIVE_SPEED_KMH:g} km/h mean speed, one charge a day back to "
         "`soc_max`, half the rest at each end of the swing, constant ambient, the pack at "
         f"ambient temperature (no self-heating), in {STEP_DAYS:g}-day steps; DC fast charging at "
         f"an assumed {DC_FAST_C_RATE:g}C. It inherits every limit of the aging laws above.",
         "**Vehicle energy.** The bridge's road-load model uses flat roads, a constant auxiliary "
-        "load (no HVAC or battery heating), one efficiency curve vs load for motor and inverter "
+        "load (no cabin HVAC; battery heating and cooling come from the pack's thermal "
+        "management), one efficiency curve vs load for motor and inverter "
         "and FASTSim's regenerative-braking split. The Model 3 comparison is against FASTSim, "
         "itself a model with the same input data, not against dynamometer measurements; the "
         "`sv1ev3` road-load data are partly assumed.",

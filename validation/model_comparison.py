@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from validation import reference as ref
-from validation.common import Figure, Section, Twin, md_table, signed, vehicle_without_computed
+from validation.common import Figure, Section, Twin, cycler_vehicle, md_table, signed
 
 VEHICLE = "sv1ev3"
 YEARS = 10
@@ -154,10 +154,7 @@ def day_samples(duty: DutyCycle, capacity_ah: float, pack_kwh: float) -> list[di
 
 
 def managed_vehicle(twin: Twin) -> dict:
-    vehicle = vehicle_without_computed(twin.preset(VEHICLE))
-    vehicle["id"] = f"{VEHICLE}-managed"
-    vehicle["pack"]["cooling_w_k"] = COOLING_W_K
-    return vehicle
+    return cycler_vehicle(twin.preset(VEHICLE), f"{VEHICLE}-managed", COOLING_W_K)
 
 
 def step_run(

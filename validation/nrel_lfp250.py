@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from validation import reference as ref
-from validation.common import Figure, Section, Twin, md_table, vehicle_without_computed
+from validation.common import Figure, Section, Twin, cycler_vehicle, md_table
 
 MODEL = "nrel_lfp250"
 VEHICLE = "sv1ev3"
@@ -219,10 +219,7 @@ class CyclingRun:
 
 
 def chamber_vehicle(twin: Twin, vid: str) -> dict:
-    vehicle = vehicle_without_computed(twin.preset(VEHICLE))
-    vehicle["id"] = vid
-    vehicle["pack"]["cooling_w_k"] = COOLING_W_K
-    return vehicle
+    return cycler_vehicle(twin.preset(VEHICLE), vid, COOLING_W_K)
 
 
 def cycling_run(

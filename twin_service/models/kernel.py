@@ -9,114 +9,193 @@ temperature.
 
 from __future__ import annotations
 
+import math
+
 from twin_service.models import aging
 from twin_service.models.jit import jit
 from twin_service.models.laws import (
     SOH_FLOOR,
-    arrhenius,
     cell_ocv,
+    cell_resistance,
+    charge_acceptance,
+    hysteresis_update,
     lumped_temperature,
     operating_limits,
     pack_current,
     rc_factors,
+    sample_active,
     substep_count,
     thermal_decay,
+    tms_power,
 )
 from twin_service.models.state import PACK
 
 # Pack parameter vector (PackParams.kernel_vector)
-P_SERIES, P_CAP_AH, P_R0, P_R1, P_TAU, P_EA, P_VMIN, P_VMAX = range(8)
-P_IDIS, P_ICHG, P_PDIS, P_PREG, P_HEATCAP, P_COND = range(8, 14)
-N_PARAMS = 14
+P_SERIES, P_CAP_AH, P_R0_FRAC, P_TAU, P_EA, P_VMIN, P_VMAX = range(7)
+P_IDIS, P_ICHG, P_PDIS, P_PREG, P_HEATCAP, P_COND = range(7, 13)
+P_SOC_MIN, P_SOC_MAX, P_HYST_V, P_HYST_RATE = range(13, 17)
+# thermal management (P_TMS 0: none)
+P_TMS, P_HEAT_BELOW, P_COOL_ABOVE, P_PRECOND, P_GAIN, P_QHEAT, P_QCOOL = range(17, 24)
+P_PELEC, P_HEAT_PUMP, P_CARNOT, P_COP_MAX = range(24, 28)
+N_PARAMS = 28
+# Pack tables (PackParams.kernel_tables): OCV(SOC) per cell; pack resistance (fresh, ohm)
+# over SOC x temperature for discharge and charge; accepted charge current (A) over SOC and
+# its derating over temperature.
+T_OCV_SOC, T_OCV_V, T_R_SOC, T_R_TEMP, T_R_DIS, T_R_CHG = range(6)
+T_TAPER_SOC, T_TAPER_A, T_DERATE_T, T_DERATE_F = range(6, 10)
+N_TABLES = 10
+# Sample modes (bits): plugged in, preconditioning for a fast charge
+MODE_CHARGING, MODE_PRECONDITION = 1, 2
 # Pack fields of the state vector (the pack block sits at offset 0)
-SOC, TEMP, V_RC, AMBIENT, ELAPSED, AGED, DIST, E_DIS, E_CHG, THROUGHPUT = (
+SOC, TEMP, V_RC, AMBIENT, ELAPSED, AGED, DIST, E_DIS, E_CHG, THROUGHPUT, HYST, E_TMS = (
     PACK.index(n) for n in ("soc", "temperature_c", "v_rc_v", "ambient_c", "elapsed_s",
                             "aged_s", "total_distance_km", "energy_discharged_kwh",
-                            "energy_charged_kwh", "throughput_ah"))  # fmt: skip
+                            "energy_charged_kwh", "throughput_ah", "hysteresis_v",
+                            "tms_energy_kwh"))  # fmt: skip
 # Output columns per sample
-O_SOC, O_V, O_I, O_P, O_T, O_SOH, O_RF, O_LIMITED, O_FLAGS = range(9)
-N_OUT = 9
+O_SOC, O_V, O_I, O_P, O_T, O_SOH, O_RF, O_LIMITED, O_FLAGS, O_TMS = range(10)
+N_OUT = 10
 PULSE_S = 10.0  # reported power limits are 10 s pulse limits (HPPC convention)
 
 
 @jit
-def total_substeps(dt_s, power_w, current_a):
+def total_substeps(dt_s, power_w, current_a, mode):
     n = 0
     for k in range(dt_s.shape[0]):
-        n += substep_count(dt_s[k], power_w[k], current_a[k])
+        n += substep_count(dt_s[k], power_w[k], current_a[k], mode[k])
     return n
 
 
 @jit
-def _limits(p, s, soh, rf, soc, temp, g_rc, dt):
-    """EMF and effective resistance over a step of dt with RC weight g_rc, and the limits."""
-    arr = arrhenius(temp, -p[P_EA])
-    r0 = p[P_R0] * rf * arr
-    r1 = p[P_R1] * rf * arr
-    emf = p[P_SERIES] * cell_ocv(soc) - s[V_RC] * g_rc
-    r_eff = r0 + r1 * (1.0 - g_rc)
+def _terms(p, tab, s, soh, rf, soc, temp, g_rc):
+    """At the start of a step with RC weight g_rc: the cell OCV, the EMF, the discharge and
+    charge resistances (total), the share of them that acts over the step, the capacity (As)
+    and the charge current the battery management accepts."""
+    r_dis = rf * cell_resistance(soc, temp, tab[T_R_SOC], tab[T_R_TEMP], tab[T_R_DIS], p[P_EA])
+    r_chg = rf * cell_resistance(soc, temp, tab[T_R_SOC], tab[T_R_TEMP], tab[T_R_CHG], p[P_EA])
+    share = p[P_R0_FRAC] + (1.0 - p[P_R0_FRAC]) * (1.0 - g_rc)
+    ocv = cell_ocv(soc, tab[T_OCV_SOC], tab[T_OCV_V])
+    emf = p[P_SERIES] * (ocv + s[HYST]) - s[V_RC] * g_rc
     cap_as = p[P_CAP_AH] * 3600.0 * max(soh, SOH_FLOOR)
-    i_dis, i_chg, p_dis, p_chg = operating_limits(
+    accept = charge_acceptance(
+        soc, temp, tab[T_TAPER_SOC], tab[T_TAPER_A], tab[T_DERATE_T], tab[T_DERATE_F]
+    )
+    return ocv, emf, r_dis, r_chg, share, cap_as, accept
+
+
+@jit
+def _limits(p, emf, r_dis_eff, r_chg_eff, soc, cap_as, dt, accept):
+    """Current and power limits over a step of dt (laws.operating_limits)."""
+    return operating_limits(
         emf,
-        r_eff,
+        r_dis_eff,
+        r_chg_eff,
         soc,
         cap_as,
         dt,
         p[P_VMIN],
         p[P_VMAX],
+        p[P_SOC_MIN],
+        p[P_SOC_MAX],
         p[P_IDIS],
-        p[P_ICHG],
+        min(p[P_ICHG], accept),
         p[P_PDIS],
         p[P_PREG],
     )
-    return emf, r0, r1, r_eff, cap_as, i_dis, i_chg, p_dis, p_chg
 
 
 @jit
-def pulse_limits(p, s, capacity_terms, resistance_terms):
+def pulse_limits(p, tab, s, capacity_terms, resistance_terms):
     """10 s discharge and charge power limits (W) at state `s`."""
     _, g_rc = rc_factors(PULSE_S, p[P_TAU])
     soh = aging.state_of_health(s, capacity_terms)
     rf = aging.resistance_factor(s, resistance_terms)
-    out = _limits(p, s, soh, rf, s[SOC], s[TEMP], g_rc, PULSE_S)
-    return out[7], out[8]
+    _, emf, r_dis, r_chg, share, cap_as, accept = _terms(p, tab, s, soh, rf, s[SOC], s[TEMP], g_rc)
+    out = _limits(p, emf, r_dis * share, r_chg * share, s[SOC], cap_as, PULSE_S, accept)
+    return out[2], out[3]
 
 
 @jit
-def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, off, capacity_terms,
-        resistance_terms, multiplier, out):  # fmt: skip
+def _tms(p, temp, ambient, mode):
+    """Thermal management at pack temperature `temp`: (electrical W, heat into the pack W).
+    Plugged in or preconditioning, it heats up to the preconditioning target."""
+    heat_below = p[P_HEAT_BELOW]
+    if mode != 0:
+        heat_below = max(heat_below, p[P_PRECOND])
+    return tms_power(temp, ambient, heat_below, p[P_COOL_ABOVE], p[P_GAIN], p[P_QHEAT],
+                     p[P_QCOOL], p[P_PELEC], p[P_HEAT_PUMP] != 0.0, p[P_CARNOT],
+                     p[P_COP_MAX])  # fmt: skip
+
+
+@jit
+def run(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id, off,
+        capacity_terms, resistance_terms, multiplier, out):  # fmt: skip
     """Advance state vector `s` in place over all samples; one row of `out` per sample. The
     aging model `model_id` keeps its block at s[off:]; SOH and resistance factor sum the
     terms of every model (models.aging.CAPACITY_TERMS, RESISTANCE_TERMS).
 
-    Exactly one of power_w[k] (terminal power, discharge > 0) and current_a[k] is not NaN.
+    Exactly one of power_w[k] (terminal power demand of the vehicle's loads, discharge > 0)
+    and current_a[k] (the pack's whole current) is not NaN. Thermal management (if p[P_TMS])
+    runs in active samples; its controller output is held over each sub-step (at most
+    MAX_ACTIVE_SUBSTEP_S) and its electrical power adds to a power demand.
     """
     cap_ah = p[P_CAP_AH]
     g_th = p[P_COND]
+    has_tms = p[P_TMS] != 0.0
     soh = aging.state_of_health(s, capacity_terms)
     rf = aging.resistance_factor(s, resistance_terms)
     for k in range(dt_s.shape[0]):
-        m = substep_count(dt_s[k], power_w[k], current_a[k])
+        m = substep_count(dt_s[k], power_w[k], current_a[k], mode[k])
+        tms_on = has_tms and sample_active(power_w[k], current_a[k], mode[k])
         dt = dt_s[k] / m
         dta = dt * multiplier
         a_rc, g_rc = rc_factors(dt, p[P_TAU])
         d_th = thermal_decay(dt, g_th, p[P_HEATCAP])
         charge = 0.0
         energy = 0.0
+        tms_energy = 0.0
         limited_any = False
         flags = 0
         v = 0.0
         for _ in range(m):
             soc = s[SOC]
             temp = s[TEMP]
-            emf, r0, r1, r_eff, cap_as, i_dis, i_chg, p_dis, p_chg = _limits(
-                p, s, soh, rf, soc, temp, g_rc, dt
+            ocv, emf, r_dis, r_chg, share, cap_as, accept = _terms(
+                p, tab, s, soh, rf, soc, temp, g_rc
             )
+            r_dis_eff = r_dis * share
+            r_chg_eff = r_chg * share
+            i_dis, i_chg, p_dis, p_chg = _limits(
+                p, emf, r_dis_eff, r_chg_eff, soc, cap_as, dt, accept
+            )
+            p_tms = 0.0
+            q_tms = 0.0
+            demand = power_w[k]
+            if tms_on:
+                p_tms, q_tms = _tms(p, temp, ambient_c[k], mode[k])
+                if not math.isnan(demand):
+                    demand = demand + p_tms
             cur, limited = pack_current(
-                power_w[k], current_a[k], emf, r_eff, i_dis, i_chg, p_dis, p_chg
+                demand, current_a[k], emf, r_dis_eff, r_chg_eff, i_dis, i_chg, p_dis, p_chg
             )
+            if cur != 0.0:
+                # The OCV at the sub-step's mid-SOC: its mean over the sub-step where the table
+                # is linear, so steep parts of the curve do not depend on the sample rate.
+                mid = cell_ocv(soc - 0.5 * cur * dt / cap_as, tab[T_OCV_SOC], tab[T_OCV_V])
+                if mid != ocv:
+                    emf += p[P_SERIES] * (mid - ocv)
+                    i_dis, i_chg, p_dis, p_chg = _limits(
+                        p, emf, r_dis_eff, r_chg_eff, soc, cap_as, dt, accept
+                    )
+                    cur, limited = pack_current(
+                        demand, current_a[k], emf, r_dis_eff, r_chg_eff, i_dis, i_chg, p_dis,
+                        p_chg,
+                    )  # fmt: skip
             limited_any = limited_any or limited
-            v = emf - cur * r_eff
+            r_tot = r_dis if cur > 0.0 else r_chg
+            r0 = r_tot * p[P_R0_FRAC]
+            r1 = r_tot - r0
+            v = emf - cur * (r_dis_eff if cur > 0.0 else r_chg_eff)
             charge += cur * dt
             e_step = v * cur * dt
             energy += e_step
@@ -125,12 +204,14 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, off, ca
             else:
                 s[E_CHG] -= e_step / 3.6e6
             s[THROUGHPUT] += abs(cur) * dt / 3600.0
+            tms_energy += p_tms * dt
 
             # RC branch, temperature, charge: exact for constant current over the sub-step.
             v_rc_mean = s[V_RC] * g_rc + cur * r1 * (1.0 - g_rc)
-            heat = cur * (cur * r0 + v_rc_mean)
+            heat = cur * (cur * r0 + v_rc_mean) + q_tms
             s[TEMP] = lumped_temperature(temp, ambient_c[k], heat, g_th, d_th)
             s[V_RC] = s[V_RC] * a_rc + cur * r1 * (1.0 - a_rc)
+            s[HYST] = hysteresis_update(s[HYST], cur, dt, cap_as, p[P_HYST_V], p[P_HYST_RATE])
             new_soc = soc - cur * dt / cap_as
             s[SOC] = new_soc
             flags |= aging.step(
@@ -143,6 +224,7 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, off, ca
         s[AGED] += sample_dt * multiplier
         s[DIST] += distance_m[k] / 1000.0
         s[AMBIENT] = ambient_c[k]
+        s[E_TMS] += tms_energy / 3.6e6
         out[k, O_I] = charge / sample_dt
         out[k, O_P] = energy / sample_dt
         # Mean voltage weighted by charge, so V*I*dt is the sample's energy; a lone sub-step
@@ -154,3 +236,4 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, p, s, model_id, off, ca
         out[k, O_RF] = rf
         out[k, O_LIMITED] = 1.0 if limited_any else 0.0
         out[k, O_FLAGS] = flags
+        out[k, O_TMS] = tms_energy / sample_dt

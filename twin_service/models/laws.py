@@ -13,15 +13,6 @@ import numpy as np
 from twin_service.models.constants import GAS_CONSTANT, KELVIN, T_REF_K
 from twin_service.models.jit import jit
 
-# Cell open-circuit voltage: PyBaMM `Prada2013` A123-type 2.3 Ah LFP cell, OCV = U_p - U_n over
-# its stoichiometry window (REFERENCES.md). The 0 % point is a linear extrapolation of the
-# 5-10 % segment.
-OCV_SOC = np.array([0.0, 0.05, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.90, 0.95, 1.00])
-OCV_V = np.array(
-    [2.5925, 2.7853, 2.9781, 3.1685, 3.2058, 3.2525, 3.2660, 3.2688, 3.2740, 3.3097, 3.3142,
-     3.3164, 3.6000]
-)  # fmt: skip
-
 MAX_ACTIVE_SUBSTEP_S = 10.0  # sub-step length while current flows (OCV and R change)
 MAX_REST_SUBSTEP_S = 3600.0  # sub-step length at rest (temperature relaxes, aging continues)
 SOH_FLOOR = 0.05  # capacity never used below this fraction, to keep SOC finite
@@ -49,9 +40,116 @@ def interp(x: float, xp: np.ndarray, fp: np.ndarray) -> float:
 
 
 @jit
-def cell_ocv(soc: float) -> float:
-    """Cell open-circuit voltage (V) at state of charge `soc` (0..1)."""
-    return interp(soc, OCV_SOC, OCV_V)
+def cell_ocv(soc: float, soc_nodes: np.ndarray, v_nodes: np.ndarray) -> float:
+    """Cell open-circuit voltage (V) at state of charge `soc` (0..1), from a table."""
+    return interp(soc, soc_nodes, v_nodes)
+
+
+@jit
+def cell_resistance(
+    soc: float,
+    temperature_c: float,
+    soc_nodes: np.ndarray,
+    temperature_nodes: np.ndarray,
+    table: np.ndarray,
+    activation_energy_j_mol: float,
+) -> float:
+    """Resistance from a map over SOC and temperature (`table` holds one row of len(soc_nodes)
+    values per temperature node, flattened): linear in SOC, linear in temperature between the
+    nodes, Arrhenius with `activation_energy_j_mol` from the nearest node beyond them."""
+    ns = soc_nodes.shape[0]
+    nt = temperature_nodes.shape[0]
+    if temperature_c <= temperature_nodes[0] or nt == 1:
+        node = 0
+    elif temperature_c >= temperature_nodes[nt - 1]:
+        node = nt - 1
+    else:
+        hi = 1
+        while temperature_nodes[hi] < temperature_c:
+            hi += 1
+        lo_r = interp(soc, soc_nodes, table[(hi - 1) * ns : hi * ns])
+        hi_r = interp(soc, soc_nodes, table[hi * ns : (hi + 1) * ns])
+        w = (temperature_c - temperature_nodes[hi - 1]) / (
+            temperature_nodes[hi] - temperature_nodes[hi - 1]
+        )
+        return lo_r + (hi_r - lo_r) * w
+    r = interp(soc, soc_nodes, table[node * ns : (node + 1) * ns])
+    t_k = temperature_c + KELVIN
+    t_node = temperature_nodes[node] + KELVIN
+    return r * math.exp(activation_energy_j_mol / GAS_CONSTANT * (1.0 / t_k - 1.0 / t_node))
+
+
+@jit
+def charge_acceptance(
+    soc: float,
+    temperature_c: float,
+    taper_soc: np.ndarray,
+    taper_a: np.ndarray,
+    derate_temperature: np.ndarray,
+    derate_factor: np.ndarray,
+) -> float:
+    """The largest charge current (A) the battery management accepts: a taper over SOC times a
+    derating over the pack temperature (lithium plating in the cold, wear in the heat)."""
+    return interp(soc, taper_soc, taper_a) * interp(
+        temperature_c, derate_temperature, derate_factor
+    )
+
+
+@jit
+def hysteresis_update(
+    h_v: float, current_a: float, dt_s: float, capacity_as: float, half_gap_v: float, rate: float
+) -> float:
+    """One-state OCV hysteresis (Plett, J. Power Sources 134 (2004) 262): dh/dq = -rate/Q *
+    (h + M sign(I)), solved exactly for a constant current over dt. Discharge (I > 0) drives h
+    towards -M, charge towards +M; at rest it holds."""
+    if current_a == 0.0 or half_gap_v == 0.0:
+        return h_v
+    target = -half_gap_v if current_a > 0.0 else half_gap_v
+    return target + (h_v - target) * math.exp(-rate * abs(current_a) * dt_s / capacity_as)
+
+
+@jit
+def tms_power(
+    temperature_c: float,
+    ambient_c: float,
+    heat_below_c: float,
+    cool_above_c: float,
+    gain_w_k: float,
+    max_heating_w: float,
+    max_cooling_w: float,
+    max_electric_w: float,
+    heat_pump: bool,
+    carnot_fraction: float,
+    max_cop: float,
+) -> tuple[float, float]:
+    """Thermal management: (electrical power drawn, heat into the pack), both W. Below
+    `heat_below_c` it heats, above `cool_above_c` it cools, with a heat flow proportional to the
+    distance from the threshold up to the heating or cooling limit, and electrical power =
+    heat / COP within `max_electric_w`. A heat pump or chiller has COP = carnot_fraction x the
+    Carnot COP between pack and ambient, at most `max_cop`; a resistive heater has COP 1."""
+    t_k = temperature_c + KELVIN
+    a_k = ambient_c + KELVIN
+    if temperature_c < heat_below_c:
+        q = min(gain_w_k * (heat_below_c - temperature_c), max_heating_w)
+        if heat_pump:
+            lift = t_k - a_k
+            cop = max_cop if lift <= 0.0 else min(max_cop, carnot_fraction * t_k / lift)
+            cop = max(cop, 1.0)
+        else:
+            cop = 1.0
+        sign = 1.0
+    elif temperature_c > cool_above_c:
+        q = min(gain_w_k * (temperature_c - cool_above_c), max_cooling_w)
+        lift = a_k - t_k
+        cop = max_cop if lift <= 0.0 else min(max_cop, carnot_fraction * t_k / lift)
+        sign = -1.0
+    else:
+        return 0.0, 0.0
+    electric = q / cop
+    if electric > max_electric_w:
+        electric = max_electric_w
+        q = electric * cop
+    return electric, sign * q
 
 
 @jit
@@ -97,28 +195,32 @@ def current_from_power(power_w: float, emf_v: float, r_eff_ohm: float) -> float:
 @jit
 def operating_limits(
     emf_v: float,
-    r_eff_ohm: float,
+    r_dis_ohm: float,
+    r_chg_ohm: float,
     soc: float,
     capacity_as: float,
     dt_s: float,
     v_min: float,
     v_max: float,
+    soc_min: float,
+    soc_max: float,
     max_discharge_a: float,
     max_charge_a: float,
     max_discharge_w: float,
     max_charge_w: float,
 ) -> tuple[float, float, float, float]:
     """Largest discharge and charge current magnitudes, then powers, over a step of dt: the
-    terminal voltage stays within [v_min, v_max], the current and power within the ratings,
-    and the charge moved within what the pack holds (SOC stays in 0..1)."""
-    i_dis = min(max_discharge_a, max((emf_v - v_min) / r_eff_ohm, 0.0))
-    i_chg = min(max_charge_a, max((v_max - emf_v) / r_eff_ohm, 0.0))
-    i_dis = min(i_dis, max(soc, 0.0) * capacity_as / dt_s)
-    i_chg = min(i_chg, max(1.0 - soc, 0.0) * capacity_as / dt_s)
+    terminal voltage stays within [v_min, v_max] (effective resistance `r_dis_ohm` while
+    discharging, `r_chg_ohm` while charging), the current and power within the ratings, and
+    the charge moved within the usable SOC window [soc_min, soc_max]."""
+    i_dis = min(max_discharge_a, max((emf_v - v_min) / r_dis_ohm, 0.0))
+    i_chg = min(max_charge_a, max((v_max - emf_v) / r_chg_ohm, 0.0))
+    i_dis = min(i_dis, max(soc - soc_min, 0.0) * capacity_as / dt_s)
+    i_chg = min(i_chg, max(soc_max - soc, 0.0) * capacity_as / dt_s)
     # Power rises with current up to I = E/(2R); beyond that more current gives less power.
-    i_top = min(i_dis, emf_v / (2.0 * r_eff_ohm))
-    p_dis = max(min(max_discharge_w, (emf_v - i_top * r_eff_ohm) * i_top), 0.0)
-    p_chg = max(min(max_charge_w, (emf_v + i_chg * r_eff_ohm) * i_chg), 0.0)
+    i_top = min(i_dis, emf_v / (2.0 * r_dis_ohm))
+    p_dis = max(min(max_discharge_w, (emf_v - i_top * r_dis_ohm) * i_top), 0.0)
+    p_chg = max(min(max_charge_w, (emf_v + i_chg * r_chg_ohm) * i_chg), 0.0)
     return i_dis, i_chg, p_dis, p_chg
 
 
@@ -127,7 +229,8 @@ def pack_current(
     power_w: float,
     current_a: float,
     emf_v: float,
-    r_eff_ohm: float,
+    r_dis_ohm: float,
+    r_chg_ohm: float,
     i_dis: float,
     i_chg: float,
     p_dis: float,
@@ -141,16 +244,23 @@ def pack_current(
     else:
         pw = min(max(power_w, -p_chg), p_dis)
         power_cut = pw != power_w
-        wanted = current_from_power(pw, emf_v, r_eff_ohm)
+        wanted = current_from_power(pw, emf_v, r_dis_ohm if pw > 0.0 else r_chg_ohm)
     cur = min(max(wanted, -i_chg), i_dis)
     return cur, cur != wanted or power_cut
 
 
 @jit
-def substep_count(dt_s: float, power_w: float, current_a: float) -> int:
+def sample_active(power_w: float, current_a: float, mode: int) -> bool:
+    """A sample with a demand, or plugged in or preconditioning (`mode` != 0): current may flow
+    and thermal management runs. Otherwise the pack rests."""
+    return mode != 0 or (current_a != 0.0 if math.isnan(power_w) else power_w != 0.0)
+
+
+@jit
+def substep_count(dt_s: float, power_w: float, current_a: float, mode: int) -> int:
     """Sub-steps of a sample, decided from its inputs alone (so a batch and the same samples
     sent one by one are split alike)."""
-    active = current_a != 0.0 if math.isnan(power_w) else power_w != 0.0
+    active = sample_active(power_w, current_a, mode)
     max_dt = MAX_ACTIVE_SUBSTEP_S if active else MAX_REST_SUBSTEP_S
     return max(int(math.ceil(dt_s / max_dt)), 1)
 

@@ -7,6 +7,7 @@ and runs the loop.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -31,26 +32,71 @@ MAX_SUBSTEPS_PER_REQUEST = 5_000_000
 
 @dataclass(frozen=True)
 class CircuitParams:
-    """Pack-level circuit parameters at 25 degC and a fresh pack (resistance_factor 1)."""
+    """Pack-level circuit parameters; resistances are in PackTables."""
 
-    r0_ohm: float
-    r1_ohm: float
+    r0_fraction: float  # share of the resistance that is ohmic (R0); the rest is the RC branch
     tau1_s: float
-    activation_energy_j_mol: float
+    activation_energy_j_mol: float  # Arrhenius beyond the resistance map's temperatures
     v_min: float
     v_max: float
     max_discharge_a: float
     max_charge_a: float
     max_discharge_w: float
     max_regen_w: float
+    soc_min: float = 0.0  # usable SOC window the limits keep to
+    soc_max: float = 1.0
+    hysteresis_v: float = 0.0  # OCV hysteresis half-gap per cell
+    hysteresis_rate: float = 0.0  # its rate per unit of capacity moved
 
 
 @dataclass(frozen=True)
 class ThermalParams:
-    """Lumped pack: C dT/dt = Q_gen - G (T - T_amb), G = h*A + cooling."""
+    """Lumped pack: C dT/dt = Q_gen - G (T - T_amb) + Q_tms, G = h*A (+ any passive cooling)."""
 
     heat_capacity_j_k: float
     conductance_w_k: float
+
+
+@dataclass(frozen=True)
+class ThermalManagementParams:
+    """An active loop that heats below and cools above set temperatures (laws.tms_power)."""
+
+    heat_below_c: float
+    cool_above_c: float
+    precondition_c: float  # heating target while plugged in or preconditioning
+    gain_w_k: float
+    max_heating_w: float
+    max_cooling_w: float
+    max_electric_w: float
+    heat_pump: bool
+    carnot_fraction: float
+    max_cop: float
+
+
+@dataclass(frozen=True)
+class PackTables:
+    """Pack-level tables: cell OCV over SOC; the fresh pack's resistance (ohm) over SOC and
+    temperature, one row per temperature, for discharge and charge; the accepted charge current
+    (A) over SOC and its derating factor over temperature."""
+
+    ocv_soc: tuple[float, ...]
+    ocv_v: tuple[float, ...]
+    resistance_soc: tuple[float, ...]
+    resistance_temperature_c: tuple[float, ...]
+    discharge_ohm: tuple[tuple[float, ...], ...]
+    charge_ohm: tuple[tuple[float, ...], ...]
+    taper_soc: tuple[float, ...] = (0.0, 1.0)
+    taper_a: tuple[float, ...] = (math.inf, math.inf)
+    derate_temperature_c: tuple[float, ...] = (25.0,)
+    derate_factor: tuple[float, ...] = (1.0,)
+
+    @classmethod
+    def uniform(
+        cls, resistance_ohm: float, ocv_soc: tuple[float, ...], ocv_v: tuple[float, ...]
+    ) -> PackTables:
+        """One resistance at every SOC, at 25 degC (Arrhenius elsewhere), no charge taper."""
+        row = (resistance_ohm, resistance_ohm)
+        return cls(ocv_soc, ocv_v, (0.0, 1.0), (25.0,), (row,), (row,))
 
 
 @dataclass(frozen=True)
@@ -59,16 +105,17 @@ class PackParams:
     capacity_ah: float
     circuit: CircuitParams
     thermal: ThermalParams
+    tables: PackTables
+    tms: ThermalManagementParams | None = None
 
     @cached_property
     def kernel_vector(self) -> np.ndarray:
         """The parameters in kernel.P_* order, built once per parameter set."""
         c = self.circuit
-        vec = np.empty(kernel.N_PARAMS)
+        vec = np.zeros(kernel.N_PARAMS)
         vec[kernel.P_SERIES] = self.cells_series
         vec[kernel.P_CAP_AH] = self.capacity_ah
-        vec[kernel.P_R0] = c.r0_ohm
-        vec[kernel.P_R1] = c.r1_ohm
+        vec[kernel.P_R0_FRAC] = c.r0_fraction
         vec[kernel.P_TAU] = c.tau1_s
         vec[kernel.P_EA] = c.activation_energy_j_mol
         vec[kernel.P_VMIN] = c.v_min
@@ -79,7 +126,35 @@ class PackParams:
         vec[kernel.P_PREG] = c.max_regen_w
         vec[kernel.P_HEATCAP] = self.thermal.heat_capacity_j_k
         vec[kernel.P_COND] = self.thermal.conductance_w_k
+        vec[kernel.P_SOC_MIN] = c.soc_min
+        vec[kernel.P_SOC_MAX] = c.soc_max
+        vec[kernel.P_HYST_V] = c.hysteresis_v
+        vec[kernel.P_HYST_RATE] = c.hysteresis_rate
+        t = self.tms
+        if t is not None:
+            vec[kernel.P_TMS] = 1.0
+            vec[kernel.P_HEAT_BELOW] = t.heat_below_c
+            vec[kernel.P_COOL_ABOVE] = t.cool_above_c
+            vec[kernel.P_PRECOND] = t.precondition_c
+            vec[kernel.P_GAIN] = t.gain_w_k
+            vec[kernel.P_QHEAT] = t.max_heating_w
+            vec[kernel.P_QCOOL] = t.max_cooling_w
+            vec[kernel.P_PELEC] = t.max_electric_w
+            vec[kernel.P_HEAT_PUMP] = 1.0 if t.heat_pump else 0.0
+            vec[kernel.P_CARNOT] = t.carnot_fraction
+            vec[kernel.P_COP_MAX] = t.max_cop
         return vec
+
+    @cached_property
+    def kernel_tables(self) -> tuple[np.ndarray, ...]:
+        """The tables in kernel.T_* order."""
+        t = self.tables
+        arrays = (
+            t.ocv_soc, t.ocv_v, t.resistance_soc, t.resistance_temperature_c,
+            [r for row in t.discharge_ohm for r in row], [r for row in t.charge_ohm for r in row],
+            t.taper_soc, t.taper_a, t.derate_temperature_c, t.derate_factor,
+        )  # fmt: skip
+        return tuple(np.ascontiguousarray(a, dtype=np.float64) for a in arrays)
 
 
 class PackState:
@@ -161,6 +236,7 @@ class DriveInput:
     current_a: np.ndarray  # terminal current demand, discharge > 0; NaN where power is given
     ambient_c: np.ndarray
     distance_m: np.ndarray
+    mode: np.ndarray | None = None  # int64 kernel.MODE_* bits (plugged in, preconditioning)
 
     def __len__(self) -> int:
         return int(self.dt_s.shape[0])
@@ -180,6 +256,7 @@ class StepResult:
     resistance_factor: np.ndarray
     limited: np.ndarray
     out_of_range: np.ndarray  # aging.base OUT_OF_RANGE_* flags
+    tms_w: np.ndarray  # thermal management's electrical power
     # at the final state
     max_discharge_w: float
     max_regen_w: float
@@ -198,13 +275,19 @@ def simulate(
 ) -> StepResult:
     """Integrate the pack over all samples of `drive`, starting from `state`."""
     dt_s, power_w, current_a = _f64(drive.dt_s), _f64(drive.power_w), _f64(drive.current_a)
-    total = kernel.total_substeps(dt_s, power_w, current_a)
+    # Modes only change anything where thermal management can act.
+    if drive.mode is None or params.tms is None:
+        mode = np.zeros(dt_s.shape[0], dtype=np.int64)
+    else:
+        mode = np.ascontiguousarray(drive.mode, dtype=np.int64)
+    total = kernel.total_substeps(dt_s, power_w, current_a, mode)
     if total > MAX_SUBSTEPS_PER_REQUEST:
         raise IntegrationTooLong(
             f"the samples need {total} internal steps; at most {MAX_SUBSTEPS_PER_REQUEST} fit "
             "one request, send fewer or shorter samples"
         )
     p = params.kernel_vector
+    tab = params.kernel_tables
     s = state.vector.copy()
     out = np.empty((dt_s.shape[0], kernel.N_OUT))
     model_id = MODEL_IDS[aging.model]
@@ -214,7 +297,9 @@ def simulate(
         current_a,
         _f64(drive.ambient_c),
         _f64(drive.distance_m),
+        mode,
         p,
+        tab,
         s,
         model_id,
         int(OFFSETS[model_id]),
@@ -223,7 +308,7 @@ def simulate(
         float(aging.time_multiplier),
         out,
     )
-    max_dis, max_reg = kernel.pulse_limits(p, s, CAPACITY_TERMS, RESISTANCE_TERMS)
+    max_dis, max_reg = kernel.pulse_limits(p, tab, s, CAPACITY_TERMS, RESISTANCE_TERMS)
     elapsed = s[kernel.ELAPSED]
     if dt_s.shape[0] == 1:  # the cumulative sum of one sample is the sample
         t_s = elapsed - (dt_s - dt_s)
@@ -241,6 +326,7 @@ def simulate(
         resistance_factor=out[:, kernel.O_RF],
         limited=out[:, kernel.O_LIMITED] > 0.5,
         out_of_range=out[:, kernel.O_FLAGS].astype(np.int64),
+        tms_w=out[:, kernel.O_TMS],
         max_discharge_w=float(max_dis),
         max_regen_w=float(max_reg),
     )
@@ -255,14 +341,12 @@ def warm_up() -> None:
 
     drive = DriveInput(np.array([1.0, 1.0]), np.array([1000.0, np.nan]), np.array([np.nan, 1.0]),
                        np.array([25.0, 25.0]), np.zeros(2))  # fmt: skip
-    params = PackParams(
-        cells_series=100,
-        capacity_ah=100.0,
-        circuit=CircuitParams(0.01, 0.01, 30.0, 20000.0, 250.0, 365.0, 500.0, 500.0, 1e5, 1e5),
-        thermal=ThermalParams(1e5, 50.0),
-    )
+    from twin_service.presets import PRESETS, pack_params
+
+    params = pack_params(PRESETS["Model3_2024"])
     one = np.ones(1)
     usage = Usage(one * 40, one * 160, one * 0.2, one * 0.9, one * 20, one * 0.15, one * 0.0)
+    drive.mode = np.array([1, 0], dtype=np.int64)
     for model in REGISTRY:
         simulate(params, new_pack_state(), drive, AgingSettings(model.name))
         start = ForecastStart(np.zeros((1, len(model.state))), np.zeros(1), np.zeros(1))

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-STATE_SCHEMA_VERSION = 2
+STATE_SCHEMA_VERSION = 3
 _BIG = 1.7976931348623157e308  # the largest float: "no upper bound", and still rejects inf
 
 
@@ -87,6 +87,8 @@ PACK = StateBlock(
         StateField("energy_discharged_kwh", "kWh", "terminal energy out"),
         StateField("energy_charged_kwh", "kWh", "terminal energy in (regeneration, charging)"),
         StateField("throughput_ah", "Ah", "charge throughput"),
+        StateField("hysteresis_v", "V", "OCV hysteresis per cell (+ after charge)", -1.0, 1.0),
+        StateField("tms_energy_kwh", "kWh", "electrical energy used by thermal management"),
     ),
 )
 
@@ -310,7 +312,14 @@ def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+def _v2_to_v3(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 adds the OCV hysteresis and the thermal management's energy, both 0 before."""
+    out = {"hysteresis_v": 0.0, "tms_energy_kwh": 0.0, **raw}
+    out["schema_version"] = 3
+    return out
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def migrate(raw: dict[str, Any]) -> dict[str, Any]:

@@ -5,40 +5,170 @@ A preset is also the shape of an inline `vehicle` object in POST /step.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from twin_service.models import cell_data
 from twin_service.models.aging import DEFAULT_MODEL, MODEL_NAMES
 from twin_service.models.drivetrain import DrivetrainParams
-from twin_service.models.pack import CircuitParams, PackParams, ThermalParams
+from twin_service.models.laws import MAX_ACTIVE_SUBSTEP_S
+from twin_service.models.pack import (
+    CircuitParams,
+    PackParams,
+    PackTables,
+    ThermalManagementParams,
+    ThermalParams,
+)
+
+MAX_TMS_HOLD_S = MAX_ACTIVE_SUBSTEP_S
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def _increasing(name: str, values: list[float]) -> None:
+    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
+        raise ValueError(f"{name} must be strictly increasing")
+
+
+def _same_length(a_name: str, a: list[float], b_name: str, b: list[float]) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"{a_name} and {b_name} must have the same length ({len(a)} != {len(b)})")
+
+
+class OcvSpec(_Strict):
+    """Cell open-circuit voltage over SOC, interpolated linearly."""
+
+    soc: list[float] = Field(min_length=2, max_length=1000)
+    v: list[float] = Field(min_length=2, max_length=1000)
+
+    @model_validator(mode="after")
+    def _check(self) -> OcvSpec:
+        _same_length("soc", self.soc, "v", self.v)
+        _increasing("soc", self.soc)
+        if self.soc[0] < 0.0 or self.soc[-1] > 1.0:
+            raise ValueError("soc nodes must lie within 0..1")
+        if any(not 0.0 < v < 10.0 for v in self.v):
+            raise ValueError("v must lie within (0, 10) V per cell")
+        return self
+
+
+class ResistanceMapSpec(_Strict):
+    """Cell resistance (ohm, fresh) over SOC and temperature: one row of len(soc) values per
+    temperature node, for discharge and for charge. Linear between nodes; Arrhenius with the
+    pack's activation energy beyond the temperature nodes."""
+
+    soc: list[float] = Field(min_length=2, max_length=200)
+    temperature_c: list[float] = Field(min_length=1, max_length=50)
+    discharge_ohm: list[list[float]]
+    charge_ohm: list[list[float]]
+
+    @model_validator(mode="after")
+    def _check(self) -> ResistanceMapSpec:
+        _increasing("soc", self.soc)
+        _increasing("temperature_c", self.temperature_c)
+        for name in ("discharge_ohm", "charge_ohm"):
+            rows = getattr(self, name)
+            if len(rows) != len(self.temperature_c) or any(len(r) != len(self.soc) for r in rows):
+                raise ValueError(
+                    f"{name} needs one row per temperature_c node, each with one value per soc "
+                    f"node ({len(self.temperature_c)} x {len(self.soc)})"
+                )
+            if any(not 0.0 < r < 100.0 for row in rows for r in row):
+                raise ValueError(f"{name} values must lie within (0, 100) ohm")
+        return self
+
+
+class ChargeTaperSpec(_Strict):
+    """What the battery management accepts while charging (plug or regeneration): a C-rate of
+    the nominal capacity over SOC, times a derating factor over the pack temperature."""
+
+    soc: list[float] = Field(min_length=2, max_length=200)
+    c_rate: list[float] = Field(min_length=2, max_length=200)
+    temperature_c: list[float] = Field(min_length=1, max_length=200)
+    factor: list[float] = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _check(self) -> ChargeTaperSpec:
+        _same_length("soc", self.soc, "c_rate", self.c_rate)
+        _same_length("temperature_c", self.temperature_c, "factor", self.factor)
+        _increasing("soc", self.soc)
+        _increasing("temperature_c", self.temperature_c)
+        if any(not 0.0 <= c <= 20.0 for c in self.c_rate):
+            raise ValueError("c_rate values must lie within 0..20")
+        if any(not 0.0 <= f <= 1.0 for f in self.factor):
+            raise ValueError("factor values must lie within 0..1")
+        return self
+
+
+class ThermalManagementSpec(_Strict):
+    """An active loop: heats below `heat_below_c`, cools above `cool_above_c`, with a heat flow
+    of gain x distance from the threshold up to the heating or cooling limit; its electrical
+    power (heat / COP, at most `max_electric_kw`) is drawn from the pack while the vehicle is
+    active (driving, plugged in, preconditioning). Plugged in or preconditioning, it heats up
+    to `precondition_c`."""
+
+    heat_below_c: float = Field(ge=-40, le=60)
+    cool_above_c: float = Field(ge=-40, le=80)
+    precondition_c: float = Field(ge=-40, le=60, description="heating target for a fast charge")
+    gain_w_k: float = Field(gt=0, le=1e6, description="heat flow per K beyond the threshold")
+    max_heating_kw: float = Field(ge=0, le=200)
+    max_cooling_kw: float = Field(ge=0, le=200)
+    max_electric_kw: float = Field(gt=0, le=100)
+    heater: Literal["heat_pump", "resistive"] = "heat_pump"
+    carnot_fraction: float = Field(gt=0, le=1, description="COP / Carnot COP (heat pump, chiller)")
+    max_cop: float = Field(ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _check(self) -> ThermalManagementSpec:
+        if self.heat_below_c > self.cool_above_c:
+            raise ValueError("heat_below_c must not exceed cool_above_c")
+        return self
+
+
 class PackSpec(_Strict):
     chemistry: str = "LFP"
     cells_series: int = Field(gt=0, le=1000)
     cells_parallel: int = Field(1, gt=0, le=1000)
-    cell_capacity_ah: float = Field(gt=0)
-    cell_r0_ohm: float = Field(gt=0, description="cell ohmic resistance at 25 degC")
-    cell_r1_ohm: float = Field(gt=0, description="cell RC-branch resistance at 25 degC")
-    tau1_s: float = Field(gt=0, description="RC-branch time constant")
-    activation_energy_j_mol: float = Field(ge=0, description="Arrhenius energy of resistance")
-    cell_v_min: float = Field(gt=0)
-    cell_v_max: float = Field(gt=0)
-    max_discharge_a: float = Field(gt=0)
-    max_charge_a: float = Field(gt=0)
-    max_discharge_kw: float = Field(gt=0)
-    max_regen_kw: float = Field(gt=0, description="largest charging power (regen or plug)")
-    heat_capacity_j_k: float = Field(gt=0)
-    conductance_w_k: float = Field(gt=0, description="h*A to ambient")
-    cooling_w_k: float = Field(0.0, ge=0, description="extra conductance of a cooling loop")
+    cell_capacity_ah: float = Field(gt=0, le=10000)
+    cell_resistance: ResistanceMapSpec = Field(description="cell resistance map (R0 + R1)")
+    r0_fraction: float = Field(gt=0, le=1, description="share of the resistance that is ohmic")
+    tau1_s: float = Field(gt=0, le=1e5, description="RC-branch time constant")
+    activation_energy_j_mol: float = Field(
+        ge=0, le=2e5, description="Arrhenius energy of the resistance beyond its map"
+    )
+    ocv: OcvSpec = Field(
+        default_factory=lambda: OcvSpec(soc=list(cell_data.OCV_SOC), v=list(cell_data.OCV_V)),
+        description="cell open-circuit voltage",
+    )
+    hysteresis_v: float = Field(0.0, ge=0, le=0.2, description="OCV hysteresis half-gap, cell")
+    hysteresis_rate: float = Field(0.0, ge=0, le=1e4, description="per capacity moved")
+    cell_v_min: float = Field(gt=0, le=10)
+    cell_v_max: float = Field(gt=0, le=10)
+    soc_min: float = Field(0.0, ge=0, lt=1, description="bottom of the usable SOC window")
+    soc_max: float = Field(1.0, gt=0, le=1, description="top of the usable SOC window")
+    max_discharge_a: float = Field(gt=0, le=1e5)
+    max_charge_a: float = Field(gt=0, le=1e5)
+    max_discharge_kw: float = Field(gt=0, le=1e5)
+    max_regen_kw: float = Field(gt=0, le=1e5, description="largest charging power (regen or plug)")
+    charge_taper: ChargeTaperSpec | None = Field(None, description="accepted charge current")
+    heat_capacity_j_k: float = Field(gt=0, le=1e9)
+    conductance_w_k: float = Field(gt=0, le=1e7, description="h*A to ambient")
+    cooling_w_k: float = Field(0.0, ge=0, le=1e7, description="extra passive conductance")
     aging_model: Literal[MODEL_NAMES] = Field(  # type: ignore[valid-type]
         DEFAULT_MODEL, description="the aging model /step uses unless options name one"
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> PackSpec:
+        if self.cell_v_min >= self.cell_v_max:
+            raise ValueError("cell_v_min must be below cell_v_max")
+        if self.soc_min >= self.soc_max:
+            raise ValueError("soc_min must be below soc_max")
+        return self
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -82,19 +212,63 @@ class VehiclePreset(_Strict):
     pack: PackSpec
     drivetrain: DrivetrainSpec
     roadload: RoadLoadSpec
+    thermal_management: ThermalManagementSpec | None = None
     sources: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> VehiclePreset:
+        tms = self.thermal_management
+        if tms is not None and tms.gain_w_k * MAX_TMS_HOLD_S > self.pack.heat_capacity_j_k:
+            raise ValueError(
+                "thermal_management.gain_w_k is too stiff for pack.heat_capacity_j_k: the loop "
+                f"holds its output up to {MAX_TMS_HOLD_S:g} s, so gain x {MAX_TMS_HOLD_S:g} s "
+                "must not exceed the heat capacity"
+            )
+        return self
 
 
 def pack_params(preset: VehiclePreset) -> PackParams:
     """Pack-level model parameters from a preset (cells in series add, in parallel divide)."""
     p = preset.pack
     ratio = p.cells_series / p.cells_parallel
+    rmap = p.cell_resistance
+    taper = p.charge_taper
+    tables = PackTables(
+        ocv_soc=tuple(p.ocv.soc),
+        ocv_v=tuple(p.ocv.v),
+        resistance_soc=tuple(rmap.soc),
+        resistance_temperature_c=tuple(rmap.temperature_c),
+        discharge_ohm=tuple(tuple(r * ratio for r in row) for row in rmap.discharge_ohm),
+        charge_ohm=tuple(tuple(r * ratio for r in row) for row in rmap.charge_ohm),
+    )
+    if taper is not None:
+        tables = replace(
+            tables,
+            taper_soc=tuple(taper.soc),
+            taper_a=tuple(c * p.capacity_ah for c in taper.c_rate),
+            derate_temperature_c=tuple(taper.temperature_c),
+            derate_factor=tuple(taper.factor),
+        )
+    tm = preset.thermal_management
+    tms = None
+    if tm is not None:
+        tms = ThermalManagementParams(
+            heat_below_c=tm.heat_below_c,
+            cool_above_c=tm.cool_above_c,
+            precondition_c=tm.precondition_c,
+            gain_w_k=tm.gain_w_k,
+            max_heating_w=tm.max_heating_kw * 1000.0,
+            max_cooling_w=tm.max_cooling_kw * 1000.0,
+            max_electric_w=tm.max_electric_kw * 1000.0,
+            heat_pump=tm.heater == "heat_pump",
+            carnot_fraction=tm.carnot_fraction,
+            max_cop=tm.max_cop,
+        )
     return PackParams(
         cells_series=p.cells_series,
         capacity_ah=p.capacity_ah,
         circuit=CircuitParams(
-            r0_ohm=p.cell_r0_ohm * ratio,
-            r1_ohm=p.cell_r1_ohm * ratio,
+            r0_fraction=p.r0_fraction,
             tau1_s=p.tau1_s,
             activation_energy_j_mol=p.activation_energy_j_mol,
             v_min=p.cell_v_min * p.cells_series,
@@ -103,11 +277,30 @@ def pack_params(preset: VehiclePreset) -> PackParams:
             max_charge_a=p.max_charge_a,
             max_discharge_w=p.max_discharge_kw * 1000.0,
             max_regen_w=p.max_regen_kw * 1000.0,
+            soc_min=p.soc_min,
+            soc_max=p.soc_max,
+            hysteresis_v=p.hysteresis_v,
+            hysteresis_rate=p.hysteresis_rate,
         ),
         thermal=ThermalParams(
             heat_capacity_j_k=p.heat_capacity_j_k,
             conductance_w_k=p.conductance_w_k + p.cooling_w_k,
         ),
+        tables=tables,
+        tms=tms,
+    )
+
+
+def on_cycler(preset: VehiclePreset, isothermal: bool = False) -> VehiclePreset:
+    """The preset's pack as a cell cycler sees it: the whole SOC range, no charge taper, no
+    thermal management (and, if `isothermal`, held at ambient by a stiff passive loop). For
+    checks of the aging models against their closed forms, which assume exactly that."""
+    pack = preset.pack.model_copy(
+        update={"soc_min": 0.0, "soc_max": 1.0, "charge_taper": None}
+        | ({"cooling_w_k": 1e6} if isothermal else {})
+    )
+    return preset.model_copy(
+        update={"id": f"{preset.id}-cycler", "pack": pack, "thermal_management": None}
     )
 
 
@@ -126,10 +319,15 @@ from twin_service.presets.vehicles import PRESETS  # noqa: E402  (data needs the
 
 __all__ = [
     "PRESETS",
+    "ChargeTaperSpec",
+    "OcvSpec",
+    "ResistanceMapSpec",
+    "ThermalManagementSpec",
     "DrivetrainSpec",
     "PackSpec",
     "RoadLoadSpec",
     "VehiclePreset",
     "drivetrain_params",
+    "on_cycler",
     "pack_params",
 ]

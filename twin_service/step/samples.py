@@ -29,7 +29,8 @@ MOTOR_FIELDS: dict[str, tuple[float, float]] = {
     "speed_rad_s": (-1e5, 1e5),
 }
 MAX_MOTORS = 16
-ALLOWED_FIELDS = frozenset(NUMERIC_FIELDS) | {"motors", "charging"}
+BOOL_FIELDS = ("charging", "precondition")
+ALLOWED_FIELDS = frozenset(NUMERIC_FIELDS) | {"motors", *BOOL_FIELDS}
 _NUMBER_TYPES = {int, float}
 
 
@@ -43,6 +44,7 @@ class SampleColumns:
     ambient_c: np.ndarray
     aux_kw: np.ndarray
     charging: np.ndarray  # bool
+    precondition: np.ndarray  # bool
     has_motors: np.ndarray  # bool
     motor_sample: np.ndarray  # sample index of each motor entry
     motor_torque_nm: np.ndarray
@@ -137,6 +139,7 @@ class SmallSamples:
     ambient_c: list[float]
     aux_kw: list[float]
     charging: list[bool]
+    precondition: list[bool]
     motors: list[list[tuple[float, float]] | None]  # per sample, None where absent
 
 
@@ -156,6 +159,7 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
     n = len(samples)
     cols: dict[str, list[float]] = {name: [_NAN] * n for name in NUMERIC_FIELDS}
     charging = [False] * n
+    precondition = [False] * n
     motors: list[list[tuple[float, float]] | None] = [None] * n
     for i, sample in enumerate(samples):
         if type(sample) is not dict:
@@ -195,6 +199,12 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
                 if type(v) is not bool:
                     return None
                 charging[i] = v
+            elif name == "precondition":
+                if v is None:
+                    continue
+                if type(v) is not bool:
+                    return None
+                precondition[i] = v
             else:
                 return None  # unknown field
         if inputs != 1 or cols["dt_s"][i] != cols["dt_s"][i]:
@@ -210,6 +220,7 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
         ambient_c=cols["ambient_c"],
         aux_kw=cols["aux_kw"],
         charging=charging,
+        precondition=precondition,
         motors=motors,
     )
 
@@ -230,6 +241,7 @@ def columns_from_small(ss: SmallSamples) -> SampleColumns:
     return SampleColumns(
         n=ss.n, dt_s=rows[0], power_kw=rows[1], current_a=rows[2], wheel_speed_m_s=rows[3],
         ambient_c=rows[4], aux_kw=rows[5], charging=np.array(ss.charging, dtype=bool),
+        precondition=np.array(ss.precondition, dtype=bool),
         has_motors=np.array([m is not None for m in ss.motors], dtype=bool),
         motor_sample=np.array(sample_idx, dtype=np.int64), motor_torque_nm=np.array(torque),
         motor_speed_rad_s=np.array(speed),
@@ -287,14 +299,16 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
         for i in missing[:5]:
             errors.add(i, "dt_s", "Field required", "missing")
 
-    charging = np.zeros(n, dtype=bool)
-    if "charging" in seen:
-        charging_raw = [s.get("charging") for s in samples]
-        if not set(map(type, charging_raw)) <= {bool, type(None)}:
-            for i, v in enumerate(charging_raw):
-                if v is not None and type(v) is not bool:
-                    errors.add(i, "charging", "Input should be a valid boolean", "bool_type")
-        charging = np.array([v is True for v in charging_raw], dtype=bool)
+    flags = {}
+    for name in BOOL_FIELDS:
+        flags[name] = np.zeros(n, dtype=bool)
+        if name in seen:
+            raw = [s.get(name) for s in samples]
+            if not set(map(type, raw)) <= {bool, type(None)}:
+                for i, v in enumerate(raw):
+                    if v is not None and type(v) is not bool:
+                        errors.add(i, name, "Input should be a valid boolean", "bool_type")
+            flags[name] = np.array([v is True for v in raw], dtype=bool)
 
     has_motors = np.zeros(n, dtype=bool)
     motor_sample, torque, speed = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
@@ -338,7 +352,8 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
         wheel_speed_m_s=cols["wheel_speed_m_s"],
         ambient_c=cols["ambient_c"],
         aux_kw=cols["aux_kw"],
-        charging=charging,
+        charging=flags["charging"],
+        precondition=flags["precondition"],
         has_motors=has_motors,
         motor_sample=motor_sample,
         motor_torque_nm=torque,

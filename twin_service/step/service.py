@@ -25,6 +25,7 @@ from twin_service.models.aging import DEFAULT_MODEL, LAYOUT
 from twin_service.models.aging.base import out_of_range_names
 from twin_service.models.constants import SECONDS_PER_DAY
 from twin_service.models.drivetrain import DrivetrainParams, drive_columns
+from twin_service.models.kernel import MODE_CHARGING, MODE_PRECONDITION
 from twin_service.models.pack import (
     AgingSettings,
     DriveInput,
@@ -170,7 +171,8 @@ def drive_input(cols: SampleColumns, preset: VehiclePreset, ambient_start_c: flo
         cols.ambient_c, float(ambient_start_c), cols.motor_sample, cols.motor_torque_nm,
         cols.motor_speed_rad_s, cols.has_motors, _preset_params(preset)[2],
     )  # fmt: skip
-    return DriveInput(cols.dt_s, power_w, current_a, ambient_c, distance_m)
+    mode = cols.charging * MODE_CHARGING + cols.precondition * MODE_PRECONDITION
+    return DriveInput(cols.dt_s, power_w, current_a, ambient_c, distance_m, mode.astype(np.int64))
 
 
 _PRESET_PARAMS: dict[str, tuple[VehiclePreset, PackParams, DrivetrainParams]] = {}
@@ -311,6 +313,8 @@ def build_telemetry(
         "ambient_c": s["ambient_c"],
         "aging_model": aging.model,
         "power_limited": bool(result.limited[-1]),
+        "tms_kw": float(result.tms_w[-1]) / 1000.0,
+        "tms_energy_kwh": s["tms_energy_kwh"],
         "aging_out_of_range": flags != 0,
         "aging_out_of_range_stressors": out_of_range_names(flags),
     }
@@ -325,6 +329,9 @@ def build_trace(result: StepResult) -> list[dict[str, float]]:
         (result.power_w / 1000.0).tolist(),
         result.temperature_c.tolist(),
         result.soh.tolist(),
+        (result.tms_w / 1000.0).tolist(),
+        result.limited.tolist(),
     )
-    keys = ("t_s", "soc", "voltage", "current", "power_kw", "temperature", "soh")
+    keys = ("t_s", "soc", "voltage", "current", "power_kw", "temperature", "soh", "tms_kw",
+            "power_limited")  # fmt: skip
     return [dict(zip(keys, row, strict=True)) for row in zip(*cols, strict=True)]

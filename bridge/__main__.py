@@ -187,6 +187,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_twin_options(cycle, default_pace="paced")
 
+    charge = sub.add_parser(
+        "charge", help="a DC fast-charge session: minutes from one SOC to another, peak heat"
+    )
+    charge.add_argument(
+        "--charger-kw", type=_positive, default=250.0, help="charger power (%(default)s kW)"
+    )
+    charge.add_argument("--from-soc", type=_fraction, default=0.1, help="start (%(default)s)")
+    charge.add_argument("--to-soc", type=_fraction, default=0.8, help="target (%(default)s)")
+    charge.add_argument("--ambient-c", type=float, default=25.0, help="ambient, °C (%(default)s)")
+    charge.add_argument(
+        "--pack-temperature-c", type=float, help="pack temperature of a new pack (default ambient)"
+    )
+    charge.add_argument(
+        "--precondition-min",
+        type=float,
+        default=0.0,
+        help="minutes of preconditioning before plugging in (%(default)s)",
+    )
+    _add_twin_options(charge, default_pace="fast")
+
     replay = sub.add_parser("replay", help="recorded BeamNG JSON, CSV or JSONL logs")
     replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
     replay.add_argument("--motors", type=_names, help="motor device names, comma-separated")
@@ -266,12 +286,23 @@ def _poster_config(args: argparse.Namespace, vehicle: str, pace: str) -> PosterC
         max_buffer_samples=max(buffer, batch),
         block_when_full=fast,
         retry_max_s=args.retry_max_s,
-        initial_state={"soc": args.initial_soc} if args.initial_soc is not None else None,
+        initial_state=_initial_state(args),
         state_file=args.state_file,
         live_file=args.live_file,
         sample_log=args.sample_log,
         progress=not args.no_progress,
     )
+
+
+def _initial_state(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The seed of a new pack (a state file, when given and present, wins in the poster)."""
+    seed: dict[str, Any] = {}
+    if args.initial_soc is not None:
+        seed["soc"] = args.initial_soc
+    temperature = getattr(args, "initial_temperature_c", None)
+    if temperature is not None:
+        seed["temperature_c"] = temperature
+    return seed or None
 
 
 def _pace(args: argparse.Namespace) -> str:
@@ -380,6 +411,40 @@ def cmd_cycle(args: argparse.Namespace) -> int:
         return run_source(args, client, vehicle, make)
 
 
+def cmd_charge(args: argparse.Namespace) -> int:
+    from bridge.sources.charge import ChargeReport, ChargeSession, charge_samples
+
+    vehicle = args.vehicle or _config_default_vehicle(args.config)
+    session = ChargeSession(
+        charger_kw=args.charger_kw,
+        from_soc=args.from_soc,
+        to_soc=args.to_soc,
+        ambient_c=args.ambient_c,
+        precondition_min=args.precondition_min,
+    )
+    if args.initial_soc is None:
+        args.initial_soc = args.from_soc
+    args.initial_temperature_c = (
+        args.pack_temperature_c if args.pack_temperature_c is not None else args.ambient_c
+    )
+    report = ChargeReport()
+    with _client(args) as client:
+
+        def make(poster: Poster) -> Iterator[Sample]:
+            def telemetry() -> dict[str, Any] | None:
+                poster.flush()
+                response = poster.last_response
+                return None if response is None else dict(response.get("telemetry") or {})
+
+            return charge_samples(session, telemetry, report)
+
+        code = run_source(args, client, vehicle, make)
+    start = report.soc[0] if report.soc else args.from_soc
+    line = report.summary(max(session.from_soc, start), session.to_soc)
+    print(f"charge {vehicle} at {args.charger_kw:g} kW, {args.ambient_c:g} °C: {line}")
+    return code
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from bridge.sources.replay import replay_samples
 
@@ -460,6 +525,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "cycle": cmd_cycle,
+    "charge": cmd_charge,
     "replay": cmd_replay,
     "beamng": cmd_beamng,
     "explore": cmd_explore,

@@ -17,8 +17,9 @@ WIRE_FIELDS = (
     "ambient_c",
     "aux_kw",
     "charging",
+    "precondition",
 )
-_FLOAT_FIELDS = tuple(f for f in WIRE_FIELDS if f not in ("motors", "charging"))
+_FLOAT_FIELDS = tuple(f for f in WIRE_FIELDS if f not in ("motors", "charging", "precondition"))
 
 
 @dataclass(slots=True)
@@ -51,6 +52,7 @@ class Sample:
     ambient_c: float | None = None
     aux_kw: float | None = None
     charging: bool | None = None
+    precondition: bool | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,6 +81,8 @@ class Sample:
                 wire[name] = float(value)
         if self.charging is not None:
             wire["charging"] = bool(self.charging)
+        if self.precondition is not None:
+            wire["precondition"] = bool(self.precondition)
         return wire
 
     @classmethod
@@ -93,8 +97,9 @@ class Sample:
         for key in _FLOAT_FIELDS:
             if key in values:
                 values[key] = float(values[key])
-        if "charging" in values:
-            values["charging"] = _as_bool(values["charging"])
+        for key in ("charging", "precondition"):
+            if key in values:
+                values[key] = _as_bool(values[key])
         other = {k: v for k, v in data.items() if k not in WIRE_FIELDS}
         return cls(**values, extras={**other, **extras})
 

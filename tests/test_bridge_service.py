@@ -378,3 +378,27 @@ def test_bridge_beamng_command_end_to_end(twin: ServiceProcess, tmp_path: Path) 
     distance_km = sum(r["wheel_speed_m_s"] * r["dt_s"] for r in rows) / 1000.0
     assert record["state"]["total_distance_km"] == pytest.approx(distance_km, rel=1e-9)
     assert fake.types()[-1] == "ClosePowertrain"
+
+
+def test_charge_session_reports_a_tapered_fast_charge(
+    twin: ServiceProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bridge charge`: a Model 3 from 10 to 80 % on a 250 kW charger at 35 degC, then a cold
+    one at -10 degC that is heated first (the charge takes longer)."""
+    minutes = {}
+    for amb in ("35", "-10"):
+        state_file = tmp_path / f"charge{amb}.state.json"
+        code = _run(twin, "charge", "--vehicle", "Model3_2024", "--vehicle-id", f"dcfc{amb}",
+                    "--ambient-c", amb, "--state-file", str(state_file))  # fmt: skip
+        assert code == 0
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        assert line.startswith(f"charge Model3_2024 at 250 kW, {amb} °C: 10->80 % in ")
+        minutes[amb] = float(line.split(" in ")[1].split(" min")[0])
+        peak_c = float(line.split("peak ")[2].split(" ")[0])
+        state = _state(state_file)
+        assert 0.8 <= state["soc"] < 0.85
+        assert state["tms_energy_kwh"] > 0.0
+        if amb == "35":
+            assert peak_c - 35.0 <= 20.0
+    assert 20.0 <= minutes["35"] <= 40.0
+    assert minutes["-10"] > minutes["35"]

@@ -28,13 +28,9 @@ from typing import Any
 
 import pytest
 
-from twin_service.models import cell_data
 from twin_service.presets import PRESETS
 from twin_service.step.service import run_step
-
-# The presets' cell resistance before issue 12: the Sony cell's 0.0478 ohm DCIR at SOC 0.5 and
-# 25 degC, scaled by capacity, split 40 % R0 / 60 % R1.
-_OLD_DCIR_OHM_AH = 0.0478 * 3.0
+from validation.common import previous_model_vehicle
 
 
 def legacy_vehicle(vehicle: Any, default: str) -> dict[str, Any]:
@@ -42,23 +38,10 @@ def legacy_vehicle(vehicle: Any, default: str) -> dict[str, Any]:
     parameters that give the model before issue 12."""
     if vehicle is None or isinstance(vehicle, str):
         v = PRESETS[vehicle or default].model_dump(exclude_computed_fields=True)
-        dcir = _OLD_DCIR_OHM_AH / v["pack"]["cell_capacity_ah"]
-        r0, r1 = dcir * 0.4, dcir * (1.0 - 0.4)
-    else:
-        v = copy.deepcopy(vehicle)
-        r0, r1 = v["pack"].pop("cell_r0_ohm"), v["pack"].pop("cell_r1_ohm")
-    pack = v["pack"]
-    r = r0 + r1
-    pack["cell_resistance"] = {
-        "soc": [0.0, 1.0], "temperature_c": [25.0], "discharge_ohm": [[r, r]],
-        "charge_ohm": [[r, r]],
-    }  # fmt: skip
-    pack["r0_fraction"] = r0 / r
-    pack["ocv"] = {"soc": list(cell_data.OCV_SOC_COARSE), "v": list(cell_data.OCV_V_COARSE)}
-    pack.update(hysteresis_v=0.0, hysteresis_rate=0.0, soc_min=0.0, soc_max=1.0)
-    pack["charge_taper"] = None
-    v["thermal_management"] = None
-    return v
+        return previous_model_vehicle(v)
+    v = copy.deepcopy(vehicle)
+    r0, r1 = v["pack"].pop("cell_r0_ohm"), v["pack"].pop("cell_r1_ohm")
+    return previous_model_vehicle(v, r0, r1)
 
 
 def legacy_request(request: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from validation import (  # noqa: E402
     calendar_aging,
     cycle_aging,
     demo_timeline,
+    ev_pack,
     forecast_consistency,
     invariants,
     limits,
@@ -245,3 +246,39 @@ def test_model_comparison_driving_forecasts_agree_with_step(twin: Twin) -> None:
         for c in res.curves.values():
             for y in model_comparison.CHECK_YEARS:
                 assert c.step_at(y) == pytest.approx(c.forecast_at(y), abs=0.003)
+
+
+def test_fast_charge_section_before_and_after(twin: Twin) -> None:
+    runs = ev_pack.compute_charge(twin)
+    now = {(r.vehicle, r.charger_kw, r.ambient_c): r for r in runs if r.model == "now"}
+    before = {(r.vehicle, r.charger_kw, r.ambient_c): r for r in runs if r.model == "before"}
+    m3 = now[("Model3_2024", 250.0, 25.0)]
+    assert m3.minutes is not None and 20.0 <= m3.minutes <= 40.0
+    for key, r in now.items():
+        assert r.minutes is not None
+        if key[2] >= 25.0:
+            assert r.peak_c - r.start_c <= 20.0
+        assert before[key].peak_c > r.peak_c  # no cooling before
+    # the reviewer's case: 150 kW at 35 degC heated the pack to ~74 degC before
+    assert before[("Model3_2024", 150.0, 35.0)].peak_c > 70.0
+    body = ev_pack.render_charge(runs).body
+    assert "TMS kWh" in body and "before" in body
+
+
+def test_heating_and_pulse_sections_run_without_the_peers(
+    twin: Twin, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(ev_pack, "PEERS_PY", tmp_path / "missing" / "python")
+    monkeypatch.setattr(ev_pack, "HEAT_PASSES", 2)
+    runs = ev_pack.compute_heating(twin)
+    by_amb = {r.ambient_c: r for r in runs}
+    assert all("skipped" in r.fastsim for r in runs)
+    assert by_amb[35.0].twin["peak_c"] <= 40.0  # the loop cools above 37 degC
+    assert by_amb[0.0].twin["tms_kwh"] > 0.0  # and heats below 7 degC
+    assert by_amb[0.0].twin["wh_per_km"] > by_amb[25.0].twin["wh_per_km"]
+    assert "skipped" in ev_pack.render_heating(runs).body
+    cases, peer = ev_pack.compute_pulses(twin)
+    assert "skipped" in peer and all(c.dfn is None for c in cases)
+    drop = {(c.soc, c.temperature_c): c.drop("now") for c in cases}
+    assert drop[(0.15, 25.0)] > drop[(0.5, 25.0)] > drop[(0.5, 40.0)]
+    assert "skipped" in ev_pack.render_pulses((cases, peer)).body

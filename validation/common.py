@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -129,6 +130,39 @@ def cycler_vehicle(preset: dict[str, Any], vid: str, cooling_w_k: float) -> dict
                            cell_v_min=2.0, cell_v_max=3.6)  # fmt: skip
     vehicle["thermal_management"] = None
     return vehicle
+
+
+# The model before issue 12: the Sony cell's 0.0478 ohm discharge DCIR at SOC 0.5 and 25 degC
+# (3 Ah) scaled by capacity, split 40 % R0 / 60 % R1, used at every SOC and for charge; the
+# 13-node OCV table; no hysteresis, SOC window, taper or thermal management.
+PREVIOUS_DCIR_OHM_AH = 0.0478 * 3.0
+PREVIOUS_R0_SHARE = 0.4
+
+
+def previous_model_vehicle(
+    vehicle: dict[str, Any], r0_ohm: float | None = None, r1_ohm: float | None = None
+) -> dict[str, Any]:
+    """An inline vehicle (no computed fields) with the parameters that give the pack model as
+    it was before issue 12, in today's core. `r0_ohm`, `r1_ohm`: the cell's resistances, by
+    default the presets' rule of that time."""
+    from twin_service.models import cell_data
+
+    v = copy.deepcopy(vehicle)
+    pack = v["pack"]
+    if r0_ohm is None or r1_ohm is None:
+        dcir = PREVIOUS_DCIR_OHM_AH / pack["cell_capacity_ah"]
+        r0_ohm, r1_ohm = dcir * PREVIOUS_R0_SHARE, dcir * (1.0 - PREVIOUS_R0_SHARE)
+    r = r0_ohm + r1_ohm
+    pack["cell_resistance"] = {
+        "soc": [0.0, 1.0], "temperature_c": [25.0], "discharge_ohm": [[r, r]],
+        "charge_ohm": [[r, r]],
+    }  # fmt: skip
+    pack["r0_fraction"] = r0_ohm / r
+    pack["ocv"] = {"soc": list(cell_data.OCV_SOC_COARSE), "v": list(cell_data.OCV_V_COARSE)}
+    pack.update(hysteresis_v=0.0, hysteresis_rate=0.0, soc_min=0.0, soc_max=1.0)
+    pack["charge_taper"] = None
+    v["thermal_management"] = None
+    return v
 
 
 def vehicle_without_computed(preset: dict[str, Any]) -> dict[str, Any]:

@@ -118,4 +118,4 @@ def render(packs: dict) -> Section:
         "illustration, kept exactly for continuity; it is not calibrated against any cell.",
     ]
     body = "\n".join(f"- {item}" for item in items)
-    return Section("limits", "9. Limits of the models", body, [], [])
+    return Section("limits", "12. Limits of the models", body, [], [])

@@ -21,6 +21,7 @@ from validation import (
     calendar_aging,
     cycle_aging,
     demo_timeline,
+    ev_pack,
     forecast_consistency,
     invariants,
     limits,
@@ -39,6 +40,9 @@ SECTION_KEYS = (
     "forecast",
     "nrel",
     "models",
+    "charge",
+    "heating",
+    "pulses",
     "limits",
 )
 
@@ -109,6 +113,9 @@ def run_sections(keys: tuple[str, ...]) -> list[Section]:
         timed("forecast", lambda: forecast_consistency.render(forecast_consistency.compute(tw)))
         timed("nrel", lambda: nrel_lfp250.render(nrel_lfp250.compute(tw)))
         timed("models", lambda: model_comparison.render(model_comparison.compute(tw)))
+        timed("charge", lambda: ev_pack.render_charge(ev_pack.compute_charge(tw)))
+        timed("heating", lambda: ev_pack.render_heating(ev_pack.compute_heating(tw)))
+        timed("pulses", lambda: ev_pack.render_pulses(ev_pack.compute_pulses(tw)))
         timed("limits", lambda: limits.render(limits.compute(tw)))
     return sections
 
@@ -150,7 +157,9 @@ def assemble(sections: list[Section], argv: list[str], total_s: float, docs_dir:
         "Every figure and table below is computed by the scripts in `validation/` through the "
         "project's public interfaces: `POST /step`, `POST /forecast` and `GET /vehicles/presets` "
         "of the FastAPI app served in-process (`TestClient(create_app(Settings()))`), and the "
-        "bridge CLI (`python -m bridge cycle`) against a `python -m twin_service` process. Apart "
+        "bridge CLI (`python -m bridge cycle`) against a `python -m twin_service` process; the "
+        "peers (PyBaMM's DFN, FASTSim's thermal Model 3) run in their own venv when it exists "
+        "(`make bench-peers-venv`), and their sections say so when it does not. Apart "
         "from the test conditions (temperatures, SOCs, depths of cycle, drive profiles), the "
         "only numbers typed in are published references, in `validation/reference.py`: the "
         "constants of the Naumann et al. 2018/2020 and Gasper et al. 2023 (NREL) closed forms "

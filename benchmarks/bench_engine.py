@@ -12,9 +12,10 @@ import orjson
 
 from benchmarks.common import best_of, drive_power_w, machine, service, table
 from twin_service.models.aging import MODEL_NAMES
-from twin_service.models.laws import OCV_SOC, OCV_V
+from twin_service.models.cell_data import OCV_SOC_COARSE, OCV_V_COARSE
 from twin_service.models.pack import AgingSettings, DriveInput, new_pack_state, simulate
-from twin_service.presets import PRESETS, pack_params
+from twin_service.presets import PRESETS, VehiclePreset, pack_params
+from validation.common import previous_model_vehicle
 
 N = 36_000
 DT = 0.1
@@ -22,7 +23,7 @@ DT = 0.1
 
 def baseline_loop(current_a: list[float], dt_s: float) -> float:
     """Coulomb counting + one RC + fixed R0, cell level, plain Python: the baseline."""
-    soc_tab, v_tab = list(OCV_SOC), list(OCV_V)
+    soc_tab, v_tab = list(OCV_SOC_COARSE), list(OCV_V_COARSE)
     q_as, r0, r1, tau = 220.0 * 3600.0, 2.6e-4, 3.9e-4, 30.0
     a = math.exp(-dt_s / tau)
     soc, v1, v = 0.85, 0.0, 0.0
@@ -49,6 +50,16 @@ def main() -> None:
         simulate(params, new_pack_state(), drive, settings)  # warm
         el = best_of(lambda s=settings: simulate(params, new_pack_state(), drive, s))
         rows.append([f"full model in-process, aging {model}", el * 1e3, el / N * 1e6, base / el])
+    # The pack model before issue 12 (one resistance, coarse OCV, no hysteresis, taper or
+    # thermal management) in today's core: what this round's pack physics costs.
+    before = VehiclePreset.model_validate(
+        previous_model_vehicle(PRESETS["sv1ev3"].model_dump(exclude_computed_fields=True))
+    )
+    old = pack_params(before)
+    simulate(old, new_pack_state(), drive, AgingSettings())
+    el = best_of(lambda: simulate(old, new_pack_state(), drive, AgingSettings()))
+    rows.append(["in-process, naumann, previous pack parameters", el * 1e3, el / N * 1e6,
+                 base / el])  # fmt: skip
 
     body = orjson.dumps(
         {

@@ -27,18 +27,20 @@ NOTES = """
 - Engine, forecast for a fleet, WebSocket fan-out and the peers meet their goals in the tables
   below. The step kernel is one numba-compiled loop calling each law once (models/laws.py and
   the aging models' modules), inlined; golden tests pin its numbers and property tests its
-  invariants. Against the hand-fused loop it replaced (one function per aging model, no
-  registry) it is about 1.25x slower in the same run (36,000 samples: 5.7-6.0 ms against
-  4.5-4.9 ms); `nrel_lfp250` costs about twice `naumann` (its anode potential alone is six
-  transcendental functions per sub-step). Cold, the first process compiles for about 19 s
-  (2.9 s before the registry; the forecasts' array laws and inlining add the rest); later
-  ones load the on-disk cache in about 1 s.
-- HTTP, single-sample `POST /step`, is about 0.67-0.72x `GET /health` (goal 0.6x). It is
+  invariants. The EV pack physics (resistance map over SOC and temperature, 129-node OCV read
+  at each sub-step's start and mid-SOC, hysteresis, SOC window, charge taper, thermal
+  management) costs little: the engine row with the previous pack parameters in the same
+  core and run is within about 5 % (the loop evaluates only the branch the demand takes: the
+  charge map and taper while charging, the discharge map otherwise). The 36,000-sample run
+  stays 8-9x the plain-Python 1-RC loop; `nrel_lfp250` costs about 1.5-2x `naumann` (its
+  anode potential alone is six transcendental functions per sub-step). Cold, the first
+  process compiles for about 25 s; later ones load the on-disk cache in about 1 s.
+- HTTP, single-sample `POST /step`, is about 0.62-0.72x `GET /health` (goal 0.6x). It is
   served from a plain ASGI route (the FastAPI route still documents it), a plain-Python path
   for batches of up to 16 valid samples (anything else goes through the column-wise
   validator, which names the errors), one compiled pass that prepares the drive columns, and
   a state reader and writer that follow precomputed key sets. What remains is uvicorn's cost
-  for a POST with a body, the state's 36 fields in and out, the hub commit and the metrics.
+  for a POST with a body, the state's 38 fields in and out, the hub commit and the metrics.
 - Forecast for one vehicle is about 25-45x the per-cell loop per vehicle-year (goal 100x):
   one 10-year run is ~100 numpy calls on 522 weekly points, dominated by call overhead. For
   10,000 vehicles at once `naumann` is above 100x; `nrel_lfp250` is about 40-50x (the anode

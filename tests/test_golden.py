@@ -149,3 +149,44 @@ def test_golden_step(case: dict[str, Any]) -> None:
             f"({len(diffs)} differing values; fixture from commit {HEADER['commit']})",
             pytrace=False,
         )
+
+
+CURRENT_PATH = FIXTURES / "golden_current.json.gz"
+
+
+def _load_current() -> dict[str, Any]:
+    if not CURRENT_PATH.exists():  # while tests/golden/refresh.py --current writes it
+        return {"commit": None, "cases": []}
+    with gzip.open(CURRENT_PATH, "rt", encoding="utf-8") as f:
+        return dict(json.load(f))
+
+
+CURRENT = _load_current()
+
+
+@pytest.mark.parametrize("case", CURRENT["cases"], ids=[c["name"] for c in CURRENT["cases"]])
+def test_golden_current_physics(case: dict[str, Any]) -> None:
+    """The stored preset requests as they are, against the responses of the pack physics of
+    issue 12 (tests/golden/refresh.py --current wrote them): pins today's numbers, thermal
+    management, taper and hysteresis included, for later refactors."""
+    outcome = run_step(copy.deepcopy(case["request"]), DEFAULT_VEHICLE, MAX_SAMPLES)
+    want = case["response"]
+    diffs = _differences(flatten(want["state"]), flatten(outcome.state), "state.")
+    diffs += _differences(want["telemetry"], outcome.telemetry, "telemetry.")
+    trace = outcome.trace or []
+    if len(trace) != len(want["trace"] or []):
+        diffs.append(("trace length", len(want["trace"] or []), len(trace)))
+    else:
+        for i, (w, a) in enumerate(zip(want["trace"] or [], trace, strict=True)):
+            diffs += _differences(w, a, f"trace[{i}].")
+    if diffs:
+        key, e, a = diffs[0]
+        pytest.fail(
+            f"{case['name']}: first difference at {key}: fixture {e!r}, now {a!r} "
+            f"({len(diffs)} differing values; fixture from commit {CURRENT['commit']})",
+            pytrace=False,
+        )
+
+
+def test_golden_current_fixture_is_there() -> None:
+    assert len(CURRENT["cases"]) >= 100, f"{CURRENT_PATH.name} is missing or short"

@@ -1,5 +1,7 @@
 """Refresh the golden responses after a deliberate, documented change of the model:
-`python -m tests.golden.refresh "<reason>"`.
+`python -m tests.golden.refresh "<reason>"`; `--current "<reason>"` rewrites the fixture that
+pins today's pack physics instead (tests/fixtures/golden_current.json.gz: the stored requests
+whose vehicle is a preset, replayed as they are).
 
 The stored requests stay as `generate.py` wrote them (vehicles in the shape before issue 12);
 each is replayed as tests/test_golden.py replays it (`legacy_request`) and its response is
@@ -9,6 +11,7 @@ number, so the size of the change is on record next to the numbers it moved.
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 import math
@@ -78,9 +81,39 @@ def _largest_change(old: dict[str, Any], new: dict[str, Any]) -> tuple[float, st
     return worst, where
 
 
+CURRENT_PATH = GOLDEN_PATH.with_name("golden_current.json.gz")
+
+
+def write_current(reason: str) -> None:
+    """Today's responses to the stored requests that name a preset (or none), unchanged."""
+    with gzip.open(GOLDEN_PATH, "rt", encoding="utf-8") as f:
+        doc = json.load(f)
+    cases = []
+    for case in doc["cases"]:
+        vehicle = case["request"].get("vehicle")
+        if vehicle is not None and not isinstance(vehicle, str):
+            continue
+        outcome = run_step(copy.deepcopy(case["request"]), DEFAULT_VEHICLE, MAX_SAMPLES)
+        telemetry = dict(outcome.telemetry)
+        del telemetry["timestamp"]
+        response = {"state": outcome.state, "telemetry": telemetry, "trace": outcome.trace}
+        cases.append({"name": case["name"], "request": case["request"],
+                      "response": roundtrip(response)})  # fmt: skip
+    out = {"commit": git("rev-parse", "HEAD"), "reason": reason, "cases": cases,
+           "compare": {"rel": 1e-9, "abs": 1e-12}}  # fmt: skip
+    data = gzip_bytes(json.dumps(out, sort_keys=True, separators=(",", ":")).encode())
+    if len(data) > MAX_FIXTURE_BYTES:
+        raise SystemExit(f"{CURRENT_PATH.name} would be {len(data)} bytes")
+    CURRENT_PATH.write_bytes(data)
+    print(f"{CURRENT_PATH.name}: {len(cases)} cases, {len(data)} bytes")
+
+
 def main() -> None:
     if len(sys.argv) < 2:
         raise SystemExit(__doc__)
+    if sys.argv[1] == "--current":
+        write_current(sys.argv[2] if len(sys.argv) > 2 else "today's pack physics")
+        return
     reason = sys.argv[1]
     with gzip.open(GOLDEN_PATH, "rt", encoding="utf-8") as f:
         doc = json.load(f)

@@ -67,20 +67,28 @@ def total_substeps(dt_s, power_w, current_a, mode):
 
 
 @jit
-def _terms(p, tab, s, soh, rf, soc, temp, g_rc):
-    """At the start of a step with RC weight g_rc: the cell OCV, the EMF, the discharge and
-    charge resistances (total), the share of them that acts over the step, the capacity (As)
-    and the charge current the battery management accepts."""
-    r_dis = rf * cell_resistance(soc, temp, tab[T_R_SOC], tab[T_R_TEMP], tab[T_R_DIS], p[P_EA])
-    r_chg = rf * cell_resistance(soc, temp, tab[T_R_SOC], tab[T_R_TEMP], tab[T_R_CHG], p[P_EA])
+def _resistance(p, tab, rf, soc, temp, charging):
+    """Total pack resistance (ohm) at `soc`, `temp`: the charge or the discharge map."""
+    table = tab[T_R_CHG] if charging else tab[T_R_DIS]
+    return rf * cell_resistance(soc, temp, tab[T_R_SOC], tab[T_R_TEMP], table, p[P_EA])
+
+
+@jit
+def _acceptance(tab, soc, temp):
+    return charge_acceptance(
+        soc, temp, tab[T_TAPER_SOC], tab[T_TAPER_A], tab[T_DERATE_T], tab[T_DERATE_F]
+    )
+
+
+@jit
+def _terms(p, tab, s, soh, soc, g_rc):
+    """At the start of a step with RC weight g_rc: the cell OCV, the EMF, the share of the
+    resistance that acts over the step and the capacity (As)."""
     share = p[P_R0_FRAC] + (1.0 - p[P_R0_FRAC]) * (1.0 - g_rc)
     ocv = cell_ocv(soc, tab[T_OCV_SOC], tab[T_OCV_V])
     emf = p[P_SERIES] * (ocv + s[HYST]) - s[V_RC] * g_rc
     cap_as = p[P_CAP_AH] * 3600.0 * max(soh, SOH_FLOOR)
-    accept = charge_acceptance(
-        soc, temp, tab[T_TAPER_SOC], tab[T_TAPER_A], tab[T_DERATE_T], tab[T_DERATE_F]
-    )
-    return ocv, emf, r_dis, r_chg, share, cap_as, accept
+    return ocv, emf, share, cap_as
 
 
 @jit
@@ -110,8 +118,11 @@ def pulse_limits(p, tab, s, capacity_terms, resistance_terms):
     _, g_rc = rc_factors(PULSE_S, p[P_TAU])
     soh = aging.state_of_health(s, capacity_terms)
     rf = aging.resistance_factor(s, resistance_terms)
-    _, emf, r_dis, r_chg, share, cap_as, accept = _terms(p, tab, s, soh, rf, s[SOC], s[TEMP], g_rc)
-    out = _limits(p, emf, r_dis * share, r_chg * share, s[SOC], cap_as, PULSE_S, accept)
+    soc, temp = s[SOC], s[TEMP]
+    _, emf, share, cap_as = _terms(p, tab, s, soh, soc, g_rc)
+    r_dis = _resistance(p, tab, rf, soc, temp, False) * share
+    r_chg = _resistance(p, tab, rf, soc, temp, True) * share
+    out = _limits(p, emf, r_dis, r_chg, soc, cap_as, PULSE_S, _acceptance(tab, soc, temp))
     return out[2], out[3]
 
 
@@ -160,14 +171,6 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_
         for _ in range(m):
             soc = s[SOC]
             temp = s[TEMP]
-            ocv, emf, r_dis, r_chg, share, cap_as, accept = _terms(
-                p, tab, s, soh, rf, soc, temp, g_rc
-            )
-            r_dis_eff = r_dis * share
-            r_chg_eff = r_chg * share
-            i_dis, i_chg, p_dis, p_chg = _limits(
-                p, emf, r_dis_eff, r_chg_eff, soc, cap_as, dt, accept
-            )
             p_tms = 0.0
             q_tms = 0.0
             demand = power_w[k]
@@ -175,8 +178,16 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_
                 p_tms, q_tms = _tms(p, temp, ambient_c[k], mode[k])
                 if not math.isnan(demand):
                     demand = demand + p_tms
+            # Only the branch the demand takes matters: the charge map and the acceptance
+            # while charging, the discharge map otherwise (the current keeps the demand's sign).
+            charging = (current_a[k] if math.isnan(demand) else demand) < 0.0
+            ocv, emf, share, cap_as = _terms(p, tab, s, soh, soc, g_rc)
+            r_tot = _resistance(p, tab, rf, soc, temp, charging)
+            r_eff = r_tot * share
+            accept = _acceptance(tab, soc, temp) if charging else math.inf
+            i_dis, i_chg, p_dis, p_chg = _limits(p, emf, r_eff, r_eff, soc, cap_as, dt, accept)
             cur, limited = pack_current(
-                demand, current_a[k], emf, r_dis_eff, r_chg_eff, i_dis, i_chg, p_dis, p_chg
+                demand, current_a[k], emf, r_eff, r_eff, i_dis, i_chg, p_dis, p_chg
             )
             if cur != 0.0:
                 # The OCV at the sub-step's mid-SOC: its mean over the sub-step where the table
@@ -185,17 +196,15 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_
                 if mid != ocv:
                     emf += p[P_SERIES] * (mid - ocv)
                     i_dis, i_chg, p_dis, p_chg = _limits(
-                        p, emf, r_dis_eff, r_chg_eff, soc, cap_as, dt, accept
+                        p, emf, r_eff, r_eff, soc, cap_as, dt, accept
                     )
                     cur, limited = pack_current(
-                        demand, current_a[k], emf, r_dis_eff, r_chg_eff, i_dis, i_chg, p_dis,
-                        p_chg,
-                    )  # fmt: skip
+                        demand, current_a[k], emf, r_eff, r_eff, i_dis, i_chg, p_dis, p_chg
+                    )
             limited_any = limited_any or limited
-            r_tot = r_dis if cur > 0.0 else r_chg
             r0 = r_tot * p[P_R0_FRAC]
             r1 = r_tot - r0
-            v = emf - cur * (r_dis_eff if cur > 0.0 else r_chg_eff)
+            v = emf - cur * r_eff
             charge += cur * dt
             e_step = v * cur * dt
             energy += e_step

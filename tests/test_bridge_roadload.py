@@ -195,3 +195,33 @@ def test_params_from_the_bundled_twin_service_presets() -> None:
     assert (params.mass_kg, params.cd, params.frontal_area_m2) == (1752.0, 0.23, 2.22)
     assert (params.crr, params.wheel_radius_m, params.final_drive_ratio) == (0.007, 0.33435, 7.94)
     assert params.motor_peak_w == 239e3
+
+
+def _stop_run(socs: list[float], to: float = 0.8) -> tuple[int, int]:
+    """Samples a charging stop yields while the service reports `socs` in turn, and how many
+    read-backs it made."""
+    from bridge.sources.cycle import ChargeStop, charge_stop
+
+    reads = iter(socs)
+    calls = 0
+
+    def feedback() -> float | None:
+        nonlocal calls
+        calls += 1
+        return next(reads, None)
+
+    stop = ChargeStop(to=to, below=0.5, power_kw=50.0, step_s=10.0, check_s=300.0)
+    return sum(1 for _ in charge_stop(stop, feedback)), calls
+
+
+def test_a_charging_stop_waits_for_a_cold_pack_to_warm() -> None:
+    # plugged in at 0.3; the pack takes nothing for two read-backs (heating), then charges
+    samples, calls = _stop_run([0.3, 0.3, 0.3, 0.5, 0.8])
+    assert calls == 5 and samples > 0
+
+
+def test_a_charging_stop_ends_when_a_near_full_pack_takes_nothing() -> None:
+    samples, calls = _stop_run([0.3, 0.6, 0.92, 0.92, 0.95], to=1.0)
+    assert calls == 4  # ended at the first read-back without progress above 90 %
+    samples, calls = _stop_run([0.3] * 20)
+    assert calls == 1 + 6  # at most 30 minutes (six 5-minute chunks) without progress

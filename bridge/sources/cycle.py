@@ -80,6 +80,10 @@ def cycle_samples(
             yield from charge_stop(charge, soc_feedback, ambient_c=ambient_c)
 
 
+MAX_STALL_S = 1800.0  # no charge accepted for this long ends a stop
+NEAR_FULL_SOC = 0.9  # above this, no charge accepted ends a stop at once
+
+
 def charge_stop(
     charge: ChargeStop,
     soc_feedback: Callable[[], float | None],
@@ -101,6 +105,7 @@ def charge_stop(
         charge.power_kw,
     )
     charged_s = 0.0
+    stalled_s = 0.0
     rate_per_s: float | None = None
     while soc < charge.to and charged_s < MAX_CHARGE_STOP_S:
         chunk_s = charge.check_s
@@ -123,8 +128,15 @@ def charge_stop(
         if new_soc is None:
             return
         if new_soc <= soc:
-            logger.warning("pack stopped accepting charge at SOC %.1f %%", new_soc * 100)
-            return
+            # A cold pack takes nothing until thermal management has heated it: wait, but not
+            # for ever; near full (the top of the BMS window) it never takes more: stop.
+            stalled_s += chunk_s
+            if stalled_s >= MAX_STALL_S or soc >= NEAR_FULL_SOC:
+                logger.warning("pack stopped accepting charge at SOC %.1f %%", new_soc * 100)
+                return
+            rate_per_s = None
+            continue
+        stalled_s = 0.0
         rate_per_s = (new_soc - soc) / chunk_s
         soc = new_soc
     logger.info("charging stop done: SOC %.1f %% after %.0f min", soc * 100, charged_s / 60)

@@ -14,6 +14,8 @@ from twin_service.app import create_app
 from twin_service.models.pack import AgingSettings, DriveInput, new_pack_state, simulate
 from twin_service.presets import PRESETS, pack_params
 from twin_service.settings import Settings
+from validation import ev_pack
+from validation.common import Twin
 
 M3 = PRESETS["Model3_2024"]
 SV1 = PRESETS["sv1ev3"]
@@ -34,26 +36,13 @@ def step(client: TestClient, **body: Any) -> dict[str, Any]:
 def fast_charge(
     client: TestClient, vehicle: str, ambient: float, charger_kw: float, pack_c: float | None = None
 ) -> dict[str, Any]:
-    """10 -> 80 % on a DC charger, 10 s samples: minutes, peak power and temperature, the
-    trace and the final state."""
-    state: Any = {"soc": 0.1, "temperature_c": ambient if pack_c is None else pack_c}
-    rows: list[dict[str, Any]] = []
-    sample = {"dt_s": 10.0, "power_kw": -charger_kw, "charging": True, "ambient_c": ambient}
-    while not rows or rows[-1]["soc"] < 0.8:
-        out = step(client, vehicle_id=f"fc-{vehicle}-{ambient}", vehicle=vehicle, state=state,
-                   samples=[sample] * 60, options={"trace": True})  # fmt: skip
-        state = out["state"]
-        rows += out["trace"]
-        assert len(rows) < 6 * 3600 // 10, "the charge never finished"
-    end = next(i for i, r in enumerate(rows) if r["soc"] >= 0.8)
-    rows = rows[: end + 1]
-    return {
-        "minutes": (end + 1) * 10.0 / 60.0,
-        "peak_kw": max(-r["power_kw"] for r in rows),
-        "peak_c": max(r["temperature"] for r in rows),
-        "rows": rows,
-        "state": state,
-    }
+    """10 -> 80 % on a DC charger, 10 s samples (validation's session): minutes, peak power
+    and temperature, and the trace."""
+    run = ev_pack.charge_session(Twin(client), vehicle, f"fc-{vehicle}-{ambient}", ambient,
+                                 charger_kw, vehicle, "now", pack_c)  # fmt: skip
+    assert run.minutes is not None, "the charge never finished"
+    return {"minutes": run.minutes, "peak_kw": run.peak_kw, "peak_c": run.peak_c,
+            "rows": run.rows}  # fmt: skip
 
 
 @pytest.mark.parametrize("ambient", [0.0, 25.0, 35.0])

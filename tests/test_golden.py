@@ -124,6 +124,28 @@ def _differences(
     return out
 
 
+def _check(case: dict[str, Any], state: dict[str, Any], outcome: Any, commit: str) -> None:
+    """Fail at the first number of the case's stored response that today's `outcome` (its
+    flattened `state`) does not reproduce."""
+    want = case["response"]
+    diffs = _differences(flatten(want["state"]), state, "state.")
+    diffs += _differences(want["telemetry"], outcome.telemetry, "telemetry.")
+    trace = outcome.trace or []
+    stored = want["trace"] or []
+    if len(trace) != len(stored):
+        diffs.append(("trace length", len(stored), len(trace)))
+    else:
+        for i, (w, a) in enumerate(zip(stored, trace, strict=True)):
+            diffs += _differences(w, a, f"trace[{i}].")
+    if diffs:
+        key, e, a = diffs[0]
+        pytest.fail(
+            f"{case['name']}: first difference at {key}: fixture {e!r}, now {a!r} "
+            f"({len(diffs)} differing values; fixture from commit {commit})",
+            pytrace=False,
+        )
+
+
 def test_fixture_cases_are_unique() -> None:
     names = [c["name"] for c in CASES]
     assert len(set(names)) == len(names)
@@ -133,22 +155,7 @@ def test_fixture_cases_are_unique() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_golden_step(case: dict[str, Any]) -> None:
     outcome = run_step(legacy_request(case["request"]), DEFAULT_VEHICLE, MAX_SAMPLES)
-    want = case["response"]
-    diffs = _differences(flatten(want["state"]), comparable_state(outcome.state), "state.")
-    diffs += _differences(want["telemetry"], outcome.telemetry, "telemetry.")
-    trace = outcome.trace or []
-    if len(trace) != len(want["trace"]):
-        diffs.append(("trace length", len(want["trace"]), len(trace)))
-    else:
-        for i, (w, a) in enumerate(zip(want["trace"], trace, strict=True)):
-            diffs += _differences(w, a, f"trace[{i}].")
-    if diffs:
-        key, e, a = diffs[0]
-        pytest.fail(
-            f"{case['name']}: first difference at {key}: fixture {e!r}, now {a!r} "
-            f"({len(diffs)} differing values; fixture from commit {HEADER['commit']})",
-            pytrace=False,
-        )
+    _check(case, comparable_state(outcome.state), outcome, HEADER["commit"])
 
 
 CURRENT_PATH = FIXTURES / "golden_current.json.gz"
@@ -170,22 +177,7 @@ def test_golden_current_physics(case: dict[str, Any]) -> None:
     issue 12 (tests/golden/refresh.py --current wrote them): pins today's numbers, thermal
     management, taper and hysteresis included, for later refactors."""
     outcome = run_step(copy.deepcopy(case["request"]), DEFAULT_VEHICLE, MAX_SAMPLES)
-    want = case["response"]
-    diffs = _differences(flatten(want["state"]), flatten(outcome.state), "state.")
-    diffs += _differences(want["telemetry"], outcome.telemetry, "telemetry.")
-    trace = outcome.trace or []
-    if len(trace) != len(want["trace"] or []):
-        diffs.append(("trace length", len(want["trace"] or []), len(trace)))
-    else:
-        for i, (w, a) in enumerate(zip(want["trace"] or [], trace, strict=True)):
-            diffs += _differences(w, a, f"trace[{i}].")
-    if diffs:
-        key, e, a = diffs[0]
-        pytest.fail(
-            f"{case['name']}: first difference at {key}: fixture {e!r}, now {a!r} "
-            f"({len(diffs)} differing values; fixture from commit {CURRENT['commit']})",
-            pytrace=False,
-        )
+    _check(case, flatten(outcome.state), outcome, CURRENT["commit"])
 
 
 def test_golden_current_fixture_is_there() -> None:

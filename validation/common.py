@@ -119,16 +119,17 @@ def pyplot():
 
 
 def cycler_vehicle(preset: dict[str, Any], vid: str, cooling_w_k: float) -> dict[str, Any]:
-    """A preset's pack as an aging test sees it: the whole SOC range, no charge taper, no
-    thermal management, held near ambient by a passive loop of `cooling_w_k` (a climate
-    chamber), so the aging laws meet the stress they were fitted on. The cell voltage window
-    is the OCV curve's own (2.0-3.6 V, PyBaMM Prada2013's cut-offs), so a constant-current
-    half-cycle slows at its ends but never stops inside its sample."""
-    vehicle = vehicle_without_computed(preset)
+    """A preset's pack as an aging test sees it (twin_service.presets.on_cycler: the whole SOC
+    range, no charge taper, no thermal management), held near ambient by a passive loop of
+    `cooling_w_k` (a climate chamber), so the aging laws meet the stress they were fitted on.
+    The cell voltage window is the OCV curve's own (2.0-3.6 V, PyBaMM Prada2013's cut-offs), so
+    a constant-current half-cycle slows at its ends but never stops inside its sample."""
+    from twin_service.presets import VehiclePreset, on_cycler
+
+    cycler = on_cycler(VehiclePreset.model_validate(vehicle_without_computed(preset)))
+    vehicle = cycler.model_dump(exclude_computed_fields=True)
     vehicle["id"] = vid
-    vehicle["pack"].update(soc_min=0.0, soc_max=1.0, charge_taper=None, cooling_w_k=cooling_w_k,
-                           cell_v_min=2.0, cell_v_max=3.6)  # fmt: skip
-    vehicle["thermal_management"] = None
+    vehicle["pack"].update(cooling_w_k=cooling_w_k, cell_v_min=2.0, cell_v_max=3.6)
     return vehicle
 
 

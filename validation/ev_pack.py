@@ -85,14 +85,23 @@ class ChargeRun:
     peak_c: float
     end_c: float
     tms_kwh: float
-    limited_share: float  # of the samples, the charger offered more than the pack took
+    rows: list[dict[str, Any]] = field(repr=False)  # the trace up to the target
 
 
 def charge_session(
-    twin: Twin, vehicle: Any, vid: str, ambient: float, charger_kw: float, name: str, model: str
+    twin: Twin,
+    vehicle: Any,
+    vid: str,
+    ambient: float,
+    charger_kw: float,
+    name: str,
+    model: str,
+    pack_c: float | None = None,
 ) -> ChargeRun:
-    """10 -> 80 % on a DC charger (what `python -m bridge charge` does), 10 s samples."""
-    state: Any = {"soc": CHARGE_FROM, "temperature_c": ambient}
+    """10 -> 80 % on a DC charger (what `python -m bridge charge` does), 10 s samples, the
+    pack at `pack_c` (default the ambient) to begin with."""
+    start_c = ambient if pack_c is None else pack_c
+    state: Any = {"soc": CHARGE_FROM, "temperature_c": start_c}
     sample = {"dt_s": CHARGE_STEP_S, "power_kw": -charger_kw, "charging": True,
               "ambient_c": ambient}  # fmt: skip
     rows: list[dict[str, Any]] = []
@@ -111,11 +120,11 @@ def charge_session(
         ambient_c=ambient,
         minutes=None if end is None else (end + 1) * CHARGE_STEP_S / 60.0,
         peak_kw=max(-r["power_kw"] for r in used),
-        start_c=ambient,
+        start_c=start_c,
         peak_c=max(temps),
         end_c=temps[-1],
         tms_kwh=sum(r["tms_kw"] for r in used) * CHARGE_STEP_S / 3600.0,
-        limited_share=sum(r["power_limited"] for r in used) / len(used),
+        rows=used,
     )
 
 

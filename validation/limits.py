@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from twin_service.models.forecast import DC_FAST_C_RATE, DRIVE_SPEED_KMH, STEP_DAYS
 from validation.common import Section, Twin
 
 CALIBRATION_CELL = "Sony/Murata US26650FTC1, a 3 Ah cylindrical LFP/graphite cell"
-
-
-def _at(xs: list[float], ys: list[float], x: float) -> float:
-    for (x0, y0), (x1, y1) in zip(zip(xs, ys, strict=True), zip(xs[1:], ys[1:], strict=True),
-                                  strict=False):  # fmt: skip
-        if x0 <= x <= x1:
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return ys[0] if x < xs[0] else ys[-1]
 
 
 def compute(twin: Twin) -> dict:
@@ -23,7 +17,7 @@ def compute(twin: Twin) -> dict:
         pk = p["pack"]
         rmap = pk["cell_resistance"]
         row = rmap["discharge_ohm"][rmap["temperature_c"].index(25.0)]
-        r_cell = _at(rmap["soc"], row, 0.5)
+        r_cell = float(np.interp(0.5, rmap["soc"], row))
         r_pack = r_cell * pk["cells_series"] / pk["cells_parallel"]
         g = pk["conductance_w_k"] + pk["cooling_w_k"]
         i_1c = pk["capacity_ah"]

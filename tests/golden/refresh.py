@@ -11,7 +11,6 @@ number, so the size of the change is on record next to the numbers it moved.
 
 from __future__ import annotations
 
-import copy
 import gzip
 import json
 import math
@@ -25,15 +24,9 @@ from tests.golden.generate import (
     git,
     gzip_bytes,
     roundtrip,
+    run,
 )
-from tests.test_golden import (
-    DEFAULT_VEHICLE,
-    MAX_SAMPLES,
-    comparable_state,
-    flatten,
-    legacy_request,
-)
-from twin_service.step.service import run_step
+from tests.test_golden import comparable_state, flatten, legacy_request
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
@@ -50,13 +43,13 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 def _response(request: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     """Today's response in the stored response's shape: the state in the fixture's (v1)
     names with the keys it had, telemetry and trace rows with the keys they had."""
-    outcome = run_step(legacy_request(request), DEFAULT_VEHICLE, MAX_SAMPLES)
-    state = comparable_state(outcome.state)
+    new = run(legacy_request(request))
+    state = comparable_state(new["state"])
     keys = flatten(old["state"])
-    telemetry = {k: outcome.telemetry[k] for k in old["telemetry"]}
+    telemetry = {k: new["telemetry"][k] for k in old["telemetry"]}
     trace = [
         {k: row[k] for k in old_row}
-        for row, old_row in zip(outcome.trace or [], old["trace"], strict=True)
+        for row, old_row in zip(new["trace"] or [], old["trace"], strict=True)
     ]
     return roundtrip(
         {"state": _nest({k: state[k] for k in keys}), "telemetry": telemetry, "trace": trace}
@@ -93,12 +86,8 @@ def write_current(reason: str) -> None:
         vehicle = case["request"].get("vehicle")
         if vehicle is not None and not isinstance(vehicle, str):
             continue
-        outcome = run_step(copy.deepcopy(case["request"]), DEFAULT_VEHICLE, MAX_SAMPLES)
-        telemetry = dict(outcome.telemetry)
-        del telemetry["timestamp"]
-        response = {"state": outcome.state, "telemetry": telemetry, "trace": outcome.trace}
         cases.append({"name": case["name"], "request": case["request"],
-                      "response": roundtrip(response)})  # fmt: skip
+                      "response": run(case["request"])})  # fmt: skip
     out = {"commit": git("rev-parse", "HEAD"), "reason": reason, "cases": cases,
            "compare": {"rel": 1e-9, "abs": 1e-12}}  # fmt: skip
     data = gzip_bytes(json.dumps(out, sort_keys=True, separators=(",", ":")).encode())

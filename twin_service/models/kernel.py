@@ -62,7 +62,7 @@ PULSE_S = 10.0  # reported power limits are 10 s pulse limits (HPPC convention)
 def total_substeps(dt_s, power_w, current_a, mode):
     n = 0
     for k in range(dt_s.shape[0]):
-        n += substep_count(dt_s[k], power_w[k], current_a[k], mode[k])
+        n += substep_count(dt_s[k], sample_active(power_w[k], current_a[k], mode[k]))
     return n
 
 
@@ -156,8 +156,9 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_
     soh = aging.state_of_health(s, capacity_terms)
     rf = aging.resistance_factor(s, resistance_terms)
     for k in range(dt_s.shape[0]):
-        m = substep_count(dt_s[k], power_w[k], current_a[k], mode[k])
-        tms_on = has_tms and sample_active(power_w[k], current_a[k], mode[k])
+        active = sample_active(power_w[k], current_a[k], mode[k])
+        m = substep_count(dt_s[k], active)
+        tms_on = has_tms and active
         dt = dt_s[k] / m
         dta = dt * multiplier
         a_rc, g_rc = rc_factors(dt, p[P_TAU])

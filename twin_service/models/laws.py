@@ -109,6 +109,16 @@ def hysteresis_update(
 
 
 @jit
+def carnot_cop(pack_k: float, lift_k: float, carnot_fraction: float, max_cop: float) -> float:
+    """COP of moving heat into or out of a pack at `pack_k` against a lift of `lift_k` (K, the
+    hot side minus the cold side): carnot_fraction x pack_k / lift, at most max_cop (and
+    max_cop when the ambient already helps, lift <= 0)."""
+    if lift_k <= 0.0:
+        return max_cop
+    return min(max_cop, carnot_fraction * pack_k / lift_k)
+
+
+@jit
 def tms_power(
     temperature_c: float,
     ambient_c: float,
@@ -131,17 +141,12 @@ def tms_power(
     a_k = ambient_c + KELVIN
     if temperature_c < heat_below_c:
         q = min(gain_w_k * (heat_below_c - temperature_c), max_heating_w)
-        if heat_pump:
-            lift = t_k - a_k
-            cop = max_cop if lift <= 0.0 else min(max_cop, carnot_fraction * t_k / lift)
-            cop = max(cop, 1.0)
-        else:
-            cop = 1.0
+        # a heat pump is never worse than a resistive heater
+        cop = max(carnot_cop(t_k, t_k - a_k, carnot_fraction, max_cop), 1.0) if heat_pump else 1.0
         sign = 1.0
     elif temperature_c > cool_above_c:
         q = min(gain_w_k * (temperature_c - cool_above_c), max_cooling_w)
-        lift = a_k - t_k
-        cop = max_cop if lift <= 0.0 else min(max_cop, carnot_fraction * t_k / lift)
+        cop = carnot_cop(t_k, a_k - t_k, carnot_fraction, max_cop)
         sign = -1.0
     else:
         return 0.0, 0.0
@@ -257,10 +262,9 @@ def sample_active(power_w: float, current_a: float, mode: int) -> bool:
 
 
 @jit
-def substep_count(dt_s: float, power_w: float, current_a: float, mode: int) -> int:
-    """Sub-steps of a sample, decided from its inputs alone (so a batch and the same samples
-    sent one by one are split alike)."""
-    active = sample_active(power_w, current_a, mode)
+def substep_count(dt_s: float, active: bool) -> int:
+    """Sub-steps of a sample, decided from its inputs alone (`active`: sample_active), so a
+    batch and the same samples sent one by one are split alike."""
     max_dt = MAX_ACTIVE_SUBSTEP_S if active else MAX_REST_SUBSTEP_S
     return max(int(math.ceil(dt_s / max_dt)), 1)
 

@@ -158,8 +158,7 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
         return None
     n = len(samples)
     cols: dict[str, list[float]] = {name: [_NAN] * n for name in NUMERIC_FIELDS}
-    charging = [False] * n
-    precondition = [False] * n
+    flags = {name: [False] * n for name in BOOL_FIELDS}
     motors: list[list[tuple[float, float]] | None] = [None] * n
     for i, sample in enumerate(samples):
         if type(sample) is not dict:
@@ -193,18 +192,12 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
                     entries.append((float(t), float(w)))
                 motors[i] = entries
                 inputs += 1
-            elif name == "charging":
+            elif name in flags:
                 if v is None:
                     continue
                 if type(v) is not bool:
                     return None
-                charging[i] = v
-            elif name == "precondition":
-                if v is None:
-                    continue
-                if type(v) is not bool:
-                    return None
-                precondition[i] = v
+                flags[name][i] = v
             else:
                 return None  # unknown field
         if inputs != 1 or cols["dt_s"][i] != cols["dt_s"][i]:
@@ -219,8 +212,8 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
         wheel_speed_m_s=cols["wheel_speed_m_s"],
         ambient_c=cols["ambient_c"],
         aux_kw=cols["aux_kw"],
-        charging=charging,
-        precondition=precondition,
+        charging=flags["charging"],
+        precondition=flags["precondition"],
         motors=motors,
     )
 

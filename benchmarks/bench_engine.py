@@ -65,6 +65,7 @@ def main() -> None:
         {
             "vehicle_id": "bench",
             "samples": [{"dt_s": DT, "power_kw": float(p) / 1000.0} for p in power],
+            "options": {"replace": True},  # the same new pack each time
         }
     )
     with service() as url, httpx.Client(timeout=60) as client:

@@ -103,7 +103,11 @@ async def _clients(
 
 async def _post_steps(base_url: str, vehicle_id: str, steps: int) -> float:
     """Post `steps` single-sample steps from POSTERS concurrent posters; returns seconds."""
-    body = {"vehicle_id": vehicle_id, "samples": [{"dt_s": 0.1, "power_kw": 20.0}]}
+    body = {
+        "vehicle_id": vehicle_id,
+        "samples": [{"dt_s": 0.1, "power_kw": 20.0}],
+        "options": {"replace": True},
+    }
     remaining = steps
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
 
@@ -163,7 +167,11 @@ def fanout(
 async def latency(url_a: str, url_b: str, steps: int) -> list[list[Any]]:
     from websockets.asyncio.client import connect
 
-    body = {"vehicle_id": "bench-latency", "samples": [{"dt_s": 0.1, "power_kw": 20.0}]}
+    body = {
+        "vehicle_id": "bench-latency",
+        "samples": [{"dt_s": 0.1, "power_kw": 20.0}],
+        "options": {"replace": True},
+    }
     delivery_ms: list[float] = []
     response_ms: list[float] = []
     async with (
@@ -428,7 +436,13 @@ class PostResult:
 
 
 def step_request(host: str, port: int, vehicle_id: str, dt_s: float) -> bytes:
-    body = orjson.dumps({"vehicle_id": vehicle_id, "samples": [{"dt_s": dt_s, "power_kw": 20.0}]})
+    body = orjson.dumps(
+        {
+            "vehicle_id": vehicle_id,
+            "samples": [{"dt_s": dt_s, "power_kw": 20.0}],
+            "options": {"replace": True},
+        }
+    )
     return (
         f"POST /step HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -713,7 +727,11 @@ def load_latency(
             httpx.post(
                 f"{svc.url}/step",
                 timeout=10,
-                json={"vehicle_id": "lat-warm", "samples": [{"dt_s": 0.1, "power_kw": 20.0}]},
+                json={
+                    "vehicle_id": "lat-warm",
+                    "samples": [{"dt_s": 0.1, "power_kw": 20.0}],
+                    "options": {"replace": True},
+                },
             ).raise_for_status()
         pid = svc.process.pid
         # (scenario, index of its baseline, py-spy command or None)

@@ -43,7 +43,11 @@ def main() -> None:
     with service() as url, tempfile.TemporaryDirectory() as tmp:
         first = httpx.post(
             url + "/step",
-            json={"vehicle_id": "http-bench", "samples": [{"dt_s": 0.1, "power_kw": 20.0}]},
+            json={
+                "vehicle_id": "http-bench",
+                "samples": [{"dt_s": 0.1, "power_kw": 20.0}],
+                "options": {"replace": True},
+            },
         ).json()
         body = orjson.dumps(
             {
@@ -57,6 +61,9 @@ def main() -> None:
                         "ambient_c": 25.0,
                     }
                 ],
+                # wrk repeats one body: each request restarts the twin from the same state
+                # (stored and published as a chained step would be).
+                "options": {"replace": True},
             }
         ).decode()
         script = Path(tmp) / "step.lua"

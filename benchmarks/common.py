@@ -71,7 +71,7 @@ def service(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a cold numba cache on a loaded machine
         while True:
             try:
                 if httpx.get(url + "/health", timeout=1).status_code == 200:
@@ -79,7 +79,9 @@ def service(
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("service did not start: " + proc.stderr.read().decode()[-2000:])
+                proc.kill()  # so that reading its stderr to the end cannot hang
+                _, err = proc.communicate()
+                raise RuntimeError("service did not start: " + err.decode()[-2000:])
             time.sleep(0.1)
         yield url
     finally:

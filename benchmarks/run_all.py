@@ -17,7 +17,9 @@ BENCHMARKS = [
     ("benchmarks.bench_http", "HTTP"),
     ("benchmarks.bench_forecast", "Forecast"),
     ("benchmarks.bench_fanout", "WebSocket fan-out"),
+    ("benchmarks.bench_store", "Memory store"),
     ("benchmarks.bench_peers", "Peers"),
+    ("benchmarks.bench_health_latency", "Event loop under the largest requests"),
 ]
 OUTPUT = ROOT / "docs" / "performance.md"
 

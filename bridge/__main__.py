@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from bridge.cycles import available_cycles
-from bridge.poster import Poster, PosterConfig, PosterStopped
+from bridge.poster import Poster, PosterConfig, PosterConflict, PosterStopped
 from bridge.samples import Sample
 from clients.python import DEFAULT_TWIN_URL, TwinClient, TwinConnectionError, TwinHTTPError
 from twin_service.models.aging import MODEL_NAMES
@@ -108,6 +108,17 @@ def _add_twin_options(parser: argparse.ArgumentParser, *, default_pace: str) -> 
     twin.add_argument("--state-file", type=Path, help="persist the state here; resume from it")
     twin.add_argument("--live-file", type=Path, help="write the latest telemetry (live_data.json)")
     twin.add_argument("--sample-log", type=Path, help="append every sample sent (JSONL)")
+    owner = twin.add_mutually_exclusive_group()
+    owner.add_argument(
+        "--resume-from-service",
+        action="store_true",
+        help="continue from the service's stored state of the vehicle (also after a 409)",
+    )
+    owner.add_argument(
+        "--replace",
+        action="store_true",
+        help="restart the vehicle's twin from this bridge's state (first batch replaces)",
+    )
 
     pace = parser.add_argument_group("pace and batching")
     if default_pace != "live":
@@ -265,7 +276,9 @@ def _add_beamng_options(parser: argparse.ArgumentParser) -> None:
 # -- running a source ----------------------------------------------------------------------
 
 
-def _poster_config(args: argparse.Namespace, vehicle: str, pace: str) -> PosterConfig:
+def _poster_config(
+    args: argparse.Namespace, vehicle: str, pace: str, source: dict[str, Any] | None = None
+) -> PosterConfig:
     options: dict[str, Any] = {}
     if args.demo:
         options["demo_mode"] = True
@@ -291,6 +304,9 @@ def _poster_config(args: argparse.Namespace, vehicle: str, pace: str) -> PosterC
         live_file=args.live_file,
         sample_log=args.sample_log,
         progress=not args.no_progress,
+        source=source,
+        replace=args.replace,
+        resume_from_service=args.resume_from_service,
     )
 
 
@@ -318,16 +334,25 @@ def run_source(
     client: TwinClient,
     vehicle: str,
     make_samples: Callable[[Poster], Iterator[Sample]],
+    source: dict[str, Any] | None = None,
 ) -> int:
-    """Drive one source through the poster; handles Ctrl-C / SIGTERM and the final flush."""
+    """Drive one source through the poster; handles Ctrl-C / SIGTERM and the final flush.
+
+    ``source`` names what makes the samples (their positions go to the state file); a
+    source that ran to its end is marked finished there, so the next run starts it afresh.
+    """
     pace = _pace(args)
     speedup = (args.speedup or 1.0) if pace == "paced" else None
-    poster = Poster(client, _poster_config(args, vehicle, pace)).start()
+    try:
+        poster = Poster(client, _poster_config(args, vehicle, pace, source)).start()
+    except PosterStopped as exc:
+        logger.error("stopped: %s", exc)
+        return 4 if isinstance(exc, PosterConflict) else 1
     started_at = time.monotonic()
     code = 0
-    source = make_samples(poster)
+    samples = make_samples(poster)
     try:
-        for sample in paced(source, speedup):
+        for sample in paced(samples, speedup):
             poster.submit(sample)
     except KeyboardInterrupt:
         code = 130
@@ -341,13 +366,17 @@ def run_source(
         code = _exit_code(exc)
         logger.error("source failed: %s", exc, exc_info=code == 1)
     finally:
-        close = getattr(source, "close", None)  # a generator: lets a live source clean up
+        close = getattr(samples, "close", None)  # a generator: lets a live source clean up
         if close is not None:  # (the PowertrainSensor is removed)
             close()
     flush_s = args.flush_timeout_s if code != 130 else min(args.flush_timeout_s, 30.0)
     try:
         if not poster.close(timeout_s=flush_s) and code == 0:
             code = 1
+        if code == 0:
+            poster.mark_finished()
+        elif isinstance(poster.fatal, PosterConflict):
+            code = 4
     except KeyboardInterrupt:
         poster.abort()
         code = 130
@@ -356,7 +385,8 @@ def run_source(
 
 
 def _exit_code(exc: BaseException) -> int:
-    """2: bad input (file, preset, option), 3: simulator unavailable, 1: anything else."""
+    """2: bad input (file, preset, option), 3: simulator unavailable, 1: anything else
+    (4, set in run_source: the service holds a newer twin of the vehicle)."""
     from bridge.sources.beamng_adapter import BeamNGUnavailable
 
     if isinstance(exc, BeamNGUnavailable):
@@ -382,7 +412,9 @@ def _summary(poster: Poster, wall_s: float) -> None:
 
 
 def _client(args: argparse.Namespace) -> TwinClient:
-    return TwinClient(args.twin_url, api_key=args.api_key)
+    # TWIN_READ_KEY: for reads, and for POST /step when the service sets only a read key.
+    read_key = os.environ.get("TWIN_READ_KEY") or None
+    return TwinClient(args.twin_url, api_key=args.api_key, read_key=read_key)
 
 
 def cmd_cycle(args: argparse.Namespace) -> int:
@@ -406,9 +438,11 @@ def cmd_cycle(args: argparse.Namespace) -> int:
                 sample_hz=args.sample_hz,
                 charge=charge,
                 soc_feedback=poster.current_soc,
+                start=poster.resume_position,
             )
 
-        return run_source(args, client, vehicle, make)
+        source = {"kind": "cycle", "cycle": args.cycle, "sample_hz": args.sample_hz}
+        return run_source(args, client, vehicle, make, source)
 
 
 def cmd_charge(args: argparse.Namespace) -> int:
@@ -436,9 +470,11 @@ def cmd_charge(args: argparse.Namespace) -> int:
                 response = poster.last_response
                 return None if response is None else dict(response.get("telemetry") or {})
 
-            return charge_samples(session, telemetry, report)
+            return charge_samples(session, telemetry, report, start=poster.resume_position)
 
-        code = run_source(args, client, vehicle, make)
+        source = {"kind": "charge", "charger_kw": args.charger_kw, "to_soc": args.to_soc,
+                  "precondition_min": args.precondition_min}  # fmt: skip
+        code = run_source(args, client, vehicle, make, source)
     start = report.soc[0] if report.soc else args.from_soc
     line = report.summary(max(session.from_soc, start), session.to_soc)
     print(f"charge {vehicle} at {args.charger_kw:g} kW, {args.ambient_c:g} °C: {line}")
@@ -451,12 +487,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     vehicle = args.vehicle or _config_default_vehicle(args.config)
 
     def make(poster: Poster) -> Iterator[Sample]:
+        start = poster.resume_position
         return replay_samples(
-            args.files, motors=args.motors, ambient_c=args.ambient_c, max_gap_s=args.max_gap_s
+            args.files,
+            motors=args.motors,
+            ambient_c=args.ambient_c,
+            max_gap_s=args.max_gap_s,
+            start=int(start["index"]) if start else 0,
         )
 
+    source = {"kind": "replay", "files": [str(path) for path in args.files]}
     with _client(args) as client:
-        return run_source(args, client, vehicle, make)
+        return run_source(args, client, vehicle, make, source)
 
 
 def _beamng_settings(args: argparse.Namespace) -> Any:

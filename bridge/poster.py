@@ -6,6 +6,13 @@ keeps every sample in a bounded buffer meanwhile (back-pressure for sources that
 counted and logged drops for real-time sources when the buffer overflows), carries the
 returned ``state`` into the next call and can persist it (``--state-file``) and the latest
 telemetry (``--live-file``) after every accepted batch.
+
+The state file also holds the source position of the last accepted sample, so a restarted
+source continues right behind it, and, while a batch is in flight, a ``pending`` record (the
+rev the state is at and the batch's end position): after a crash in that window the service
+tells whether the batch landed (its rev is then exactly one above). A 409 ``rev_conflict``
+(another writer holds a newer twin of the vehicle, SPEC §6) stops the poster unless it was
+told to continue from the service's state (``resume_from_service``).
 """
 
 from __future__ import annotations
@@ -31,20 +38,28 @@ from bridge.samples import Sample
 from clients.python import (
     StepResponse,
     TwinClient,
+    TwinConflictError,
     TwinConnectionError,
     TwinHTTPError,
+    TwinNotFound,
     TwinValidationError,
 )
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE_FORMAT = "ev-twin-bridge-state/1"
+STATE_FILE_FORMAT = "ev-twin-bridge-state/2"
+#: Formats :func:`load_state_file` reads (/1 has no source position and no pending batch).
+STATE_FILE_FORMATS = ("ev-twin-bridge-state/1", STATE_FILE_FORMAT)
 #: Log a drop summary at most this often while the buffer overflows.
 DROP_LOG_INTERVAL_S = 10.0
 
 
 class PosterStopped(RuntimeError):
     """The poster stopped for good (fatal rejection by the service or an abort)."""
+
+
+class PosterConflict(PosterStopped):
+    """The service holds a newer twin of the vehicle (409 ``rev_conflict``)."""
 
 
 @dataclass
@@ -68,12 +83,21 @@ class PosterConfig:
     sample_log: Path | None = None
     progress: bool = True
     progress_interval_s: float = 5.0
+    #: What produces the samples (JSON, e.g. ``{"kind": "cycle", "cycle": "udds"}``): a saved
+    #: position is only resumed by the same source.
+    source: Mapping[str, Any] | None = None
+    #: Send the first batch with ``options.replace`` (take over the vehicle's twin).
+    replace: bool = False
+    #: Start from the service's stored state of the vehicle, and continue from it on a 409.
+    resume_from_service: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch_samples < 1 or self.max_buffer_samples < self.max_batch_samples:
             raise ValueError("need 1 ≤ max_batch_samples ≤ max_buffer_samples")
         if self.max_batch_age_s <= 0 or self.retry_first_s <= 0:
             raise ValueError("max_batch_age_s and retry_first_s must be > 0")
+        if self.replace and self.resume_from_service:
+            raise ValueError("replace and resume_from_service exclude each other")
 
 
 @dataclass
@@ -84,6 +108,7 @@ class PosterStats:
     samples_rejected: int = 0
     requests: int = 0
     failed_attempts: int = 0
+    conflicts: int = 0  # 409 rev_conflict answers
     bridge_distance_km: float = 0.0  # Σ wheel speed·dt of the samples the service accepted
     started_at: float = field(default_factory=time.monotonic)
 
@@ -105,14 +130,33 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def load_state_file(path: Path) -> dict[str, Any] | None:
-    """The saved record of a previous run, or None when the file does not exist."""
+    """The saved record of a previous run, or None when the file does not exist.
+
+    ``state`` is an object, or null while the first batch of a new twin is ``pending``.
+    """
     path = Path(path)
     if not path.exists():
         return None
     record = json.loads(path.read_text())
-    if not isinstance(record, dict) or not isinstance(record.get("state"), dict):
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not a bridge state file")
+    fmt = record.get("format", STATE_FILE_FORMATS[0])
+    if fmt not in STATE_FILE_FORMATS:
+        raise ValueError(f"{path}: unknown state file format {fmt!r}")
+    state = record.get("state")
+    if not isinstance(state, dict) and not (state is None and record.get("pending")):
         raise ValueError(f"{path}: not a bridge state file (no 'state' object)")
     return record
+
+
+def conflict_message(vehicle_id: str, exc: TwinConflictError) -> str:
+    """What to do when the service holds a newer twin of the vehicle than this bridge."""
+    rev = f"rev {exc.current_rev}" if exc.current_rev is not None else "a newer rev"
+    return (
+        f"the service already holds a newer twin of vehicle {vehicle_id!r} ({rev}); rerun "
+        "with --resume-from-service to continue from the stored state or --replace to "
+        "restart the twin from this bridge's state"
+    )
 
 
 def offending_sample_index(body: Any) -> int | None:
@@ -157,7 +201,17 @@ class Poster:
         self.config = config
         self.stats = PosterStats()
         self.state: dict[str, Any] | None = None
+        #: The service rev ``state`` was stored at (None: a new pack or seed).
+        self.rev: int | None = None
+        #: Source position after the last accepted sample.
+        self.position: dict[str, Any] | None = None
+        #: Where the source should start (None: at its beginning).
+        self.resume_position: dict[str, Any] | None = None
         self.last_response: StepResponse | None = None
+        self._telemetry: Any = None
+        self._finished = False
+        self._replace_next = config.replace
+        self._pending_written: Any = None
         self._buffer: deque[Sample] = deque()
         self._cond = threading.Condition()
         self._oldest_at: float | None = None  # monotonic time the oldest unsent sample arrived
@@ -178,28 +232,93 @@ class Poster:
     # -- lifecycle -------------------------------------------------------------------------
 
     def _resume(self) -> None:
+        """Pick the starting state and source position: state file, service, or seed."""
         config = self.config
-        if config.state_file is not None:
-            record = load_state_file(config.state_file)
-            if record is not None:
+        record = load_state_file(config.state_file) if config.state_file is not None else None
+        pending = record.get("pending") if record is not None else None
+        remote: StepResponse | None = None
+        if pending or config.resume_from_service:
+            remote = self._fetch_vehicle()
+        position: dict[str, Any] | None = None
+        adopted = False
+        if remote is not None and config.resume_from_service:
+            self._adopt(remote)
+            adopted = True
+            if record is not None and remote.get("rev") == record.get("rev"):
+                position = record.get("position")
+            elif pending and remote.get("rev") == _base(pending) + 1:
+                position = pending.get("position")
+            logger.info(
+                "continuing vehicle %r from the service's state at rev %s", config.vehicle_id,
+                remote.get("rev"),
+            )  # fmt: skip
+        elif record is not None:
+            if record.get("vehicle_id") not in (None, config.vehicle_id):
+                logger.warning(
+                    "state file %s belongs to vehicle %r, continuing it as %r",
+                    config.state_file,
+                    record.get("vehicle_id"),
+                    config.vehicle_id,
+                )
+            if pending and remote is not None and remote.get("rev") == _base(pending) + 1:
+                self._adopt(remote)
+                adopted = True
+                position = pending.get("position")
+                logger.info("the batch in flight at the last stop landed (rev %s)", self.rev)
+            else:
+                if pending:
+                    logger.info("the batch in flight at the last stop did not land: resending")
                 self.state = record["state"]
-                saved_vehicle = record.get("vehicle_id")
-                if saved_vehicle not in (None, config.vehicle_id):
-                    logger.warning(
-                        "state file %s belongs to vehicle %r, continuing it as %r",
-                        config.state_file,
-                        saved_vehicle,
-                        config.vehicle_id,
-                    )
+                self.rev = record.get("rev")
+                self._telemetry = record.get("telemetry")
+                position = record.get("position")
+                if self.state is None and config.initial_state:
+                    self.state = dict(config.initial_state)
+            if self.state is not None:
                 logger.info(
                     "resuming from %s: soc %.4f soh %.6f, %.3f km",
-                    config.state_file,
+                    "the service's state" if adopted else config.state_file,
                     self.state.get("soc", float("nan")),
                     self.state.get("soh", float("nan")),
                     self.state.get("total_distance_km", float("nan")),
                 )
-                return
-        self.state = dict(config.initial_state) if config.initial_state else None
+        else:
+            self.state = dict(config.initial_state) if config.initial_state else None
+        same_source = record is not None and record.get("source") == _plain(config.source)
+        finished = record is not None and bool(record.get("finished"))
+        if position is not None and same_source and not finished:
+            self.resume_position = position
+            logger.info("the source continues after position %s", position)
+        elif position is not None and not same_source:
+            logger.info("the state file's position is from another source: starting afresh")
+        # Positions are the source's: a source that starts afresh starts at None.
+        self.position = self.resume_position
+        if config.state_file is not None and (pending or adopted):
+            self._save()  # the in-flight batch is settled (and the state may be the service's)
+
+    def _adopt(self, remote: StepResponse) -> None:
+        self.state = dict(remote["state"])
+        self.rev = remote.get("rev")
+        self._telemetry = remote.get("telemetry")
+
+    def _fetch_vehicle(self) -> StepResponse | None:
+        """``GET /vehicles/{id}``, retried while the service is unreachable; None if unknown."""
+        delay_s, failures = self.config.retry_first_s, 0
+        while True:
+            failures += 1
+            try:
+                return self.client.vehicle(self.config.vehicle_id)
+            except TwinNotFound:
+                return None
+            except (TwinConnectionError, TwinHTTPError) as exc:
+                if isinstance(exc, TwinHTTPError) and not exc.retryable:
+                    logger.warning("cannot read vehicle %r back: %s", self.config.vehicle_id, exc)
+                    return None
+                log = logger.warning if failures == 1 or failures % 10 == 0 else logger.debug
+                log("GET vehicle %r failed (%s); retry %d", self.config.vehicle_id, exc, failures)
+            if self._abort.wait(delay_s * (0.5 + random.random())):
+                raise PosterStopped("aborted")
+            delay_s = min(self.config.retry_max_s, delay_s * 2.0)
 
     def start(self) -> Poster:
         if self._thread is None:
@@ -245,6 +364,13 @@ class Poster:
             self._sample_log.close()
             self._sample_log = None
         return emptied
+
+    def mark_finished(self) -> None:
+        """The source ended and every sample was accepted: a next run starts the source afresh
+        (from this state)."""
+        self._finished = True
+        if self.config.state_file is not None and self.state is not None:
+            self._save()
 
     def abort(self) -> None:
         """Stop now without sending the buffer (second Ctrl-C)."""
@@ -307,7 +433,14 @@ class Poster:
         self.flush()
         return None if self.state is None else float(self.state.get("soc", 0.0))
 
+    @property
+    def fatal(self) -> BaseException | None:
+        """Why the sender stopped for good (None while it runs or after a clean close)."""
+        return self._fatal
+
     def _raise_if_stopped(self) -> None:
+        if isinstance(self._fatal, PosterConflict):
+            raise PosterConflict(str(self._fatal)) from self._fatal
         if self._fatal is not None:
             raise PosterStopped(str(self._fatal)) from self._fatal
         if self._abort.is_set():
@@ -373,17 +506,24 @@ class Poster:
         delay_s = self.config.retry_first_s
         failures = 0
         wire = [s.to_wire() for s in batch]
+        base_rev: int | None = None
         while True:
             if self._abort.is_set():
                 raise PosterStopped("aborted")
             try:
+                if base_rev is None:
+                    base_rev = self._base_rev()
+                self._write_pending(base_rev, batch)
+                options = dict(self.config.options or {})
+                if self._replace_next:
+                    options["replace"] = True
                 self.stats.requests += 1
                 response = self.client.step(
                     wire,
                     vehicle_id=self.config.vehicle_id,
                     vehicle=self.config.vehicle,
                     state=self.state,
-                    options=self.config.options,
+                    options=options or None,
                 )
                 if failures:
                     logger.info("service back after %d failed attempts", failures)
@@ -392,6 +532,24 @@ class Poster:
                 if self._handle_rejection(exc, batch):
                     return None
                 raise PosterStopped(f"service rejected the request: {exc}") from exc
+            except TwinConflictError as exc:
+                self.stats.conflicts += 1
+                remote = self._fetch_vehicle()
+                landed_rev = None if base_rev is None else base_rev + 1
+                if failures and remote is not None and remote.get("rev") == landed_rev:
+                    # An earlier attempt of this batch landed but its answer was lost.
+                    logger.info("batch landed on an earlier attempt (rev %s)", remote.get("rev"))
+                    return remote
+                if remote is None or not self.config.resume_from_service:
+                    raise PosterConflict(conflict_message(self.config.vehicle_id, exc)) from exc
+                logger.warning(
+                    "vehicle %r moved on to rev %s elsewhere: continuing from the service's state",
+                    self.config.vehicle_id,
+                    remote.get("rev"),
+                )
+                self._adopt(remote)
+                base_rev = None
+                continue
             except TwinHTTPError as exc:
                 if not exc.retryable:
                     raise PosterStopped(f"service refused the request: {exc}") from exc
@@ -411,6 +569,29 @@ class Poster:
             )
             self._abort.wait(wait_s)
             delay_s = min(self.config.retry_max_s, delay_s * 2.0)
+
+    def _base_rev(self) -> int:
+        """The vehicle's rev before the next batch lands (it is stored at this + 1)."""
+        if self._replace_next and self.config.state_file is not None:
+            # A replace is stored on top of whatever the service holds.
+            try:
+                return int(self.client.vehicle(self.config.vehicle_id).get("rev") or 0)
+            except TwinNotFound:
+                return 0
+            except TwinHTTPError as exc:
+                if exc.retryable:
+                    raise
+                logger.warning("cannot read vehicle %r back: %s", self.config.vehicle_id, exc)
+        return self.rev or 0
+
+    def _write_pending(self, base_rev: int, batch: list[Sample]) -> None:
+        """Record the batch about to be posted, so a restart can tell whether it landed."""
+        if self.config.state_file is None:
+            return
+        pending = {"base_rev": base_rev, "position": batch[-1].position, "samples": len(batch)}
+        if pending != self._pending_written:
+            self._save(pending)
+            self._pending_written = pending
 
     def _handle_rejection(self, exc: TwinValidationError, batch: list[Sample]) -> bool:
         """Shrink an oversized batch or drop the one sample the service named."""
@@ -435,26 +616,39 @@ class Poster:
 
     def _accepted(self, batch: list[Sample], response: StepResponse) -> None:
         self.state = dict(response["state"])
+        self.rev = response.get("rev")
+        self.position = batch[-1].position
+        self._telemetry = response.get("telemetry")
+        self._replace_next = False
         self.last_response = response
         self.stats.samples_sent += len(batch)
         self.stats.bridge_distance_km += sum(s.distance_m for s in batch) / 1000.0
         if self.config.state_file is not None:
-            atomic_write_json(self.config.state_file, self._state_record(response))
+            self._save()
+            self._pending_written = None
         if self.config.live_file is not None and "telemetry" in response:
             atomic_write_json(self.config.live_file, response["telemetry"])
         if self._sample_log is not None:
             self._log_samples(batch, response)
         self._progress()
 
-    def _state_record(self, response: StepResponse) -> dict[str, Any]:
+    def _save(self, pending: dict[str, Any] | None = None) -> None:
+        assert self.config.state_file is not None
+        atomic_write_json(self.config.state_file, self._state_record(pending))
+
+    def _state_record(self, pending: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
             "format": STATE_FILE_FORMAT,
             "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "vehicle_id": response.get("vehicle_id", self.config.vehicle_id),
+            "vehicle_id": self.config.vehicle_id,
             "vehicle": self.config.vehicle,
-            "rev": response.get("rev"),
-            "state": response["state"],
-            "telemetry": response.get("telemetry"),
+            "rev": self.rev,
+            "state": self.state,
+            "telemetry": self._telemetry,
+            "source": _plain(self.config.source),
+            "position": self.position,
+            "finished": self._finished,
+            "pending": pending,
         }
 
     def _log_samples(self, batch: list[Sample], response: StepResponse) -> None:
@@ -504,3 +698,12 @@ class Poster:
         else:
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
+
+
+def _base(pending: Mapping[str, Any]) -> int:
+    return int(pending.get("base_rev") or 0)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists, keys strings)."""
+    return None if value is None else json.loads(json.dumps(value))

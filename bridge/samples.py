@@ -39,7 +39,10 @@ class Sample:
     """One ``/step`` sample. Exactly one drive input (``motors``, ``power_kw`` or ``current_a``).
 
     ``extras`` never goes to the service; it is written to the local sample log (for
-    example BeamNG's own SOC, ``beamng_fuel``, for comparison with the twin).
+    example BeamNG's own SOC, ``beamng_fuel``, for comparison with the twin). ``position``
+    never goes to the service either: it is the source's cursor *after* this sample (JSON),
+    saved in the state file so that a restarted source continues right behind it; None for
+    live sources, which cannot be resumed.
     """
 
     dt_s: float
@@ -54,6 +57,7 @@ class Sample:
     charging: bool | None = None
     precondition: bool | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    position: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         inputs = sum(x is not None for x in (self.motors, self.power_kw, self.current_a))

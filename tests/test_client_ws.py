@@ -30,6 +30,7 @@ class ScriptedLive:
         self.connections = 0
         self.paths: list[str] = []
         self.headers: list[str | None] = []
+        self.protocols: list[str | None] = []
         self.close_code = close_code
         self.reject_status = reject_status
         self.server = serve(self.handler, "127.0.0.1", 0, process_request=self.gate)
@@ -38,6 +39,7 @@ class ScriptedLive:
 
     def gate(self, connection: ServerConnection, request: Any) -> Any:
         self.headers.append(request.headers.get("Authorization"))
+        self.protocols.append(request.headers.get("Sec-WebSocket-Protocol"))
         if self.reject_status is not None:
             return connection.respond(self.reject_status, "no\n")
         return None
@@ -77,7 +79,9 @@ def test_subscription_yields_messages_and_reconnects() -> None:
         ("state", 21),
     ]
     assert live.paths[0] == "/ws/vehicles/ev%201"
-    assert live.headers[0] == "Bearer rk"
+    # the key travels as a subprotocol, "twin-auth." + base64url("rk"), not in the URL
+    assert live.protocols[0] == "twin, twin-auth.cms" and live.headers[0] is None
+    assert "rk" not in live.paths[0]
 
 
 def test_without_reconnect_the_subscription_ends() -> None:
@@ -164,10 +168,10 @@ def test_fleet_subscription_and_read_key(twin: ServiceProcess) -> None:
 
 async def test_async_vehicle_subscription(twin: ServiceProcess) -> None:
     async with AsyncTwinClient(twin.url, api_key="writer") as client:
-        await client.step([SAMPLE], vehicle_id="ws-async")
+        first = await client.step([SAMPLE], vehicle_id="ws-async")
         messages = client.subscribe("ws-async", reconnect=False)
         snapshot = await anext(messages)
-        await client.step([SAMPLE], vehicle_id="ws-async")
+        await client.step([SAMPLE], vehicle_id="ws-async", state=first["state"])
         update = await anext(messages)
         assert (snapshot["type"], update["type"]) == ("snapshot", "state")
         assert update["rev"] == snapshot["rev"] + 1

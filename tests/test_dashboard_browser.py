@@ -475,8 +475,9 @@ def test_reconnects_and_refetches_after_a_service_restart(open_page: Any, tmp_pa
             "document.querySelector('#status-connection').dataset.state === 'reconnecting'"
         )
         process.start()
-        # the memory store forgot the vehicle: revs start again at 1, the page must follow
-        fresh = post_step(url, "ev-r", [{"dt_s": 5.0, "power_kw": 40.0}], reply["state"])
+        # the memory store forgot the vehicle and a new pack starts it again at rev 1 (a saved
+        # state would continue above its own rev): the page must follow the lower rev
+        fresh = post_step(url, "ev-r", [{"dt_s": 5.0, "power_kw": 40.0}], None)
         assert fresh["rev"] == 1
         dashboard.wait_for("document.querySelector('#status-connection').dataset.state === 'live'")
         dashboard.wait_for(SOC_GAUGE_IS, fresh["telemetry"]["soc"])
@@ -499,12 +500,46 @@ def test_reconnects_and_refetches_after_a_service_restart(open_page: Any, tmp_pa
 
 
 def test_read_key_is_taken_from_the_page_url(browser: Any, open_page: Any) -> None:
-    with start_service(env={"TWIN_READ_KEY": "letmein"}) as url:
-        reply = post_step(url, "ev-key", [{"dt_s": 1.0, "power_kw": 20.0}])
-        dashboard = open_page(f"{url}/?token=letmein")
+    key = "letmein"
+    sockets: list[Any] = []
+    requests: list[str] = []
+
+    def watch(page: Any) -> None:
+        page.on("websocket", lambda ws: sockets.append(ws))
+        page.on("request", lambda request: requests.append(request.url))
+
+    def keyed_step(url: str, vehicle_id: str, state: Any = None) -> dict[str, Any]:
+        # with only a read key set, POST /step needs it too (in the header)
+        body = {"vehicle_id": vehicle_id, "state": state, "samples": [{"dt_s": 5, "power_kw": 30}]}
+        reply = httpx.post(f"{url}/step", json=body, headers={"Authorization": f"Bearer {key}"})
+        reply.raise_for_status()
+        return reply.json()
+
+    with start_service(env={"TWIN_READ_KEY": key}) as url:
+        reply = keyed_step(url, "ev-key")
+        dashboard = open_page(f"{url}/?token={key}&vehicle=ev-key", before_load=watch)
         dashboard.wait_for(SOC_GAUGE_IS, reply["telemetry"]["soc"])
         assert dashboard.page.is_hidden("#notice")
+        # the key left the address bar at once; no WebSocket or fetch after the page carries it
+        assert key not in dashboard.page.url and "vehicle=ev-key" in dashboard.page.url
+        urls = [s.url for s in sockets]
+        assert f"{url}/ws/fleet".replace("http", "ws", 1) in urls, urls
+        assert f"{url}/ws/vehicles/ev-key".replace("http", "ws", 1) in urls, urls
+        assert [r for r in requests[1:] if key in r] == []  # [0]: the page itself, as opened
+        # live data arrives over those sockets
+        later = keyed_step(url, "ev-key", reply["state"])
+        dashboard.wait_for(SOC_GAUGE_IS, later["telemetry"]["soc"])
+        # a reload keeps the key (sessionStorage of this tab) without putting it back in the URL
+        count = len(sockets)
+        dashboard.page.reload()
+        dashboard.wait_for("document.querySelector('#status-connection').dataset.state === 'live'")
+        dashboard.wait_for(SOC_GAUGE_IS, later["telemetry"]["soc"])
+        assert len(sockets) > count and [s.url for s in sockets if key in s.url] == []
         assert dashboard.errors == []
+        # #token= works the same, and a fragment never reaches the server or its logs
+        by_fragment = open_page(f"{url}/#token={key}")
+        by_fragment.wait_for(SOC_GAUGE_IS, later["telemetry"]["soc"])
+        assert key not in by_fragment.page.url and by_fragment.errors == []
 
         # without the key the page says how to give it (the browser logs the refused reads)
         context = browser.new_context(viewport=DESKTOP)

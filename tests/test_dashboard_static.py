@@ -94,7 +94,7 @@ def test_dashboard_routes_are_not_in_the_api_schema(client: TestClient) -> None:
 
 
 def test_page_stays_open_with_a_read_key() -> None:
-    # The page holds no data; it passes ?token= on to the API and WebSockets it opens.
+    # The page holds no data; it sends its key (from ?token= or #token=) to the API and sockets.
     with TestClient(create_app(Settings(read_key="secret"))) as client:
         assert client.get("/").status_code == 200
         assert client.get("/static/app.js").status_code == 200

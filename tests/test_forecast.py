@@ -187,10 +187,11 @@ def test_fleet_forecast_matches_single(client: TestClient) -> None:
 @pytest.mark.parametrize("model", [m.name for m in REGISTRY])
 def test_vehicle_blocks_do_not_change_results(model: str) -> None:
     from twin_service.models.aging.base import ForecastStart
-    from twin_service.models.forecast import VEHICLE_BLOCK, Usage
+    from twin_service.models.forecast import Usage, block_vehicles
 
     forecast_fn = MODELS[model].forecast
-    n = VEHICLE_BLOCK * 2 + 17
+    block = block_vehicles(5.0)
+    n = block * 2 + 17
     rng = np.random.default_rng(5)
     usage = Usage(
         rng.uniform(0, 200, n),
@@ -201,17 +202,17 @@ def test_vehicle_blocks_do_not_change_results(model: str) -> None:
         np.full(n, 0.2),
         rng.uniform(0, 1, n),
     )
-    block = np.zeros((n, len(MODELS[model].state)))
-    block[:, 0] = rng.uniform(0, 0.05, n)  # each model's first field is a capacity loss
-    start = ForecastStart(block, rng.uniform(0, 0.01, n), np.zeros(n))
+    states = np.zeros((n, len(MODELS[model].state)))
+    states[:, 0] = rng.uniform(0, 0.05, n)  # each model's first field is a capacity loss
+    start = ForecastStart(states, rng.uniform(0, 0.01, n), np.zeros(n))
     cap = rng.uniform(40, 100, n)
     fleet = forecast_fn(start, usage, cap, 5.0)
     assert fleet.soh.shape[0] == n
-    for i in (0, VEHICLE_BLOCK, n - 1):
+    for i in (0, block, n - 1):
         sl = slice(i, i + 1)
         one = forecast_fn(
             ForecastStart(
-                block[sl], start.other_capacity_loss[sl], start.other_resistance_increase[sl]
+                states[sl], start.other_capacity_loss[sl], start.other_resistance_increase[sl]
             ),
             Usage(*(np.asarray(v)[sl] for v in vars(usage).values())),
             cap[sl],
@@ -234,3 +235,59 @@ def test_forecast_follows_the_vehicles_aging_model(client: TestClient) -> None:
     explicit = forecast(client, vehicle_id="demo-car", aging_model="naumann")
     assert explicit["aging_model"] == "naumann"
     assert forecast(client)["aging_model"] == "naumann"
+
+
+def test_long_horizons_take_smaller_blocks() -> None:
+    """A block's compiled laws hold the GIL: its cells are bounded, whatever the horizon."""
+    from twin_service.models.forecast import (
+        BLOCK_CELLS,
+        VEHICLE_BLOCK,
+        block_vehicles,
+        forecast_steps,
+    )
+
+    assert block_vehicles(1.0) == VEHICLE_BLOCK
+    for years in (10.0, 50.0):
+        assert block_vehicles(years) * forecast_steps(years) <= BLOCK_CELLS
+    assert block_vehicles(50.0) < block_vehicles(10.0) < VEHICLE_BLOCK
+
+
+def test_fleet_in_chunks_matches_one_run(client: TestClient) -> None:
+    """Items run FLEET_CHUNK at a time, grouped by model within a chunk: the same numbers as one
+    vectorised run of all of them."""
+    from twin_service.api.forecast import FLEET_CHUNK
+    from twin_service.forecast.service import resolve_usage, run_forecast, start_state, summarise
+    from twin_service.schemas import ForecastItem, UsageProfile
+
+    client.post("/step", json={"vehicle_id": "chunk-demo", "options": {"demo_mode": True},
+                               "samples": [{"dt_s": 1.0, "power_kw": 10.0}]})  # fmt: skip
+    n = FLEET_CHUNK + 40
+    usages = [{"daily_km": float(i % 97), "ambient_c": float(i % 31)} for i in range(n)]
+    items: list[dict[str, Any]] = [{"usage": u} for u in usages]
+    items[FLEET_CHUNK - 1] = {"vehicle_id": "chunk-demo"}  # a seed-model vehicle in chunk 1
+    resp = client.post("/forecast/fleet", json={"years": 3, "items": items})
+    assert resp.status_code == 200, resp.text[:300]
+    results = resp.json()["results"]
+    assert results[FLEET_CHUNK - 1]["aging_model"] == "seed"
+    idx = [i for i in range(n) if i != FLEET_CHUNK - 1]
+    preset = PRESETS["sv1ev3"]
+    fc = run_forecast(
+        [start_state(ForecastItem(), None, []) for _ in idx],
+        [resolve_usage(UsageProfile(**usages[i]), {}, []) for i in idx],
+        [preset] * len(idx),
+        3.0,
+        preset.pack.aging_model,
+    )
+    expected = summarise(fc, 3.0)["soh_in_2_years"]
+    got = [results[i]["soh_in_2_years"] for i in idx]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_fleet_errors_name_the_item(client: TestClient) -> None:
+    """Items are validated in chunks; an error still names its item's index."""
+    items: list[dict[str, Any]] = [{}] * 600
+    items[555] = {"usage": {"daily_km": -1}}
+    resp = client.post("/forecast/fleet", json={"years": 0, "items": items})
+    assert resp.status_code == 422, resp.text
+    locs = [e["loc"] for e in resp.json()["detail"]]
+    assert ["body", "years"] in locs and ["body", "items", 555, "usage", "daily_km"] in locs

@@ -15,6 +15,10 @@ dense OCV, hysteresis, SOC window, charge taper, thermal management). Each reque
 replayed as `legacy_vehicle`: today's model with the parameters that switch those off (one
 resistance at every SOC with Arrhenius around 25 degC, the coarse OCV table, no hysteresis, the
 whole SOC range, no taper, no thermal management), so the same core must give the same numbers.
+
+Cases whose stored response aged the pack past its end of life (SOH 0, capacity loss above 1:
+a state the service itself refused to read back) are refused with 422 `end_of_life` since
+issue 13; the test checks that refusal instead of the numbers.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ from typing import Any
 
 import pytest
 
+from twin_service.errors import ApiError
 from twin_service.presets import PRESETS
 from twin_service.step.service import run_step
 from validation.common import previous_model_vehicle
+
+LEGACY = "-legacy"
 
 
 def legacy_vehicle(vehicle: Any, default: str) -> dict[str, Any]:
@@ -38,6 +45,7 @@ def legacy_vehicle(vehicle: Any, default: str) -> dict[str, Any]:
     parameters that give the model before issue 12."""
     if vehicle is None or isinstance(vehicle, str):
         v = PRESETS[vehicle or default].model_dump(exclude_computed_fields=True)
+        v["id"] += LEGACY  # an inline vehicle that differs from a preset needs its own id
         return previous_model_vehicle(v)
     v = copy.deepcopy(vehicle)
     r0, r1 = v["pack"].pop("cell_r0_ohm"), v["pack"].pop("cell_r1_ohm")
@@ -152,9 +160,31 @@ def test_fixture_cases_are_unique() -> None:
     assert len(CASES) >= 150
 
 
+def past_end_of_life(case: dict[str, Any]) -> bool:
+    """The stored response aged the pack past its end of life (SOH 0, a capacity loss above
+    1): a state the service refused to read back. Such steps are refused now (422
+    end_of_life, a deliberate fix of issue 13) instead of answered."""
+    state = flatten(case["response"]["state"])
+    return state["soh"] <= 0.0 or any(
+        "capacity_loss" in k and v is not None and v > 1.0 for k, v in state.items()
+    )
+
+
+def refused_past_end_of_life(request: dict[str, Any]) -> None:
+    with pytest.raises(ApiError) as caught:
+        run_step(request, DEFAULT_VEHICLE, MAX_SAMPLES)
+    assert caught.value.status_code == 422
+    assert {e["type"] for e in caught.value.errors} == {"end_of_life"}, caught.value.errors
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_golden_step(case: dict[str, Any]) -> None:
+    if past_end_of_life(case):
+        refused_past_end_of_life(legacy_request(case["request"]))
+        return
     outcome = run_step(legacy_request(case["request"]), DEFAULT_VEHICLE, MAX_SAMPLES)
+    model = outcome.telemetry["vehicle_model"]
+    outcome.telemetry["vehicle_model"] = model.removesuffix(LEGACY)  # the fixture's preset id
     _check(case, comparable_state(outcome.state), outcome, HEADER["commit"])
 
 
@@ -176,6 +206,9 @@ def test_golden_current_physics(case: dict[str, Any]) -> None:
     """The stored preset requests as they are, against the responses of the pack physics of
     issue 12 (tests/golden/refresh.py --current wrote them): pins today's numbers, thermal
     management, taper and hysteresis included, for later refactors."""
+    if past_end_of_life(case):
+        refused_past_end_of_life(copy.deepcopy(case["request"]))
+        return
     outcome = run_step(copy.deepcopy(case["request"]), DEFAULT_VEHICLE, MAX_SAMPLES)
     _check(case, flatten(outcome.state), outcome, CURRENT["commit"])
 

@@ -23,8 +23,11 @@ SAMPLE = {"dt_s": 1.0, "power_kw": 20.0}
 
 
 def step(client: TestClient, vehicle_id: str, state: dict[str, Any] | None = None) -> dict:
+    """One sample; a new pack (`state` None) replaces whatever twin the store holds."""
+    options = {"replace": state is None}
     resp = client.post(
-        "/step", json={"vehicle_id": vehicle_id, "state": state, "samples": [SAMPLE]}
+        "/step",
+        json={"vehicle_id": vehicle_id, "state": state, "samples": [SAMPLE], "options": options},
     )
     assert resp.status_code == 200, resp.text
     return resp.json()

@@ -293,6 +293,8 @@ def test_state_fast_missing_field() -> None:
         {"samples": [GOOD]},
         {"vehicle_id": "ev-1.a_B", "vehicle": "sv1ev3", "state": {"soc": 0.5}, "samples": []},
         {"vehicle_id": "x" * 64, "vehicle": None, "state": None, "samples": 5},
+        {"samples": [GOOD], "options": {}},
+        {"samples": [GOOD], "options": {"replace": True, "store": False, "trace": True}},
     ],
 )
 def test_envelope_fast_is_step_envelope(payload: dict[str, Any]) -> None:
@@ -319,7 +321,10 @@ def test_envelope_fast_is_step_envelope(payload: dict[str, Any]) -> None:
         {"vehicle": 5, "samples": [GOOD]},
         {"vehicle": {"id": "inline"}, "samples": [GOOD]},
         {"state": [1], "samples": [GOOD]},
-        {"samples": [GOOD], "options": {}},
+        {"samples": [GOOD], "options": {"demo_mode": True}},
+        {"samples": [GOOD], "options": {"replace": 1}},
+        {"samples": [GOOD], "options": {"store": "no"}},
+        {"samples": [GOOD], "options": []},
         {"samples": [GOOD], "extra": 1},
     ],
 )

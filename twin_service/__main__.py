@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
+import logging.config
 
 import uvicorn
 
 from twin_service.app import create_app
+from twin_service.logging_setup import log_config
+from twin_service.server import guarded_protocol
 from twin_service.settings import load_settings
 
 # Collect the youngest generation every 10,000 allocations instead of 700. With a thousand
@@ -34,14 +36,19 @@ def main(argv: list[str] | None = None) -> None:
         args.config, host=args.host, port=args.port, hub_url=args.hub_url, log_level=args.log_level
     )
     tune_gc()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # Every handler redacts keys (?token=, Bearer) before a line is written; uvicorn's access
+    # log would otherwise print the full query string.
+    logging.config.dictConfig(log_config(settings.log_level))
+    app = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
+        # Time limits for headers and bodies, and the connection cap (503 beyond it).
+        http=guarded_protocol(settings, app.state.metrics),
+        limit_concurrency=settings.max_connections,
         log_level=settings.log_level.lower(),
+        log_config=log_config(settings.log_level),
         ws_ping_interval=20,
     )
 

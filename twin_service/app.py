@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from twin_service import __version__
 from twin_service.api import dashboard, forecast, health, live, metrics, presets, step, vehicles
 from twin_service.errors import ApiError, api_error_handler
+from twin_service.limits import BodyLimits
 from twin_service.live import create_live
 from twin_service.metrics import Metrics
 from twin_service.models.pack import warm_up
@@ -56,8 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.add_middleware(BodyLimits, settings=settings)  # body size and media type
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    app.add_exception_handler(RecursionError, _too_deep_handler)
     # presets before vehicles so /vehicles/presets is not taken as a vehicle id; the dashboard
     # (static files at /) comes last.
     for module in (step, forecast, presets, vehicles, live, health, metrics, dashboard):
@@ -70,6 +73,14 @@ async def _validation_error_handler(_: Any, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     return JSONResponse(status_code=422, content={"detail": errors})
+
+
+async def _too_deep_handler(_: Any, exc: Exception) -> JSONResponse:
+    """The last resort for input nested deeper than the recursion limit: a 422, not a 500
+    (bodies are parsed by step.service.decode_json, which refuses such nesting first)."""
+    log.warning("recursion limit reached serving a request: %s", exc)
+    item = {"loc": ["body"], "msg": "input nested too deeply", "type": "json_too_deep"}
+    return JSONResponse(status_code=422, content={"detail": [item]})
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -17,10 +17,16 @@ def error_item(loc: list[str | int], msg: str, type_: str = "value_error") -> di
 class ApiError(Exception):
     """An HTTP error whose body names the offending fields."""
 
-    def __init__(self, status_code: int, errors: list[dict[str, Any]]):
+    def __init__(
+        self,
+        status_code: int,
+        errors: list[dict[str, Any]],
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(errors[0]["msg"] if errors else "error")
         self.status_code = status_code
         self.errors = errors[:MAX_REPORTED_ERRORS]
+        self.headers = headers
 
 
 def pydantic_errors(exc: Any, prefix: list[str | int]) -> list[dict[str, Any]]:
@@ -33,4 +39,6 @@ def pydantic_errors(exc: Any, prefix: list[str | int]) -> list[dict[str, Any]]:
 
 async def api_error_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse(status_code=exc.status_code, content={"detail": exc.errors})
+    return JSONResponse(
+        status_code=exc.status_code, content={"detail": exc.errors}, headers=exc.headers
+    )

@@ -220,6 +220,31 @@ class Metrics:
                 "Times the hub listener (re)subscribed after a failure.",
             )
         )
+        self.auth_failures = self._add(
+            Counter("twin_auth_failures_total", "Requests and WebSockets that sent a wrong key.")
+        )
+        self.auth_throttled = self._add(
+            Counter(
+                "twin_auth_throttled_total",
+                "Requests (429) and WebSockets (1013) refused while their address is locked out.",
+            )
+        )
+        self.store_vehicles = self._add(
+            Gauge("twin_store_vehicles", "Vehicles the memory store holds.")
+        )
+        self.store_evicted = self._add(
+            Counter(
+                "twin_store_evicted_vehicles_total",
+                "Vehicles dropped from the memory store at max_vehicles (least recently updated).",
+            )
+        )
+        self.connections_refused = self._add(
+            Counter(
+                "twin_connections_refused_total",
+                "HTTP requests (503) and WebSockets (1013) refused at the connection caps.",
+                ["kind"],
+            )
+        )
 
     def _add(self, metric: M) -> M:
         self.registry.register(metric)

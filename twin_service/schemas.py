@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from twin_service.models.aging import LAYOUT, MODEL_NAMES, MODELS
 from twin_service.models.aging.base import OUT_OF_RANGE_STRESSORS
 from twin_service.models.state import DERIVED, PACK, STATE_SCHEMA_VERSION, StateBlock, StateField
-from twin_service.presets import VehiclePreset
+from twin_service.presets import ID_RE, VehicleRef
 
 AgingModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
 OutOfRangeStressor = Literal[OUT_OF_RANGE_STRESSORS]  # type: ignore[valid-type]
-VEHICLE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+# 1..64 of [A-Za-z0-9._-], not only dots (presets.ID_PATTERN). Compiled: pydantic then uses
+# Python's re, which has the look-ahead, and every check of a vehicle id (pydantic, FastAPI
+# path and query parameters, re.compile in the fast paths) shares this one pattern object.
+VEHICLE_ID_PATTERN = ID_RE
 VehicleId = Annotated[str, Field(pattern=VEHICLE_ID_PATTERN, examples=["ev-1"])]
 
 
@@ -34,7 +37,9 @@ class Sample(_Wire):
     """One input sample, held constant over `dt_s`. Exactly one of motors / power_kw /
     current_a."""
 
-    dt_s: float = Field(gt=0, le=86400)
+    dt_s: float = Field(
+        ge=1e-6, le=86400, description="s; at least 1 us (shorter steps underflow the laws)"
+    )
     motors: list[Motor] | None = Field(None, max_length=16)
     power_kw: float | None = Field(
         None, ge=-10000, le=10000, description="terminal power, discharge > 0"
@@ -66,13 +71,37 @@ class StepOptions(_Wire):
         None, description="default: the preset's pack.aging_model; seed in demo mode"
     )
     trace: bool = False
+    store: bool = Field(
+        True, description="false: compute only (a what-if run); nothing stored or published"
+    )
+    replace: bool = Field(
+        False,
+        description="restart this vehicle's twin from the given state even when the store "
+        "holds a newer one (no rev check)",
+    )
+
+
+def _exact_int(v: Any) -> Any:
+    """An integer literal takes an integer only: not 1.0 and not true (which equal 1)."""
+    if type(v) is not int:
+        raise ValueError("Input should be an integer")
+    return v
+
+
+Direction = Annotated[Literal[-1, 0, 1], BeforeValidator(_exact_int)]
+SchemaVersion = Annotated[
+    Literal[STATE_SCHEMA_VERSION],  # type: ignore[valid-type]
+    BeforeValidator(_exact_int),
+]
 
 
 def _state_field(f: StateField) -> tuple[Any, Any]:
+    """A state field on the wire: numbers only (strict: no booleans or strings)."""
     desc = f"{f.description} [{f.unit}]"
     if f.direction:
-        return Literal[-1, 0, 1], Field(description=desc)
-    return float, Field(description=desc, ge=f.low, le=f.high if f.high < 1e308 else None)
+        return Direction, Field(description=desc)
+    high = f.high if f.high < 1e308 else None
+    return float, Field(description=desc, ge=f.low, le=high, strict=True)
 
 
 def _camel(name: str) -> str:
@@ -106,10 +135,14 @@ PackStateWire: type[BaseModel] = create_model(  # type: ignore[call-overload]
     __base__=_Wire,
     __doc__="Everything needed to continue. soh, resistance_factor and cycle_count are "
     "derived; older schema versions are migrated on read.",
-    schema_version=(Literal[STATE_SCHEMA_VERSION], STATE_SCHEMA_VERSION),
+    schema_version=(SchemaVersion, Field(description="exactly the integer the service writes")),
+    rev=(
+        int | None,
+        Field(None, ge=0, strict=True, description="the rev it was stored at (absent: not stored)"),
+    ),
     **{f.name: _state_field(f) for f in PACK.fields},
     **{
-        name: (float, Field(ge=low, le=high if high < 1e308 else None, description=d))
+        name: (float, Field(ge=low, le=high if high < 1e308 else None, description=d, strict=True))
         for name, (low, high, d) in DERIVED.items()
     },
     aging=(AgingState, ...),
@@ -119,15 +152,15 @@ PackStateWire: type[BaseModel] = create_model(  # type: ignore[call-overload]
 class PackSeed(_Wire):
     """A new pack; omitted fields take defaults (soc 0.85, temperature = ambient, soh 1)."""
 
-    soc: float = Field(0.85, ge=0, le=1)
-    temperature_c: float | None = Field(None, ge=-60, le=150)
-    soh: float = Field(1.0, gt=0, le=1)
-    resistance_factor: float = Field(1.0, ge=1, le=10)
+    soc: float = Field(0.85, ge=0, le=1, strict=True)
+    temperature_c: float | None = Field(None, ge=-60, le=150, strict=True)
+    soh: float = Field(1.0, gt=0, le=1, strict=True)
+    resistance_factor: float = Field(1.0, ge=1, le=10, strict=True)
 
 
 class StepRequest(_Wire):
     vehicle_id: VehicleId = "default"
-    vehicle: str | VehiclePreset | None = Field(
+    vehicle: VehicleRef | None = Field(
         None, description="preset id from GET /vehicles/presets, or an inline preset"
     )
     state: PackStateWire | PackSeed | None = None
@@ -139,7 +172,7 @@ class StepEnvelope(_Wire):
     """StepRequest without the samples (validated column-wise)."""
 
     vehicle_id: VehicleId = "default"
-    vehicle: str | VehiclePreset | None = None
+    vehicle: VehicleRef | None = None
     state: dict[str, Any] | None = None
     samples: Any = None
     options: StepOptions = Field(default_factory=StepOptions)
@@ -211,6 +244,7 @@ class ErrorItem(BaseModel):
     loc: list[str | int]
     msg: str
     type: str
+    current_rev: int | None = Field(None, description="with rev_conflict: the stored rev")
 
 
 class ErrorResponse(BaseModel):
@@ -251,7 +285,7 @@ class ForecastItem(_Wire):
     state: dict[str, Any] | None = Field(
         None, description="a /step state (or seed); wins over vehicle_id's state"
     )
-    vehicle: str | VehiclePreset | None = None
+    vehicle: VehicleRef | None = None
     usage: UsageProfile = Field(default_factory=UsageProfile)
 
 
@@ -289,7 +323,12 @@ class ForecastResponse(ModelForecast):
 
 
 class FleetForecastRequest(_Wire):
-    items: list[ForecastItem] = Field(min_length=1, max_length=100_000)
+    items: list[ForecastItem] = Field(
+        min_length=1,
+        max_length=100_000,
+        description="at most max_forecast_items (setting, default 10,000); vehicles x weekly "
+        "steps at most max_forecast_work, points returned at most max_forecast_points",
+    )
     years: float = Field(10.0, gt=0, le=50)
     aging_model: AgingModelName | None = Field(
         None, description="default: each vehicle's last model, else its preset's"

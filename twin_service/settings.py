@@ -22,16 +22,42 @@ class Settings(BaseModel):
     hub_url: str = "memory://"
     max_samples_per_request: int = Field(200_000, ge=1)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    # Bodies of every endpoint but /step (which has max_body_bytes): 10,000 fleet items with
+    # vehicle id, preset and full usage take ~1.8 MB.
+    max_json_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # Forecasts: vehicles per request; work in vehicle-steps (vehicles x weekly steps x models;
+    # 10,000 vehicles over 10 years); points returned (monthly, all vehicles and models).
+    max_forecast_items: int = Field(10_000, ge=1)
+    max_forecast_work: int = Field(10_000 * 522, ge=1)
+    max_forecast_points: int = Field(100_000, ge=1)
     history_recent: int = Field(2000, ge=10)
     history_tail: int = Field(2000, ge=0)
     api_key: str | None = None
     read_key: str | None = None
+    # Failed-auth throttle per client address: after auth_fail_limit wrong keys within
+    # auth_fail_window_s, 429 for auth_lockout_s (0 turns it off); at most auth_track_max
+    # addresses are remembered.
+    auth_fail_limit: int = Field(10, ge=0)
+    auth_fail_window_s: float = Field(60.0, gt=0)
+    auth_lockout_s: float = Field(60.0, gt=0)
+    auth_track_max: int = Field(10_000, ge=1)
     log_level: str = "info"
     # WebSocket fan-out: per-client queue length, and how long a client may stay behind.
     ws_queue_size: int = Field(256, ge=1)
     ws_lag_timeout_s: float = Field(5.0, gt=0)
     # Namespace of all Redis keys and the channel, so deployments can share one Redis.
     redis_prefix: str = Field("twin:", pattern=r"^[A-Za-z0-9._:-]{0,64}$")
+    # Vehicles the memory store keeps; beyond it the least recently updated is dropped.
+    max_vehicles: int = Field(1000, ge=1)
+    # Snapshots a /ws/fleet client gets on connect (the most recently updated vehicles).
+    fleet_snapshot_limit: int = Field(1000, ge=0)
+    # Redis: a command that takes longer fails and the step falls back (not stored).
+    redis_command_timeout_s: float = Field(0.1, gt=0)
+    # Connection caps and timeouts of the HTTP server.
+    max_connections: int = Field(1000, ge=1)
+    max_websockets: int = Field(1000, ge=0)
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
 
     @field_validator("hub_url")
     @classmethod

@@ -24,6 +24,10 @@ class Twin:
         self._presets: dict[str, Any] | None = None
 
     def step(self, **body: Any) -> dict[str, Any]:
+        """POST /step; a run that starts a new pack replaces that vehicle's stored twin."""
+        state = body.get("state")
+        if state is None or "schema_version" not in state:
+            body["options"] = {**body.get("options", {}), "replace": True}
         r = self.client.post("/step", json=body)
         if r.status_code != 200:
             raise RuntimeError(f"POST /step answered {r.status_code}: {r.text[:500]}")

@@ -49,6 +49,7 @@ class ChargeReport:
     tms_kwh_end: float | None = None
     precondition_s: float = 0.0
     stopped: str = ""
+    resumed: str = ""  # set when the session continued an interrupted one (state file)
 
     def minutes_between(self, low: float, high: float) -> float | None:
         """Minutes of charging from SOC `low` to `high` (linear between read-backs)."""
@@ -78,6 +79,8 @@ class ChargeReport:
             parts.append(f"after {self.precondition_s / 60:.0f} min preconditioning")
         if self.stopped:
             parts.append(self.stopped)
+        if self.resumed:
+            parts.append(self.resumed)
         return ", ".join(parts)
 
 
@@ -95,39 +98,57 @@ def charge_samples(
     session: ChargeSession,
     telemetry: Callable[[], Mapping[str, Any] | None],
     report: ChargeReport,
+    start: Mapping[str, Any] | None = None,
 ) -> Iterator[Sample]:
     """Samples of the session. `telemetry` returns the twin's telemetry after everything
-    yielded so far (the poster waits for the service); `report` fills as it goes."""
+    yielded so far (the poster waits for the service); `report` fills as it goes.
+
+    A sample's `position` is `{"phase": "wake"}`, `{"phase": "precondition", "t_s": s}`
+    (seconds of preconditioning done) or `{"phase": "charge", "steps": k}` (charging samples
+    done); `start` continues right behind it, and the report then covers the rest only."""
     amb = session.ambient_c
     pre_s = session.precondition_min * 60.0
-    # Waking up (on the charger, or preconditioning for it) for one second, so the pack's
-    # state can be read back before the session's energy is counted.
-    yield Sample(dt_s=1.0, power_kw=session.aux_kw, charging=pre_s == 0.0 or None,
-                 precondition=pre_s > 0.0 or None, wheel_speed_m_s=0.0, ambient_c=amb,
-                 extras={"phase": "wake"})  # fmt: skip
+    phase = "" if start is None else str(start.get("phase"))
+    if not phase:
+        # Waking up (on the charger, or preconditioning for it) for one second, so the pack's
+        # state can be read back before the session's energy is counted.
+        yield Sample(dt_s=1.0, power_kw=session.aux_kw, charging=pre_s == 0.0 or None,
+                     precondition=pre_s > 0.0 or None, wheel_speed_m_s=0.0, ambient_c=amb,
+                     extras={"phase": "wake"}, position={"phase": "wake"})  # fmt: skip
+    steps = int(start.get("steps", 0)) if start is not None and phase == "charge" else 0
+    if start is not None:
+        done_min = {"charge": steps * STEP_S, "precondition": float(start.get("t_s", 0.0))}
+        report.resumed = f"resumed after {done_min.get(phase, 0.0) / 60:.0f} min of {phase}"
+        logger.info("charge session: %s", report.resumed)
     tel = telemetry()
     if tel is None:
         report.stopped = "no answer from the twin"
         return
     report.tms_kwh_start = float(tel.get("tms_energy_kwh", 0.0))
     report.start_temperature_c = float(tel["temperature"])
-    while report.precondition_s < pre_s - 1e-9:
+    if phase == "precondition" and start is not None:
+        report.precondition_s = float(start.get("t_s", 0.0))
+    while phase != "charge" and report.precondition_s < pre_s - 1e-9:
         dt = min(STEP_S, pre_s - report.precondition_s)
         report.precondition_s += dt
         yield Sample(dt_s=dt, power_kw=session.aux_kw, precondition=True, wheel_speed_m_s=0.0,
-                     ambient_c=amb, extras={"phase": "precondition"})  # fmt: skip
-    if pre_s > 0.0:
+                     ambient_c=amb, extras={"phase": "precondition"},
+                     position={"phase": "precondition", "t_s": report.precondition_s})  # fmt: skip
+    if pre_s > 0.0 and phase != "charge":
         tel = telemetry()
         if tel is None:
             report.stopped = "no answer from the twin"
             return
-    _record(report, 0.0, tel)
+    t = steps * STEP_S
+    _record(report, t / 60.0, tel)
     logger.info("plugged in at SOC %.1f %%, pack %.1f °C, charger %.0f kW", tel["soc"],
                 tel["temperature"], session.charger_kw)  # fmt: skip
-    t = 0.0
-    best_soc, best_t = report.soc[-1], 0.0
-    while report.soc[-1] < session.to_soc:
-        for _ in range(int(CHECK_S / STEP_S)):
+    per_check = int(CHECK_S / STEP_S)
+    best_soc, best_t = report.soc[-1], t
+    # A session resumed between read-backs first completes that minute, as it would have.
+    while steps % per_check or report.soc[-1] < session.to_soc:
+        for _ in range(per_check - steps % per_check):  # to the next read-back
+            steps += 1
             yield Sample(
                 dt_s=STEP_S,
                 power_kw=-session.charger_kw,
@@ -135,8 +156,9 @@ def charge_samples(
                 wheel_speed_m_s=0.0,
                 ambient_c=amb,
                 extras={"phase": "charge"},
+                position={"phase": "charge", "steps": steps},
             )
-        t += CHECK_S
+        t = steps * STEP_S
         tel = telemetry()
         if tel is None:
             report.stopped = "no answer from the twin"

@@ -45,8 +45,13 @@ def replay_samples(
     motors: Sequence[str] | None = None,
     ambient_c: float | None = None,
     max_gap_s: float = DEFAULT_MAX_GAP_S,
+    start: int = 0,
 ) -> Iterator[Sample]:
-    """Samples of every file in order (electrics files only provide held values)."""
+    """Samples of every file in order (electrics files only provide held values).
+
+    A sample's ``position`` is ``{"index": n}``: n samples of the replay are done with it;
+    ``start`` skips that many (they are still read: a powertrain poll is integrated in order).
+    """
     loaded = [(Path(p), _load(Path(p))) for p in paths]
     electrics = {recording_key(p): d for p, (kind, d) in loaded if kind == "electrics"}
     lone_electrics = next(iter(electrics.values())) if len(electrics) == 1 else None
@@ -62,7 +67,9 @@ def replay_samples(
                 logger.warning("%s: empty powertrain poll, nothing to replay", path)
             for sample in integrator.feed(readings):
                 produced += 1
-                yield sample
+                if produced > start:
+                    sample.position = {"index": produced}
+                    yield sample
             logger.info(
                 "%s: %d readings, %.3f s, motors %s",
                 path.name,
@@ -75,9 +82,13 @@ def replay_samples(
                 if ambient_c is not None and sample.ambient_c is None:
                     sample.ambient_c = ambient_c
                 produced += 1
-                yield sample
+                if produced > start:
+                    sample.position = {"index": produced}
+                    yield sample
     if not produced and not any(kind == "powertrain" for _, (kind, _) in loaded):
         raise ValueError("nothing to replay: Electrics polls alone have no time series")
+    if start:
+        logger.info("replay: continued after sample %d of %d", min(start, produced), produced)
 
 
 def _load(path: Path) -> tuple[str, Any]:

@@ -11,6 +11,7 @@ from .client import DEFAULT_TWIN_URL, AsyncTwinClient, TwinClient, find_preset
 from .errors import (
     TwinAuthError,
     TwinClientError,
+    TwinConflictError,
     TwinConnectionError,
     TwinError,
     TwinHTTPError,
@@ -44,6 +45,7 @@ __all__ = [
     "TwinAuthError",
     "TwinClient",
     "TwinClientError",
+    "TwinConflictError",
     "TwinConnectionError",
     "TwinError",
     "TwinHTTPError",

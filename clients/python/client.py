@@ -7,6 +7,7 @@ The two classes share request building and error mapping; only the transport dif
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 import time
@@ -19,6 +20,7 @@ import orjson
 import websockets
 from websockets.asyncio.client import connect as ws_connect_async
 from websockets.sync.client import connect as ws_connect_sync
+from websockets.typing import Subprotocol
 
 from .errors import (
     TwinAuthError,
@@ -47,6 +49,10 @@ DEFAULT_TIMEOUT_S = 30.0
 # WebSocket reconnect backoff (seconds): doubles from the first value up to the cap.
 WS_BACKOFF_FIRST_S = 0.5
 WS_BACKOFF_MAX_S = 10.0
+# WebSocket auth without the key in the URL: offer the subprotocols "twin" and
+# "twin-auth.<base64url(key)>"; the service answers "twin".
+WS_PROTOCOL = "twin"
+WS_AUTH_PREFIX = "twin-auth."
 
 
 def find_preset(presets: Any, preset_id: str) -> Preset:
@@ -81,10 +87,18 @@ class _ClientBase:
         self.timeout_s = timeout_s
 
     def _headers(self, *, write: bool) -> dict[str, str]:
-        # POST /step needs api_key; reads need read_key when the service sets one. A single
-        # key configured on the client is used for both.
-        key = self.api_key if write else (self.read_key or self.api_key)
+        # POST /step needs api_key (the read key when the service sets only that); reads need
+        # read_key when the service sets one. A single key on the client is used for both.
+        key = (self.api_key or self.read_key) if write else (self.read_key or self.api_key)
         return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _ws_subprotocols(self) -> list[Subprotocol] | None:
+        """The read key as a WebSocket subprotocol (never in the URL, where logs keep it)."""
+        key = self.read_key or self.api_key
+        if not key:
+            return None
+        encoded = base64.urlsafe_b64encode(key.encode()).rstrip(b"=").decode("ascii")
+        return [Subprotocol(WS_PROTOCOL), Subprotocol(WS_AUTH_PREFIX + encoded)]
 
     @staticmethod
     def step_body(
@@ -282,7 +296,7 @@ class TwinClient(_ClientBase):
         while True:
             try:
                 with ws_connect_sync(
-                    url, additional_headers=self._headers(write=False), open_timeout=self.timeout_s
+                    url, subprotocols=self._ws_subprotocols(), open_timeout=self.timeout_s
                 ) as ws:
                     delay_s = WS_BACKOFF_FIRST_S
                     for raw in ws:
@@ -404,7 +418,7 @@ class AsyncTwinClient(_ClientBase):
         while True:
             try:
                 async with ws_connect_async(
-                    url, additional_headers=self._headers(write=False), open_timeout=self.timeout_s
+                    url, subprotocols=self._ws_subprotocols(), open_timeout=self.timeout_s
                 ) as ws:
                     delay_s = WS_BACKOFF_FIRST_S
                     async for raw in ws:

@@ -64,6 +64,30 @@ class TwinValidationError(TwinClientError):
     """400/413/422: malformed or out-of-range input; see ``detail`` for field and index."""
 
 
+class TwinConflictError(TwinClientError):
+    """409 ``rev_conflict``: the state sent is not the vehicle's latest stored twin (SPEC §6).
+
+    ``current_rev`` is the rev the service holds (None when the body does not say).
+    """
+
+    def __init__(self, status_code: int, body: Any, method: str, url: str) -> None:
+        super().__init__(status_code, body, method, url)
+        self.current_rev = _conflict_rev(self.detail)
+
+
+def _is_rev_conflict(detail: Any) -> bool:
+    items = detail if isinstance(detail, list) else [detail]
+    return any(isinstance(d, dict) and d.get("type") == "rev_conflict" for d in items)
+
+
+def _conflict_rev(detail: Any) -> int | None:
+    items = detail if isinstance(detail, list) else [detail]
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("current_rev"), int):
+            return int(item["current_rev"])
+    return None
+
+
 class TwinServerError(TwinHTTPError):
     """5xx: the service failed; the request may be retried."""
 
@@ -82,6 +106,8 @@ def error_from_response(response: httpx.Response) -> TwinHTTPError:
         return TwinNotFound(*args)
     if status in (400, 413, 422):
         return TwinValidationError(*args)
+    if status == 409 and isinstance(body, dict) and _is_rev_conflict(body.get("detail")):
+        return TwinConflictError(*args)
     if 400 <= status < 500:
         return TwinClientError(*args)
     return TwinServerError(*args)

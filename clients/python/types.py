@@ -31,10 +31,13 @@ class StepOptions(TypedDict, total=False):
     time_multiplier: float
     aging_model: str
     trace: bool
+    store: bool  # False: a what-if run, nothing stored or published
+    replace: bool  # restart the vehicle's twin from this state (no rev check)
 
 
 class BatteryState(TypedDict, total=False):
     schema_version: int
+    rev: int  # the rev the state was stored at
     soc: float
     soh: float
     resistance_factor: float

@@ -20,10 +20,50 @@
   const CLOSE_POLICY_VIOLATION = 1008;
   const UNAUTHORIZED_RETRY_MS = 30000;
   const TOKEN_NOTICE =
-    "This service needs a read key: open the dashboard as /?token=YOUR_KEY.";
+    "This service needs a read key: open the dashboard as /#token=YOUR_KEY (or /?token=YOUR_KEY).";
+  const TOKEN_STORAGE = "twin.token";
+  // WebSocket auth: the key travels as a subprotocol, never in a URL (see twin_service/auth.py)
+  const WS_PROTOCOL = "twin";
+  const WS_AUTH_PREFIX = "twin-auth.";
 
   const params = new URLSearchParams(window.location.search);
-  const token = params.get("token");
+  const token = takeToken();
+
+  /**
+   * The read key: taken once from the page's ?token= or #token=, then removed from the address
+   * bar (so it is not bookmarked, shared or left in history) and kept in this tab's
+   * sessionStorage; sent as the Authorization header and the WebSocket subprotocol only.
+   */
+  function takeToken() {
+    const url = new URL(window.location.href);
+    const fragment = new URLSearchParams(url.hash.slice(1));
+    const given = url.searchParams.get("token") || fragment.get("token");
+    if (given) {
+      url.searchParams.delete("token");
+      fragment.delete("token");
+      url.hash = fragment.toString();
+      window.history.replaceState(null, "", url);
+      try {
+        sessionStorage.setItem(TOKEN_STORAGE, given);
+      } catch (err) {
+        console.warn("sessionStorage unavailable: the key lasts until this page is left", err);
+      }
+      return given;
+    }
+    try {
+      return sessionStorage.getItem(TOKEN_STORAGE);
+    } catch (err) {
+      return null;
+    }
+  }
+
+  /** "twin-auth." + base64url(UTF-8 key), without padding: a valid subprotocol token. */
+  function wsAuthProtocol(key) {
+    let binary = "";
+    for (const byte of new TextEncoder().encode(key)) binary += String.fromCharCode(byte);
+    const b64 = btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    return WS_AUTH_PREFIX + b64;
+  }
 
   const state = {
     vehicles: new Map(), // vehicle_id -> latest telemetry seen on the fleet socket
@@ -52,10 +92,9 @@
 
   // ---------------------------------------------------------------- HTTP and WebSocket
 
-  function withToken(path, extra) {
+  function serviceUrl(path, extra) {
     const url = new URL(path, window.location.origin);
     if (extra) for (const [k, v] of Object.entries(extra)) url.searchParams.set(k, String(v));
-    if (token) url.searchParams.set("token", token);
     return url;
   }
 
@@ -63,7 +102,7 @@
     const headers = { Accept: "application/json" };
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(withToken(path, query), {
+    const response = await fetch(serviceUrl(path, query), {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -91,7 +130,7 @@
     }
 
     url() {
-      const url = withToken(this.path);
+      const url = serviceUrl(this.path);
       url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
       return url.toString();
     }
@@ -99,7 +138,8 @@
     connect() {
       if (this.stopped) return;
       this.onStatus("connecting", null);
-      const ws = new WebSocket(this.url());
+      const protocols = token ? [WS_PROTOCOL, wsAuthProtocol(token)] : undefined;
+      const ws = new WebSocket(this.url(), protocols);
       this.ws = ws;
       ws.onopen = () => {
         this.delayMs = BACKOFF_FIRST_MS;

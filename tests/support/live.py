@@ -33,4 +33,8 @@ def metric_value(base_url: str, name: str, labels: str = "") -> float:
 
 
 def step_body(vehicle_id: str, state: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"vehicle_id": vehicle_id, "state": state, "samples": [STEP_SAMPLE]}
+    """One sample; a new pack (`state` None) replaces whatever twin the store holds."""
+    body = {"vehicle_id": vehicle_id, "state": state, "samples": [STEP_SAMPLE]}
+    if state is None:
+        body["options"] = {"replace": True}
+    return body

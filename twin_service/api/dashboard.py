@@ -41,10 +41,16 @@ WEB_DIR = web_dir()
 
 
 def _asset(name: str) -> Path:
-    path = (WEB_DIR / name).resolve()
-    if not path.is_relative_to(WEB_DIR) or path.suffix not in MEDIA_TYPES or not path.is_file():
+    """The file under WEB_DIR that `name` names, or ApiError(404). A name the file system
+    cannot take (a NUL byte, too long) names no asset either."""
+    try:
+        path = (WEB_DIR / name).resolve()
+        found = path.is_relative_to(WEB_DIR) and path.suffix in MEDIA_TYPES and path.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
         raise ApiError(
-            404, [error_item(["path", "name"], f"no dashboard asset {name!r}", "not_found")]
+            404, [error_item(["path", "name"], f"no dashboard asset {name[:100]!r}", "not_found")]
         )
     return path
 

@@ -1,7 +1,8 @@
 """WebSocket feeds: /ws/vehicles/{id} and /ws/fleet.
 
-A client first gets `{"type": "snapshot", "vehicle_id", "rev", "telemetry"}` (one per known
-vehicle on the fleet feed), then `{"type": "state", ...}` for every accepted step, in rev order.
+A client first gets `{"type": "snapshot", "vehicle_id", "rev", "telemetry"}` (on the fleet feed
+one per vehicle, for the `fleet_snapshot_limit` most recently updated ones), then
+`{"type": "state", ...}` for every accepted step, in rev order.
 To leave no gap between the two, the handler subscribes before it reads the snapshot and drops
 stream messages whose rev is not above what the client already has.
 
@@ -9,7 +10,9 @@ After a hub outage (Redis restarted or unreachable) the stream resumes by itself
 then see a gap in rev, and a mid-stream "snapshot" with the latest state of its vehicle(s).
 
 Close codes: 1008 invalid vehicle id or missing/wrong token, 1013 the client stayed behind
-(ws_lag_timeout_s) or the store is unreachable on connect, 1001 the server is shutting down.
+(ws_lag_timeout_s), the store is unreachable on connect, max_websockets clients are connected,
+or the client's address is locked out after failed authentications, 1001 the server is
+shutting down. Keys: see deps.py.
 Messages the client sends are read and ignored (reading is how a disconnect is noticed).
 """
 
@@ -24,11 +27,12 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketState
 
-from twin_service.deps import LiveDep, MetricsDep, SettingsDep, read_allowed
+from twin_service.deps import LiveDep, MetricsDep, SettingsDep, accept_websocket
 from twin_service.live.base import LiveBackend, LiveUnavailable, encode_message
 from twin_service.live.fanout import KickReason, Subscriber
 from twin_service.metrics import Metrics
 from twin_service.schemas import VEHICLE_ID_PATTERN
+from twin_service.settings import Settings
 
 router = APIRouter(tags=["live"])
 log = logging.getLogger(__name__)
@@ -51,36 +55,45 @@ async def vehicle_feed(
     metrics: MetricsDep,
 ) -> None:
     """Snapshot of one vehicle, then its every accepted step."""
-    await websocket.accept()
-    if not read_allowed(websocket, settings):
-        await websocket.close(CLOSE_POLICY_VIOLATION, "unauthorized")
+    if not await accept_websocket(websocket, settings):
         return
     if not _VEHICLE_ID.match(vehicle_id):
         await websocket.close(CLOSE_POLICY_VIOLATION, "invalid vehicle id")
         return
-    await _serve(websocket, live, metrics, vehicle_id)
+    await _serve(websocket, live, metrics, settings, vehicle_id)
 
 
 @router.websocket("/ws/fleet")
 async def fleet_feed(
     websocket: WebSocket, settings: SettingsDep, live: LiveDep, metrics: MetricsDep
 ) -> None:
-    """Snapshots of every known vehicle, then every accepted step of any vehicle."""
-    await websocket.accept()
-    if not read_allowed(websocket, settings):
-        await websocket.close(CLOSE_POLICY_VIOLATION, "unauthorized")
+    """Snapshots of the most recently updated vehicles (at most fleet_snapshot_limit, oldest
+    first), then every accepted step of any vehicle."""
+    if not await accept_websocket(websocket, settings):
         return
-    await _serve(websocket, live, metrics, None)
+    await _serve(websocket, live, metrics, settings, None)
 
 
 async def _serve(
-    websocket: WebSocket, live: LiveBackend, metrics: Metrics, vehicle_id: str | None
+    websocket: WebSocket,
+    live: LiveBackend,
+    metrics: Metrics,
+    settings: Settings,
+    vehicle_id: str | None,
 ) -> None:
+    if len(live.fanout) >= settings.max_websockets:
+        metrics.connections_refused.inc(kind="websocket")
+        await _close(websocket, CLOSE_TRY_AGAIN_LATER, "too many WebSocket clients")
+        return
     sub = live.subscribe(vehicle_id)
     tasks: list[asyncio.Task[None]] = []
     try:
         try:
-            snapshots = await live.latest(vehicle_id)
+            if vehicle_id is None:
+                snapshots = await live.recent(settings.fleet_snapshot_limit)
+                snapshots.reverse()  # oldest first, as the stream continues
+            else:
+                snapshots = await live.latest(vehicle_id)
         except LiveUnavailable:
             await _close(websocket, CLOSE_TRY_AGAIN_LATER, "store unavailable")
             return

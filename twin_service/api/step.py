@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 from twin_service.deps import LiveDep, MetricsDep, SettingsDep, require_write_key
 from twin_service.errors import ApiError, error_item
 from twin_service.live import LiveBackend
+from twin_service.live.base import RevConflict
 from twin_service.metrics import Metrics
 from twin_service.schemas import ErrorResponse, StepResponse
 from twin_service.settings import Settings
@@ -22,6 +23,18 @@ log = logging.getLogger(__name__)
 
 # Bodies above this size (~2000 samples) run in a worker thread so the event loop keeps serving.
 THREAD_THRESHOLD_BYTES = 100_000
+
+
+def rev_conflict(exc: RevConflict) -> ApiError:
+    given = "has no rev" if exc.given_rev in (None, 0) else f"is at rev {exc.given_rev}"
+    msg = (
+        f"vehicle {exc.vehicle_id!r} is at rev {exc.current_rev} and this state {given}: "
+        f"continue from its latest state (GET /vehicles/{exc.vehicle_id}), or set "
+        "options.replace to restart its twin, or options.store false for a what-if run"
+    )
+    item = error_item(["body", "state", "rev"], msg, "rev_conflict")
+    item["current_rev"] = exc.current_rev
+    return ApiError(409, [item])
 
 
 def _too_large(max_bytes: int) -> ApiError:
@@ -101,6 +114,7 @@ router.add_route("/step", _StepApp(), methods=["POST"], include_in_schema=False)
     response_model=StepResponse,
     responses={
         401: {"model": ErrorResponse},
+        409: {"model": ErrorResponse, "description": "rev_conflict: the state is not the latest"},
         413: {"model": ErrorResponse},
         422: {"model": ErrorResponse},
     },
@@ -135,8 +149,20 @@ async def _step(request: Request, settings: Settings, live: LiveBackend, metrics
     except ApiError as exc:
         metrics.steps_rejected.inc(status=str(exc.status_code))
         raise
-    # Never raises: hub/store failures are counted and a best-effort rev comes back.
-    rev = await live.commit(outcome.vehicle_id, outcome.state, outcome.telemetry)
+    if outcome.store:
+        expect = None if outcome.replace else (outcome.base_rev or 0)
+        try:
+            # Raises only for a conflict: hub/store failures are counted and a best-effort rev
+            # comes back.
+            rev = await live.commit(
+                outcome.vehicle_id, outcome.state, outcome.telemetry, expect_rev=expect
+            )
+        except RevConflict as exc:
+            metrics.steps_rejected.inc(status="409")
+            raise rev_conflict(exc) from None
+    else:
+        rev = outcome.base_rev or 0
+        outcome.telemetry["rev"] = rev
     response = {
         "vehicle_id": outcome.vehicle_id,
         "rev": rev,

@@ -5,14 +5,15 @@ GET /vehicles/presets is served by api/presets.py, which the app includes first.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import logging
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Response
 
 from twin_service.deps import LiveDep, ReadAuth, SettingsDep
 from twin_service.errors import ApiError, error_item
-from twin_service.live.base import DEFAULT_HISTORY_LIMIT, LiveUnavailable
+from twin_service.live.base import DEFAULT_HISTORY_LIMIT, DEFAULT_PAGE_LIMIT, LiveUnavailable
 from twin_service.schemas import VEHICLE_ID_PATTERN, ErrorResponse, StepResponse, Telemetry
 
 router = APIRouter(
@@ -31,7 +32,9 @@ def json_response(content: Any) -> Response:
 
 
 def store_unavailable(exc: LiveUnavailable) -> ApiError:
-    return ApiError(503, [error_item(["store"], f"store unavailable: {exc}", "unavailable")])
+    """503 naming no internal host: the details (Redis address, error) go to the log."""
+    logging.getLogger(__name__).warning("store unavailable: %s", exc)
+    return ApiError(503, [error_item(["store"], "store unavailable", "unavailable")])
 
 
 def unknown_vehicle(vehicle_id: str) -> ApiError:
@@ -41,12 +44,38 @@ def unknown_vehicle(vehicle_id: str) -> ApiError:
 
 
 @router.get("/vehicles", operation_id="list_vehicles", response_model=list[Telemetry])
-async def list_vehicles(live: LiveDep) -> Response:
-    """Latest telemetry of every known vehicle, sorted by vehicle_id."""
+async def list_vehicles(
+    live: LiveDep,
+    limit: Annotated[
+        int, Query(ge=1, le=DEFAULT_PAGE_LIMIT, description="vehicles per page")
+    ] = DEFAULT_PAGE_LIMIT,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=VEHICLE_ID_PATTERN,
+            description="the X-Next-Cursor of the previous page: ids after it",
+        ),
+    ] = None,
+    order: Annotated[
+        Literal["id", "recent"],
+        Query(description="id: sorted by vehicle_id, in pages; recent: newest first, one page"),
+    ] = "id",
+) -> Response:
+    """Latest telemetry of the known vehicles, sorted by vehicle_id, `limit` per page. When
+    more follow, the `X-Next-Cursor` header holds the cursor of the next page (and `Link` its
+    URL). `order=recent` lists the most recently updated vehicles first (no cursor)."""
     try:
-        return json_response(await live.latest(None))
+        if order == "recent":
+            return json_response(await live.recent(limit))
+        rows = await live.page(limit + 1, cursor)
     except LiveUnavailable as exc:
         raise store_unavailable(exc) from None
+    response = json_response(rows[:limit])
+    if len(rows) > limit:
+        nxt = str(rows[limit - 1]["vehicle_id"])
+        response.headers["X-Next-Cursor"] = nxt
+        response.headers["Link"] = f'</vehicles?limit={limit}&cursor={nxt}>; rel="next"'
+    return response
 
 
 @router.get(

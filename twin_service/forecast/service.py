@@ -1,7 +1,11 @@
-"""Forecast service: resolve start states and usage, run the vectorised model, summarise."""
+"""Forecast service: resolve start states and usage, bound the work, run the vectorised
+model, summarise. No web framework here; twin_service/api/forecast.py fetches the vehicles
+and runs these functions in worker threads."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -9,10 +13,11 @@ import numpy as np
 from twin_service.errors import ApiError, error_item
 from twin_service.models.aging import LAYOUT, MODELS, REGISTRY
 from twin_service.models.aging.base import ForecastStart
-from twin_service.models.forecast import Forecast, Usage, years_to_threshold
+from twin_service.models.forecast import Forecast, Usage, forecast_steps, years_to_threshold
 from twin_service.models.pack import PackState
 from twin_service.presets import VehiclePreset
-from twin_service.schemas import ForecastItem, UsageProfile
+from twin_service.schemas import ForecastItem, ForecastRequest, UsageProfile
+from twin_service.settings import Settings
 from twin_service.step.service import resolve_vehicle, state_from_wire
 
 DEFAULT_USAGE = {
@@ -28,6 +33,91 @@ MIN_OBSERVED_KM = 1.0  # less driving than this says nothing about daily distanc
 MIN_OBSERVED_S = 600.0
 MONTHS_PER_YEAR = 12
 LONG_HORIZON_YEARS = 50.0
+FLEET_MIN_HORIZON_YEARS = 2.0  # soh_in_2_years needs at least two years
+PHYSICAL_MODELS = tuple(m.name for m in REGISTRY if m.physical)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One forecast item ready to run."""
+
+    state: PackState
+    usage: dict[str, Any]
+    preset: VehiclePreset
+    aging_model: str  # the vehicle's last model, else its preset's
+
+
+def points_per_item(years: float) -> int:
+    """Monthly points from now to `years` (see `points`)."""
+    return int(round(years * MONTHS_PER_YEAR)) + 1
+
+
+def items_errors(settings: Settings, items: int) -> list[dict[str, Any]]:
+    if items <= settings.max_forecast_items:
+        return []
+    msg = f"{items} items exceed max_forecast_items ({settings.max_forecast_items})"
+    return [error_item(["body", "items"], msg, "too_many_items")]
+
+
+def check_budget(
+    settings: Settings,
+    *,
+    items: int,
+    years: float,
+    horizon_years: float,
+    models: int,
+    returned: int,
+    points_loc: list[str | int],
+) -> None:
+    """ApiError(413) naming every limit a request exceeds, before anything runs: `items`
+    vehicles, each run with `models` models over `horizon_years` in weekly steps, `returned` of
+    those runs per vehicle coming back as monthly points up to `years`."""
+    steps = forecast_steps(horizon_years)
+    work = items * steps * models
+    per_item = points_per_item(years)
+    points = items * returned * per_item
+    errors = items_errors(settings, items)
+    if work > settings.max_forecast_work:
+        msg = (
+            f"{items} items x {steps} weekly steps ({horizon_years:g} years) x {models} model(s)"
+            f" = {work} vehicle-steps exceed max_forecast_work ({settings.max_forecast_work})"
+        )
+        errors.append(error_item(["body"], msg, "too_much_work"))
+    if points > settings.max_forecast_points:
+        msg = (
+            f"{items} items x {returned} forecast(s) x {per_item} monthly points = {points} "
+            f"points exceed max_forecast_points ({settings.max_forecast_points})"
+        )
+        errors.append(error_item(points_loc, msg, "too_many_points"))
+    if errors:
+        raise ApiError(413, errors)
+
+
+def check_single(settings: Settings, body: ForecastRequest) -> None:
+    """POST /forecast runs LONG_HORIZON_YEARS (for years_to_80) once per model it returns."""
+    models = 1 + len(PHYSICAL_MODELS) * body.compare_models
+    check_budget(
+        settings,
+        items=1,
+        years=body.years,
+        horizon_years=max(body.years, LONG_HORIZON_YEARS),
+        models=models,
+        returned=models,
+        points_loc=["body", "compare_models"] if body.compare_models else ["body", "years"],
+    )
+
+
+def check_fleet(settings: Settings, items: int, years: float, include_points: bool) -> None:
+    """POST /forecast/fleet runs each vehicle once, over at least FLEET_MIN_HORIZON_YEARS."""
+    check_budget(
+        settings,
+        items=items,
+        years=years,
+        horizon_years=max(years, FLEET_MIN_HORIZON_YEARS),
+        models=1,
+        returned=int(include_points),
+        points_loc=["body", "include_points"],
+    )
 
 
 def observed_usage(snapshot: dict[str, Any] | None, history: list[dict[str, Any]]) -> dict:
@@ -74,6 +164,11 @@ def resolve_usage(
     return values
 
 
+@cache
+def _fresh_vector() -> np.ndarray:
+    return state_from_wire(None, DEFAULT_USAGE["ambient_c"]).vector
+
+
 def start_state(
     item: ForecastItem, snapshot: dict[str, Any] | None, loc: list[str | int]
 ) -> PackState:
@@ -95,7 +190,7 @@ def start_state(
                 ],
             )
         return state_from_wire(snapshot["state"], DEFAULT_USAGE["ambient_c"])
-    return state_from_wire(None, DEFAULT_USAGE["ambient_c"])
+    return PackState(_fresh_vector().copy())  # a new pack (building one costs ~0.1 ms)
 
 
 def preset_for(item: ForecastItem, snapshot: dict[str, Any] | None, default: str) -> VehiclePreset:
@@ -103,6 +198,25 @@ def preset_for(item: ForecastItem, snapshot: dict[str, Any] | None, default: str
         model = snapshot.get("telemetry", {}).get("vehicle_model")
         return resolve_vehicle(model or default, default)
     return resolve_vehicle(item.vehicle, default)
+
+
+def resolve_item(
+    item: ForecastItem,
+    snapshot: dict[str, Any] | None,
+    history: list[dict[str, Any]],
+    default_vehicle: str,
+    loc: list[str | int],
+) -> Resolved:
+    """Start state, usage, preset and aging model of one item (`snapshot` and `history`: the
+    stored vehicle of `item.vehicle_id`, if any)."""
+    observed = observed_usage(snapshot, history) if snapshot is not None else {}
+    state = start_state(item, snapshot, loc)
+    usage = resolve_usage(item.usage, observed, loc)
+    preset = preset_for(item, snapshot, default_vehicle)
+    model = (snapshot or {}).get("telemetry", {}).get("aging_model")
+    if model not in MODELS:
+        model = preset.pack.aging_model
+    return Resolved(state, usage, preset, model)
 
 
 def forecast_start(states: list[PackState], aging_model: str) -> ForecastStart:
@@ -156,3 +270,57 @@ def points(fc: Forecast, row: int, years: float) -> list[dict[str, float]]:
 
 def none_if_nan(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
+
+
+def _summary(summary: dict[str, np.ndarray], row: int) -> dict[str, Any]:
+    return {
+        "soh_in_2_years": float(summary["soh_in_2_years"][row]),
+        "years_to_80": none_if_nan(summary["years_to_80"][row]),
+        "fade_pct_per_year": float(summary["fade_pct_per_year"][row]),
+    }
+
+
+def model_forecast(r: Resolved, years: float, aging_model: str) -> dict[str, Any]:
+    """One vehicle over LONG_HORIZON_YEARS (so years_to_80 is found), points up to `years`."""
+    horizon = max(years, LONG_HORIZON_YEARS)
+    fc = run_forecast([r.state], [r.usage], [r.preset], horizon, aging_model)
+    return {
+        "aging_model": aging_model,
+        "points": points(fc, 0, years),
+        **_summary(summarise(fc, years), 0),
+    }
+
+
+def single_forecast(body: ForecastRequest, r: Resolved) -> dict[str, Any]:
+    """The response of POST /forecast."""
+    result = model_forecast(r, body.years, body.aging_model or r.aging_model)
+    by_model = None
+    if body.compare_models:
+        by_model = [model_forecast(r, body.years, name) for name in PHYSICAL_MODELS]
+    return {**result, "vehicle_id": body.vehicle_id, "usage": r.usage, "by_model": by_model}
+
+
+def fleet_results(
+    resolved: list[Resolved],
+    vehicle_ids: list[str | None],
+    years: float,
+    aging_model: str | None,
+    include_points: bool,
+) -> list[dict[str, Any]]:
+    """Results of POST /forecast/fleet for these vehicles: one vectorised run per model."""
+    horizon = max(years, FLEET_MIN_HORIZON_YEARS)
+    models = [aging_model or r.aging_model for r in resolved]
+    out: list[dict[str, Any]] = [{} for _ in resolved]
+    for model in dict.fromkeys(models):
+        idx = [i for i, m in enumerate(models) if m == model]
+        fc = run_forecast([resolved[i].state for i in idx], [resolved[i].usage for i in idx],
+                          [resolved[i].preset for i in idx], horizon, model)  # fmt: skip
+        summary = summarise(fc, years)
+        for row, i in enumerate(idx):
+            out[i] = {
+                "vehicle_id": vehicle_ids[i],
+                "aging_model": model,
+                **_summary(summary, row),
+                "points": points(fc, row, years) if include_points else None,
+            }
+    return out

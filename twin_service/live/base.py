@@ -16,8 +16,22 @@ from twin_service.live.fanout import Fanout, Message, Subscriber
 DEFAULT_HISTORY_LIMIT = 1000
 
 
+# Default and upper bound of GET /vehicles?limit=
+DEFAULT_PAGE_LIMIT = 1000
+
+
 class LiveUnavailable(Exception):
     """The store cannot be reached (Redis down); reads answer 503."""
+
+
+class RevConflict(Exception):
+    """A conditional commit found the vehicle at another rev; nothing was stored."""
+
+    def __init__(self, vehicle_id: str, current_rev: int, given_rev: int | None) -> None:
+        super().__init__(f"{vehicle_id} is at rev {current_rev}, the state at {given_rev}")
+        self.vehicle_id = vehicle_id
+        self.current_rev = current_rev
+        self.given_rev = given_rev
 
 
 def encode_message(
@@ -37,11 +51,22 @@ class LiveBackend(Protocol):
     async def close(self) -> None: ...
 
     async def commit(
-        self, vehicle_id: str, state: dict[str, Any], telemetry: dict[str, Any]
+        self,
+        vehicle_id: str,
+        state: dict[str, Any],
+        telemetry: dict[str, Any],
+        expect_rev: int | None = None,
     ) -> int:
-        """Assign the vehicle's next rev (sets telemetry["rev"]), store the snapshot, append to
-        the history and publish. Never raises for hub/store failures: they are counted and
-        logged, and a best-effort rev is returned (see the backend's notes)."""
+        """Assign the vehicle's next rev (sets state["rev"] and telemetry["rev"]), store the
+        snapshot, append to the history and publish, atomically.
+
+        `expect_rev` makes the write conditional: when the store knows the vehicle (its rev is
+        above 0) and that rev is not `expect_rev`, RevConflict is raised and nothing is stored.
+        The new rev is max(stored rev, expect_rev) + 1, so a twin resumed against an emptied
+        store keeps counting. None writes unconditionally (a deliberate replace).
+
+        Never raises for hub/store failures: they are counted and logged, the check is
+        skipped, and a best-effort rev is returned (see the backend's notes)."""
         ...
 
     async def snapshot(self, vehicle_id: str) -> dict[str, Any] | None:
@@ -49,9 +74,21 @@ class LiveBackend(Protocol):
         Raises LiveUnavailable when the store is unreachable (as do the other reads)."""
         ...
 
-    async def latest(self, vehicle_id: str | None) -> list[dict[str, Any]]:
-        """Latest telemetry of one vehicle ([] if unknown) or, for None, of every known
-        vehicle, sorted by vehicle_id."""
+    async def latest(self, vehicle_id: str) -> list[dict[str, Any]]:
+        """Latest telemetry of one vehicle ([] if unknown)."""
+        ...
+
+    async def page(self, limit: int, after: str | None = None) -> list[dict[str, Any]]:
+        """Latest telemetry of up to `limit` vehicles whose id sorts after `after`, sorted by
+        vehicle_id (GET /vehicles pages with it)."""
+        ...
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        """Latest telemetry of the `limit` most recently updated vehicles, newest first."""
+        ...
+
+    async def count(self) -> int:
+        """How many vehicles the store holds."""
         ...
 
     async def history(

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import bisect
+import logging
 from typing import Any
 
-from twin_service.live.base import DEFAULT_HISTORY_LIMIT, encode_message
+from twin_service.live.base import DEFAULT_HISTORY_LIMIT, RevConflict, encode_message
 from twin_service.live.fanout import Fanout, Subscriber
 from twin_service.live.history import BoundedHistory
 from twin_service.metrics import Metrics
 from twin_service.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 class MemoryLive:
     """Snapshots, histories and fan-out in this process. `commit` never awaits, so it is atomic
-    on the event loop: revs are assigned and published in order without a lock."""
+    on the event loop: the rev check, the rev and the publish happen in order without a lock.
+
+    At most `settings.max_vehicles` vehicles are kept: the least recently updated one is
+    dropped first (counted in twin_store_evicted_vehicles_total). `_snapshots` is kept in
+    update order (oldest first) and `_ids` sorted, for GET /vehicles pages."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -21,6 +29,7 @@ class MemoryLive:
         self.fanout = Fanout(settings.ws_queue_size, settings.ws_lag_timeout_s, self.metrics)
         self._snapshots: dict[str, dict[str, Any]] = {}
         self._histories: dict[str, BoundedHistory] = {}
+        self._ids: list[str] = []
 
     async def start(self) -> None:
         self.fanout.start()
@@ -36,10 +45,19 @@ class MemoryLive:
         return {"hub": "memory", "hub_up": True}
 
     async def commit(
-        self, vehicle_id: str, state: dict[str, Any], telemetry: dict[str, Any]
+        self,
+        vehicle_id: str,
+        state: dict[str, Any],
+        telemetry: dict[str, Any],
+        expect_rev: int | None = None,
     ) -> int:
-        prev = self._snapshots.get(vehicle_id)
-        rev = (prev["rev"] if prev else 0) + 1
+        prev = self._snapshots.pop(vehicle_id, None)
+        stored = prev["rev"] if prev else 0
+        if expect_rev is not None and stored > 0 and expect_rev != stored:
+            self._snapshots[vehicle_id] = prev  # type: ignore[assignment]
+            raise RevConflict(vehicle_id, stored, expect_rev)
+        rev = max(stored, expect_rev or 0) + 1
+        state["rev"] = rev
         telemetry["rev"] = rev
         self._snapshots[vehicle_id] = {
             "vehicle_id": vehicle_id,
@@ -51,19 +69,44 @@ class MemoryLive:
         if history is None:
             history = BoundedHistory(self.settings.history_recent, self.settings.history_tail)
             self._histories[vehicle_id] = history
+            bisect.insort(self._ids, vehicle_id)
+            self._evict()
         history.append(telemetry)
         self.metrics.messages.inc()
+        self.metrics.store_vehicles.set(len(self._snapshots))
         self.fanout.publish(encode_message("state", vehicle_id, rev, telemetry))
         return rev
+
+    def _evict(self) -> None:
+        while len(self._snapshots) > self.settings.max_vehicles:
+            oldest = next(iter(self._snapshots))
+            del self._snapshots[oldest]
+            del self._histories[oldest]
+            del self._ids[bisect.bisect_left(self._ids, oldest)]
+            self.metrics.store_evicted.inc()
+            log.info("store full (%d vehicles): dropped %s", self.settings.max_vehicles, oldest)
 
     async def snapshot(self, vehicle_id: str) -> dict[str, Any] | None:
         return self._snapshots.get(vehicle_id)
 
-    async def latest(self, vehicle_id: str | None) -> list[dict[str, Any]]:
-        if vehicle_id is not None:
-            snap = self._snapshots.get(vehicle_id)
-            return [snap["telemetry"]] if snap else []
-        return [self._snapshots[v]["telemetry"] for v in sorted(self._snapshots)]
+    async def latest(self, vehicle_id: str) -> list[dict[str, Any]]:
+        snap = self._snapshots.get(vehicle_id)
+        return [snap["telemetry"]] if snap else []
+
+    async def page(self, limit: int, after: str | None = None) -> list[dict[str, Any]]:
+        start = 0 if after is None else bisect.bisect_right(self._ids, after)
+        return [self._snapshots[v]["telemetry"] for v in self._ids[start : start + limit]]
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for vehicle_id in reversed(self._snapshots):
+            if len(out) >= limit:
+                break
+            out.append(self._snapshots[vehicle_id]["telemetry"])
+        return out
+
+    async def count(self) -> int:
+        return len(self._snapshots)
 
     async def history(
         self, vehicle_id: str, limit: int = DEFAULT_HISTORY_LIMIT

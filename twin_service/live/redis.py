@@ -7,10 +7,19 @@ Keys (prefix from settings.redis_prefix, default "twin:"):
     {p}hist:{id}    list, the recent full-resolution telemetry (oldest first)
     {p}tail:{id}    list, the downsampled older telemetry (see live/history.py for the scheme)
     {p}hmeta:{id}   hash {evicted, stride} of the downsampling
+    {p}ids          sorted set of vehicle ids (score 0, lexicographic): GET /vehicles pages
+    {p}recent       sorted set vehicle id -> time of its last step (us): fleet snapshots
     {p}steps        pub/sub channel; every message is a "state" wire message
 
-One Lua script commits a step: INCR, SET, HSET, history append and PUBLISH run atomically, so
-the publish order equals the rev order for every vehicle even with many replicas.
+One Lua script commits a step: the rev check, SET, HSET, history append and PUBLISH run
+atomically, so the publish order equals the rev order for every vehicle even with many
+replicas, and two writers of one vehicle cannot interleave (the second gets RevConflict).
+
+A frozen Redis costs a step at most `redis_command_timeout_s` (plus a 100 ms margin for the
+reply): the commit then counts as failed, the hub is marked down so the next steps fall back at
+once, and the listener's liveness PING finds the hub again. The script carries a deadline in
+Redis's clock (the offset is measured at every subscription) and stores nothing when it runs
+after it, so a step reported as not stored does not appear later when Redis wakes up.
 
 One listener task per process subscribes to the channel and feeds the process's fan-out. It is
 supervised: on any Redis error it marks the hub down (GET /ready answers 503), retries with
@@ -31,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from typing import Any
 
 import orjson
@@ -39,7 +49,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from twin_service.live.base import DEFAULT_HISTORY_LIMIT, LiveUnavailable, encode_message
+from twin_service.live.base import (
+    DEFAULT_HISTORY_LIMIT,
+    LiveUnavailable,
+    RevConflict,
+    encode_message,
+)
 from twin_service.live.fanout import Fanout, Message, Subscriber
 from twin_service.metrics import Metrics
 from twin_service.settings import Settings
@@ -47,32 +62,48 @@ from twin_service.settings import Settings
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 1.0
-COMMAND_TIMEOUT_S = 2.0
+# What the client waits beyond the script's deadline for the reply to arrive.
+REPLY_MARGIN_S = 0.1
 READY_PING_TIMEOUT_S = 0.5
-# The listener wakes at least this often; the pub/sub connection is PINGed when idle this long.
-LISTEN_POLL_S = 1.0
-HEALTH_CHECK_S = 5
+# The listener wakes at least this often; the pub/sub connection is PINGed when idle this long,
+# and the command connection too, so a frozen Redis is noticed.
+LISTEN_POLL_S = 0.5
+HEALTH_CHECK_S = 2
+LIVENESS_TIMEOUT_S = 0.5
 RECONNECT_FIRST_S = 0.1
 RECONNECT_MAX_S = 2.0
 REPAIR_BATCH = 500
 
-# KEYS: rev, snap, latest, hist, tail, hmeta
-# ARGV: vehicle_id, vehicle_id as JSON, floor rev, state JSON, telemetry JSON without rev,
-#       recent capacity, tail capacity, channel
+# KEYS: rev, snap, latest, hist, tail, hmeta, ids, recent
+# ARGV: vehicle_id, vehicle_id as JSON, floor rev, state JSON without rev, telemetry JSON
+#       without rev, recent capacity, tail capacity, channel, expected rev (-1: none),
+#       deadline (us, Redis clock)
+# Returns the new rev; 0 when past the deadline; -(stored rev) on a rev conflict.
 COMMIT_LUA = """
-local rev = redis.call('INCR', KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if now > tonumber(ARGV[10]) then return 0 end
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local expect = tonumber(ARGV[9])
+if expect >= 0 and cur > 0 and expect ~= cur then return -cur end
+local rev = cur
+if expect > rev then rev = expect end
 local floor = tonumber(ARGV[3])
-if rev <= floor then
-  rev = floor + 1
-  redis.call('SET', KEYS[1], rev)
-end
+if floor > rev then rev = floor end
+rev = rev + 1
+redis.call('SET', KEYS[1], rev)
 local vid = ARGV[2]
-local tel = '{"rev":' .. rev .. '}'
-if ARGV[5] ~= '{}' then tel = '{"rev":' .. rev .. ',' .. string.sub(ARGV[5], 2) end
+local function with_rev(json)
+  if json == '{}' then return '{"rev":' .. rev .. '}' end
+  return '{"rev":' .. rev .. ',' .. string.sub(json, 2)
+end
+local tel = with_rev(ARGV[5])
 redis.call('SET', KEYS[2],
-  '{"vehicle_id":' .. vid .. ',"rev":' .. rev .. ',"state":' .. ARGV[4] ..
+  '{"vehicle_id":' .. vid .. ',"rev":' .. rev .. ',"state":' .. with_rev(ARGV[4]) ..
   ',"telemetry":' .. tel .. '}')
 redis.call('HSET', KEYS[3], ARGV[1], tel)
+redis.call('ZADD', KEYS[7], 0, ARGV[1])
+redis.call('ZADD', KEYS[8], now, ARGV[1])
 local recent_cap = tonumber(ARGV[6])
 local tail_cap = tonumber(ARGV[7])
 local n = redis.call('RPUSH', KEYS[4], tel)
@@ -127,7 +158,7 @@ class RedisLive:
         self._redis = aioredis.Redis.from_url(
             settings.hub_url,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=COMMAND_TIMEOUT_S,
+            socket_timeout=settings.redis_command_timeout_s + REPLY_MARGIN_S,
             health_check_interval=HEALTH_CHECK_S,
             # Fail fast: /step must not wait on retries while Redis is down; the listener
             # does the reconnecting.
@@ -140,6 +171,8 @@ class RedisLive:
         # Highest rev seen on the channel per vehicle: a lower one means Redis lost its data.
         self._seen_rev: dict[str, int] = {}
         self._hub_up = False
+        # Redis's clock minus this process's (s), measured at every subscription.
+        self._clock_offset_s = 0.0
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -185,6 +218,8 @@ class RedisLive:
             f"{p}hist:{vehicle_id}",
             f"{p}tail:{vehicle_id}",
             f"{p}hmeta:{vehicle_id}",
+            f"{p}ids",
+            f"{p}recent",
         ]
 
     def _note_rev(self, vehicle_id: str, rev: int) -> None:
@@ -192,10 +227,18 @@ class RedisLive:
             self._known_rev[vehicle_id] = rev
 
     async def commit(
-        self, vehicle_id: str, state: dict[str, Any], telemetry: dict[str, Any]
+        self,
+        vehicle_id: str,
+        state: dict[str, Any],
+        telemetry: dict[str, Any],
+        expect_rev: int | None = None,
     ) -> int:
         telemetry.pop("rev", None)
+        state.pop("rev", None)
         if self._hub_up:
+            deadline_us = (
+                time.time() + self._clock_offset_s + self.settings.redis_command_timeout_s
+            ) * 1e6
             try:
                 rev = int(
                     await self._commit_script(
@@ -209,19 +252,30 @@ class RedisLive:
                             self.settings.history_recent,
                             self.settings.history_tail,
                             self.channel,
+                            -1 if expect_rev is None else expect_rev,
+                            int(deadline_us),
                         ],
                     )
                 )
-                self._note_rev(vehicle_id, rev)
-                telemetry["rev"] = rev
-                return rev
             except (RedisError, OSError) as exc:
+                # A timeout: Redis may be frozen. Steps fall back until the listener finds it.
+                self._set_hub_up(False)
                 log.warning(
                     "commit of %s failed, step not stored or published: %s", vehicle_id, exc
                 )
+            else:
+                if rev < 0:
+                    raise RevConflict(vehicle_id, -rev, expect_rev)
+                if rev > 0:
+                    self._note_rev(vehicle_id, rev)
+                    state["rev"] = rev
+                    telemetry["rev"] = rev
+                    return rev
+                log.warning("commit of %s ran past its deadline, not stored", vehicle_id)
         self.metrics.publish_failures.inc()
-        rev = self._known_rev.get(vehicle_id, 0) + 1
+        rev = max(self._known_rev.get(vehicle_id, 0), expect_rev or 0) + 1
         self._known_rev[vehicle_id] = rev
+        state["rev"] = rev
         telemetry["rev"] = rev
         return rev
 
@@ -234,16 +288,43 @@ class RedisLive:
             raise LiveUnavailable(str(exc)) from exc
         return None if raw is None else orjson.loads(raw)
 
-    async def latest(self, vehicle_id: str | None) -> list[dict[str, Any]]:
-        key = f"{self.prefix}latest"
+    async def latest(self, vehicle_id: str) -> list[dict[str, Any]]:
         try:
-            if vehicle_id is not None:
-                raw = await self._redis.hget(key, vehicle_id)
-                return [] if raw is None else [orjson.loads(raw)]
-            everything = await self._redis.hgetall(key)
+            raw = await self._redis.hget(f"{self.prefix}latest", vehicle_id)
         except (RedisError, OSError) as exc:
             raise LiveUnavailable(str(exc)) from exc
-        return [orjson.loads(everything[v]) for v in sorted(everything)]
+        return [] if raw is None else [orjson.loads(raw)]
+
+    async def _telemetry_of(self, names: list[bytes]) -> list[dict[str, Any]]:
+        if not names:
+            return []
+        values = await self._redis.hmget(f"{self.prefix}latest", names)
+        return [orjson.loads(v) for v in values if v is not None]
+
+    async def page(self, limit: int, after: str | None = None) -> list[dict[str, Any]]:
+        start = b"-" if after is None else b"(" + after.encode()
+        try:
+            names = await self._redis.zrangebylex(
+                f"{self.prefix}ids", start, b"+", start=0, num=limit
+            )
+            return await self._telemetry_of(names)
+        except (RedisError, OSError) as exc:
+            raise LiveUnavailable(str(exc)) from exc
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        try:
+            names = await self._redis.zrevrange(f"{self.prefix}recent", 0, limit - 1)
+            return await self._telemetry_of(names)
+        except (RedisError, OSError) as exc:
+            raise LiveUnavailable(str(exc)) from exc
+
+    async def count(self) -> int:
+        try:
+            return int(await self._redis.zcard(f"{self.prefix}ids"))
+        except (RedisError, OSError) as exc:
+            raise LiveUnavailable(str(exc)) from exc
 
     async def history(
         self, vehicle_id: str, limit: int = DEFAULT_HISTORY_LIMIT
@@ -307,13 +388,18 @@ class RedisLive:
                 self._set_hub_up(True)
                 self._subscribed.set()
                 failures, delay_s = 0, RECONNECT_FIRST_S
+                checked = time.monotonic()
                 while True:
                     message = await pubsub.get_message(timeout=LISTEN_POLL_S)
                     if message is not None and message.get("type") == "message":
                         self._deliver(message["data"])
+                    now = time.monotonic()
+                    if not self._hub_up or now - checked >= HEALTH_CHECK_S:
+                        await self._check_alive()
+                        checked = now
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, LiveUnavailable) as exc:
                 self._set_hub_up(False)
                 failures += 1
                 level = logging.WARNING if failures == 1 else logging.DEBUG
@@ -328,10 +414,41 @@ class RedisLive:
             await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))
             delay_s = min(delay_s * 2, RECONNECT_MAX_S)
 
+    async def _check_alive(self) -> None:
+        """PING on the command connection: a frozen Redis answers neither channel nor
+        commands, and the pub/sub connection alone does not notice. Raises to reconnect."""
+        try:
+            await asyncio.wait_for(self._redis.ping(), LIVENESS_TIMEOUT_S)
+        except TimeoutError:
+            raise ConnectionError("redis did not answer a PING") from None
+        if not self._hub_up:
+            log.info("redis hub answers again")
+            self._set_hub_up(True)
+
     async def _after_subscribe(self) -> None:
-        """Runs once subscribed: repair counters, then catch clients up."""
+        """Runs once subscribed: measure the clock offset, repair counters, then catch
+        clients up."""
+        await self._measure_clock()
         await self._raise_counters()
         await self._resync_watchers()
+        await self._index_vehicles()
+
+    async def _measure_clock(self) -> None:
+        before = time.time()
+        seconds, micros = await self._redis.time()
+        after = time.time()
+        self._clock_offset_s = seconds + micros / 1e6 - (before + after) / 2
+
+    async def _index_vehicles(self) -> None:
+        """Fill the id index of a store written before it existed."""
+        p = self.prefix
+        if await self._redis.exists(f"{p}ids") or not await self._redis.exists(f"{p}latest"):
+            return
+        names = await self._redis.hkeys(f"{p}latest")
+        for start in range(0, len(names), REPAIR_BATCH):
+            batch = names[start : start + REPAIR_BATCH]
+            await self._redis.zadd(f"{p}ids", dict.fromkeys(batch, 0))
+            await self._redis.zadd(f"{p}recent", dict.fromkeys(batch, 0))
 
     async def _raise_counters(self) -> None:
         """Raise the Redis rev counters to what this process knows (no-op unless Redis lost
@@ -349,16 +466,12 @@ class RedisLive:
         watched = self.fanout.watched_vehicles()
         if watched is not None and not watched:
             return
-        key = f"{self.prefix}latest"
         if watched is None:
-            latest = await self._redis.hgetall(key)
+            records = await self.recent(self.settings.fleet_snapshot_limit)
         else:
-            names = sorted(watched)
-            values = await self._redis.hmget(key, names)
-            latest = {n.encode(): v for n, v in zip(names, values, strict=True) if v is not None}
-        for raw_id, raw in latest.items():
-            vehicle_id = raw_id.decode()
-            telemetry = orjson.loads(raw)
+            records = await self._telemetry_of([n.encode() for n in sorted(watched)])
+        for telemetry in records:
+            vehicle_id = str(telemetry["vehicle_id"])
             rev = int(telemetry.get("rev", 0))
             # _seen_rev is left alone: it tracks the channel's order only. Channel messages at
             # or below this rev that are still in flight are dropped by the clients' dedup.

@@ -137,6 +137,32 @@ class StateLayout:
     def aging_blocks(self) -> Iterator[tuple[StateBlock, int]]:
         yield from zip(self.blocks[1:], self.offsets[1:].tolist(), strict=True)
 
+    @cached_property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        """Low and high bound of every vector entry, and its wire path
+        (`aging.naumann.half_cycle.ah`)."""
+        low, high, paths = [], [], []
+        for b, _ in zip(self.blocks, self.offsets.tolist(), strict=True):
+            for f in b.fields:
+                low.append(f.low)
+                high.append(f.high)
+                parts = [] if b is PACK else ["aging", b.owner]
+                paths.append(".".join([*parts, *([f.group] if f.group else []), f.name]))
+        return np.array(low), np.array(high), tuple(paths)
+
+    def out_of_bounds(self, vec: np.ndarray) -> list[tuple[str, float, float, float]]:
+        """(wire path, value, low, high) of every entry that is not finite or outside its
+        wire bounds: a state the service would refuse to read back. SOC is exempt below 0 and
+        above 1 by a rounding error (the wire clamps it)."""
+        low, high, paths = self.bounds
+        check = vec.copy()
+        check[0] = min(1.0, max(0.0, check[0])) if math.isfinite(check[0]) else check[0]
+        bad = ~((check >= low) & (check <= high))  # NaN fails both
+        return [
+            (paths[i], float(check[i]), float(low[i]), float(high[i]))
+            for i in np.flatnonzero(bad).tolist()
+        ]
+
     def defaults(self) -> np.ndarray:
         """A new pack: every field at its default (fields that start from a pack field take
         that field's default)."""
@@ -197,6 +223,7 @@ def to_wire(
 
 _PACK_NAMES = tuple(f.name for f in PACK.fields)
 _TOP_KEYS = frozenset({"schema_version", *_PACK_NAMES, *DERIVED, "aging"})
+_TOP_KEYS_REV = _TOP_KEYS | {"rev"}  # a stored state carries its rev (not read here)
 
 
 def _number_ok(v: Any, low: float, high: float, direction: bool) -> bool:
@@ -229,7 +256,10 @@ def read_fast(layout: StateLayout, raw: dict[str, Any]) -> np.ndarray | None:
     without pydantic; None for anything else (the schema then names the errors). A missing
     aging model block (a model newer than the state) starts fresh."""
     version = raw.get("schema_version")
-    if type(version) is not int or version != STATE_SCHEMA_VERSION or raw.keys() != _TOP_KEYS:
+    if type(version) is not int or version != STATE_SCHEMA_VERSION:
+        return None
+    keys = raw.keys()
+    if keys != _TOP_KEYS and not (keys == _TOP_KEYS_REV and type(raw["rev"]) is int):
         return None
     values: list[float] = []
     for _, name, low, high, direction in PACK.wire_fields:

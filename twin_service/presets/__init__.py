@@ -1,14 +1,28 @@
 """Vehicle presets: pack, drivetrain and road-load data, each number with its source.
 
-A preset is also the shape of an inline `vehicle` object in POST /step.
+A preset is also the shape of an inline `vehicle` object in POST /step. Every number has
+physical bounds (generous enough for a scooter and a truck, declared in the OpenAPI schema)
+and the model validators check that the numbers agree with each other; an error names the
+field.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import replace
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    computed_field,
+    model_validator,
+)
 
 from twin_service.models import cell_data
 from twin_service.models.aging import DEFAULT_MODEL, MODEL_NAMES
@@ -23,6 +37,20 @@ from twin_service.models.pack import (
 )
 
 MAX_TMS_HOLD_S = MAX_ACTIVE_SUBSTEP_S
+# A vehicle (and preset) id: 1..64 of these characters, not only dots (`.` and `..` are path
+# segments). `(?!\n)`: Python's `$` also matches before a final newline.
+ID_PATTERN = r"^(?!\.+$)[A-Za-z0-9._-]{1,64}$(?!\n)"
+ID_RE = re.compile(ID_PATTERN)
+LFP_NOMINAL_CELL_V = 3.2
+
+# Per-item bounds, shown in the OpenAPI schema.
+Fraction = Annotated[float, Field(ge=0, le=1)]
+CellVolts = Annotated[float, Field(gt=0, le=5, description="V per cell")]
+CellOhms = Annotated[float, Field(ge=1e-6, le=10, description="ohm per cell, fresh")]
+TemperatureC = Annotated[float, Field(ge=-60, le=150)]
+CRate = Annotated[float, Field(ge=0, le=20)]
+Efficiency = Annotated[float, Field(ge=0.01, le=1)]
+Label = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class _Strict(BaseModel):
@@ -42,17 +70,15 @@ def _same_length(a_name: str, a: list[float], b_name: str, b: list[float]) -> No
 class OcvSpec(_Strict):
     """Cell open-circuit voltage over SOC, interpolated linearly."""
 
-    soc: list[float] = Field(min_length=2, max_length=1000)
-    v: list[float] = Field(min_length=2, max_length=1000)
+    soc: list[Fraction] = Field(min_length=2, max_length=1000)
+    v: list[CellVolts] = Field(min_length=2, max_length=1000)
 
     @model_validator(mode="after")
     def _check(self) -> OcvSpec:
         _same_length("soc", self.soc, "v", self.v)
         _increasing("soc", self.soc)
-        if self.soc[0] < 0.0 or self.soc[-1] > 1.0:
-            raise ValueError("soc nodes must lie within 0..1")
-        if any(not 0.0 < v < 10.0 for v in self.v):
-            raise ValueError("v must lie within (0, 10) V per cell")
+        if any(b < a for a, b in zip(self.v, self.v[1:], strict=False)):
+            raise ValueError("v must not decrease with soc")
         return self
 
 
@@ -61,10 +87,10 @@ class ResistanceMapSpec(_Strict):
     temperature node, for discharge and for charge. Linear between nodes; Arrhenius with the
     pack's activation energy beyond the temperature nodes."""
 
-    soc: list[float] = Field(min_length=2, max_length=200)
-    temperature_c: list[float] = Field(min_length=1, max_length=50)
-    discharge_ohm: list[list[float]]
-    charge_ohm: list[list[float]]
+    soc: list[Fraction] = Field(min_length=2, max_length=200)
+    temperature_c: list[TemperatureC] = Field(min_length=1, max_length=50)
+    discharge_ohm: list[list[CellOhms]] = Field(min_length=1, max_length=50)
+    charge_ohm: list[list[CellOhms]] = Field(min_length=1, max_length=50)
 
     @model_validator(mode="after")
     def _check(self) -> ResistanceMapSpec:
@@ -77,8 +103,6 @@ class ResistanceMapSpec(_Strict):
                     f"{name} needs one row per temperature_c node, each with one value per soc "
                     f"node ({len(self.temperature_c)} x {len(self.soc)})"
                 )
-            if any(not 0.0 < r < 100.0 for row in rows for r in row):
-                raise ValueError(f"{name} values must lie within (0, 100) ohm")
         return self
 
 
@@ -86,10 +110,10 @@ class ChargeTaperSpec(_Strict):
     """What the battery management accepts while charging (plug or regeneration): a C-rate of
     the nominal capacity over SOC, times a derating factor over the pack temperature."""
 
-    soc: list[float] = Field(min_length=2, max_length=200)
-    c_rate: list[float] = Field(min_length=2, max_length=200)
-    temperature_c: list[float] = Field(min_length=1, max_length=200)
-    factor: list[float] = Field(min_length=1, max_length=200)
+    soc: list[Fraction] = Field(min_length=2, max_length=200)
+    c_rate: list[CRate] = Field(min_length=2, max_length=200)
+    temperature_c: list[TemperatureC] = Field(min_length=1, max_length=200)
+    factor: list[Fraction] = Field(min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _check(self) -> ChargeTaperSpec:
@@ -97,10 +121,6 @@ class ChargeTaperSpec(_Strict):
         _same_length("temperature_c", self.temperature_c, "factor", self.factor)
         _increasing("soc", self.soc)
         _increasing("temperature_c", self.temperature_c)
-        if any(not 0.0 <= c <= 20.0 for c in self.c_rate):
-            raise ValueError("c_rate values must lie within 0..20")
-        if any(not 0.0 <= f <= 1.0 for f in self.factor):
-            raise ValueError("factor values must lie within 0..1")
         return self
 
 
@@ -129,14 +149,31 @@ class ThermalManagementSpec(_Strict):
         return self
 
 
+_DERIVED_PACK_FIELDS = ("capacity_ah", "nominal_voltage_v", "nominal_energy_kwh")
+
+
+def _derived_pack_values(
+    cells_series: float, cells_parallel: float, cell_capacity_ah: float
+) -> dict[str, float]:
+    """What PackSpec's computed fields show for these numbers."""
+    capacity = cell_capacity_ah * cells_parallel
+    voltage = round(cells_series * LFP_NOMINAL_CELL_V, 3)
+    # Six significant digits: a small pack's energy never rounds to 0.
+    return {
+        "capacity_ah": capacity,
+        "nominal_voltage_v": voltage,
+        "nominal_energy_kwh": float(f"{capacity * voltage / 1000.0:.6g}"),
+    }
+
+
 class PackSpec(_Strict):
-    chemistry: str = "LFP"
-    cells_series: int = Field(gt=0, le=1000)
-    cells_parallel: int = Field(1, gt=0, le=1000)
-    cell_capacity_ah: float = Field(gt=0, le=10000)
+    chemistry: Label = "LFP"
+    cells_series: int = Field(ge=1, le=1000)
+    cells_parallel: int = Field(1, ge=1, le=1000)
+    cell_capacity_ah: float = Field(ge=0.1, le=5000)
     cell_resistance: ResistanceMapSpec = Field(description="cell resistance map (R0 + R1)")
     r0_fraction: float = Field(gt=0, le=1, description="share of the resistance that is ohmic")
-    tau1_s: float = Field(gt=0, le=1e5, description="RC-branch time constant")
+    tau1_s: float = Field(ge=1e-3, le=1e5, description="RC-branch time constant")
     activation_energy_j_mol: float = Field(
         ge=0, le=2e5, description="Arrhenius energy of the resistance beyond its map"
     )
@@ -146,8 +183,8 @@ class PackSpec(_Strict):
     )
     hysteresis_v: float = Field(0.0, ge=0, le=0.2, description="OCV hysteresis half-gap, cell")
     hysteresis_rate: float = Field(0.0, ge=0, le=1e4, description="per capacity moved")
-    cell_v_min: float = Field(gt=0, le=10)
-    cell_v_max: float = Field(gt=0, le=10)
+    cell_v_min: float = Field(gt=0, le=5)
+    cell_v_max: float = Field(gt=0, le=5)
     soc_min: float = Field(0.0, ge=0, lt=1, description="bottom of the usable SOC window")
     soc_max: float = Field(1.0, gt=0, le=1, description="top of the usable SOC window")
     max_discharge_a: float = Field(gt=0, le=1e5)
@@ -155,12 +192,38 @@ class PackSpec(_Strict):
     max_discharge_kw: float = Field(gt=0, le=1e5)
     max_regen_kw: float = Field(gt=0, le=1e5, description="largest charging power (regen or plug)")
     charge_taper: ChargeTaperSpec | None = Field(None, description="accepted charge current")
-    heat_capacity_j_k: float = Field(gt=0, le=1e9)
-    conductance_w_k: float = Field(gt=0, le=1e7, description="h*A to ambient")
+    heat_capacity_j_k: float = Field(ge=1, le=1e9)
+    conductance_w_k: float = Field(ge=1e-3, le=1e7, description="h*A to ambient")
     cooling_w_k: float = Field(0.0, ge=0, le=1e7, description="extra passive conductance")
     aging_model: Literal[MODEL_NAMES] = Field(  # type: ignore[valid-type]
         DEFAULT_MODEL, description="the aging model /step uses unless options name one"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_derived(cls, data: Any) -> Any:
+        """Accept the computed fields that GET /vehicles/presets shows, when they agree with
+        the numbers they derive from (so that exact object is a valid inline vehicle)."""
+        if not isinstance(data, dict) or not any(k in data for k in _DERIVED_PACK_FIELDS):
+            return data
+        data = dict(data)
+        given = {k: data.pop(k) for k in _DERIVED_PACK_FIELDS if k in data}
+        try:
+            expected = _derived_pack_values(
+                float(data["cells_series"]),
+                float(data.get("cells_parallel", 1)),
+                float(data["cell_capacity_ah"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return data  # the fields' own errors name the problem
+        for name, value in given.items():
+            want = expected[name]
+            if type(value) not in (int, float) or not math.isclose(value, want, rel_tol=1e-9):
+                raise ValueError(
+                    f"{name} is derived from cells_series, cells_parallel and "
+                    f"cell_capacity_ah ({want:g}); omit it or send that value"
+                )
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> PackSpec:
@@ -168,52 +231,75 @@ class PackSpec(_Strict):
             raise ValueError("cell_v_min must be below cell_v_max")
         if self.soc_min >= self.soc_max:
             raise ValueError("soc_min must be below soc_max")
+        if self.cell_v_min >= self.ocv.v[-1] or self.cell_v_max <= self.ocv.v[0]:
+            raise ValueError(
+                "cell_v_min must lie below the top of the ocv curve and cell_v_max above its "
+                f"bottom ({self.ocv.v[0]:g}..{self.ocv.v[-1]:g} V), or the pack can never "
+                "discharge or charge"
+            )
         return self
+
+    def _derived(self) -> dict[str, float]:
+        return _derived_pack_values(self.cells_series, self.cells_parallel, self.cell_capacity_ah)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def capacity_ah(self) -> float:
-        return self.cell_capacity_ah * self.cells_parallel
+        return self._derived()["capacity_ah"]
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def nominal_voltage_v(self) -> float:
-        return round(self.cells_series * 3.2, 3)  # LFP nominal cell voltage 3.2 V
+        return self._derived()["nominal_voltage_v"]  # LFP nominal cell voltage 3.2 V
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def nominal_energy_kwh(self) -> float:
-        return round(self.capacity_ah * self.nominal_voltage_v / 1000.0, 3)
+        return self._derived()["nominal_energy_kwh"]
 
 
 class DrivetrainSpec(_Strict):
-    motors: list[str] = Field(min_length=1)
-    motor_peak_kw: float = Field(gt=0, description="peak power of each motor")
-    efficiency_load: list[float] = Field(min_length=2, description="fraction of peak power")
-    efficiency_value: list[float] = Field(min_length=2)
-    transmission_efficiency: float = Field(gt=0, le=1)
-    aux_kw: float = Field(ge=0)
+    motors: list[Label] = Field(min_length=1, max_length=16)
+    motor_peak_kw: float = Field(ge=0.1, le=1e4, description="peak power of each motor")
+    efficiency_load: list[Fraction] = Field(
+        min_length=2, max_length=100, description="fraction of peak power, ascending"
+    )
+    efficiency_value: list[Efficiency] = Field(
+        min_length=2, max_length=100, description="motor + inverter efficiency at that load"
+    )
+    transmission_efficiency: float = Field(ge=0.01, le=1)
+    aux_kw: float = Field(ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> DrivetrainSpec:
+        _same_length(
+            "efficiency_load", self.efficiency_load, "efficiency_value", self.efficiency_value
+        )
+        _increasing("efficiency_load", self.efficiency_load)
+        return self
 
 
 class RoadLoadSpec(_Strict):
-    mass_kg: float = Field(gt=0)
-    cd: float = Field(gt=0)
-    frontal_area_m2: float = Field(gt=0)
-    crr: float = Field(ge=0)
-    wheel_radius_m: float = Field(gt=0)
-    final_drive_ratio: float = Field(gt=0)
-    rotating_mass_factor: float = Field(1.0, ge=1)
-    driven_axle: str = "rear"
+    mass_kg: float = Field(ge=1, le=1e5)
+    cd: float = Field(gt=0, le=3)
+    frontal_area_m2: float = Field(gt=0, le=30)
+    crr: float = Field(ge=0, le=0.1)
+    wheel_radius_m: float = Field(ge=0.05, le=2)
+    final_drive_ratio: float = Field(ge=0.1, le=50)
+    rotating_mass_factor: float = Field(1.0, ge=1, le=3)
+    driven_axle: Label = "rear"
 
 
 class VehiclePreset(_Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    name: str
+    id: str = Field(pattern=ID_RE)
+    name: str = Field(min_length=1, max_length=200)
     pack: PackSpec
     drivetrain: DrivetrainSpec
     roadload: RoadLoadSpec
     thermal_management: ThermalManagementSpec | None = None
-    sources: dict[str, str] = Field(default_factory=dict)
+    sources: dict[Label, Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=dict, max_length=100
+    )
 
     @model_validator(mode="after")
     def _check(self) -> VehiclePreset:
@@ -225,6 +311,44 @@ class VehiclePreset(_Strict):
                 "must not exceed the heat capacity"
             )
         return self
+
+
+_NOT_PHYSICS = {"name", "sources"}
+
+
+def _not_a_builtin(vehicle: VehiclePreset) -> VehiclePreset:
+    """An inline vehicle may carry a built-in preset's id only when it is that preset (name and
+    sources aside): telemetry and forecasts know a vehicle's model by its id."""
+    builtin = PRESETS.get(vehicle.id)
+    if builtin is not None and vehicle.model_dump(exclude=_NOT_PHYSICS) != builtin.model_dump(
+        exclude=_NOT_PHYSICS
+    ):
+        raise ValueError(
+            f"id {vehicle.id!r} is a built-in preset's; an inline vehicle that differs from it "
+            "needs an id of its own"
+        )
+    return vehicle
+
+
+InlineVehicle = Annotated[VehiclePreset, AfterValidator(_not_a_builtin)]
+
+
+def _vehicle_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "preset"
+    return "inline" if isinstance(value, dict | VehiclePreset) else None
+
+
+# A request's `vehicle`: a preset id or an inline vehicle; errors of an inline one are located
+# under "inline" (["body", "vehicle", "inline", "pack", "cells_series"]).
+VehicleRef = Annotated[
+    Annotated[str, Tag("preset")] | Annotated[InlineVehicle, Tag("inline")],
+    Discriminator(
+        _vehicle_kind,
+        custom_error_type="vehicle_type",
+        custom_error_message="Input should be a preset id or an inline vehicle object",
+    ),
+]
 
 
 def pack_params(preset: VehiclePreset) -> PackParams:
@@ -318,7 +442,11 @@ def drivetrain_params(preset: VehiclePreset) -> DrivetrainParams:
 from twin_service.presets.vehicles import PRESETS  # noqa: E402  (data needs the classes)
 
 __all__ = [
+    "ID_PATTERN",
+    "ID_RE",
     "PRESETS",
+    "InlineVehicle",
+    "VehicleRef",
     "ChargeTaperSpec",
     "OcvSpec",
     "ResistanceMapSpec",

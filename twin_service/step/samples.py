@@ -13,9 +13,12 @@ import numpy as np
 
 from twin_service.errors import ApiError, error_item
 
+# Shortest sample: below ~1e-300 s the RC-branch law's dt/tau underflows to 0 (and divides
+# by it); a microsecond is far below any logger's sample period.
+MIN_DT_S = 1e-6
 # field -> (low, high, low is exclusive)
 NUMERIC_FIELDS: dict[str, tuple[float, float, bool]] = {
-    "dt_s": (0.0, 86400.0, True),
+    "dt_s": (MIN_DT_S, 86400.0, False),
     "power_kw": (-10000.0, 10000.0, False),
     "current_a": (-1e5, 1e5, False),
     "wheel_speed_m_s": (-150.0, 150.0, False),

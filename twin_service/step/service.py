@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import re
 import threading
 from collections.abc import Iterator
@@ -59,17 +60,32 @@ class StepOutcome:
     telemetry: dict[str, Any]  # without rev; the live store assigns it
     trace: list[dict[str, float]] | None
     samples: int
+    base_rev: int | None = None  # the rev the request's state carried
+    store: bool = True
+    replace: bool = False
+
+
+MAX_JSON_DEPTH = 1024  # orjson's nesting limit; no request needs a tenth of it
+
+
+def _too_deep() -> ApiError:
+    msg = f"JSON nesting deeper than {MAX_JSON_DEPTH} levels"
+    return ApiError(422, [error_item(["body"], msg, "json_too_deep")])
 
 
 def decode_json(body: bytes) -> Any:
     """Parse a request body. Non-standard NaN/Infinity literals are accepted here so that the
-    validation can name the field that holds them."""
+    validation can name the field that holds them. Nesting deeper than MAX_JSON_DEPTH is
+    refused before the recursive fallback parser could exhaust the stack."""
     try:
         return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
+    except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc) or "recursion" in str(exc).lower():
+            raise _too_deep() from None
     try:
         return json.loads(body)
+    except RecursionError:
+        raise _too_deep() from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         pos = getattr(exc, "pos", getattr(exc, "start", 0))
         raise ApiError(
@@ -211,10 +227,13 @@ _DEFAULT_OPTIONS = StepOptions()
 _VEHICLE_ID = re.compile(VEHICLE_ID_PATTERN)
 
 
+_FAST_OPTIONS = frozenset({"store", "replace", "trace"})
+
+
 def _envelope_fast(payload: dict[str, Any]) -> _Envelope | None:
-    """The envelope when StepEnvelope certainly accepts it unchanged (no options, a preset
-    id or none); None otherwise, and pydantic validates it."""
-    if not payload.keys() <= _ENVELOPE_KEYS or "options" in payload:
+    """The envelope when StepEnvelope certainly accepts it unchanged (a preset id or none, no
+    options or only boolean store/replace/trace); None otherwise, and pydantic validates it."""
+    if not payload.keys() <= _ENVELOPE_KEYS:
         return None
     vehicle_id = payload.get("vehicle_id", "default")
     vehicle = payload.get("vehicle")
@@ -226,7 +245,17 @@ def _envelope_fast(payload: dict[str, Any]) -> _Envelope | None:
         or not (state is None or type(state) is dict)
     ):
         return None
-    return _Envelope(vehicle_id, vehicle, state, payload.get("samples"), _DEFAULT_OPTIONS)
+    options = _DEFAULT_OPTIONS
+    raw = payload.get("options")
+    if raw is not None:
+        if not (
+            type(raw) is dict
+            and raw.keys() <= _FAST_OPTIONS
+            and all(type(v) is bool for v in raw.values())
+        ):
+            return None
+        options = StepOptions.model_construct(**raw)
+    return _Envelope(vehicle_id, vehicle, state, payload.get("samples"), options)
 
 
 def run_step(payload: Any, default_vehicle: str, max_samples: int) -> StepOutcome:
@@ -249,7 +278,9 @@ def run_step(payload: Any, default_vehicle: str, max_samples: int) -> StepOutcom
         columns_from_small(small) if small is not None else parse_samples(env.samples, max_samples)
     )
     aging = aging_settings(env.options, preset)
+    base_rev = None
     if env.state is not None and "schema_version" in env.state:
+        base_rev = pop_rev(env.state)
         state = state_from_wire(env.state, DEFAULT_AMBIENT_C)
         ambient_start = state.ambient_c
     else:
@@ -262,13 +293,56 @@ def run_step(payload: Any, default_vehicle: str, max_samples: int) -> StepOutcom
         result = simulate(params, state, drive, aging)
     except IntegrationTooLong as exc:
         raise ApiError(422, [error_item(["body", "samples"], str(exc), "too_long")]) from None
+    check_continuable(result.state)
     wire_state = state_to_wire(result.state, params.capacity_ah)
     telemetry = build_telemetry(
         env.vehicle_id, preset, result, wire_state, aging, env.options.demo_mode,
         bool(cols.charging[-1]),
     )  # fmt: skip
     trace = build_trace(result) if env.options.trace else None
-    return StepOutcome(env.vehicle_id, wire_state, telemetry, trace, cols.n)
+    return StepOutcome(
+        env.vehicle_id, wire_state, telemetry, trace, cols.n, base_rev,
+        env.options.store, env.options.replace,
+    )  # fmt: skip
+
+
+def check_continuable(state: PackState) -> None:
+    """Raise ApiError(422) unless the new state is one the service reads back: every field
+    finite and within its wire bounds, SOH above 0 and the resistance factor finite. A step
+    that ages the pack past its end of life is refused rather than returning a state nobody
+    can continue from."""
+    errors = [
+        error_item(
+            ["body", "samples"],
+            f"the step would leave state.{path} at {value:.6g}, outside [{low:.6g}, {high:.6g}]"
+            + (": aging beyond end of life" if "capacity_loss" in path else ""),
+            "end_of_life" if "capacity_loss" in path else "state_out_of_range",
+        )
+        for path, value, low, high in LAYOUT.out_of_bounds(state.vector)
+    ]
+    soh, rf = state.soh, state.resistance_factor
+    if not errors and not (soh > 0.0 and math.isfinite(rf)):
+        errors.append(
+            error_item(
+                ["body", "samples"],
+                f"aging beyond end of life: the step would leave soh at {soh:.6g} and "
+                f"resistance_factor at {rf:.6g}; lower options.time_multiplier or age less",
+                "end_of_life",
+            )
+        )
+    if errors:
+        raise ApiError(422, errors)
+
+
+def pop_rev(state: dict[str, Any]) -> int | None:
+    """Remove and return the `rev` a stored state carries (None when absent)."""
+    rev = state.pop("rev", None)
+    if rev is None or (type(rev) is int and rev >= 0):
+        return rev
+    raise ApiError(
+        422,
+        [error_item(["body", "state", "rev"], "rev must be an integer >= 0 or absent", "int_type")],
+    )
 
 
 def build_telemetry(

@@ -178,8 +178,9 @@ def main() -> None:
         f"Before: {BEFORE}.\n"
         "A /health answer waits for the GIL: the forecasts hand it back at least every compiled "
         "law over one block (models/forecast.py BLOCK_CELLS) and between validation chunks; "
-        "/step holds it for its whole JSON decode (orjson, 200,000 dicts) and for its compiled "
-        "loop (numba without nogil), which is its max here.\n"
+        "/step holds it for its whole JSON decode (orjson, 200,000 dicts), which is its max "
+        "here; its compiled loop releases it (numba nogil: in alternating runs p50 4.7-4.9 ms "
+        "and max 122-149 ms against 13 ms and 184-190 ms with the GIL held).\n"
     )
 
 

@@ -71,11 +71,12 @@ def jit(fn: F) -> F:
     Laws are inlined into the compiled code that calls them (numba's inline="always"): a call
     between separately compiled functions costs more than most laws do (the 36,000-sample
     engine benchmark runs in ~5.8 ms inlined against ~8 ms not), at the price of a longer first
-    compilation."""
+    compilation. The compiled code releases the GIL (nogil), so the event loop keeps answering
+    while a large step or forecast runs in a worker thread."""
     if not AVAILABLE:  # pragma: no cover
         return fn
     cache = _CACHE_DIR is not None
     try:
-        return cast(F, numba.njit(cache=cache, inline="always")(fn))
+        return cast(F, numba.njit(cache=cache, inline="always", nogil=True)(fn))
     except RuntimeError:  # pragma: no cover - numba refuses a cache it cannot locate
-        return cast(F, numba.njit(cache=False, inline="always")(fn))
+        return cast(F, numba.njit(cache=False, inline="always", nogil=True)(fn))

@@ -127,3 +127,14 @@ async def test_beyond_the_websocket_cap_clients_are_closed_1013(service: str) ->
     assert metric_value(service, "twin_connections_refused_total", 'kind="websocket"') >= 1
     async with connect(url) as again:  # room again once the others left
         await again.ping()
+
+
+def test_websockets_cannot_take_every_connection() -> None:
+    """uvicorn's connection cap counts WebSockets: the settings keep room for HTTP."""
+    from pydantic import ValidationError
+
+    from twin_service.settings import Settings
+
+    with pytest.raises(ValidationError, match="max_websockets must be below max_connections"):
+        Settings(max_connections=100, max_websockets=100)
+    assert Settings().max_websockets < Settings().max_connections

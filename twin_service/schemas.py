@@ -12,7 +12,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from twin_service.models.aging import LAYOUT, MODEL_NAMES, MODELS
 from twin_service.models.aging.base import OUT_OF_RANGE_STRESSORS
-from twin_service.models.state import DERIVED, PACK, STATE_SCHEMA_VERSION, StateBlock, StateField
+from twin_service.models.state import (
+    DERIVED,
+    MAX_REV,
+    PACK,
+    STATE_SCHEMA_VERSION,
+    StateBlock,
+    StateField,
+)
 from twin_service.presets import ID_RE, VehicleRef
 
 AgingModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
@@ -138,7 +145,13 @@ PackStateWire: type[BaseModel] = create_model(  # type: ignore[call-overload]
     schema_version=(SchemaVersion, Field(description="exactly the integer the service writes")),
     rev=(
         int | None,
-        Field(None, ge=0, strict=True, description="the rev it was stored at (absent: not stored)"),
+        Field(
+            None,
+            ge=0,
+            le=MAX_REV,
+            strict=True,
+            description="the rev it was stored at (absent: not stored)",
+        ),
     ),
     **{f.name: _state_field(f) for f in PACK.fields},
     **{

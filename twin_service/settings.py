@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 ENV_PREFIX = "TWIN_"
@@ -54,7 +54,8 @@ class Settings(BaseModel):
     # Redis: a command that takes longer fails and the step falls back (not stored).
     redis_command_timeout_s: float = Field(0.1, gt=0)
     # Connection caps and timeouts of the HTTP server.
-    max_connections: int = Field(1000, ge=1)
+    # max_connections counts WebSockets too: keep room for HTTP above max_websockets.
+    max_connections: int = Field(2000, ge=1)
     max_websockets: int = Field(1000, ge=0)
     header_timeout_s: float = Field(10.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0)
@@ -65,6 +66,14 @@ class Settings(BaseModel):
         if not (value.startswith("memory://") or value.startswith(("redis://", "rediss://"))):
             raise ValueError("hub_url must be memory:// or redis://host:port/db")
         return value
+
+    @model_validator(mode="after")
+    def _room_for_http(self) -> Settings:
+        if self.max_websockets >= self.max_connections:
+            raise ValueError(
+                "max_websockets must be below max_connections (which counts WebSockets too)"
+            )
+        return self
 
     @field_validator("api_key", "read_key", mode="before")
     @classmethod

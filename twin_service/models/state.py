@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 STATE_SCHEMA_VERSION = 3
+# A stored state's `rev` (wire metadata, not physics): an integer a JSON number holds exactly.
+MAX_REV = 2**53 - 1
 _BIG = 1.7976931348623157e308  # the largest float: "no upper bound", and still rejects inf
 
 
@@ -150,16 +152,24 @@ class StateLayout:
                 paths.append(".".join([*parts, *([f.group] if f.group else []), f.name]))
         return np.array(low), np.array(high), tuple(paths)
 
+    @cached_property
+    def _check_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        low, high, _ = self.bounds
+        low, high = low.copy(), high.copy()
+        low[0], high[0] = -1e-6, 1.0 + 1e-6  # SOC: the wire clamps rounding errors
+        return low, high
+
     def out_of_bounds(self, vec: np.ndarray) -> list[tuple[str, float, float, float]]:
         """(wire path, value, low, high) of every entry that is not finite or outside its
-        wire bounds: a state the service would refuse to read back. SOC is exempt below 0 and
-        above 1 by a rounding error (the wire clamps it)."""
-        low, high, paths = self.bounds
-        check = vec.copy()
-        check[0] = min(1.0, max(0.0, check[0])) if math.isfinite(check[0]) else check[0]
-        bad = ~((check >= low) & (check <= high))  # NaN fails both
+        wire bounds: a state the service would refuse to read back. SOC may pass its bounds
+        by a rounding error (the wire clamps it)."""
+        low, high = self._check_bounds
+        bad = ~((vec >= low) & (vec <= high))  # NaN fails both
+        if not bad.any():
+            return []
+        wire_low, wire_high, paths = self.bounds
         return [
-            (paths[i], float(check[i]), float(low[i]), float(high[i]))
+            (paths[i], float(vec[i]), float(wire_low[i]), float(wire_high[i]))
             for i in np.flatnonzero(bad).tolist()
         ]
 
@@ -259,7 +269,9 @@ def read_fast(layout: StateLayout, raw: dict[str, Any]) -> np.ndarray | None:
     if type(version) is not int or version != STATE_SCHEMA_VERSION:
         return None
     keys = raw.keys()
-    if keys != _TOP_KEYS and not (keys == _TOP_KEYS_REV and type(raw["rev"]) is int):
+    if keys != _TOP_KEYS and not (
+        keys == _TOP_KEYS_REV and type(raw["rev"]) is int and 0 <= raw["rev"] <= MAX_REV
+    ):
         return None
     values: list[float] = []
     for _, name, low, high, direction in PACK.wire_fields:

@@ -37,7 +37,7 @@ from twin_service.models.pack import (
     new_pack_state,
     simulate,
 )
-from twin_service.models.state import from_validated, migrate, read_fast, to_wire
+from twin_service.models.state import MAX_REV, from_validated, migrate, read_fast, to_wire
 from twin_service.presets import PRESETS, VehiclePreset, drivetrain_params, pack_params
 from twin_service.schemas import (
     VEHICLE_ID_PATTERN,
@@ -228,6 +228,8 @@ _VEHICLE_ID = re.compile(VEHICLE_ID_PATTERN)
 
 
 _FAST_OPTIONS = frozenset({"store", "replace", "trace"})
+# The (at most 8) validated option sets of the fast path, shared like _DEFAULT_OPTIONS (read only).
+_FAST_OPTION_SETS: dict[tuple[tuple[str, bool], ...], StepOptions] = {}
 
 
 def _envelope_fast(payload: dict[str, Any]) -> _Envelope | None:
@@ -254,7 +256,10 @@ def _envelope_fast(payload: dict[str, Any]) -> _Envelope | None:
             and all(type(v) is bool for v in raw.values())
         ):
             return None
-        options = StepOptions.model_construct(**raw)
+        key = tuple(sorted(raw.items()))
+        options = _FAST_OPTION_SETS.get(key)  # type: ignore[assignment]
+        if options is None:
+            options = _FAST_OPTION_SETS[key] = StepOptions(**raw)
     return _Envelope(vehicle_id, vehicle, state, payload.get("samples"), options)
 
 
@@ -337,12 +342,10 @@ def check_continuable(state: PackState) -> None:
 def pop_rev(state: dict[str, Any]) -> int | None:
     """Remove and return the `rev` a stored state carries (None when absent)."""
     rev = state.pop("rev", None)
-    if rev is None or (type(rev) is int and rev >= 0):
+    if rev is None or (type(rev) is int and 0 <= rev <= MAX_REV):
         return rev
-    raise ApiError(
-        422,
-        [error_item(["body", "state", "rev"], "rev must be an integer >= 0 or absent", "int_type")],
-    )
+    msg = f"rev must be an integer in [0, {MAX_REV}] or absent"
+    raise ApiError(422, [error_item(["body", "state", "rev"], msg, "int_type")])
 
 
 def build_telemetry(

@@ -66,6 +66,26 @@ class Sample:
         if not self.dt_s > 0:
             raise ValueError(f"dt_s must be > 0, got {self.dt_s}")
 
+    @classmethod
+    def plugged_in(
+        cls,
+        dt_s: float,
+        charger_kw: float,
+        ambient_c: float | None,
+        position: dict[str, Any] | None = None,
+    ) -> Sample:
+        """A standing car on a charger that offers `charger_kw`; the pack takes what its taper
+        accepts."""
+        return cls(
+            dt_s=dt_s,
+            power_kw=-charger_kw,
+            charging=True,
+            wheel_speed_m_s=0.0,
+            ambient_c=ambient_c,
+            extras={"phase": "charge"},
+            position=position,
+        )
+
     @property
     def distance_m(self) -> float:
         """Distance covered during the sample (0 when the wheel speed is unknown)."""

@@ -28,13 +28,8 @@ def client() -> Iterator[TestClient]:
 
 
 def step(client: TestClient, **body: Any) -> dict[str, Any]:
-    """POST /step; a new pack replaces the vehicle's stored twin."""
-    state = body.get("state")
-    if state is None or "schema_version" not in state:
-        body["options"] = {**body.get("options", {}), "replace": True}
-    r = client.post("/step", json=body)
-    assert r.status_code == 200, r.text
-    return r.json()
+    """POST /step (a new pack replaces the vehicle's stored twin); raises unless 200."""
+    return Twin(client).step(**body)
 
 
 def fast_charge(

@@ -27,11 +27,7 @@ MAX_HEADER_BYTES = 65536
 
 
 class _Refuse(Exception):
-    """Raised inside a parser callback to stop parsing; the status goes out at once."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
+    """Raised inside a parser callback (after setting `_refused`) to stop parsing."""
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -114,6 +110,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().send_400_response(msg)
 
     def on_message_begin(self) -> None:
+        # Between requests uvicorn's keep-alive timeout closes an idle connection; the header
+        # timer starts with a request's first byte.
         super().on_message_begin()
         self._header_bytes = 0
         self._arm(self.header_timeout_s)
@@ -122,13 +120,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_url(url)
         if len(self.url) > MAX_URL_BYTES:
             self._refused = 414
-            raise _Refuse(414)
+            raise _Refuse
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > MAX_HEADER_BYTES:
             self._refused = 431
-            raise _Refuse(431)
+            raise _Refuse
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -150,11 +148,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # Waiting for the next request: uvicorn's keep-alive timeout closes an idle connection;
-        # the header timer starts with the next request's first byte.
 
 
 def guarded_protocol(settings: Settings, metrics: Metrics | None = None) -> type[Any]:

@@ -149,14 +149,8 @@ def charge_samples(
     while steps % per_check or report.soc[-1] < session.to_soc:
         for _ in range(per_check - steps % per_check):  # to the next read-back
             steps += 1
-            yield Sample(
-                dt_s=STEP_S,
-                power_kw=-session.charger_kw,
-                charging=True,
-                wheel_speed_m_s=0.0,
-                ambient_c=amb,
-                extras={"phase": "charge"},
-                position={"phase": "charge", "steps": steps},
+            yield Sample.plugged_in(
+                STEP_S, session.charger_kw, amb, {"phase": "charge", "steps": steps}
             )
         t = steps * STEP_S
         tel = telemetry()

@@ -176,13 +176,7 @@ def charge_stop(
             p.chunk_s = p.left_s = chunk_s
         dt_s = min(charge.step_s, p.left_s)
         p.left_s -= dt_s
-        yield Sample(
-            dt_s=dt_s,
-            power_kw=-charge.power_kw,
-            charging=True,
-            wheel_speed_m_s=0.0,
-            ambient_c=ambient_c,
-            extras={"phase": "charge"},
-            position=None if position is None else position(asdict(p)),
+        yield Sample.plugged_in(
+            dt_s, charge.power_kw, ambient_c, None if position is None else position(asdict(p))
         )
     logger.info("charging stop done: SOC %.1f %% after %.0f min", p.soc * 100, p.charged_s / 60)

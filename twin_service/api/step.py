@@ -37,40 +37,19 @@ def rev_conflict(exc: RevConflict) -> ApiError:
     return ApiError(409, [item])
 
 
-def _too_large(max_bytes: int) -> ApiError:
-    return ApiError(
-        413,
-        [
-            error_item(
-                ["body"], f"request body exceeds max_body_bytes ({max_bytes})", "body_too_large"
-            )
-        ],
-    )
-
-
-async def read_limited_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, or ApiError(413) once it is larger than `max_bytes` (from the
-    declared Content-Length when there is one). Reads the ASGI messages directly: the same as
-    iterating `request.stream()` without an async generator per request."""
-    declared = None
-    for name, value in request.scope["headers"]:
-        if name == b"content-length":
-            declared = value
-            break
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(max_bytes)
+async def read_body(request: Request) -> bytes:
+    """The request body. Its size (max_body_bytes) and media type were checked by the app's
+    BodyLimits middleware (twin_service/limits.py), which ends an oversized streamed body with
+    a disconnect. Reads the ASGI messages directly: the same as iterating `request.stream()`
+    without an async generator per request."""
     receive = request.receive
     chunks: list[bytes] = []
-    size = 0
     while True:
         message = await receive()
         kind = message["type"]
         if kind == "http.request":
             chunk = message.get("body", b"")
             if chunk:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise _too_large(max_bytes)
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -140,7 +119,7 @@ async def _step(request: Request, settings: Settings, live: LiveBackend, metrics
     started = time.perf_counter()
     try:
         require_write_key(request, settings)
-        body = await read_limited_body(request, settings.max_body_bytes)
+        body = await read_body(request)
         args = (body, settings.default_vehicle, settings.max_samples_per_request)
         if len(body) > THREAD_THRESHOLD_BYTES:
             outcome = await run_in_threadpool(run_step_body, *args)

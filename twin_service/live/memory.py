@@ -51,14 +51,14 @@ class MemoryLive:
         telemetry: dict[str, Any],
         expect_rev: int | None = None,
     ) -> int:
-        prev = self._snapshots.pop(vehicle_id, None)
+        prev = self._snapshots.get(vehicle_id)
         stored = prev["rev"] if prev else 0
         if expect_rev is not None and stored > 0 and expect_rev != stored:
-            self._snapshots[vehicle_id] = prev  # type: ignore[assignment]
             raise RevConflict(vehicle_id, stored, expect_rev)
         rev = max(stored, expect_rev or 0) + 1
         state["rev"] = rev
         telemetry["rev"] = rev
+        self._snapshots.pop(vehicle_id, None)  # re-inserted last: the update order
         self._snapshots[vehicle_id] = {
             "vehicle_id": vehicle_id,
             "rev": rev,

@@ -131,15 +131,56 @@ def test_daily_use_forecast_matches_step(client: TestClient) -> None:
     assert out["points"][-1]["soh"] == pytest.approx(st["soh"], abs=0.005)
 
 
-def test_history_supplies_usage_defaults(client: TestClient) -> None:
-    samples = [{"dt_s": 1.0, "power_kw": 15.0, "wheel_speed_m_s": 20.0, "ambient_c": 12.0}] * 1200
-    client.post("/step", json={"vehicle_id": "observed", "samples": samples})
+def test_history_supplies_usage_defaults_in_simulated_days(client: TestClient) -> None:
+    """20 minutes of driving say nothing about a day (it once became 1,728 km/day); with the
+    rest of the day parked, the distance per simulated day is what was driven."""
+    drive = [{"dt_s": 1.0, "power_kw": 15.0, "wheel_speed_m_s": 20.0, "ambient_c": 12.0}] * 1200
+    first = client.post("/step", json={"vehicle_id": "observed", "samples": drive,
+                                       "options": {"replace": True}})  # fmt: skip
+    assert first.status_code == 200, first.text
     out = forecast(client, vehicle_id="observed", years=3)
     src = out["usage"]["source"]
-    assert src["daily_km"] == "history" and src["ambient_c"] == "history"
-    assert out["usage"]["daily_km"] == pytest.approx(72 * 24, rel=0.2)  # 72 km/h all day
+    assert src["daily_km"] == "default" and src["ambient_c"] == "history"
     assert out["usage"]["ambient_c"] == pytest.approx(12.0)
+    assert src["wh_per_km"] == "history"
     assert out["usage"]["wh_per_km"] == pytest.approx(15000 / 72, rel=0.05)
+
+    park = [{"dt_s": 86400.0 - 1200.0, "power_kw": 0.0, "ambient_c": 12.0}]
+    body = {"vehicle_id": "observed", "state": first.json()["state"], "samples": park}
+    assert client.post("/step", json=body).status_code == 200
+    out = forecast(client, vehicle_id="observed", years=3)
+    assert out["usage"]["source"]["daily_km"] == "history"
+    assert out["usage"]["daily_km"] == pytest.approx(24.0, rel=1e-6)
+
+
+def test_charging_habits_come_from_the_charging_records(client: TestClient) -> None:
+    state = None
+    for _ in range(12):  # 12 records of plugged-in charging at 11 kW
+        body = {"vehicle_id": "charger", "state": state, "options": {"replace": state is None},
+                "samples": [{"dt_s": 60.0, "power_kw": -11.0, "charging": True}]}  # fmt: skip
+        resp = client.post("/step", json=body)
+        assert resp.status_code == 200, resp.text
+        state = resp.json()["state"]
+        current = resp.json()["telemetry"]["current"]
+    out = forecast(client, vehicle_id="charger", years=3)
+    capacity_ah = client.get("/vehicles/presets").json()["sv1ev3"]["pack"]["capacity_ah"]
+    assert out["usage"]["source"]["charge_c_rate"] == "history"
+    assert out["usage"]["charge_c_rate"] == pytest.approx(-current / capacity_ah, rel=0.05)
+    assert out["usage"]["dc_fast_share"] == 0.0
+
+
+def test_the_band_spans_the_physical_models(client: TestClient) -> None:
+    out = forecast(client, years=10, compare_models=True)
+    fades = [m["fade_pct_per_year"] for m in out["by_model"]]
+    assert out["band"]["fade_pct_per_year"] == [min(fades), max(fades)]
+    assert min(fades) < max(fades)
+    soh2 = [m["soh_in_2_years"] for m in out["by_model"]]
+    assert out["band"]["soh_in_2_years"] == [min(soh2), max(soh2)]
+    years = [m["years_to_80"] for m in out["by_model"]]
+    low, high = out["band"]["years_to_80"]
+    assert low == min(y for y in years if y is not None)
+    assert high == (None if None in years else max(years))
+    assert forecast(client, years=10)["band"] is None
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from support.processes import RedisServer
 
@@ -119,3 +120,22 @@ async def test_memory_store_drops_the_least_recently_updated_beyond_its_cap() ->
         assert await live.count() == 3
     finally:
         await live.close()
+
+
+async def test_a_trace_reaches_the_vehicle_feed_only_and_is_not_stored(live: LiveBackend) -> None:
+    trace = {"elapsed_s": [1.0, 2.0], "soc": [80.0, 79.5]}
+    vehicle_sub, fleet_sub = live.subscribe("t-1"), live.subscribe(None)
+    try:
+        await live.commit("t-1", {"soc": 0.795}, telemetry("t-1", soc=79.5), trace=trace)
+        on_vehicle = orjson.loads((await asyncio.wait_for(vehicle_sub.get(), 5)).text)
+        on_fleet = orjson.loads((await asyncio.wait_for(fleet_sub.get(), 5)).text)
+    finally:
+        live.unsubscribe(vehicle_sub)
+        live.unsubscribe(fleet_sub)
+    assert on_vehicle["trace"] == trace
+    assert on_vehicle["telemetry"] == on_fleet["telemetry"] == {"vehicle_id": "t-1", "soc": 79.5,
+                                                               "rev": 1}  # fmt: skip
+    assert "trace" not in on_fleet
+    snapshot = await live.snapshot("t-1")
+    assert snapshot is not None and "trace" not in snapshot["telemetry"]
+    assert "trace" not in (await live.history("t-1", 10))[0]

@@ -283,6 +283,10 @@ class UsageProfile(_Wire):
 
 
 class ResolvedUsage(BaseModel):
+    """The usage the forecast assumed; `source` says where each figure came from. Figures
+    from history are in the twin's simulated time (never aging-accelerated): daily_km after a
+    whole simulated day, charging habits from the charging records."""
+
     daily_km: float
     wh_per_km: float
     soc_min: float
@@ -327,11 +331,22 @@ class ModelForecast(BaseModel):
     fade_pct_per_year: float = Field(description="mean SOH loss over the horizon, %-points/year")
 
 
+class ModelBand(BaseModel):
+    """[lowest, highest] over the physical models (null: beyond the 50-year horizon)."""
+
+    soh_in_2_years: list[float]
+    years_to_80: list[float | None]
+    fade_pct_per_year: list[float]
+
+
 class ForecastResponse(ModelForecast):
     vehicle_id: str | None
     usage: ResolvedUsage
     by_model: list[ModelForecast] | None = Field(
         None, description="with compare_models: the same usage under each physical model"
+    )
+    band: ModelBand | None = Field(
+        None, description="with compare_models: the spread of by_model, the model uncertainty"
     )
 
 

@@ -22,6 +22,8 @@ class Settings(BaseModel):
     hub_url: str = "memory://"
     max_samples_per_request: int = Field(200_000, ge=1)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    # Samples of each batch published with the step for live charts (0: telemetry only).
+    live_trace_points: int = Field(200, ge=0, le=10_000)
     # Bodies of every endpoint but /step (which has max_body_bytes): 10,000 fleet items with
     # vehicle id, preset and full usage take ~1.8 MB.
     max_json_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)

@@ -120,7 +120,8 @@ async def _step(request: Request, settings: Settings, live: LiveBackend, metrics
     try:
         require_write_key(request, settings)
         body = await read_body(request)
-        args = (body, settings.default_vehicle, settings.max_samples_per_request)
+        args = (body, settings.default_vehicle, settings.max_samples_per_request,
+                settings.live_trace_points)  # fmt: skip
         if len(body) > THREAD_THRESHOLD_BYTES:
             outcome = await run_in_threadpool(run_step_body, *args)
         else:
@@ -134,8 +135,9 @@ async def _step(request: Request, settings: Settings, live: LiveBackend, metrics
             # Raises only for a conflict: hub/store failures are counted and a best-effort rev
             # comes back.
             rev = await live.commit(
-                outcome.vehicle_id, outcome.state, outcome.telemetry, expect_rev=expect
-            )
+                outcome.vehicle_id, outcome.state, outcome.telemetry, expect_rev=expect,
+                trace=outcome.live_trace,
+            )  # fmt: skip
         except RevConflict as exc:
             metrics.steps_rejected.inc(status="409")
             raise rev_conflict(exc) from None

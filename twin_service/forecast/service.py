@@ -29,8 +29,13 @@ DEFAULT_USAGE = {
     "charge_c_rate": 0.15,
     "dc_fast_share": 0.0,
 }
-MIN_OBSERVED_KM = 1.0  # less driving than this says nothing about daily distance
-MIN_OBSERVED_S = 600.0
+MIN_OBSERVED_KM = 1.0  # less driving than this says nothing about distance
+MIN_OBSERVED_DAYS = 1.0  # simulated days before the distance per day is taken from history
+MIN_RECORDS = 10  # history records before a window, climate or charging habit is taken
+MAX_DAILY_KM = 800.0  # 16 h a day at 50 km/h
+MIN_WH_PER_KM, MAX_WH_PER_KM = 60.0, 400.0
+DC_FAST_MIN_C = 1.0  # a charge above this C-rate counts as DC fast charging
+DAY_S = 86400.0
 MONTHS_PER_YEAR = 12
 LONG_HORIZON_YEARS = 50.0
 FLEET_MIN_HORIZON_YEARS = 2.0  # soh_in_2_years needs at least two years
@@ -120,21 +125,45 @@ def check_fleet(settings: Settings, items: int, years: float, include_points: bo
     )
 
 
-def observed_usage(snapshot: dict[str, Any] | None, history: list[dict[str, Any]]) -> dict:
-    """Usage figures a vehicle has shown so far (only those with enough evidence)."""
+def observed_usage(
+    snapshot: dict[str, Any] | None, history: list[dict[str, Any]], capacity_ah: float
+) -> dict[str, float]:
+    """Usage figures a vehicle has shown so far, only those with enough evidence, in the
+    twin's own (simulated, never aging-accelerated) time and within sane bounds.
+
+    - daily_km: distance per simulated day, once a whole day has passed (a drive without the
+      rest of its day says nothing about a day);
+    - wh_per_km: energy discharged per km (regen is not told apart from plug charging, so it
+      is not subtracted);
+    - soc_min/soc_max: the SOC range of the recent history;
+    - ambient_c: the mean ambient of the recent history, else the last one;
+    - charge_c_rate and dc_fast_share: the mean C-rate of the charging records, and the share
+      of them above DC_FAST_MIN_C.
+    """
     if not snapshot:
         return {}
     st = snapshot["state"]
     found: dict[str, float] = {"ambient_c": float(st["ambient_c"])}
     km, elapsed = st["total_distance_km"], st["elapsed_s"]
-    if km >= MIN_OBSERVED_KM and elapsed >= MIN_OBSERVED_S:
-        found["daily_km"] = min(km / (elapsed / 86400.0), 2000.0)
-        net_kwh = st["energy_discharged_kwh"] - st["energy_charged_kwh"]
-        if net_kwh > 0:
-            found["wh_per_km"] = min(net_kwh * 1000.0 / km, 2000.0)
+    if km >= MIN_OBSERVED_KM and elapsed >= MIN_OBSERVED_DAYS * DAY_S:
+        found["daily_km"] = min(km / (elapsed / DAY_S), MAX_DAILY_KM)
+    if km >= MIN_OBSERVED_KM:
+        wh = st["energy_discharged_kwh"] * 1000.0 / km
+        found["wh_per_km"] = min(max(wh, MIN_WH_PER_KM), MAX_WH_PER_KM)
     socs = [r["soc"] / 100.0 for r in history if "soc" in r]
-    if len(socs) >= 10 and max(socs) - min(socs) > 0.02:
+    if len(socs) >= MIN_RECORDS and max(socs) - min(socs) > 0.02:
         found["soc_min"], found["soc_max"] = float(min(socs)), float(max(socs))
+    ambients = [float(r["ambient_c"]) for r in history if "ambient_c" in r]
+    if len(ambients) >= MIN_RECORDS:
+        found["ambient_c"] = sum(ambients) / len(ambients)
+    c_rates = [
+        abs(float(r["current"])) / capacity_ah
+        for r in history
+        if r.get("is_charging") and "current" in r
+    ]
+    if len(c_rates) >= MIN_RECORDS:
+        found["charge_c_rate"] = min(max(sum(c_rates) / len(c_rates), 0.01), 5.0)
+        found["dc_fast_share"] = sum(c > DC_FAST_MIN_C for c in c_rates) / len(c_rates)
     return found
 
 
@@ -209,10 +238,10 @@ def resolve_item(
 ) -> Resolved:
     """Start state, usage, preset and aging model of one item (`snapshot` and `history`: the
     stored vehicle of `item.vehicle_id`, if any)."""
-    observed = observed_usage(snapshot, history) if snapshot is not None else {}
+    preset = preset_for(item, snapshot, default_vehicle)
+    observed = observed_usage(snapshot, history, preset.pack.capacity_ah) if snapshot else {}
     state = start_state(item, snapshot, loc)
     usage = resolve_usage(item.usage, observed, loc)
-    preset = preset_for(item, snapshot, default_vehicle)
     model = (snapshot or {}).get("telemetry", {}).get("aging_model")
     if model not in MODELS:
         model = preset.pack.aging_model
@@ -294,10 +323,28 @@ def model_forecast(r: Resolved, years: float, aging_model: str) -> dict[str, Any
 def single_forecast(body: ForecastRequest, r: Resolved) -> dict[str, Any]:
     """The response of POST /forecast."""
     result = model_forecast(r, body.years, body.aging_model or r.aging_model)
-    by_model = None
+    by_model = band = None
     if body.compare_models:
         by_model = [model_forecast(r, body.years, name) for name in PHYSICAL_MODELS]
-    return {**result, "vehicle_id": body.vehicle_id, "usage": r.usage, "by_model": by_model}
+        band = model_band(by_model)
+    return {**result, "vehicle_id": body.vehicle_id, "usage": r.usage, "by_model": by_model,
+            "band": band}  # fmt: skip
+
+
+def model_band(by_model: list[dict[str, Any]]) -> dict[str, list[float | None]]:
+    """[lowest, highest] of each summary over the models; years_to_80 beyond the long horizon
+    (None) counts as the highest."""
+    band: dict[str, list[float | None]] = {}
+    for key in ("soh_in_2_years", "fade_pct_per_year"):
+        values = [m[key] for m in by_model]
+        band[key] = [min(values), max(values)]
+    years = [m["years_to_80"] for m in by_model]
+    known = [y for y in years if y is not None]
+    band["years_to_80"] = [
+        min(known) if known else None,
+        None if len(known) < len(years) else max(known),
+    ]
+    return band
 
 
 def fleet_results(

@@ -1,7 +1,9 @@
 """The one interface the API uses for snapshots, history and fan-out.
 
 Wire messages (WebSocket and the Redis channel) are JSON objects:
-`{"type": "snapshot" | "state", "vehicle_id": ..., "rev": N, "telemetry": {...}}`.
+`{"type": "snapshot" | "state", "vehicle_id": ..., "rev": N, "telemetry": {...}}`; a "state"
+message on a vehicle's feed may also carry `trace`, the step's batch as columns (see
+step.service.live_trace); the fleet feed never does.
 """
 
 from __future__ import annotations
@@ -35,12 +37,21 @@ class RevConflict(Exception):
 
 
 def encode_message(
-    kind: str, vehicle_id: str, rev: int, telemetry: dict[str, Any], reset: bool = False
+    kind: str,
+    vehicle_id: str,
+    rev: int,
+    telemetry: dict[str, Any],
+    reset: bool = False,
+    trace: dict[str, list[float]] | None = None,
 ) -> Message:
-    text = orjson.dumps(
-        {"type": kind, "vehicle_id": vehicle_id, "rev": rev, "telemetry": telemetry}
-    ).decode()
-    return Message(vehicle_id, rev, text, reset)
+    message: dict[str, Any] = {
+        "type": kind, "vehicle_id": vehicle_id, "rev": rev, "telemetry": telemetry
+    }  # fmt: skip
+    fleet_text = orjson.dumps(message).decode()
+    if trace is None:
+        return Message(vehicle_id, rev, fleet_text, reset)
+    message["trace"] = trace
+    return Message(vehicle_id, rev, orjson.dumps(message).decode(), reset, fleet_text)
 
 
 class LiveBackend(Protocol):
@@ -56,6 +67,7 @@ class LiveBackend(Protocol):
         state: dict[str, Any],
         telemetry: dict[str, Any],
         expect_rev: int | None = None,
+        trace: dict[str, list[float]] | None = None,
     ) -> int:
         """Assign the vehicle's next rev (sets state["rev"] and telemetry["rev"]), store the
         snapshot, append to the history and publish, atomically.
@@ -66,7 +78,9 @@ class LiveBackend(Protocol):
         store keeps counting. None writes unconditionally (a deliberate replace).
 
         Never raises for hub/store failures: they are counted and logged, the check is
-        skipped, and a best-effort rev is returned (see the backend's notes)."""
+        skipped, and a best-effort rev is returned (see the backend's notes).
+
+        `trace` goes only into the published message (not the snapshot or the history)."""
         ...
 
     async def snapshot(self, vehicle_id: str) -> dict[str, Any] | None:

@@ -31,6 +31,13 @@ class Message:
     # True when the hub's revs for this vehicle restarted (store lost its data): clients must
     # accept it even though rev is not above what they saw.
     reset: bool = False
+    # The text for fleet subscribers when it differs (without the batch's trace).
+    fleet_text: str | None = None
+
+    def for_fleet(self) -> Message:
+        if self.fleet_text is None:
+            return self
+        return Message(self.vehicle_id, self.rev, self.fleet_text, self.reset)
 
 
 class KickReason(Enum):
@@ -135,8 +142,10 @@ class Fanout:
     def publish(self, message: Message) -> None:
         for sub in self._by_vehicle.get(message.vehicle_id, ()):
             sub.offer(message)
-        for sub in self._fleet:
-            sub.offer(message)
+        if self._fleet:
+            fleet = message.for_fleet()
+            for sub in self._fleet:
+                sub.offer(fleet)
 
     def start(self) -> None:
         """Start the sweeper that kicks clients which stay behind while nothing is published."""

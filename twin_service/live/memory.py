@@ -50,6 +50,7 @@ class MemoryLive:
         state: dict[str, Any],
         telemetry: dict[str, Any],
         expect_rev: int | None = None,
+        trace: dict[str, list[float]] | None = None,
     ) -> int:
         prev = self._snapshots.get(vehicle_id)
         stored = prev["rev"] if prev else 0
@@ -74,7 +75,7 @@ class MemoryLive:
         history.append(telemetry)
         self.metrics.messages.inc()
         self.metrics.store_vehicles.set(len(self._snapshots))
-        self.fanout.publish(encode_message("state", vehicle_id, rev, telemetry))
+        self.fanout.publish(encode_message("state", vehicle_id, rev, telemetry, trace=trace))
         return rev
 
     def _evict(self) -> None:

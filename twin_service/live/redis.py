@@ -77,7 +77,7 @@ REPAIR_BATCH = 500
 # KEYS: rev, snap, latest, hist, tail, hmeta, ids, recent
 # ARGV: vehicle_id, vehicle_id as JSON, floor rev, state JSON without rev, telemetry JSON
 #       without rev, recent capacity, tail capacity, channel, expected rev (-1: none),
-#       deadline (us, Redis clock)
+#       deadline (us, Redis clock), the message's extra members (',"trace":{...}' or '')
 # Returns the new rev; 0 when past the deadline; -(stored rev) on a rev conflict.
 COMMIT_LUA = """
 local t = redis.call('TIME')
@@ -133,7 +133,7 @@ while n > recent_cap do
   end
 end
 redis.call('PUBLISH', ARGV[8],
-  '{"type":"state","vehicle_id":' .. vid .. ',"rev":' .. rev .. ',"telemetry":' .. tel .. '}')
+  '{"type":"state","vehicle_id":' .. vid .. ',"rev":' .. rev .. ',"telemetry":' .. tel .. ARGV[11] .. '}')
 return rev
 """
 
@@ -232,6 +232,7 @@ class RedisLive:
         state: dict[str, Any],
         telemetry: dict[str, Any],
         expect_rev: int | None = None,
+        trace: dict[str, list[float]] | None = None,
     ) -> int:
         telemetry.pop("rev", None)
         state.pop("rev", None)
@@ -254,6 +255,7 @@ class RedisLive:
                             self.channel,
                             -1 if expect_rev is None else expect_rev,
                             int(deadline_us),
+                            b',"trace":' + orjson.dumps(trace) if trace is not None else b"",
                         ],
                     )
                 )
@@ -366,7 +368,10 @@ class RedisLive:
             )
         self._seen_rev[vehicle_id] = rev
         self._note_rev(vehicle_id, rev)
-        self.fanout.publish(Message(vehicle_id, rev, data.decode(), reset))
+        fleet_text = None
+        if head.pop("trace", None) is not None:
+            fleet_text = orjson.dumps(head).decode()
+        self.fanout.publish(Message(vehicle_id, rev, data.decode(), reset, fleet_text))
 
     # -- the supervised listener -----------------------------------------------------------
 

@@ -63,6 +63,7 @@ class StepOutcome:
     base_rev: int | None = None  # the rev the request's state carried
     store: bool = True
     replace: bool = False
+    live_trace: dict[str, list[float]] | None = None  # published with the step (live_trace)
 
 
 MAX_JSON_DEPTH = 1024  # orjson's nesting limit; no request needs a tenth of it
@@ -117,12 +118,14 @@ def gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def run_step_body(body: bytes, default_vehicle: str, max_samples: int) -> StepOutcome:
+def run_step_body(
+    body: bytes, default_vehicle: str, max_samples: int, trace_points: int = 0
+) -> StepOutcome:
     """Decode a /step body and run it (see run_step)."""
     if len(body) <= GC_PAUSE_MIN_BYTES:  # few objects: pausing the collector costs more
-        return run_step(decode_json(body), default_vehicle, max_samples)
+        return run_step(decode_json(body), default_vehicle, max_samples, trace_points)
     with gc_paused():
-        return run_step(decode_json(body), default_vehicle, max_samples)
+        return run_step(decode_json(body), default_vehicle, max_samples, trace_points)
 
 
 def resolve_vehicle(vehicle: str | VehiclePreset | None, default_vehicle: str) -> VehiclePreset:
@@ -263,8 +266,11 @@ def _envelope_fast(payload: dict[str, Any]) -> _Envelope | None:
     return _Envelope(vehicle_id, vehicle, state, payload.get("samples"), options)
 
 
-def run_step(payload: Any, default_vehicle: str, max_samples: int) -> StepOutcome:
-    """Validate a decoded /step body, run the model and build the response parts."""
+def run_step(
+    payload: Any, default_vehicle: str, max_samples: int, trace_points: int = 0
+) -> StepOutcome:
+    """Validate a decoded /step body, run the model and build the response parts (with a
+    live trace of at most `trace_points` samples when stored)."""
     if not isinstance(payload, dict):
         raise ApiError(422, [error_item(["body"], "Input should be a JSON object", "dict_type")])
     env: _Envelope | StepEnvelope | None = _envelope_fast(payload)
@@ -308,6 +314,7 @@ def run_step(payload: Any, default_vehicle: str, max_samples: int) -> StepOutcom
     return StepOutcome(
         env.vehicle_id, wire_state, telemetry, trace, cols.n, base_rev,
         env.options.store, env.options.replace,
+        live_trace(result, trace_points) if env.options.store else None,
     )  # fmt: skip
 
 
@@ -395,6 +402,35 @@ def build_telemetry(
         "aging_out_of_range": flags != 0,
         "aging_out_of_range_stressors": out_of_range_names(flags),
     }
+
+
+# Columns of the trace published with a step, their scale (to telemetry's units) and the
+# decimals kept (finer than any chart shows).
+_LIVE_TRACE = (
+    ("elapsed_s", "t_s", 1.0, 3),
+    ("soc", "soc", 100.0, 4),
+    ("soh", "soh", 100.0, 5),
+    ("voltage", "voltage_v", 1.0, 3),
+    ("current", "current_a", 1.0, 2),
+    ("power_kw", "power_w", 1e-3, 3),
+    ("temperature", "temperature_c", 1.0, 3),
+)
+
+
+def live_trace(result: StepResult, points: int) -> dict[str, list[float]] | None:
+    """The batch's course for live charts: at most `points` samples evenly spread over it,
+    the last one included (it equals the telemetry); None for one sample or points < 2."""
+    n = result.t_s.shape[0]
+    if n < 2 or points < 2:
+        return None
+    idx = np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(np.int64))
+    out: dict[str, list[float]] = {}
+    for key, attr, scale, decimals in _LIVE_TRACE:
+        column = getattr(result, attr)[idx]
+        if key == "soc":
+            column = np.clip(column, 0.0, 1.0)
+        out[key] = np.round(column * scale, decimals).tolist()
+    return out
 
 
 def build_trace(result: StepResult) -> list[dict[str, float]]:

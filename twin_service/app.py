@@ -15,7 +15,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from twin_service import __version__
-from twin_service.api import dashboard, forecast, health, live, metrics, presets, step, vehicles
+from twin_service.api import (
+    dashboard, docs, forecast, health, live, metrics, presets, step, vehicles,
+)  # fmt: skip
 from twin_service.errors import ApiError, api_error_handler
 from twin_service.limits import BodyLimits
 from twin_service.live import create_live
@@ -54,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from local assets by api.docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -63,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RecursionError, _too_deep_handler)
     # presets before vehicles so /vehicles/presets is not taken as a vehicle id; the dashboard
     # (static files at /) comes last.
-    for module in (step, forecast, presets, vehicles, live, health, metrics, dashboard):
+    for module in (step, forecast, presets, vehicles, live, health, metrics, docs, dashboard):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

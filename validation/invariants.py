@@ -63,18 +63,13 @@ class RateRun:
     power_rel_err: float  # largest |P - demand| / |demand| where no limit applied
     limited_samples: int
     state: dict
-    wall_s: float
 
 
 def drive(twin: Twin, hz: float, drive_s: float = DRIVE_S) -> RateRun:
-    import time
-
     samples = samples_at(hz, drive_s)
-    t0 = time.perf_counter()
     out = twin.step(
         vehicle_id=f"val-rate-{hz:g}", vehicle=VEHICLE, samples=samples, options={"trace": True}
     )
-    wall = time.perf_counter() - t0
     trace = out["trace"]
     st = out["state"]
     cap_ah = twin.preset(VEHICLE)["pack"]["capacity_ah"]
@@ -120,7 +115,6 @@ def drive(twin: Twin, hz: float, drive_s: float = DRIVE_S) -> RateRun:
         power_rel,
         int(np.count_nonzero(~met)),
         st,
-        wall,
     )
 
 
@@ -204,7 +198,6 @@ def render(runs: list[RateRun]) -> Section:
                 f"{st['soc'] * 100:.4f}",
                 f"{st['temperature_c']:.4f}",
                 f"{r.temperature.max():.3f}",
-                f"{r.wall_s:.2f}",
             ]
         )
     balance = md_table(
@@ -221,7 +214,6 @@ def render(runs: list[RateRun]) -> Section:
             "final SOC %",
             "final T °C",
             "peak T °C",
-            "request wall s",
         ],
         rows,
     )

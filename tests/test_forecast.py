@@ -332,3 +332,16 @@ def test_fleet_errors_name_the_item(client: TestClient) -> None:
     assert resp.status_code == 422, resp.text
     locs = [e["loc"] for e in resp.json()["detail"]]
     assert ["body", "years"] in locs and ["body", "items", 555, "usage", "daily_km"] in locs
+
+
+def test_a_vehicle_stepped_inline_asks_for_its_vehicle(client: TestClient) -> None:
+    vehicle = {"base": "sv1ev3", "pack": {"cells_series": 100}}
+    body = {"vehicle_id": "inline-fc", "vehicle": vehicle, "options": {"replace": True},
+            "samples": [{"dt_s": 1.0, "power_kw": 10.0}]}  # fmt: skip
+    assert client.post("/step", json=body).status_code == 200
+    resp = client.post("/forecast", json={"vehicle_id": "inline-fc"})
+    assert resp.status_code == 422, resp.text
+    (error,) = resp.json()["detail"]
+    assert error["loc"] == ["body", "vehicle"] and error["type"] == "vehicle_required"
+    out = forecast(client, vehicle_id="inline-fc", vehicle=vehicle)
+    assert out["usage"]["source"]["ambient_c"] == "history"

@@ -56,9 +56,9 @@ def _numbers(
             yield from _numbers(extra, doc, f"{path}.*", seen)
 
 
-@pytest.mark.parametrize("name", ["VehiclePreset", "VehiclePreset-Input"])
+@pytest.mark.parametrize("name", ["VehiclePreset", "VehiclePreset-Input", "VehicleOverride"])
 def test_every_number_of_an_inline_vehicle_has_bounds_in_the_openapi_schema(name: str) -> None:
-    """In /step's StepRequest and in the forecast requests."""
+    """In /step's StepRequest and in the forecast requests; full vehicles and overrides."""
     doc = openapi_document()
     found = list(_numbers({"$ref": f"#/components/schemas/{name}"}, doc, "vehicle", set()))
     assert len(found) >= 40

@@ -16,8 +16,16 @@ from starlette.concurrency import run_in_threadpool
 
 from twin_service import __version__
 from twin_service.api import (
-    dashboard, docs, forecast, health, live, metrics, presets, step, vehicles,
-)  # fmt: skip
+    dashboard,
+    docs,
+    forecast,
+    health,
+    live,
+    metrics,
+    presets,
+    step,
+    vehicles,
+)
 from twin_service.errors import ApiError, api_error_handler
 from twin_service.limits import BodyLimits
 from twin_service.live import create_live

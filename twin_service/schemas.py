@@ -172,9 +172,15 @@ class PackSeed(_Wire):
 
 
 class StepRequest(_Wire):
-    vehicle_id: VehicleId = "default"
+    vehicle_id: VehicleId = Field(
+        "default",
+        description="the twin this step belongs to; give each vehicle its own (a step without "
+        "one goes to the twin named `default`)",
+    )
     vehicle: VehicleRef | None = Field(
-        None, description="preset id from GET /vehicles/presets, or an inline preset"
+        None,
+        description="a preset id from GET /vehicles/presets (default: the service's "
+        "default_vehicle), a full vehicle of that shape, or {base, ...overrides}",
     )
     state: PackStateWire | PackSeed | None = None
     samples: list[Sample] = Field(min_length=1)

@@ -72,7 +72,8 @@ class Offline:
 
     def _route(self, route: Any) -> None:
         url = urlsplit(route.request.url)
-        if url.scheme in ("http", "https", "ws", "wss") and (url.hostname, url.port) != self.allowed:
+        outside = (url.hostname, url.port) != self.allowed
+        if url.scheme in ("http", "https", "ws", "wss") and outside:
             self.blocked.append(route.request.url)
             route.abort("internetdisconnected")
         else:

@@ -15,7 +15,7 @@ from twin_service.models.aging import LAYOUT, MODELS, REGISTRY
 from twin_service.models.aging.base import ForecastStart
 from twin_service.models.forecast import Forecast, Usage, forecast_steps, years_to_threshold
 from twin_service.models.pack import PackState
-from twin_service.presets import VehiclePreset
+from twin_service.presets import PRESETS, VehiclePreset
 from twin_service.schemas import ForecastItem, ForecastRequest, UsageProfile
 from twin_service.settings import Settings
 from twin_service.step.service import resolve_vehicle, state_from_wire
@@ -222,10 +222,18 @@ def start_state(
     return PackState(_fresh_vector().copy())  # a new pack (building one costs ~0.1 ms)
 
 
-def preset_for(item: ForecastItem, snapshot: dict[str, Any] | None, default: str) -> VehiclePreset:
+def preset_for(
+    item: ForecastItem, snapshot: dict[str, Any] | None, default: str, loc: list[str | int]
+) -> VehiclePreset:
     if item.vehicle is None and snapshot is not None:
-        model = snapshot.get("telemetry", {}).get("vehicle_model")
-        return resolve_vehicle(model or default, default)
+        model = snapshot.get("telemetry", {}).get("vehicle_model") or default
+        if model not in PRESETS:
+            msg = (
+                f"vehicle {item.vehicle_id!r} was stepped with an inline vehicle ({model!r}), "
+                "which the store does not keep; send that vehicle as `vehicle`"
+            )
+            raise ApiError(422, [error_item(loc + ["vehicle"], msg, "vehicle_required")])
+        return resolve_vehicle(model, default)
     return resolve_vehicle(item.vehicle, default)
 
 
@@ -238,7 +246,7 @@ def resolve_item(
 ) -> Resolved:
     """Start state, usage, preset and aging model of one item (`snapshot` and `history`: the
     stored vehicle of `item.vehicle_id`, if any)."""
-    preset = preset_for(item, snapshot, default_vehicle)
+    preset = preset_for(item, snapshot, default_vehicle, loc)
     observed = observed_usage(snapshot, history, preset.pack.capacity_ah) if snapshot else {}
     state = start_state(item, snapshot, loc)
     usage = resolve_usage(item.usage, observed, loc)

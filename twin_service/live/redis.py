@@ -133,7 +133,8 @@ while n > recent_cap do
   end
 end
 redis.call('PUBLISH', ARGV[8],
-  '{"type":"state","vehicle_id":' .. vid .. ',"rev":' .. rev .. ',"telemetry":' .. tel .. ARGV[11] .. '}')
+  '{"type":"state","vehicle_id":' .. vid .. ',"rev":' .. rev .. ',"telemetry":' .. tel ..
+  ARGV[11] .. '}')
 return rev
 """
 

@@ -1,9 +1,9 @@
 """Vehicle presets: pack, drivetrain and road-load data, each number with its source.
 
-A preset is also the shape of an inline `vehicle` object in POST /step. Every number has
-physical bounds (generous enough for a scooter and a truck, declared in the OpenAPI schema)
-and the model validators check that the numbers agree with each other; an error names the
-field.
+A preset is also the shape of a full inline `vehicle` in POST /step and the forecasts (inline.py
+has the request's forms). Every number has physical bounds (generous enough for a scooter and a
+truck, declared in the OpenAPI schema) and the model validators check that the numbers agree
+with each other; an error names the field.
 """
 
 from __future__ import annotations
@@ -14,12 +14,9 @@ from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     computed_field,
     model_validator,
 )
@@ -166,7 +163,32 @@ def _derived_pack_values(
     }
 
 
+def derived_pack_bounds() -> tuple[dict[str, float], dict[str, float]]:
+    """The computed fields' ranges: their values at the ends of cells_series (1..1000),
+    cells_parallel (1..1000) and cell_capacity_ah (0.1..5000)."""
+    return _derived_pack_values(1, 1, 0.1), _derived_pack_values(1000, 1000, 5000)
+
+
+def _show_derived(schema: dict[str, Any]) -> None:
+    """The input schema lists the computed fields as optional (the output one has them)."""
+    props = schema.setdefault("properties", {})
+    low, high = derived_pack_bounds()
+    for name in _DERIVED_PACK_FIELDS:
+        props.setdefault(
+            name,
+            {
+                "type": "number",
+                "minimum": low[name],
+                "maximum": high[name],
+                "description": "derived from cells_series, cells_parallel and "
+                "cell_capacity_ah; accepted when it agrees",
+            },
+        )
+
+
 class PackSpec(_Strict):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra=_show_derived)
+
     chemistry: Label = "LFP"
     cells_series: int = Field(ge=1, le=1000)
     cells_parallel: int = Field(1, ge=1, le=1000)
@@ -313,44 +335,6 @@ class VehiclePreset(_Strict):
         return self
 
 
-_NOT_PHYSICS = {"name", "sources"}
-
-
-def _not_a_builtin(vehicle: VehiclePreset) -> VehiclePreset:
-    """An inline vehicle may carry a built-in preset's id only when it is that preset (name and
-    sources aside): telemetry and forecasts know a vehicle's model by its id."""
-    builtin = PRESETS.get(vehicle.id)
-    if builtin is not None and vehicle.model_dump(exclude=_NOT_PHYSICS) != builtin.model_dump(
-        exclude=_NOT_PHYSICS
-    ):
-        raise ValueError(
-            f"id {vehicle.id!r} is a built-in preset's; an inline vehicle that differs from it "
-            "needs an id of its own"
-        )
-    return vehicle
-
-
-InlineVehicle = Annotated[VehiclePreset, AfterValidator(_not_a_builtin)]
-
-
-def _vehicle_kind(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "preset"
-    return "inline" if isinstance(value, dict | VehiclePreset) else None
-
-
-# A request's `vehicle`: a preset id or an inline vehicle; errors of an inline one are located
-# under "inline" (["body", "vehicle", "inline", "pack", "cells_series"]).
-VehicleRef = Annotated[
-    Annotated[str, Tag("preset")] | Annotated[InlineVehicle, Tag("inline")],
-    Discriminator(
-        _vehicle_kind,
-        custom_error_type="vehicle_type",
-        custom_error_message="Input should be a preset id or an inline vehicle object",
-    ),
-]
-
-
 def pack_params(preset: VehiclePreset) -> PackParams:
     """Pack-level model parameters from a preset (cells in series add, in parallel divide)."""
     p = preset.pack
@@ -441,11 +425,14 @@ def drivetrain_params(preset: VehiclePreset) -> DrivetrainParams:
 
 from twin_service.presets.vehicles import PRESETS  # noqa: E402  (data needs the classes)
 
+# isort: split
+from twin_service.presets.inline import VehicleOverride, VehicleRef  # noqa: E402  (needs PRESETS)
+
 __all__ = [
     "ID_PATTERN",
     "ID_RE",
     "PRESETS",
-    "InlineVehicle",
+    "VehicleOverride",
     "VehicleRef",
     "ChargeTaperSpec",
     "OcvSpec",
@@ -455,6 +442,7 @@ __all__ = [
     "PackSpec",
     "RoadLoadSpec",
     "VehiclePreset",
+    "derived_pack_bounds",
     "drivetrain_params",
     "on_cycler",
     "pack_params",

@@ -15,7 +15,13 @@ from typing import Any
 import yaml
 
 from bridge.cycles import available_cycles
-from bridge.poster import Poster, PosterConfig, PosterConflict, PosterStopped
+from bridge.poster import (
+    UNREACHABLE_LOG_S,
+    Poster,
+    PosterConfig,
+    PosterConflict,
+    PosterStopped,
+)
 from bridge.samples import Sample
 from clients.python import DEFAULT_TWIN_URL, TwinClient, TwinConnectionError, TwinHTTPError
 from twin_service.models.aging import MODEL_NAMES
@@ -24,10 +30,40 @@ logger = logging.getLogger("bridge")
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 FALLBACK_VEHICLE = "sv1ev3"
+#: Overnight charging target of demo days (--daily-passes) when --charge-to is not given.
+DEMO_DAY_CHARGE_TO = 0.9
+
+EXIT_CODES = """\
+exit codes:
+  0    every sample delivered
+  1    samples dropped or not delivered (service unreachable), or another error
+  2    bad input (file, preset, option)
+  3    simulator unavailable (BeamNG.tech)
+  4    the service holds a newer twin of the vehicle (409 rev_conflict)
+  130  interrupted (Ctrl-C, SIGTERM)"""
+URL = "http://127.0.0.1:8008"
+EXAMPLES = {
+    "cycle": f"""\
+  python -m bridge cycle --twin-url {URL} --vehicle-id ev-1 --vehicle Model3_2024 --fast
+  python -m bridge cycle --twin-url {URL} --vehicle-id demo --vehicle Model3_2024 \\
+      --speedup 10 --daily-passes 2 --initial-soc 0.5 --state-file demo.state.json""",
+    "charge": f"""\
+  python -m bridge charge --twin-url {URL} --vehicle-id dcfc --vehicle Model3_2024 \\
+      --charger-kw 250 --ambient-c -10 --precondition-min 15""",
+    "replay": f"""\
+  python -m bridge replay --twin-url {URL} --vehicle-id rec-1 \\
+      tests/fixtures/beamng/Model3_2024_powertrain_20250911_123812.json \\
+      tests/fixtures/beamng/Model3_2024_electrics_20250911_123812.json""",
+    "beamng": f"""\
+  python -m bridge beamng --twin-url {URL} --vehicle-id bng --no-launch --model Model3_2024""",
+    "explore": """\
+  python -m bridge explore --no-launch --model sv1ev3 --duration 5""",
+}
 
 
 def paced(samples: Iterator[Sample], speedup: float | None) -> Iterator[Sample]:
-    """Release samples at ``speedup`` × real time (None: as fast as they are consumed).
+    """Release samples at ``speedup`` × real time (None: as fast as they are consumed); a
+    sample with its own ``speedup`` (a parked car's hours) goes at that one.
 
     A sample becomes available at the end of the interval it covers; a consumer that falls
     behind catches up without sleeping.
@@ -36,10 +72,10 @@ def paced(samples: Iterator[Sample], speedup: float | None) -> Iterator[Sample]:
         yield from samples
         return
     started_at = time.monotonic()
-    simulated_s = 0.0
+    wall_s = 0.0
     for sample in samples:
-        simulated_s += sample.dt_s
-        delay_s = started_at + simulated_s / speedup - time.monotonic()
+        wall_s += sample.dt_s / (sample.speedup or speedup)
+        delay_s = started_at + wall_s - time.monotonic()
         if delay_s > 0:
             time.sleep(delay_s)
         yield sample
@@ -73,6 +109,13 @@ def _fraction(value: str) -> float:
     return number
 
 
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0: {value}")
+    return number
+
+
 def _names(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
@@ -87,14 +130,18 @@ def _add_twin_options(parser: argparse.ArgumentParser, *, default_pace: str) -> 
     twin.add_argument(
         "--twin-url",
         default=os.environ.get("TWIN_URL", DEFAULT_TWIN_URL),
-        help="service URL (default %(default)s, env TWIN_URL)",
+        help=f"service URL (default {DEFAULT_TWIN_URL}, env TWIN_URL)",
     )
     twin.add_argument(
         "--api-key",
         default=os.environ.get("TWIN_API_KEY"),
         help="Bearer key for POST /step (env TWIN_API_KEY)",
     )
-    twin.add_argument("--vehicle-id", default="default", help="twin name (default %(default)s)")
+    twin.add_argument(
+        "--vehicle-id",
+        default="default",
+        help="twin name: the service keeps one twin per id (default %(default)s)",
+    )
     twin.add_argument("--vehicle", help="preset id (default: config's default_vehicle)")
     twin.add_argument("--config", help="config.yaml to read defaults from")
     twin.add_argument("--demo", action="store_true", help="demo aging (options.demo_mode)")
@@ -158,9 +205,20 @@ def _add_twin_options(parser: argparse.ArgumentParser, *, default_pace: str) -> 
     parser.set_defaults(default_pace=default_pace, fast=False, speedup=None)
 
 
+def _epilog(*commands: str) -> str:
+    examples = "\n".join(EXAMPLES[command] for command in commands)
+    return f"examples:\n{examples}\n\n{EXIT_CODES}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bridge", description="Feed the EV battery twin's POST /step."
+        prog="python -m bridge",
+        description=(
+            "Feed the EV battery twin's POST /step. The twin is --vehicle-id (default "
+            f"'default') at --twin-url (default {DEFAULT_TWIN_URL}, env TWIN_URL)."
+        ),
+        epilog=_epilog(*EXAMPLES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--log-level",
@@ -168,8 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    raw = argparse.RawDescriptionHelpFormatter
 
-    cycle = sub.add_parser("cycle", help="standard drive cycles through a road-load model")
+    cycle = sub.add_parser(
+        "cycle",
+        help="standard drive cycles through a road-load model",
+        epilog=_epilog("cycle"),
+        formatter_class=raw,
+    )
     cycle.add_argument(
         "--cycle",
         default="udds",
@@ -186,20 +250,41 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         help="resample the 1 Hz trace (e.g. 10); default: the trace's own rate",
     )
-    cycle.add_argument("--charge-to", type=_fraction, help="charging stops between cycles up to")
+    cycle.add_argument(
+        "--charge-to",
+        type=_fraction,
+        help=f"charging stops between cycles up to (default none; {DEMO_DAY_CHARGE_TO} with "
+        "--daily-passes)",
+    )
     cycle.add_argument(
         "--charge-below",
         type=_fraction,
         default=0.3,
-        help="plug in when SOC is below this between cycles (%(default)s)",
+        help="plug in when SOC is below this between cycles or at the park (%(default)s)",
     )
     cycle.add_argument(
         "--charge-kw", type=_positive, default=11.0, help="charging power (%(default)s kW)"
     )
+    cycle.add_argument(
+        "--daily-passes",
+        type=_count,
+        default=0,
+        help="demo days: N passes, then parked (and charged) for the rest of the 24 h; "
+        "0 = passes back to back (default)",
+    )
+    cycle.add_argument(
+        "--park-speedup",
+        type=_positive,
+        default=3600.0,
+        help="real-time factor of the parked hours (%(default)g: an hour per second)",
+    )
     _add_twin_options(cycle, default_pace="paced")
 
     charge = sub.add_parser(
-        "charge", help="a DC fast-charge session: minutes from one SOC to another, peak heat"
+        "charge",
+        help="a DC fast-charge session: minutes from one SOC to another, peak heat",
+        epilog=_epilog("charge"),
+        formatter_class=raw,
     )
     charge.add_argument(
         "--charger-kw", type=_positive, default=250.0, help="charger power (%(default)s kW)"
@@ -218,7 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_twin_options(charge, default_pace="fast")
 
-    replay = sub.add_parser("replay", help="recorded BeamNG JSON, CSV or JSONL logs")
+    replay = sub.add_parser(
+        "replay",
+        help="recorded BeamNG JSON, CSV or JSONL logs",
+        epilog=_epilog("replay"),
+        formatter_class=raw,
+    )
     replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
     replay.add_argument("--motors", type=_names, help="motor device names, comma-separated")
     replay.add_argument("--ambient-c", type=float, help="ambient temperature, °C")
@@ -230,7 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_twin_options(replay, default_pace="fast")
 
-    beamng = sub.add_parser("beamng", help="live BeamNG.tech via beamngpy")
+    beamng = sub.add_parser(
+        "beamng",
+        help="live BeamNG.tech via beamngpy",
+        epilog=_epilog("beamng"),
+        formatter_class=raw,
+    )
     _add_beamng_options(beamng)
     beamng.add_argument("--duration", type=_positive, help="stop after S simulated seconds")
     beamng.add_argument("--motors", type=_names, help="motor device names, comma-separated")
@@ -243,7 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_twin_options(beamng, default_pace="live")
 
-    explore = sub.add_parser("explore", help="save what BeamNG's sensors report")
+    explore = sub.add_parser(
+        "explore",
+        help="save what BeamNG's sensors report",
+        epilog=_epilog("explore"),
+        formatter_class=raw,
+    )
     _add_beamng_options(explore)
     explore.add_argument("--config", help="config.yaml with a beamng: section")
     explore.add_argument(
@@ -299,6 +399,7 @@ def _poster_config(
         max_buffer_samples=max(buffer, batch),
         block_when_full=fast,
         retry_max_s=args.retry_max_s,
+        unreachable_log_s=_env_seconds("BRIDGE_UNREACHABLE_LOG_S", UNREACHABLE_LOG_S),
         initial_state=_initial_state(args),
         state_file=args.state_file,
         live_file=args.live_file,
@@ -308,6 +409,15 @@ def _poster_config(
         replace=args.replace,
         resume_from_service=args.resume_from_service,
     )
+
+
+def _env_seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        seconds = default
+    return seconds if seconds > 0 else default
 
 
 def _initial_state(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -343,6 +453,13 @@ def run_source(
     """
     pace = _pace(args)
     speedup = (args.speedup or 1.0) if pace == "paced" else None
+    logger.info(
+        "posting to %s as vehicle %s (preset %s); --twin-url (env TWIN_URL) and --vehicle-id "
+        "change them",
+        args.twin_url,
+        args.vehicle_id,
+        vehicle,
+    )
     try:
         poster = Poster(client, _poster_config(args, vehicle, pace, source)).start()
     except PosterStopped as exc:
@@ -369,19 +486,27 @@ def run_source(
         close = getattr(samples, "close", None)  # a generator: lets a live source clean up
         if close is not None:  # (the PowertrainSensor is removed)
             close()
+    source_ended = code == 0
     flush_s = args.flush_timeout_s if code != 130 else min(args.flush_timeout_s, 30.0)
     try:
-        if not poster.close(timeout_s=flush_s) and code == 0:
-            code = 1
-        if code == 0:
-            poster.mark_finished()
-        elif isinstance(poster.fatal, PosterConflict):
-            code = 4
+        delivered = poster.close(timeout_s=flush_s)
+        if source_ended and delivered:
+            poster.mark_finished()  # (samples dropped or rejected on the way are lost for good)
     except KeyboardInterrupt:
         poster.abort()
         code = 130
+    if code in (0, 1) and isinstance(poster.fatal, PosterConflict):
+        code = 4
+    elif code == 0 and _lost(poster):
+        code = 1
     _summary(poster, time.monotonic() - started_at)
     return code
+
+
+def _lost(poster: Poster) -> int:
+    """Samples the service did not get: still buffered, dropped (buffer full) or rejected."""
+    stats = poster.stats
+    return poster.buffered + stats.samples_dropped + stats.samples_rejected
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -397,18 +522,30 @@ def _exit_code(exc: BaseException) -> int:
 
 
 def _summary(poster: Poster, wall_s: float) -> None:
+    """The last line of every run: delivered, not delivered, dropped, then the pack."""
     stats = poster.stats
     state = poster.state or {}
     km = state.get("total_distance_km")
-    line = f"done: {stats.samples_sent} samples in {stats.requests} requests, {wall_s:.1f} s wall"
+    requests = f"{stats.batches:,} request" + ("" if stats.batches == 1 else "s")
+    line = f"done: {stats.samples_sent:,} samples delivered in {requests}"
+    if stats.failed_attempts:
+        line += f" ({stats.failed_attempts:,} failed attempts)"
+    if poster.buffered:
+        line += f", {poster.buffered:,} buffered samples NOT delivered ({poster.unsent_reason})"
+    else:
+        line += ", 0 buffered samples left undelivered"
+    line += f", {stats.samples_dropped:,} dropped"
+    if stats.samples_dropped:
+        line += " (buffer full)"
+    if stats.samples_rejected:
+        line += f", {stats.samples_rejected:,} rejected by the service"
+    line += f"; {wall_s:.1f} s wall"
     if km:
         net_kwh = state.get("energy_discharged_kwh", 0.0) - state.get("energy_charged_kwh", 0.0)
         line += f", {km:.3f} km, {net_kwh / km * 1000:.1f} Wh/km net at the terminals"
     if "soc" in state:
         line += f", SOC {state['soc'] * 100:.2f} %, SOH {state.get('soh', 1.0) * 100:.4f} %"
-    if stats.samples_dropped or stats.samples_rejected:
-        line += f", dropped {stats.samples_dropped}, rejected {stats.samples_rejected}"
-    logger.info(line)
+    (logger.warning if _lost(poster) else logger.info)(line)
 
 
 def _client(args: argparse.Namespace) -> TwinClient:
@@ -423,9 +560,27 @@ def cmd_cycle(args: argparse.Namespace) -> int:
 
     vehicle = args.vehicle or _config_default_vehicle(args.config)
     repeat = args.repeat if args.repeat is not None else (1 if _pace(args) == "fast" else 0)
+    daily = args.daily_passes
+    charge_to = args.charge_to
+    if charge_to is None and daily:
+        charge_to = DEMO_DAY_CHARGE_TO
     charge = None
-    if args.charge_to is not None:
-        charge = ChargeStop(to=args.charge_to, below=args.charge_below, power_kw=args.charge_kw)
+    if charge_to is not None:
+        charge = ChargeStop(to=charge_to, below=args.charge_below, power_kw=args.charge_kw)
+    park_speedup = None
+    if _pace(args) == "paced":  # never slower than the drive
+        park_speedup = max(args.park_speedup, args.speedup or 1.0)
+    if daily:
+        logger.info(
+            "demo days: %d × %s, then parked for the rest of the 24 h (plugged in below "
+            "%.0f %% SOC, to %.0f %% at %g kW)%s",
+            daily,
+            args.cycle,
+            args.charge_below * 100,
+            charge_to * 100 if charge_to is not None else 0,
+            args.charge_kw,
+            f"; parked hours at {park_speedup:g}× real time" if park_speedup else "",
+        )
     with _client(args) as client:
         params = roadload_params(vehicle, client)
 
@@ -439,9 +594,13 @@ def cmd_cycle(args: argparse.Namespace) -> int:
                 charge=charge,
                 soc_feedback=poster.current_soc,
                 start=poster.resume_position,
+                daily_passes=daily,
+                park_speedup=park_speedup,
             )
 
-        source = {"kind": "cycle", "cycle": args.cycle, "sample_hz": args.sample_hz}
+        source: dict[str, Any] = {"kind": "cycle", "cycle": args.cycle, "sample_hz": args.sample_hz}
+        if daily:  # positions of demo days are only resumed by demo days of the same length
+            source["daily_passes"] = daily
         return run_source(args, client, vehicle, make, source)
 
 
@@ -484,8 +643,6 @@ def cmd_charge(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from bridge.sources.replay import replay_samples
 
-    vehicle = args.vehicle or _config_default_vehicle(args.config)
-
     def make(poster: Poster) -> Iterator[Sample]:
         start = poster.resume_position
         return replay_samples(
@@ -498,7 +655,36 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     source = {"kind": "replay", "files": [str(path) for path in args.files]}
     with _client(args) as client:
+        vehicle = args.vehicle or _recording_preset(
+            args.files, client, _config_default_vehicle(args.config)
+        )
         return run_source(args, client, vehicle, make, source)
+
+
+def _recording_preset(files: list[Path], client: TwinClient, fallback: str) -> str:
+    """The preset the recordings name (metadata, else file name), else ``fallback``."""
+    from bridge.presets import match_preset, preset_ids
+    from bridge.sources.replay import recording_vehicles
+
+    named = list(recording_vehicles(files))
+    if not named:
+        logger.info("the recordings name no vehicle: preset %s (--vehicle sets it)", fallback)
+        return fallback
+    ids = preset_ids(client)
+    for name, where in named:
+        preset = match_preset(name, ids)
+        if preset is not None:
+            logger.info("preset %s, from %s (--vehicle overrides it)", preset, where)
+            return preset
+    name, where = named[0]
+    logger.info(
+        "no preset named %r (from %s; presets: %s): preset %s (--vehicle sets it)",
+        name,
+        where,
+        ", ".join(ids) or "-",
+        fallback,
+    )
+    return fallback
 
 
 def _beamng_settings(args: argparse.Namespace) -> Any:

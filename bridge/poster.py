@@ -52,6 +52,8 @@ STATE_FILE_FORMAT = "ev-twin-bridge-state/2"
 STATE_FILE_FORMATS = ("ev-twin-bridge-state/1", STATE_FILE_FORMAT)
 #: Log a drop summary at most this often while the buffer overflows.
 DROP_LOG_INTERVAL_S = 10.0
+#: While the service cannot be reached, say so at least this often.
+UNREACHABLE_LOG_S = 10.0
 
 
 class PosterStopped(RuntimeError):
@@ -76,6 +78,8 @@ class PosterConfig:
     block_when_full: bool = False
     retry_first_s: float = 0.5
     retry_max_s: float = 30.0
+    #: Log a warning at least this often (wall seconds) while the service is unreachable.
+    unreachable_log_s: float = UNREACHABLE_LOG_S
     #: Seed for a new pack (``{"soc": 0.5}``) when there is no state file to resume from.
     initial_state: dict[str, Any] | None = None
     state_file: Path | None = None
@@ -94,8 +98,8 @@ class PosterConfig:
     def __post_init__(self) -> None:
         if self.max_batch_samples < 1 or self.max_buffer_samples < self.max_batch_samples:
             raise ValueError("need 1 ≤ max_batch_samples ≤ max_buffer_samples")
-        if self.max_batch_age_s <= 0 or self.retry_first_s <= 0:
-            raise ValueError("max_batch_age_s and retry_first_s must be > 0")
+        if self.max_batch_age_s <= 0 or self.retry_first_s <= 0 or self.unreachable_log_s <= 0:
+            raise ValueError("max_batch_age_s, retry_first_s and unreachable_log_s must be > 0")
         if self.replace and self.resume_from_service:
             raise ValueError("replace and resume_from_service exclude each other")
 
@@ -106,7 +110,8 @@ class PosterStats:
     samples_sent: int = 0
     samples_dropped: int = 0
     samples_rejected: int = 0
-    requests: int = 0
+    requests: int = 0  # POST /step attempts
+    batches: int = 0  # accepted POST /step requests
     failed_attempts: int = 0
     conflicts: int = 0  # 409 rev_conflict answers
     bridge_distance_km: float = 0.0  # Σ wheel speed·dt of the samples the service accepted
@@ -223,6 +228,11 @@ class Poster:
         self._thread: threading.Thread | None = None
         self._last_drop_log = 0.0
         self._drops_unlogged = 0
+        self._last_unreachable_log: float | None = None
+        #: True while the service cannot be reached (the last attempt failed with a
+        #: connection error or a retryable status).
+        self.unreachable = False
+        self._day: Any = None  # the "day" extra of the last accepted sample (demo days)
         self._last_progress = 0.0
         self._last_progress_line = ""
         self._sample_log: IO[str] | None = None
@@ -314,10 +324,9 @@ class Poster:
                 if isinstance(exc, TwinHTTPError) and not exc.retryable:
                     logger.warning("cannot read vehicle %r back: %s", self.config.vehicle_id, exc)
                     return None
-                log = logger.warning if failures == 1 or failures % 10 == 0 else logger.debug
-                log("GET vehicle %r failed (%s); retry %d", self.config.vehicle_id, exc, failures)
-            if self._abort.wait(delay_s * (0.5 + random.random())):
-                raise PosterStopped("aborted")
+                what = f"reading vehicle {self.config.vehicle_id!r} back"
+                if self._wait_to_retry(delay_s * (0.5 + random.random()), exc, failures, what):
+                    raise PosterStopped("aborted") from exc
             delay_s = min(self.config.retry_max_s, delay_s * 2.0)
 
     def start(self) -> Poster:
@@ -356,8 +365,8 @@ class Poster:
                 self._thread.join(5.0)
             emptied = not self._buffer
         if self._buffer:
-            reason = f"poster stopped: {self._fatal}" if self._fatal else "service unreachable"
-            logger.error("%d samples were not sent (%s)", len(self._buffer), reason)
+            unsent = f"{len(self._buffer):,}"
+            logger.error("%s samples were not sent (%s)", unsent, self.unsent_reason)
         self._progress(final=True)
         sender_done = self._thread is None or not self._thread.is_alive()
         if self._sample_log is not None and sender_done:
@@ -432,6 +441,17 @@ class Poster:
         """SOC (0..1) after every submitted sample, waiting for the service if needed."""
         self.flush()
         return None if self.state is None else float(self.state.get("soc", 0.0))
+
+    @property
+    def unsent_reason(self) -> str:
+        """Why samples are still buffered (after :meth:`close`)."""
+        if isinstance(self._fatal, PosterConflict):
+            return "the service holds a newer twin of the vehicle"
+        if self.unreachable:
+            return "service unreachable"
+        if self._fatal is not None and str(self._fatal) != "aborted":
+            return f"poster stopped: {str(self._fatal)[:120]}"
+        return "aborted" if self._abort.is_set() else "not sent yet"
 
     @property
     def fatal(self) -> BaseException | None:
@@ -527,6 +547,8 @@ class Poster:
                 )
                 if failures:
                     logger.info("service back after %d failed attempts", failures)
+                    self._last_unreachable_log = None
+                self.unreachable = False
                 return response
             except TwinValidationError as exc:
                 if self._handle_rejection(exc, batch):
@@ -553,22 +575,48 @@ class Poster:
             except TwinHTTPError as exc:
                 if not exc.retryable:
                     raise PosterStopped(f"service refused the request: {exc}") from exc
-                reason: str = str(exc)
+                error: TwinConnectionError | TwinHTTPError = exc
             except TwinConnectionError as exc:
-                reason = str(exc)
+                error = exc
             failures += 1
             self.stats.failed_attempts += 1
+            self.unreachable = True
             wait_s = delay_s * (0.5 + random.random())  # full jitter around the backoff
-            log = logger.warning if failures == 1 or failures % 10 == 0 else logger.debug
-            log(
-                "POST /step failed (%s); %d samples buffered; retry %d in %.1f s",
-                reason,
-                len(self._buffer),
-                failures,
-                wait_s,
-            )
-            self._abort.wait(wait_s)
+            self._wait_to_retry(wait_s, error, failures, "POST /step")
             delay_s = min(self.config.retry_max_s, delay_s * 2.0)
+
+    def _wait_to_retry(self, wait_s: float, error: Exception, attempt: int, what: str) -> bool:
+        """Wait ``wait_s`` before the next attempt, saying that the service is unreachable at
+        the first failure and then at least every ``unreachable_log_s`` (also while waiting).
+        Returns True when aborted."""
+        deadline = time.monotonic() + wait_s
+        every_s = self.config.unreachable_log_s
+        reason = _unreachable_reason(error)
+        first, told = attempt == 1, False
+        while True:
+            now = time.monotonic()
+            last = self._last_unreachable_log
+            if (first or last is None or now - last >= every_s) and deadline > now:
+                self._last_unreachable_log = last = now
+                logger.warning(
+                    "service %s unreachable (%s); %s samples buffered, retrying in %.1f s "
+                    "(%s, attempt %d)",
+                    getattr(self.client, "base_url", "?"),
+                    reason,
+                    f"{len(self._buffer):,}",
+                    deadline - now,
+                    what,
+                    attempt,
+                )
+            elif not told:
+                logger.debug("%s failed (%s); retry %d in %.1f s", what, error, attempt,
+                             deadline - now)  # fmt: skip
+            first, told = False, True  # the rest of this wait goes by the cadence
+            if deadline <= now:
+                return self._abort.is_set()
+            next_log_s = every_s if last is None else last + every_s - now
+            if self._abort.wait(max(0.0, min(deadline - now, next_log_s))):
+                return True
 
     def _base_rev(self) -> int:
         """The vehicle's rev before the next batch lands (it is stored at this + 1)."""
@@ -622,6 +670,8 @@ class Poster:
         self._replace_next = False
         self.last_response = response
         self.stats.samples_sent += len(batch)
+        self.stats.batches += 1
+        self._day = batch[-1].extras.get("day", self._day)
         self.stats.bridge_distance_km += sum(s.distance_m for s in batch) / 1000.0
         if self.config.state_file is not None:
             self._save()
@@ -667,7 +717,8 @@ class Poster:
         km = telemetry.get("total_distance_km", self.stats.bridge_distance_km)
         soc = telemetry.get("soc")
         soh = telemetry.get("soh")
-        parts = [
+        parts = [] if self._day is None else [f"day {self._day}"]
+        parts += [
             f"sent {self.stats.samples_sent}",
             f"{km:.2f} km",
             f"SOC {soc:.2f} %" if soc is not None else "SOC -",
@@ -698,6 +749,17 @@ class Poster:
         else:
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
+
+
+def _unreachable_reason(error: BaseException) -> str:
+    """``ConnectError: [Errno 111] Connection refused``, ``HTTP 503``: why a retry is due."""
+    if isinstance(error, TwinHTTPError):
+        return f"HTTP {error.status_code}"
+    cause = error.__cause__
+    if cause is not None:
+        text = str(cause)
+        return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+    return str(error)
 
 
 def _base(pending: Mapping[str, Any]) -> int:

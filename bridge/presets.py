@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bridge.roadload import RoadLoadParams
@@ -34,6 +35,36 @@ def fetch_preset(vehicle: str, client: TwinClient | None) -> dict[str, Any]:
         except (TwinConnectionError, TwinHTTPError) as exc:
             logger.info("presets from the service unavailable (%s); using twin_service", exc)
     return local_preset(vehicle)
+
+
+def preset_ids(client: TwinClient | None) -> list[str]:
+    """Preset ids the service knows (else the local ``twin_service.presets``)."""
+    if client is not None:
+        try:
+            presets = client.presets()
+        except (TwinConnectionError, TwinHTTPError) as exc:
+            logger.info("presets from the service unavailable (%s); using twin_service", exc)
+        else:
+            if isinstance(presets, Mapping) and isinstance(presets.get("presets"), list):
+                presets = presets["presets"]
+            if isinstance(presets, Mapping):
+                return [str(key) for key in presets]
+            if isinstance(presets, list):
+                return [str(p.get("id")) for p in presets if isinstance(p, Mapping) and p.get("id")]
+    try:
+        from twin_service.presets import PRESETS  # noqa: PLC0415 - optional, heavy import
+    except ImportError:
+        return []
+    return list(PRESETS)
+
+
+def match_preset(name: str, ids: Iterable[str]) -> str | None:
+    """The preset id ``name`` names: an exact match, else the one matching case-insensitively."""
+    ids = list(ids)
+    if name in ids:
+        return name
+    folded = [preset for preset in ids if preset.casefold() == name.casefold()]
+    return folded[0] if len(folded) == 1 else None
 
 
 def roadload_params(vehicle: str, client: TwinClient | None) -> RoadLoadParams:

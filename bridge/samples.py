@@ -42,7 +42,9 @@ class Sample:
     example BeamNG's own SOC, ``beamng_fuel``, for comparison with the twin). ``position``
     never goes to the service either: it is the source's cursor *after* this sample (JSON),
     saved in the state file so that a restarted source continues right behind it; None for
-    live sources, which cannot be resumed.
+    live sources, which cannot be resumed. ``speedup`` never goes to the service either: the
+    real-time factor this sample is paced at (None: the run's ``--speedup``), e.g. a parked
+    car's hours pass faster than its drive.
     """
 
     dt_s: float
@@ -58,6 +60,7 @@ class Sample:
     precondition: bool | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     position: dict[str, Any] | None = None
+    speedup: float | None = None
 
     def __post_init__(self) -> None:
         inputs = sum(x is not None for x in (self.motors, self.power_kw, self.current_a))

@@ -1,8 +1,12 @@
 """Run the twin service and a demo bridge together (what `make run` calls).
 
 Starts ``python -m twin_service`` on 127.0.0.1:8008 with the in-process hub (no Redis), waits
-until it answers /health, then starts ``python -m bridge cycle`` on the default drive cycle in
-demo mode (repeated forever, with charging stops), prints the dashboard URL and runs until
+until it answers /health, then starts ``python -m bridge cycle``: a demo day of two UDDS passes
+(24 km) at 10x real time, then parked for the rest of the 24 h day (an hour per wall second),
+plugged in overnight at 11 kW when SOC is below 30 %; the pack ages with its preset's physical
+model (naumann) at DEMO_TIME_MULTIPLIER x (aging time only, never SOC or temperature), so a
+forecast from its history sees an ordinary car. ``--toy-aging`` runs the original demo model
+(seed, 10,000x) instead. It prints the dashboard URL and what the feed is, and runs until
 Ctrl-C or SIGTERM. Then it stops the bridge first (it sends what it has buffered), then the
 service, and exits 0. If either child exits on its own, the other is stopped and its exit code
 is returned.
@@ -39,6 +43,7 @@ SERVICE_STOP_TIMEOUT_S = 10.0
 HURRY_TIMEOUT_S = 3.0
 POLL_S = 0.2
 PR_SET_PDEATHSIG = 1
+DEMO_TIME_MULTIPLIER = 100.0  # a simulated day ages the pack like 100 days
 
 
 class RunError(RuntimeError):
@@ -171,11 +176,14 @@ def bridge_child(args: argparse.Namespace, url: str) -> Child:
         url,
         "--vehicle-id",
         args.vehicle_id,
-        "--demo",
         "--repeat",
         "0",
         "--speedup",
         str(args.speedup),
+        "--daily-passes",
+        str(args.daily_passes),
+        "--park-speedup",
+        str(args.park_speedup),
         "--initial-soc",
         str(args.initial_soc),
         "--charge-to",
@@ -185,9 +193,31 @@ def bridge_child(args: argparse.Namespace, url: str) -> Child:
         "--charge-kw",
         str(args.charge_kw),
     ]
+    if args.toy_aging:
+        argv += ["--demo"]  # seed at its 10,000x
+    else:
+        argv += ["--time-multiplier", f"{args.time_multiplier:g}"]
     if args.config:
         argv += ["--config", args.config]
     return Child("bridge", argv, signal.SIGINT, BRIDGE_STOP_TIMEOUT_S)
+
+
+def feed_description(args: argparse.Namespace) -> str:
+    if args.toy_aging:
+        aging = "seed, the original toy demo model (not physical), at 10000x"
+    else:
+        aging = f"the preset's physical model at {args.time_multiplier:g}x (aging time only)"
+    day = (
+        f"{args.daily_passes} passes a day, parked the rest of the day at {args.park_speedup:g}x"
+        if args.daily_passes
+        else "passes back to back"
+    )
+    return (
+        f"{args.cycle} drive cycle at {args.speedup:g}x, {day}, charging at "
+        f"{args.charge_kw:g} kW below {args.charge_below:.0%} to {args.charge_to:.0%}\n"
+        f"  aging      {aging}\n"
+        f"  vehicle    {args.vehicle_id}"
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -211,6 +241,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=10.0,
         help="real-time factor of the drive cycle (%(default)s)",
+    )
+    demo.add_argument(
+        "--daily-passes",
+        type=int,
+        default=2,
+        help="passes of the cycle per simulated day, then parked (%(default)s; 0: no parking)",
+    )
+    demo.add_argument(
+        "--park-speedup",
+        type=float,
+        default=3600.0,
+        help="real-time factor while parked and charging overnight (%(default)s)",
+    )
+    demo.add_argument(
+        "--time-multiplier",
+        type=float,
+        default=DEMO_TIME_MULTIPLIER,
+        help="aging acceleration of the physical model (%(default)s; aging time only)",
+    )
+    demo.add_argument(
+        "--toy-aging",
+        action="store_true",
+        help="the original toy demo model (seed at 10000x) instead of a physical one",
     )
     demo.add_argument(
         "--initial-soc", type=float, default=0.4, help="SOC of the new pack (%(default)s)"
@@ -269,11 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bridge = bridge_child(args, url)
             children.append(bridge)
             bridge.start(env)
-            feed = (
-                f"{args.cycle} drive cycle at {args.speedup:g}x, demo aging, repeating, "
-                f"charging to {args.charge_to:.0%} below {args.charge_below:.0%} "
-                f"(vehicle {args.vehicle_id})"
-            )
+            feed = feed_description(args)
         else:
             feed = f"bridge not available: {why_not}; serving without a data feed"
         print(

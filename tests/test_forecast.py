@@ -141,6 +141,7 @@ def test_history_supplies_usage_defaults_in_simulated_days(client: TestClient) -
     out = forecast(client, vehicle_id="observed", years=3)
     src = out["usage"]["source"]
     assert src["daily_km"] == "default" and src["ambient_c"] == "history"
+    assert src["soc_min"] == src["soc_max"] == "default"  # no charge seen: no window yet
     assert out["usage"]["ambient_c"] == pytest.approx(12.0)
     assert src["wh_per_km"] == "history"
     assert out["usage"]["wh_per_km"] == pytest.approx(15000 / 72, rel=0.05)
@@ -167,6 +168,9 @@ def test_charging_habits_come_from_the_charging_records(client: TestClient) -> N
     assert out["usage"]["source"]["charge_c_rate"] == "history"
     assert out["usage"]["charge_c_rate"] == pytest.approx(-current / capacity_ah, rel=0.05)
     assert out["usage"]["dc_fast_share"] == 0.0
+    history = client.get("/vehicles/charger/history").json()
+    assert out["usage"]["source"]["soc_max"] == "history"
+    assert out["usage"]["soc_max"] == pytest.approx(max(r["soc"] for r in history) / 100)
 
 
 def test_the_band_spans_the_physical_models(client: TestClient) -> None:

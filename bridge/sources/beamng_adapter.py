@@ -105,6 +105,7 @@ class BeamNGSession:
     ) -> None:
         self.settings = settings
         # Launching needs the install folder; without it the bridge can only attach.
+        self.launch_requested = launch
         self.launch = launch and settings.beamng_home is not None
         self.take_player = take_player
         self.bng: Any = None
@@ -137,14 +138,34 @@ class BeamNGSession:
         try:
             self.bng.open(launch=self.launch)
         except Exception as exc:
-            where = f"{s.host}:{s.port}"
-            raise BeamNGUnavailable(f"cannot reach BeamNG.tech at {where}: {exc}") from exc
+            raise BeamNGUnavailable(self._unavailable(exc)) from exc
         if self.launch:
             self.vehicle = self._scenario_vehicle()
         else:
             self.vehicle = self._attached_vehicle()
         self._attach_sensors()
         self._start_driving()
+
+    def _unavailable(self, exc: BaseException) -> str:
+        """Why the simulator could not be opened, and what to pass instead."""
+        s = self.settings
+        where = f"{s.host}:{s.port}"
+        fix = (
+            "--beamng-home (or beamng_home in config.yaml beamng:) to launch, or --no-launch "
+            f"to attach to a running simulator at {where}"
+        )
+        error = f"{type(exc).__name__}: {exc}"
+        if not self.launch_requested:
+            return (
+                f"cannot attach to BeamNG.tech at {where} ({error}); start it with its API on "
+                f"{where} (--host, --port) or give {fix}"
+            )
+        if s.beamng_home is None:
+            return (
+                f"BeamNG.tech is not running at {where} and there is no BeamNG.tech folder to "
+                f"launch it from ({error}); give {fix}"
+            )
+        return f"cannot launch BeamNG.tech from {s.beamng_home} ({error}); give {fix}"
 
     def _scenario_vehicle(self) -> Any:
         """Own the simulation: a scenario on the configured level with our vehicle."""

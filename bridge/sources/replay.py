@@ -39,6 +39,37 @@ def recording_key(path: Path) -> str:
     return re.sub(r"_(powertrain|electrics|battery_analysis)_", "_", path.stem)
 
 
+#: ``<model>_<kind>_<YYYYMMDD>[_<HHMMSS>]``: the explorer's (and the recordings') file names.
+_KNOWN_KIND = re.compile(r"_(?:powertrain|electrics|battery_analysis)_\d{8}(?:_\d{6})?")
+_ANY_KIND = re.compile(r"_[A-Za-z]+(?:_[A-Za-z]+)*_\d{8}(?:_\d{6})?")
+#: Fields of a JSON log's top level that name the vehicle (first string wins).
+_VEHICLE_FIELDS = ("vehicle", "vehicle_model", "model")
+
+
+def recording_vehicles(paths: Sequence[Path]) -> Iterator[tuple[str, str]]:
+    """Vehicle names the recordings give, in order: ``(name, where it comes from)``.
+
+    Per file, a string ``vehicle`` / ``vehicle_model`` / ``model`` at the top of a JSON
+    object, then the file name's prefix before its first ``_<kind>_<date>``
+    (``Model3_2024_powertrain_20250911_123812.json`` → ``Model3_2024``).
+    """
+    for path in map(Path, paths):
+        if path.suffix.lower() == ".json":
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                data = None  # reported by the replay itself
+            if isinstance(data, Mapping):
+                for key in _VEHICLE_FIELDS:
+                    value = data.get(key)
+                    if isinstance(value, str) and value.strip():
+                        yield value.strip(), f"the {key!r} field of {path.name}"
+                        break
+        match = _KNOWN_KIND.search(path.stem) or _ANY_KIND.search(path.stem)
+        if match and match.start() > 0:
+            yield path.stem[: match.start()], f"the file name {path.name}"
+
+
 def replay_samples(
     paths: Sequence[Path],
     *,

@@ -135,7 +135,8 @@ def observed_usage(
       rest of its day says nothing about a day);
     - wh_per_km: energy discharged per km (regen is not told apart from plug charging, so it
       is not subtracted);
-    - soc_min/soc_max: the SOC range of the recent history;
+    - soc_min/soc_max: the SOC range of the recent history once it holds a charge (the day's
+      window is driven down from where charging leaves the pack);
     - ambient_c: the mean ambient of the recent history, else the last one;
     - charge_c_rate and dc_fast_share: the mean C-rate of the charging records, and the share
       of them above DC_FAST_MIN_C.
@@ -151,7 +152,8 @@ def observed_usage(
         wh = st["energy_discharged_kwh"] * 1000.0 / km
         found["wh_per_km"] = min(max(wh, MIN_WH_PER_KM), MAX_WH_PER_KM)
     socs = [r["soc"] / 100.0 for r in history if "soc" in r]
-    if len(socs) >= MIN_RECORDS and max(socs) - min(socs) > 0.02:
+    charged = any(r.get("is_charging") for r in history)
+    if charged and len(socs) >= MIN_RECORDS and max(socs) - min(socs) > 0.02:
         found["soc_min"], found["soc_max"] = float(min(socs)), float(max(socs))
     ambients = [float(r["ambient_c"]) for r in history if "ambient_c" in r]
     if len(ambients) >= MIN_RECORDS:

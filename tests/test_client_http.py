@@ -179,3 +179,11 @@ async def test_async_client(twin: ServiceProcess) -> None:
         assert "Model3_2024" in json.dumps(await client.presets())
         with pytest.raises(TwinValidationError):
             await client.step([{"dt_s": 1.0}])
+
+
+def test_recent_asks_for_the_latest_updated_vehicles() -> None:
+    client, seen = _recording_client(body=[])
+    assert client.recent(3) == []
+    (request,) = seen
+    assert request.url.path == "/vehicles"
+    assert dict(request.url.params) == {"order": "recent", "limit": "3"}

@@ -119,7 +119,28 @@ def test_no_vehicle_yet_and_offline() -> None:
     state.retry_at = NOW + 3
     text = render_text(state)
     assert "○ reconnecting in 3 s" in text
-    assert "No vehicle has reported yet" in text
+    assert "Waiting for a vehicle…" in text
+    assert "none has reported yet" not in text  # not known while disconnected
+    state.connection = "offline"
+    state.error = "connection refused"
+    text = render_text(state)
+    expected = (
+        "✖ cannot reach the service at http://127.0.0.1:8008 (connection refused) · retrying in 3 s"
+    )
+    assert expected in text
+    state.connection = "live"
+    assert "Waiting for a vehicle… none has reported yet" in render_text(state)
+
+
+def test_footer_names_the_keys_and_the_place_in_the_fleet() -> None:
+    state = dashboard_state()
+    assert "q quit" not in render_text(state)  # keys off: no footer
+    state.keys_enabled = True
+    for vehicle_id in ("ev-0", "ev-2"):
+        other = {**TELEMETRY, "vehicle_id": vehicle_id}
+        state.apply({"type": "state", "rev": 1, "telemetry": other}, NOW)
+    last = render_text(state).splitlines()[-1]
+    assert last == "↑/p previous   ↓/n next   r refresh   q quit   vehicle 2 of 3"
 
 
 def test_fleet_table_lists_every_vehicle_and_marks_the_selected_one() -> None:

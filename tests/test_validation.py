@@ -282,3 +282,15 @@ def test_heating_and_pulse_sections_run_without_the_peers(
     drop = {(c.soc, c.temperature_c): c.drop("now") for c in cases}
     assert drop[(0.15, 25.0)] > drop[(0.5, 25.0)] > drop[(0.5, 40.0)]
     assert "skipped" in ev_pack.render_pulses((cases, peer)).body
+
+
+def test_a_rerun_with_the_same_results_leaves_the_report_alone(tmp_path: Path) -> None:
+    from validation.run import PROVENANCE, write_report
+
+    out = tmp_path / "validation.md"
+    first = f"# Validation report\n\n{PROVENANCE} ... on 2026-12-01 10:00 UTC, in 30 s.\n\n| 1 |\n"
+    assert write_report(out, first)
+    rerun = first.replace("10:00", "11:00").replace("30 s", "31 s")
+    assert not write_report(out, rerun) and out.read_text() == first
+    changed = rerun.replace("| 1 |", "| 2 |")
+    assert write_report(out, changed) and out.read_text() == changed

@@ -225,13 +225,30 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t0
     report = assemble(sections, argv, total, args.out_dir)
     out = args.out_dir / "validation.md"
-    out.write_text(report)
+    changed = write_report(out, report)
+    name = out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out
     print(
-        f"[validate] wrote {out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out}"
+        f"[validate] {'wrote' if changed else 'kept (no result changed)'} {name}"
         f" and {len(figures)} figures in {total:.1f} s",
         flush=True,
     )
     return 0
+
+
+PROVENANCE = "How far the twin is from references"  # the line with date, machine and commit
+
+
+def _results(report: str) -> list[str]:
+    return [line for line in report.splitlines() if not line.startswith(PROVENANCE)]
+
+
+def write_report(path: Path, report: str) -> bool:
+    """Write the report unless only its provenance line (date, machine, commit, run time)
+    would change, so a rerun with nothing changed leaves the tree clean. True if written."""
+    if path.exists() and _results(path.read_text()) == _results(report):
+        return False
+    path.write_text(report)
+    return True
 
 
 if __name__ == "__main__":

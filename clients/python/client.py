@@ -240,8 +240,12 @@ class TwinClient(_ClientBase):
         return cast(StepResponse, self._request("POST", "/step", write=True, body=body))
 
     def vehicles(self) -> Any:
-        """``GET /vehicles``: latest telemetry of every known vehicle."""
+        """``GET /vehicles``: latest telemetry of every known vehicle (the first page)."""
         return self._request("GET", "/vehicles")
+
+    def recent(self, limit: int = 10) -> Any:
+        """``GET /vehicles?order=recent``: the ``limit`` most recently updated, newest first."""
+        return self._request("GET", "/vehicles", params={"order": "recent", "limit": limit})
 
     def vehicle(self, vehicle_id: str) -> StepResponse:
         """``GET /vehicles/{id}``: the latest step response; :class:`TwinNotFound` if unknown."""
@@ -369,6 +373,11 @@ class AsyncTwinClient(_ClientBase):
     async def vehicles(self) -> Any:
         """``GET /vehicles``."""
         return await self._request("GET", "/vehicles")
+
+    async def recent(self, limit: int = 10) -> Any:
+        """``GET /vehicles?order=recent``."""
+        params = {"order": "recent", "limit": limit}
+        return await self._request("GET", "/vehicles", params=params)
 
     async def vehicle(self, vehicle_id: str) -> StepResponse:
         """``GET /vehicles/{id}``."""

@@ -1,4 +1,7 @@
-"""python -m clients.terminal [--twin-url URL] [--vehicle-id NAME] [--refresh S] [--no-color]"""
+"""python -m clients.terminal [--twin-url URL] [--vehicle-id NAME] [--refresh S] [--no-color]
+[--once] [--keys-from-stdin]
+
+Keys (on a terminal): up/p previous vehicle, down/n next, r re-fetch, q quit."""
 
 from __future__ import annotations
 
@@ -6,12 +9,14 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 
 from rich.console import Console
 
 from clients.python import DEFAULT_TWIN_URL
 from clients.terminal.app import make_client, run_live, run_once
+from clients.terminal.keys import cbreak
 from clients.terminal.state import DashboardState
 
 REFRESH_RANGE_S = (0.5, 5.0)
@@ -30,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m clients.terminal",
         description="Live terminal dashboard of the EV battery twin: SOC, SOH, power and "
         "temperature of one vehicle, the lifetime forecast and the fleet.",
+        epilog="Keys: up or p previous vehicle, down or n next (by id), r re-fetch, q quit.",
     )
     parser.add_argument(
         "--twin-url",
@@ -37,7 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="service URL (default: $TWIN_URL or %(default)s)",
     )
     parser.add_argument(
-        "--vehicle-id", help="vehicle to show (default: the first one that reports)"
+        "--vehicle-id",
+        help="vehicle to show first (default: the most recently updated one, or the first "
+        "that reports)",
     )
     parser.add_argument(
         "--read-key",
@@ -57,7 +65,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="no colours (also when the NO_COLOR environment variable is set)",
     )
     parser.add_argument("--once", action="store_true", help="print the dashboard once and exit")
+    parser.add_argument(
+        "--keys-from-stdin",
+        action="store_true",
+        help="read the keys from stdin when it is not a terminal (a pipe), as typed",
+    )
     return parser.parse_args(argv)
+
+
+def standard_input() -> int | None:
+    """The file descriptor of stdin, None when there is none (closed, or replaced in-process)."""
+    try:
+        return sys.stdin.fileno() if sys.stdin is not None else None
+    except (OSError, ValueError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,15 +86,26 @@ def main(argv: list[str] | None = None) -> int:
     # Rich honours NO_COLOR by itself; --no-color forces it.
     console = Console(no_color=True if args.no_color else None)
     state = DashboardState(twin_url=args.twin_url, wanted_vehicle=args.vehicle_id)
+    stdin_fd = standard_input()
+    on_terminal = stdin_fd is not None and os.isatty(stdin_fd)
+    key_fd = stdin_fd if on_terminal or args.keys_from_stdin else None
 
     async def run() -> int:
-        async with make_client(args.twin_url, args.read_key) as client:
+        client = make_client(args.twin_url, args.read_key)
+        async with client:
             if args.once:
                 return await run_once(client, state, console)
-            await run_live(client, state, console, args.refresh)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(NotImplementedError):  # SIGTERM quits like q does
+                loop.add_signal_handler(signal.SIGTERM, stop.set)
+            await run_live(client, state, console, args.refresh, key_fd=key_fd, stop=stop)
             return 0
 
-    with contextlib.suppress(KeyboardInterrupt):
+    keyboard: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if stdin_fd is not None and on_terminal and not args.once:
+        keyboard = cbreak(stdin_fd)
+    with keyboard, contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run())
     return 0
 

@@ -1,12 +1,14 @@
-"""The terminal dashboard's I/O: a fleet subscription with reconnects, re-fetch on a rev gap, a
-periodic forecast, and a Rich Live screen repainted at the chosen interval."""
+"""The terminal dashboard's I/O: the fleet feed and the selected vehicle's feed with reconnects,
+re-fetch on a rev gap, a periodic forecast, keys, and a Rich Live screen repainted at the chosen
+interval."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
 
 from rich.console import Console
@@ -15,10 +17,13 @@ from rich.live import Live
 from clients.python import (
     AsyncTwinClient,
     TwinAuthError,
+    TwinConnectionError,
     TwinError,
     TwinHTTPError,
     TwinNotFound,
+    TwinSubscriptionRefused,
 )
+from clients.terminal.keys import Action, KeyReader
 from clients.terminal.render import FORECAST_YEARS, render_dashboard
 from clients.terminal.state import SPARK_POINTS, DashboardState
 
@@ -33,18 +38,20 @@ FORECAST_EVERY_S = 20.0
 
 
 class TwinSource(Protocol):
-    """What the dashboard needs from the service (``AsyncTwinClient`` provides it)."""
+    """What the dashboard needs from the service (:class:`AsyncTwinClient` provides it)."""
 
     def subscribe(self, vehicle_id: str | None = None, *, reconnect: bool = True) -> Any: ...
 
     async def vehicles(self) -> Any: ...
+
+    async def recent(self, limit: int) -> Any: ...
 
     async def vehicle(self, vehicle_id: str) -> Any: ...
 
     async def history(self, vehicle_id: str, limit: int | None = None) -> Any: ...
 
     async def forecast(
-        self, *, vehicle_id: str | None = None, years: float | None = None, **kwargs: Any
+        self, *, vehicle_id: str | None = None, years: float | None = None
     ) -> Any: ...
 
 
@@ -57,6 +64,22 @@ def close_code(exc: BaseException) -> int | None:
             return int(received.code)
         cause = cause.__cause__
     return None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short cause of a failed connection ("connection refused"), not the exception chain."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return "unknown host"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, TimeoutError):
+            return "timed out"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+        cause = cause.__cause__ or cause.__context__
+    return str(exc)
 
 
 def telemetry_records(body: Any) -> list[Mapping[str, Any]]:
@@ -77,15 +100,89 @@ def telemetry_records(body: Any) -> list[Mapping[str, Any]]:
     return records
 
 
+def message_vehicle(message: Mapping[str, Any]) -> str | None:
+    telemetry = message.get("telemetry")
+    if isinstance(telemetry, Mapping) and "vehicle_id" in telemetry:
+        return str(telemetry["vehicle_id"])
+    return None
+
+
 class TerminalDashboard:
-    """Keeps a :class:`DashboardState` current from a :class:`TwinSource`."""
+    """Keeps a :class:`DashboardState` current from a :class:`TwinSource`.
+
+    The fleet feed keeps every vehicle's row current and the list the keys step through; the
+    selected vehicle is followed on its own feed, resubscribed when the selection changes, and
+    the fleet feed's messages about it are left to that feed.
+    """
 
     def __init__(self, source: TwinSource, state: DashboardState) -> None:
         self.source = source
         self.state = state
+        # Without --vehicle-id the dashboard starts on the most recently updated vehicle.
+        self.start_pending = state.wanted_vehicle is None
         self._resync: asyncio.Task[None] | None = None
         self._resync_wanted = False
+        self._refresh: asyncio.Task[None] | None = None
         self._forecast_wakeup = asyncio.Event()
+        self._selection_changed = asyncio.Event()
+
+    def tasks(self) -> list[Coroutine[Any, Any, None]]:
+        """What runs while the dashboard is live."""
+        return [self.listen(), self.follow_selected(), self.forecasts()]
+
+    # ------------------------------------------------------------------ selection
+
+    async def find_start(self, *, background: bool = True) -> None:
+        """``GET /vehicles?order=recent&limit=1``: the vehicle to start on. None yet: the first
+        one the fleet feed brings. A service without that query: the first by id."""
+        try:
+            body = await self.source.recent(1)
+        except (TwinConnectionError, TwinAuthError):
+            raise  # asked again on the next connection
+        except TwinError as exc:
+            logger.debug("GET /vehicles?order=recent failed: %s", exc)
+            body = []
+        records = telemetry_records(body)
+        if records and self.state.wanted_vehicle is None:
+            self.state.wanted_vehicle = str(records[0]["vehicle_id"])
+        self.start_pending = False
+        self._after_change(background=background)
+
+    def select(self, vehicle_id: str) -> None:
+        """Show ``vehicle_id``: its feed, snapshot, history and forecast."""
+        self.start_pending = False
+        if self.state.select(vehicle_id):
+            self._on_selected()
+
+    def step_selection(self, step: int) -> None:
+        """The next (``step`` > 0) or previous vehicle by id."""
+        target = self.state.neighbour(step)
+        if target is not None:
+            self.select(target)
+
+    def refresh(self) -> None:
+        """Fetch the fleet, the selected vehicle and its forecast again."""
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.create_task(self._refetch())
+
+    async def _refetch(self) -> None:
+        try:
+            await self.load_fleet()
+        except TwinError as exc:
+            logger.debug("GET /vehicles failed: %s", exc)
+        self._schedule_resync()
+        self._forecast_wakeup.set()
+
+    def _after_change(self, *, background: bool = True) -> None:
+        if self.start_pending:
+            return
+        if self.state.choose_vehicle() is not None and background:
+            self._on_selected()
+
+    def _on_selected(self) -> None:
+        self._selection_changed.set()
+        self._schedule_resync()
+        self._forecast_wakeup.set()
 
     # ------------------------------------------------------------------ loading
 
@@ -104,16 +201,12 @@ class TerminalDashboard:
             snapshot = await self.source.vehicle(vehicle_id)
             self.state.load_snapshot(snapshot, time.time())
             history = await self.source.history(vehicle_id, limit=SPARK_POINTS)
-            self.state.load_history(telemetry_records(history))
+            if self.state.selected == vehicle_id:  # not switched away meanwhile
+                self.state.load_history(telemetry_records(history))
         except TwinNotFound:
             pass  # not reported yet; the stream brings it when it does
         except TwinError as exc:
             logger.debug("re-fetch of %s failed: %s", vehicle_id, exc)
-
-    def _after_change(self, *, background: bool = True) -> None:
-        if self.state.choose_vehicle() is not None and background:
-            self._schedule_resync()
-            self._forecast_wakeup.set()
 
     def _schedule_resync(self) -> None:
         # A gap seen while a re-fetch is under way may postdate what it fetched: go again.
@@ -133,7 +226,7 @@ class TerminalDashboard:
         delay_s = BACKOFF_FIRST_S
         while True:
             self.state.connection = "connecting"
-            self.state.new_connection()
+            self.state.new_connection("fleet")
             fleet_load = asyncio.create_task(self._load_fleet_when_connected())
             try:
                 async for message in self.source.subscribe(None, reconnect=False):
@@ -141,9 +234,10 @@ class TerminalDashboard:
                         self.state.connection = "live"
                         self.state.error = None
                         delay_s = BACKOFF_FIRST_S
-                    if self.state.apply(message, time.time()):
-                        self._schedule_resync()
-                    self._after_change()
+                    vehicle_id = message_vehicle(message)
+                    if vehicle_id is not None and vehicle_id != self.state.selected:
+                        self.state.apply(message, time.time(), "fleet")
+                        self._after_change()
                 wait_s = delay_s
             except TwinAuthError as exc:
                 self.state.connection = "unauthorized"
@@ -154,22 +248,30 @@ class TerminalDashboard:
                 self.state.error = str(exc)
                 wait_s = UNAUTHORIZED_RETRY_S
             except TwinError as exc:
-                self.state.error = str(exc)
                 wait_s = delay_s
                 if close_code(exc) == CLOSE_POLICY_VIOLATION:
                     self.state.connection = "unauthorized"
+                    self.state.error = str(exc)
                     wait_s = UNAUTHORIZED_RETRY_S
+                elif self.state.connection == "connecting":  # never got through
+                    self.state.connection = "offline"
+                    self.state.error = failure_reason(exc)
+                else:
+                    self.state.error = failure_reason(exc)
             finally:
                 fleet_load.cancel()
-            if self.state.connection not in ("unauthorized", "unavailable"):
+            if self.state.connection not in ("unauthorized", "unavailable", "offline"):
                 self.state.connection = "reconnecting"
             self.state.retry_at = time.time() + wait_s
             await asyncio.sleep(wait_s)
             delay_s = min(BACKOFF_MAX_S, delay_s * 2)
 
     async def _load_fleet_when_connected(self) -> None:
-        """GET /vehicles once per connection; its success also shows the service is up."""
+        """The start vehicle (until known) and GET /vehicles, once per connection; their
+        success also shows the service is up."""
         try:
+            if self.start_pending:
+                await self.find_start()
             await self.load_fleet()
         except TwinAuthError as exc:
             self.state.connection = "unauthorized"
@@ -182,23 +284,69 @@ class TerminalDashboard:
             self.state.connection = "live"
             self.state.error = None
 
+    async def follow_selected(self) -> None:
+        """Follow /ws/vehicles/{id} of the selected vehicle, resubscribing when it changes."""
+        while True:
+            self._selection_changed.clear()
+            vehicle_id = self.state.selected
+            changed = asyncio.create_task(self._selection_changed.wait())
+            waiting: set[asyncio.Task[Any]] = {changed}
+            if vehicle_id is not None:
+                waiting.add(asyncio.create_task(self._follow_vehicle(vehicle_id)))
+            try:
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in waiting:
+                    task.cancel()
+                await asyncio.wait(waiting)
+            for task in done:
+                if task is not changed and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+
+    async def _follow_vehicle(self, vehicle_id: str) -> None:
+        delay_s = BACKOFF_FIRST_S
+        while True:
+            self.state.new_connection("vehicle")
+            try:
+                async for message in self.source.subscribe(vehicle_id, reconnect=False):
+                    delay_s = BACKOFF_FIRST_S
+                    if message_vehicle(message) != vehicle_id:
+                        continue
+                    first = vehicle_id not in self.state.vehicles
+                    if self.state.apply(message, time.time(), "vehicle"):
+                        self._schedule_resync()
+                    if first:  # it has just reported: its forecast can be had now
+                        self._forecast_wakeup.set()
+                wait_s = delay_s
+            except (TwinAuthError, TwinNotFound, TwinSubscriptionRefused) as exc:
+                logger.debug("feed of %s refused: %s", vehicle_id, exc)
+                wait_s = UNAUTHORIZED_RETRY_S  # the fleet feed shows why
+            except TwinError as exc:
+                logger.debug("feed of %s lost: %s", vehicle_id, exc)
+                wait_s = delay_s
+            await asyncio.sleep(wait_s)
+            delay_s = min(BACKOFF_MAX_S, delay_s * 2)
+
     async def refresh_forecast(self) -> None:
         vehicle_id = self.state.selected
         if vehicle_id is None:
             return
         try:
-            forecast = await self.source.forecast(vehicle_id=vehicle_id, years=FORECAST_YEARS)
-            self.state.set_forecast(forecast, f"{FORECAST_YEARS}-year horizon")
+            forecast: Any = await self.source.forecast(vehicle_id=vehicle_id, years=FORECAST_YEARS)
+            note = f"{FORECAST_YEARS}-year horizon"
         except TwinHTTPError as exc:
-            self.state.set_forecast(None, f"unavailable: HTTP {exc.status_code}")
+            forecast, note = None, f"unavailable: HTTP {exc.status_code}"
         except TwinError:
-            self.state.set_forecast(None, "unavailable")
+            forecast, note = None, "unavailable"
+        if self.state.selected == vehicle_id:  # not switched away meanwhile
+            self.state.set_forecast(forecast, note)
 
     async def forecasts(self) -> None:
-        """The forecast of the selected vehicle, now and every FORECAST_EVERY_S."""
+        """The forecast of the selected vehicle, now, on a new selection and every
+        FORECAST_EVERY_S."""
         while True:
-            await self.refresh_forecast()
             self._forecast_wakeup.clear()
+            await self.refresh_forecast()
             # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that arrives as the event is set, and this task would then outlive the dashboard.
             wakeup = asyncio.create_task(self._forecast_wakeup.wait())
@@ -209,11 +357,33 @@ class TerminalDashboard:
 
 
 async def run_live(
-    source: TwinSource, state: DashboardState, console: Console, refresh_s: float
+    source: TwinSource,
+    state: DashboardState,
+    console: Console,
+    refresh_s: float,
+    *,
+    key_fd: int | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Run until cancelled (Ctrl-C), repainting every ``refresh_s`` seconds."""
+    """Run until ``stop`` is set, q is pressed or the task is cancelled (Ctrl-C), repainting
+    every ``refresh_s`` seconds and at once after a key. Keys are read from ``key_fd``."""
     dashboard = TerminalDashboard(source, state)
-    tasks = [asyncio.create_task(dashboard.listen()), asyncio.create_task(dashboard.forecasts())]
+    stop = stop or asyncio.Event()
+    repaint = asyncio.Event()
+
+    def on_key(action: Action) -> None:
+        if action == "quit":
+            stop.set()
+        elif action == "refresh":
+            dashboard.refresh()
+        else:
+            dashboard.step_selection(1 if action == "next" else -1)
+        repaint.set()
+
+    keys = KeyReader(key_fd, on_key) if key_fd is not None else None
+    state.keys_enabled = keys is not None
+    tasks = [asyncio.create_task(coroutine) for coroutine in dashboard.tasks()]
+    stopped = asyncio.create_task(stop.wait())
     try:
         with Live(
             render_dashboard(state, time.time(), console.width),
@@ -222,29 +392,41 @@ async def run_live(
             screen=console.is_terminal,
             transient=False,
         ) as live:
-            while True:
+            if keys is not None and not keys.start():
+                state.keys_enabled = False
+            while not stop.is_set():
                 for task in tasks:
                     if task.done() and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
                 live.update(render_dashboard(state, time.time(), console.width), refresh=True)
-                await asyncio.sleep(refresh_s)
+                repaint.clear()
+                repainted = asyncio.create_task(repaint.wait())
+                try:
+                    await asyncio.wait({repainted, stopped}, timeout=refresh_s)
+                finally:
+                    repainted.cancel()
     finally:
+        if keys is not None:
+            keys.stop()
+        stopped.cancel()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(stopped, *tasks, return_exceptions=True)
 
 
 async def run_once(source: TwinSource, state: DashboardState, console: Console) -> int:
     """Fetch once, print one screen, return an exit status (1 when the service is unreachable)."""
     dashboard = TerminalDashboard(source, state)
     try:
+        if dashboard.start_pending:
+            await dashboard.find_start(background=False)
         await dashboard.load_fleet(background=False)
     except TwinAuthError as exc:
         state.connection = "unauthorized"
         state.error = str(exc)
     except TwinError as exc:
         state.connection = "offline"
-        state.error = str(exc)
+        state.error = failure_reason(exc)
         console.print(render_dashboard(state, time.time(), console.width))
         return 1
     else:

@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from clients.terminal.keys import FOOTER
 from clients.terminal.state import DashboardState
 
 BAR_WIDTH = 40
@@ -174,7 +175,12 @@ def status_line(state: DashboardState, now: float) -> Text:
     elif connection == "unavailable":
         text.append("✖ service has no live stream", style="bold red")
     elif connection == "offline":
-        text.append("✖ cannot reach the service", style="bold red")
+        text.append(f"✖ cannot reach the service at {state.twin_url}", style="bold red")
+        if state.error:
+            text.append(f" ({state.error})", style="red")
+        if state.retry_at is not None:
+            wait = max(0, round(state.retry_at - now))
+            text.append(f" · retrying in {wait} s" if wait else " · retrying", style="yellow")
     else:
         text.append("○ connecting", style="yellow")
     telemetry = state.telemetry
@@ -406,13 +412,17 @@ def render_dashboard(state: DashboardState, now: float, width: int = 100) -> Ren
         ]
     else:
         title = "EV battery twin"
-        waiting = (
-            f"Waiting for {state.selected!r} to report…"
-            if state.selected
-            else "No vehicle has reported yet. Start one with: python -m bridge cycle --demo"
-        )
+        if state.selected:
+            waiting = f"Waiting for {state.selected!r} to report…"
+        elif state.connection == "live":
+            waiting = (
+                "Waiting for a vehicle… none has reported yet. "
+                "Start one with: twin-bridge cycle --vehicle-id my-ev"
+            )
+        else:
+            waiting = "Waiting for a vehicle…"
         body = [status_line(state, now), Text(), Text(waiting, style="dim")]
-    if state.error and state.connection != "live":
+    if state.error and state.connection not in ("live", "offline"):  # offline: said above
         body.append(Text(state.error, style="dim red"))
     panel = Panel(
         Group(*body),
@@ -426,4 +436,15 @@ def render_dashboard(state: DashboardState, now: float, width: int = 100) -> Ren
     parts: list[RenderableType] = [panel]
     if len(state.vehicles) > 1 or (state.vehicles and state.selected not in state.vehicles):
         parts.append(fleet_table(state, now, with_status=width >= 90, with_model=width >= 72))
+    if state.keys_enabled:
+        parts.append(footer(state))
     return Group(*parts)
+
+
+def footer(state: DashboardState) -> Text:
+    """The keys, and where the selected vehicle is in the order they step through."""
+    text = Text(FOOTER, style="dim")
+    position = state.position()
+    if position is not None:
+        text.append(f"   vehicle {position[0]} of {position[1]}", style="dim")
+    return text

@@ -15,6 +15,8 @@ SPARK_POINTS = 240
 STALE_AFTER_S = 30.0
 
 Connection = Literal["connecting", "live", "reconnecting", "unauthorized", "unavailable", "offline"]
+# The live streams: /ws/fleet, and /ws/vehicles/{id} of the selected vehicle.
+Feed = Literal["fleet", "vehicle"]
 
 
 @dataclass
@@ -34,29 +36,63 @@ class DashboardState:
     connection: Connection = "connecting"
     retry_at: float | None = None
     error: str | None = None
-    # Vehicles heard from on the current connection; the first message of each is
-    # authoritative even with a lower rev (the service restarted and lost them).
-    confirmed: set[str] = field(default_factory=set)
+    # (feed, vehicle) pairs heard from on the feeds' current connections; the first message of
+    # each is authoritative even with a lower rev (the service restarted and lost them).
+    confirmed: set[tuple[Feed, str]] = field(default_factory=set)
+    # Whether the keys work (a terminal or --keys-from-stdin): the footer names them.
+    keys_enabled: bool = False
 
     # ------------------------------------------------------------------ selection
 
     def choose_vehicle(self) -> str | None:
-        """Select the wanted vehicle, or the first known one; returns a newly selected id."""
+        """Select the wanted vehicle, or the first one heard of; returns a newly selected id."""
         if self.selected is not None:
             return None
         if self.wanted_vehicle is not None:
             candidate: str | None = self.wanted_vehicle
         else:
-            candidate = min(self.vehicles) if self.vehicles else None
+            candidate = next(iter(self.vehicles), None)
         if candidate is None:
             return None
-        self.selected = candidate
+        self.select(candidate)
+        return candidate
+
+    def select(self, vehicle_id: str) -> bool:
+        """Show ``vehicle_id`` from now on; False when it already is the selected one."""
+        if vehicle_id == self.selected:
+            return False
+        self.selected = vehicle_id
         self.soc_points.clear()
         self.power_points.clear()
         self.last_point_rev = None
         self.forecast = None
         self.forecast_note = "loading"
-        return candidate
+        return True
+
+    def vehicle_order(self) -> list[str]:
+        """The vehicles the keys step through: every known one and the selected one, by id."""
+        ids = set(self.vehicles)
+        if self.selected is not None:
+            ids.add(self.selected)
+        return sorted(ids)
+
+    def neighbour(self, step: int) -> str | None:
+        """The vehicle ``step`` places after the selected one in :meth:`vehicle_order`, wrapping
+        around (negative: before it); None when there is no other vehicle to go to."""
+        order = self.vehicle_order()
+        if not order or step == 0:
+            return None
+        if self.selected is None:
+            return order[0] if step > 0 else order[-1]
+        target = order[(order.index(self.selected) + step) % len(order)]
+        return None if target == self.selected else target
+
+    def position(self) -> tuple[int, int] | None:
+        """(1-based place of the selected vehicle in :meth:`vehicle_order`, how many there are)."""
+        if self.selected is None:
+            return None
+        order = self.vehicle_order()
+        return order.index(self.selected) + 1, len(order)
 
     @property
     def telemetry(self) -> dict[str, Any] | None:
@@ -64,12 +100,13 @@ class DashboardState:
 
     # ------------------------------------------------------------------ updates
 
-    def new_connection(self) -> None:
-        """Called when the live stream (re)connects."""
-        self.confirmed.clear()
+    def new_connection(self, feed: Feed = "fleet") -> None:
+        """Called when a live stream (re)connects."""
+        self.confirmed = {pair for pair in self.confirmed if pair[0] != feed}
 
-    def apply(self, message: Mapping[str, Any], now: float) -> bool:
-        """Apply one live message; True when the selected vehicle skipped a rev (re-fetch it)."""
+    def apply(self, message: Mapping[str, Any], now: float, feed: Feed = "fleet") -> bool:
+        """Apply one message of ``feed``; True when the selected vehicle skipped a rev (re-fetch
+        it)."""
         telemetry = message.get("telemetry")
         if not isinstance(telemetry, Mapping) or "vehicle_id" not in telemetry:
             return False
@@ -78,8 +115,10 @@ class DashboardState:
         previous = self.vehicles.get(vehicle_id)
         last_rev = previous.get("rev") if previous else None
         gap = False
-        authoritative = message.get("type") == "snapshot" or vehicle_id not in self.confirmed
-        self.confirmed.add(vehicle_id)
+        authoritative = (
+            message.get("type") == "snapshot" or (feed, vehicle_id) not in self.confirmed
+        )
+        self.confirmed.add((feed, vehicle_id))
         if isinstance(rev, int) and isinstance(last_rev, int):
             if rev <= last_rev and not authoritative:
                 return False  # a duplicate

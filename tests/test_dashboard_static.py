@@ -1,5 +1,6 @@
 """The service serves the browser dashboard (clients/web) at / and /static/, outside the API
-schema, self-contained (no CDN), and only the dashboard's own files."""
+schema, self-contained (no CDN; uPlot vendored under static/vendor/), and only the dashboard's
+own files."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from fastapi.testclient import TestClient
 from twin_service.app import create_app
 from twin_service.settings import Settings
 
-WEB_DIR = Path(__file__).resolve().parents[1] / "clients" / "web"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WEB_DIR = REPO_ROOT / "clients" / "web"
+VENDOR_DIR = WEB_DIR / "vendor"
+UPLOT_VERSION = "1.6.32"
+UPLOT_JS = f"/static/vendor/uplot/uPlot.iife.min.js?v={UPLOT_VERSION}"
+UPLOT_CSS = f"/static/vendor/uplot/uPlot.min.css?v={UPLOT_VERSION}"
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +41,14 @@ def test_root_serves_the_dashboard(client: TestClient) -> None:
         "gauge-soh",
         "gauge-power",
         "gauge-temperature",
-        "chart-history",
+        "chart-soc",
         "chart-power",
+        "chart-soh",
+        "range-buttons",
+        "csv-export",
+        "forecast-usage",
+        "forecast-threshold",
+        "twin-aging",
         "stat-fade",
         "stat-soh2",
         "stat-years80",
@@ -81,6 +93,12 @@ def test_assets(client: TestClient, path: str, media_type: str) -> None:
         "/static/../python/client.py",
         "/static/%2e%2e/%2e%2e/twin_service/settings.py",
         "/static/..%2f..%2fconfig.yaml",
+        "/static/vendor/uplot/LICENSE",  # no asset type
+        "/static/vendor/VENDORED.md",
+        "/static/vendor/uplot/missing.js",
+        "/static/vendor/../../terminal/app.py",
+        "/static/vendor/%2e%2e/%2e%2e/%2e%2e/config.yaml",
+        "/static/vendor/uplot/%2e%2e/%2e%2e/%2e%2e/twin_service/settings.py",
     ],
 )
 def test_nothing_else_is_served(client: TestClient, path: str) -> None:
@@ -101,12 +119,29 @@ def test_page_stays_open_with_a_read_key() -> None:
         assert client.get("/vehicles").status_code == 401
 
 
+URL = re.compile(r"https?://[^\s\"'`)]+")
+
+
 def test_no_external_resources() -> None:
     """No CDN, no fonts or scripts from elsewhere: the dashboard works offline."""
     for name in ("index.html", "app.js", "style.css", "favicon.svg"):
         text = (WEB_DIR / name).read_text()
-        urls = set(re.findall(r"https?://[^\s\"'`)]+", text))
+        urls = set(URL.findall(text))
         assert urls <= {"http://www.w3.org/2000/svg"}, (name, urls)
+    html = (WEB_DIR / "index.html").read_text()
+    for ref in re.findall(r'(?:src|href)="([^"]+)"', html):
+        assert ref.startswith("/"), ref  # the service's own files only
+
+
+@pytest.mark.parametrize("name", ["uplot/uPlot.iife.min.js", "uplot/uPlot.min.css"])
+def test_vendored_files_load_nothing_from_elsewhere(name: str) -> None:
+    """The only URL in the vendored files is uPlot's home page in the licence banner comment;
+    nothing the browser would fetch (no url(), import or script source elsewhere)."""
+    text = (VENDOR_DIR / name).read_text()
+    without_banner = re.sub(r"/\*!.*?\*/", "", text, flags=re.S)
+    assert URL.findall(without_banner) == []
+    assert set(URL.findall(text)) <= {"https://github.com/leeoniya/uPlot"}
+    assert not re.search(r"@import|url\(|importScripts|\bimport\(", without_banner)
 
 
 def test_forecast_card_asks_for_the_model_comparison() -> None:
@@ -115,5 +150,7 @@ def test_forecast_card_asks_for_the_model_comparison() -> None:
     script = (WEB_DIR / "app.js").read_text()
     assert "compare_models: true" in script
     assert "by_model" in script
-    assert 'api("/models")' in script
+    assert '"/models"' in script and '"/vehicles/presets"' in script
     assert "aging_out_of_range" in script
+    assert '"/vehicles", { query: { order: "recent", limit: 1 } }' in script
+    assert "X-Next-Cursor" in script

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tomllib
 from fnmatch import fnmatch
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -191,16 +191,29 @@ def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
         )
 
 
+def _glob_match(relative: PurePosixPath, pattern: str) -> bool:
+    """setuptools' package-data glob: `*` never crosses a directory."""
+    parts = pattern.split("/")
+    return len(parts) == len(relative.parts) and all(
+        fnmatch(name, part) for name, part in zip(relative.parts, parts, strict=True)
+    )
+
+
 def test_package_data_covers_runtime_files() -> None:
-    """The image installs the project as a wheel: every data file of the packages (dashboard,
-    presets, drive cycles) must match pyproject's package-data, or the image lacks it."""
+    """The image installs the project as a wheel: every data file of the packages (dashboard
+    and its vendored charts, API docs assets, presets, drive cycles) must match pyproject's
+    package-data for its package (relative to the package's directory), or the image lacks it."""
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["*"]
-    for package in ("twin_service", "bridge", "clients"):
-        for path in (REPO_ROOT / package).rglob("*"):
+    package_data = pyproject["tool"]["setuptools"]["package-data"]
+    for top in ("twin_service", "bridge", "clients"):
+        for path in (REPO_ROOT / top).rglob("*"):
             if path.is_dir() or "__pycache__" in path.parts or path.suffix in (".py", ".pyc"):
                 continue
-            assert any(fnmatch(path.name, p) for p in patterns), (
+            package = next(p for p in path.parents if (p / "__init__.py").exists())
+            name = ".".join(package.relative_to(REPO_ROOT).parts)
+            relative = PurePosixPath(path.relative_to(package).as_posix())
+            patterns = package_data.get("*", []) + package_data.get(name, [])
+            assert any(_glob_match(relative, p) for p in patterns), (
                 f"{path.relative_to(REPO_ROOT)} would be missing from the image"
             )
 

@@ -1,18 +1,27 @@
-// EV battery twin — browser dashboard. Plain JavaScript, no build step, charts drawn as SVG.
+// EV battery twin — browser dashboard. Plain JavaScript, no build step; gauges drawn as SVG,
+// charts by the vendored uPlot (static/vendor/uplot).
 //
 // Data flow: /ws/fleet feeds the vehicle selector; the selected vehicle has its own
 // /ws/vehicles/{id} socket. Its first message is a snapshot; every accepted /step then sends a
-// "state" message whose rev is one more than the last. A gap in rev (missed messages, a slow-client
-// disconnect) triggers a re-fetch of GET /vehicles/{id} and of its history. Rendering is
-// throttled to the selected refresh interval; data is collected between renders.
+// "state" message whose rev is one more than the last, with the batch's course in `trace` when
+// the service sends it. A gap in rev (missed messages, a slow-client disconnect) triggers a
+// re-fetch of GET /vehicles/{id} and of its history. The vehicle list is re-read (all pages of
+// GET /vehicles) on every (re)connect of the fleet socket and every FLEET_RELIST_MS, so vehicles
+// the service dropped leave the selector. Rendering is throttled to the selected refresh
+// interval; data is collected between renders.
 "use strict";
 
 (() => {
   const SVG_NS = "http://www.w3.org/2000/svg";
-  const HISTORY_LIMIT = 600; // points fetched from /vehicles/{id}/history on selection
-  const MAX_POINTS = 3000; // points kept for the charts
+  // Tests (and embedders) may override some of these: window.TWIN_DASHBOARD_OPTIONS = {...}.
+  const OPTIONS = (typeof window.TWIN_DASHBOARD_OPTIONS === "object" && window.TWIN_DASHBOARD_OPTIONS) || {};
+  const positive = (v, fallback) => (typeof v === "number" && v > 0 ? v : fallback);
+  const HISTORY_LIMIT = 600; // records fetched from /vehicles/{id}/history on selection
+  const MAX_POINTS = positive(OPTIONS.maxPoints, 20000); // chart points kept (selected vehicle)
+  const FLEET_RELIST_MS = positive(OPTIONS.fleetRelistMs, 30000);
+  const MAX_LIST_PAGES = 100; // GET /vehicles pages read per re-list (1000 vehicles each)
   const FORECAST_YEARS = 10;
-  const FORECAST_EVERY_MS = 20000;
+  const FORECAST_EVERY_MS = positive(OPTIONS.forecastEveryMs, 20000);
   const BACKOFF_FIRST_MS = 500;
   const BACKOFF_MAX_MS = 10000;
   const STALE_AFTER_S = 30; // "idle" instead of "running" when no step for this long
@@ -22,6 +31,7 @@
   const TOKEN_NOTICE =
     "This service needs a read key: open the dashboard as /#token=YOUR_KEY (or /?token=YOUR_KEY).";
   const TOKEN_STORAGE = "twin.token";
+  const RANGE_STORAGE = "twin.rangeS";
   // WebSocket auth: the key travels as a subprotocol, never in a URL (see twin_service/auth.py)
   const WS_PROTOCOL = "twin";
   const WS_AUTH_PREFIX = "twin-auth.";
@@ -66,17 +76,25 @@
   }
 
   const state = {
-    vehicles: new Map(), // vehicle_id -> latest telemetry seen on the fleet socket
+    vehicles: new Map(), // vehicle_id -> latest telemetry seen (fleet socket, GET /vehicles)
+    fleetSeq: 0, // counts fleet messages; seenAt: vehicle_id -> fleetSeq of its last message
+    seenAt: new Map(),
+    wanted: params.get("vehicle"), // the ?vehicle= asked for, until it is shown or one is chosen
     selected: null,
     telemetry: null,
     receivedAt: null, // ms, when the selected vehicle's telemetry arrived
     lastRev: null,
-    points: [], // {rev, x, soc, soh, power}
+    points: [], // {rev, x, soc, soh, voltage, current, power, temperature}, oldest first
+    pointsVersion: 0, // bumped on every change of `points`
+    rangeS: null, // time range of the live charts in simulated seconds; null: all
+    zoom: null, // {min, max} of a drag-zoom on the live charts, null when not zoomed
     forecast: null,
     forecastNote: "10-year horizon",
     compareModels: true, // ask /forecast for by_model until the service refuses the field
     models: null, // aging model name -> GET /models entry (title, validity), once loaded
     modelsLoading: null,
+    presets: null, // preset id -> GET /vehicles/presets entry, once loaded
+    presetsLoading: null,
     // socket states: connecting | live | reconnecting; retry times in ms since the epoch
     connection: { fleet: "connecting", vehicle: "idle", retryAt: null, fleetRetryAt: null },
     refreshMs: 1000,
@@ -87,6 +105,8 @@
     forecastTimer: null,
     forecastSeq: 0,
     fleetLoaded: false, // GET /vehicles answered once
+    fleetLoading: null, // the in-flight re-list
+    fleetAgain: false,
     freshConnection: false, // the vehicle socket has just (re)connected
   };
 
@@ -98,7 +118,8 @@
     return url;
   }
 
-  async function api(path, { method = "GET", body, query } = {}) {
+  /** The response of an API call as {body, headers}; an error with `status` when not 2xx. */
+  async function apiResponse(path, { method = "GET", body, query } = {}) {
     const headers = { Accept: "application/json" };
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -113,7 +134,11 @@
       error.status = response.status;
       throw error;
     }
-    return response.json();
+    return { body: await response.json(), headers: response.headers };
+  }
+
+  async function api(path, options) {
+    return (await apiResponse(path, options)).body;
   }
 
   /** A WebSocket that reconnects with exponential backoff (jittered) until stopped. */
@@ -190,36 +215,78 @@
       .filter((t) => t && typeof t === "object" && t.vehicle_id);
   }
 
-  function pointOf(t) {
-    return {
-      rev: typeof t.rev === "number" ? t.rev : null,
-      x: num(t.elapsed_seconds),
-      soc: num(t.soc),
-      soh: num(t.soh),
-      power: num(t.power_kw),
-    };
-  }
-
   function num(v) {
     return typeof v === "number" && Number.isFinite(v) ? v : null;
   }
 
-  function addPoint(t) {
-    const p = pointOf(t);
-    const last = state.points[state.points.length - 1];
-    if (last && p.rev !== null && last.rev !== null && p.rev <= last.rev) return;
-    state.points.push(p);
+  function pointOf(t, rev = t.rev) {
+    return {
+      rev: typeof rev === "number" ? rev : null,
+      x: num(t.elapsed_seconds),
+      soc: num(t.soc),
+      soh: num(t.soh),
+      voltage: num(t.voltage),
+      current: num(t.current),
+      power: num(t.power_kw),
+      temperature: num(t.temperature),
+    };
+  }
+
+  /**
+   * The points of a state message's `trace` (columns over the batch, the last one the
+   * telemetry's), or null without a usable trace. Its time is aligned so that the last point
+   * falls on the telemetry's elapsed_seconds.
+   */
+  function tracePoints(trace, t, rev) {
+    const xs = trace && typeof trace === "object" ? trace.elapsed_s : null;
+    if (!Array.isArray(xs) || xs.length === 0) return null;
+    const column = (key) => (Array.isArray(trace[key]) && trace[key].length === xs.length ? trace[key] : null);
+    const cols = {
+      soc: column("soc"),
+      soh: column("soh"),
+      voltage: column("voltage"),
+      current: column("current"),
+      power: column("power_kw"),
+      temperature: column("temperature"),
+    };
+    const last = num(xs[xs.length - 1]);
+    const end = num(t.elapsed_seconds);
+    const shift = last !== null && end !== null ? end - last : 0;
+    const points = [];
+    for (let i = 0; i < xs.length; i++) {
+      const x = num(xs[i]);
+      if (x === null) continue;
+      const p = { rev: typeof rev === "number" ? rev : null, x: x + shift };
+      for (const [key, values] of Object.entries(cols)) p[key] = values ? num(values[i]) : null;
+      points.push(p);
+    }
+    return points.length ? points : null;
+  }
+
+  function trimPoints() {
     if (state.points.length > MAX_POINTS) state.points.splice(0, state.points.length - MAX_POINTS);
+    state.pointsVersion++;
+  }
+
+  /** Append one step's points (all of one rev), unless that rev is already drawn. */
+  function addPoints(points) {
+    if (!points.length) return;
+    const last = state.points[state.points.length - 1];
+    const rev = points[points.length - 1].rev;
+    if (last && rev !== null && last.rev !== null && rev <= last.rev) return;
+    for (const p of points) state.points.push(p);
+    trimPoints();
   }
 
   /** History (oldest first) merged with live points that arrived while it was loading. */
   function mergeHistory(history) {
-    const points = history.map(pointOf);
+    const points = history.map((t) => pointOf(t));
     const lastRev = points.length ? points[points.length - 1].rev : null;
     for (const p of state.points) {
       if (lastRev === null || p.rev === null || p.rev > lastRev) points.push(p);
     }
-    state.points = points.slice(-MAX_POINTS);
+    state.points = points;
+    trimPoints();
   }
 
   /** Points since the pack was last reset (elapsed time going backwards = a new pack). */
@@ -243,11 +310,16 @@
   function onFleetMessage(message) {
     const t = message && message.telemetry;
     if (!t || !t.vehicle_id) return;
+    state.fleetSeq++;
+    state.seenAt.set(t.vehicle_id, state.fleetSeq);
     const known = state.vehicles.get(t.vehicle_id);
     if (!known || !(known.rev > t.rev)) state.vehicles.set(t.vehicle_id, t);
     if (!known) updateVehicleOptions();
-    // Before GET /vehicles has answered, the vehicle named in the URL may not be known yet.
-    if (!state.selected && state.fleetLoaded) selectVehicle(preferredVehicle());
+    if (state.fleetLoaded && message.type === "state") {
+      // A vehicle that just reported is the most recently updated one.
+      if (!state.selected) selectVehicle(t.vehicle_id);
+      else if (t.vehicle_id === state.wanted) selectVehicle(t.vehicle_id);
+    }
     scheduleRender();
   }
 
@@ -264,6 +336,7 @@
     if (last !== null && typeof rev === "number") {
       if ((first || message.type === "snapshot") && rev < last) {
         state.points = [];
+        state.pointsVersion++;
         state.lastRev = null;
         resync();
       } else if (rev <= last) {
@@ -274,7 +347,7 @@
     }
     // A snapshot may be old (the vehicle stopped reporting); a state message is news.
     setTelemetry(t, message.type === "snapshot" ? sentAt(t) : Date.now());
-    addPoint(t);
+    addPoints(tracePoints(message.trace, t, rev) || [pointOf(t, rev)]);
     scheduleRender();
   }
 
@@ -320,37 +393,120 @@
       }
       if (state.lastRev === null || !(t.rev < state.lastRev)) {
         setTelemetry(t, sentAt(t));
-        addPoint(t);
+        addPoints([pointOf(t)]);
       }
     }
     scheduleRender();
   }
 
-  async function loadFleet() {
+  /** Every vehicle the service knows (all pages of GET /vehicles): vehicle_id -> telemetry. */
+  async function listVehicles() {
+    const listed = new Map();
+    let cursor = null;
+    for (let page = 0; page < MAX_LIST_PAGES; page++) {
+      const { body, headers } = await apiResponse("/vehicles", cursor ? { query: { cursor } } : {});
+      for (const t of telemetryList(body)) listed.set(t.vehicle_id, t);
+      cursor = headers.get("X-Next-Cursor");
+      if (!cursor) break;
+    }
+    return listed;
+  }
+
+  /** The most recently updated vehicle (GET /vehicles?order=recent&limit=1), or null. */
+  async function mostRecentVehicle() {
     try {
-      const body = await api("/vehicles");
-      for (const t of telemetryList(body)) {
-        const known = state.vehicles.get(t.vehicle_id);
-        if (!known || !(known.rev > t.rev)) state.vehicles.set(t.vehicle_id, t);
+      const [t] = telemetryList(await api("/vehicles", { query: { order: "recent", limit: 1 } }));
+      if (t) return t.vehicle_id;
+    } catch (err) {
+      console.warn("GET /vehicles?order=recent failed", err);
+    }
+    // An older service: the newest telemetry known here.
+    let best = null;
+    for (const t of state.vehicles.values()) {
+      if (!best || sentAt(t) > sentAt(best)) best = t;
+    }
+    return best ? best.vehicle_id : null;
+  }
+
+  /** Re-list the fleet (one run at a time; a request during a run runs it once more). */
+  function loadFleet() {
+    if (state.fleetLoading) {
+      state.fleetAgain = true;
+      return state.fleetLoading;
+    }
+    state.fleetLoading = (async () => {
+      try {
+        do {
+          state.fleetAgain = false;
+          await relistFleet();
+        } while (state.fleetAgain);
+      } finally {
+        state.fleetLoading = null;
       }
-      updateVehicleOptions();
+    })();
+    return state.fleetLoading;
+  }
+
+  /**
+   * Take the service's list of vehicles: vehicles it no longer lists leave the selector
+   * (unless the fleet socket reported them while the list was read); the selected one stays
+   * only while GET /vehicles/{id} still answers, else the most recently updated is shown.
+   */
+  async function relistFleet() {
+    const started = state.fleetSeq;
+    let listed;
+    try {
+      listed = await listVehicles();
       showNotice(null);
     } catch (err) {
-      if (err.status === 401 || err.status === 403) {
-        showNotice(TOKEN_NOTICE);
-      } else {
-        console.warn("GET /vehicles failed", err);
+      if (err.status === 401 || err.status === 403) showNotice(TOKEN_NOTICE);
+      else console.warn("GET /vehicles failed", err);
+      state.fleetLoaded = true;
+      return;
+    }
+    for (const [id, t] of listed) {
+      const known = state.vehicles.get(id);
+      if (!known || !(known.rev > t.rev)) state.vehicles.set(id, t);
+    }
+    for (const id of [...state.vehicles.keys()]) {
+      if (!listed.has(id) && !((state.seenAt.get(id) || 0) > started)) {
+        state.vehicles.delete(id);
+        state.seenAt.delete(id);
       }
     }
     state.fleetLoaded = true;
-    if (!state.selected && state.vehicles.size) selectVehicle(preferredVehicle());
+    if (state.selected && !state.vehicles.has(state.selected)) await checkSelected();
+    if (!state.selected) await selectInitial();
+    updateVehicleOptions();
     scheduleRender();
   }
 
-  function preferredVehicle() {
-    const wanted = params.get("vehicle");
-    if (wanted && state.vehicles.has(wanted)) return wanted;
-    return sortedVehicleIds()[0] || null;
+  /** The selected vehicle was not listed: keep it while the service still answers for it. */
+  async function checkSelected() {
+    const id = state.selected;
+    try {
+      const snapshot = await api(`/vehicles/${encodeURIComponent(id)}`);
+      if (state.selected === id && snapshot && snapshot.telemetry) {
+        state.vehicles.set(id, snapshot.telemetry);
+      }
+    } catch (err) {
+      if (err.status !== 404 || state.selected !== id) return;
+      clearSelection();
+      await selectInitial();
+    }
+  }
+
+  /** The ?vehicle= of the page when known, else the most recently updated vehicle. */
+  async function selectInitial() {
+    if (state.wanted && state.vehicles.has(state.wanted)) {
+      selectVehicle(state.wanted);
+      return;
+    }
+    if (!state.vehicles.size) return;
+    const recent = await mostRecentVehicle();
+    if (state.selected) return; // chosen meanwhile
+    const ids = sortedVehicleIds();
+    selectVehicle(recent && state.vehicles.has(recent) ? recent : ids[0]);
   }
 
   function sortedVehicleIds() {
@@ -359,15 +515,34 @@
 
   let vehicleSocket = null;
 
-  function selectVehicle(vehicleId) {
-    if (!vehicleId || vehicleId === state.selected) return;
-    state.selected = vehicleId;
-    state.telemetry = state.vehicles.get(vehicleId) || null;
+  function resetVehicleView() {
     state.receivedAt = state.telemetry ? Date.now() : null;
     state.lastRev = null;
     state.points = [];
+    state.pointsVersion++;
+    state.zoom = null;
     state.forecast = null;
-    state.forecastNote = "loading…";
+    state.forecastNote = state.selected ? "loading…" : "10-year horizon";
+  }
+
+  function clearSelection() {
+    state.selected = null;
+    state.telemetry = null;
+    resetVehicleView();
+    if (vehicleSocket) vehicleSocket.stop();
+    vehicleSocket = null;
+    state.connection.vehicle = "idle";
+    state.forecastSeq++;
+    clearTimeout(state.forecastTimer);
+    scheduleRender(true);
+  }
+
+  function selectVehicle(vehicleId) {
+    if (!vehicleId || vehicleId === state.selected) return;
+    if (vehicleId === state.wanted) state.wanted = null;
+    state.selected = vehicleId;
+    state.telemetry = state.vehicles.get(vehicleId) || null;
+    resetVehicleView();
     const select = el("vehicle-select");
     if (select.value !== vehicleId) select.value = vehicleId;
     const url = new URL(window.location.href);
@@ -390,25 +565,41 @@
     scheduleRender(true);
   }
 
-  /** GET /models once (titles and fitted ranges of the aging models); retried when it failed. */
-  function loadModels() {
-    if (state.models || state.modelsLoading) return state.modelsLoading;
-    state.modelsLoading = (async () => {
+  /** GET `path` once into state[key] as a Map by `keyOf`; retried on the next call if it failed. */
+  function loadCatalog(key, path, entries, keyOf) {
+    const loading = `${key}Loading`;
+    if (state[key] || state[loading]) return state[loading];
+    state[loading] = (async () => {
       try {
-        const body = await api("/models");
-        const models = new Map();
-        for (const m of Array.isArray(body) ? body : []) {
-          if (m && typeof m.name === "string") models.set(m.name, m);
+        const map = new Map();
+        for (const entry of entries(await api(path))) {
+          const name = entry && keyOf(entry);
+          if (typeof name === "string") map.set(name, entry);
         }
-        state.models = models;
+        state[key] = map;
         renderStats();
       } catch (err) {
-        console.warn("GET /models failed", err);
+        console.warn(`GET ${path} failed`, err);
       } finally {
-        state.modelsLoading = null;
+        state[loading] = null;
       }
     })();
-    return state.modelsLoading;
+    return state[loading];
+  }
+
+  /** Titles and fitted ranges of the aging models (GET /models). */
+  function loadModels() {
+    return loadCatalog("models", "/models", (b) => (Array.isArray(b) ? b : []), (m) => m.name);
+  }
+
+  /** Vehicle presets (GET /vehicles/presets), for the pack energy. */
+  function loadPresets() {
+    return loadCatalog(
+      "presets",
+      "/vehicles/presets",
+      (b) => (b && typeof b === "object" ? Object.values(b) : []),
+      (p) => p.id,
+    );
   }
 
   /** POST /forecast with the other physical models (`by_model`), or without on an older
@@ -430,11 +621,12 @@
     const seq = ++state.forecastSeq;
     clearTimeout(state.forecastTimer);
     loadModels();
+    loadPresets();
     try {
       const forecast = await requestForecast(vehicleId);
       if (seq !== state.forecastSeq) return;
       state.forecast = forecast;
-      state.forecastNote = `${FORECAST_YEARS}-year horizon · usage from history`;
+      state.forecastNote = `${FORECAST_YEARS}-year horizon`;
     } catch (err) {
       if (seq !== state.forecastSeq) return;
       state.forecast = null;
@@ -478,6 +670,26 @@
     return "—";
   }
 
+  const pad2 = (v) => String(v).padStart(2, "0");
+
+  /** Simulated time for the legend and CSV readers: h:mm:ss, with days past 24 h ("2 d 3:04:05"). */
+  function fmtClock(seconds) {
+    if (typeof seconds !== "number" || !Number.isFinite(seconds)) return "—";
+    const s = Math.round(seconds);
+    const days = Math.floor(s / 86400);
+    const rest = s - days * 86400;
+    const clock = `${Math.floor(rest / 3600)}:${pad2(Math.floor((rest % 3600) / 60))}:${pad2(rest % 60)}`;
+    return days ? `${days} d ${clock}` : clock;
+  }
+
+  /** An x-axis tick: h:mm (h:mm:ss below a minute's step), days for steps of a day or more. */
+  function fmtTick(seconds, step) {
+    if (step >= 86400) return `${fmt(seconds / 86400, Number.isInteger(step / 86400) ? 0 : 1)} d`;
+    const s = Math.round(seconds);
+    const clock = `${Math.floor(s / 3600)}:${pad2(Math.floor((s % 3600) / 60))}`;
+    return step < 60 ? `${clock}:${pad2(s % 60)}` : clock;
+  }
+
   function ageSeconds() {
     if (state.receivedAt === null) return null;
     return Math.max(0, (Date.now() - state.receivedAt) / 1000);
@@ -493,7 +705,9 @@
   }
 
   // A 240° arc gauge: from 150° (lower left) clockwise to 30° (lower right).
-  const GAUGE = { cx: 100, cy: 84, r: 70, start: 150, sweep: 240 };
+  const GAUGE = { cx: 100, cy: 84, r: 70, start: 150, sweep: 240, stroke: 14 };
+  // The value text stays inside the arc's inner edge (r - stroke / 2 = 63): at most this wide.
+  const GAUGE_TEXT_MAX = 96;
 
   function polar(angleDeg, r = GAUGE.r) {
     const a = (angleDeg * Math.PI) / 180;
@@ -513,7 +727,7 @@
     svg("path", { d: arcPath(GAUGE.start, GAUGE.start + GAUGE.sweep), class: "gauge-track" }, box);
     const arc = svg("path", { class: "gauge-arc" }, box);
     const zero = svg("line", { class: "gauge-zero" }, box);
-    const value = svg("text", { x: 100, y: 94, class: "gauge-value" }, box);
+    const value = svg("text", { x: 100, y: 96, class: "gauge-value" }, box);
     const unit = svg("text", { x: 100, y: 116, class: "gauge-unit" }, box);
     unit.textContent = figure.dataset.unit;
     const [lx, ly] = polar(GAUGE.start);
@@ -531,6 +745,18 @@
     figure.setAttribute("role", "meter");
     figure.setAttribute("aria-label", figure.dataset.label);
     return { figure, box, arc, zero, value, minLabel, maxLabel, extra };
+  }
+
+  /** The value's text, narrowed (smaller font) until it fits inside the arc. */
+  function setGaugeText(node, text) {
+    if (node.textContent === text) return;
+    node.textContent = text;
+    node.style.fontSize = "";
+    const width = node.getComputedTextLength ? node.getComputedTextLength() : 0;
+    if (width > GAUGE_TEXT_MAX) {
+      const size = parseFloat(getComputedStyle(node).fontSize) || 34;
+      node.style.fontSize = `${Math.floor((size * GAUGE_TEXT_MAX) / width)}px`;
+    }
   }
 
   /** Draw value in [min, max]; the arc grows from `origin` (0 for power), coloured by `level`. */
@@ -553,7 +779,7 @@
         g.zero.setAttribute(k, v.toFixed(2)),
       );
     }
-    g.value.textContent = has ? fmt(value, digits) : "—";
+    setGaugeText(g.value, has ? fmt(value, digits) : "—");
     g.minLabel.textContent = fmt(min, 0);
     g.maxLabel.textContent = fmt(max, 0);
     g.extra.textContent = extra;
@@ -578,228 +804,331 @@
     return "good";
   }
 
-  // ---------------------------------------------------------------- charts
+  // ---------------------------------------------------------------- charts (uPlot)
 
-  function niceTicks(min, max, count) {
-    const span = max - min || 1;
-    const raw = span / count;
-    const mag = 10 ** Math.floor(Math.log10(raw));
-    const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
-    const ticks = [];
-    for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) {
-      ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
-    }
-    return { ticks, step };
-  }
-
-  function decimals(step) {
-    return step >= 1 ? 0 : Math.min(3, Math.ceil(-Math.log10(step)));
-  }
-
-  /** Keep the min and max of every pixel column so peaks survive on wide time spans. */
-  function decimate(points, key, width) {
-    const buckets = Math.max(1, Math.floor(width));
-    if (points.length <= buckets * 2) return points;
-    const x0 = points[0].x;
-    const span = points[points.length - 1].x - x0 || 1;
-    const out = [];
-    let bucket = -1;
-    let lo = null;
-    let hi = null;
-    const flush = () => {
-      if (lo === null) return;
-      if (lo === hi) out.push(lo);
-      else if (lo.x <= hi.x) out.push(lo, hi);
-      else out.push(hi, lo);
-    };
-    for (const p of points) {
-      const b = Math.floor(((p.x - x0) / span) * (buckets - 1));
-      if (b !== bucket) {
-        flush();
-        bucket = b;
-        lo = hi = p;
-      } else {
-        if (p[key] < lo[key]) lo = p;
-        if (p[key] > hi[key]) hi = p;
-      }
-    }
-    flush();
-    return out;
-  }
-
-  function chartFrame(container, { height, right }) {
-    const width = Math.max(240, Math.floor(container.clientWidth));
-    const m = { left: 52, right: right ? 52 : 14, top: 10, bottom: 24 };
-    const root = svg("svg", {
-      viewBox: `0 0 ${width} ${height}`,
-      width,
-      height,
-      class: "chart-svg",
-      role: "img",
-    });
-    return {
-      root,
-      width,
-      height,
-      m,
-      plotW: width - m.left - m.right,
-      plotH: height - m.top - m.bottom,
-    };
-  }
-
+  const LIVE_CHARTS = ["soc", "power", "soh"];
+  const LIVE_SYNC = "twin-live"; // cursor, drag-zoom and double-click shared by the live charts
+  const CHART_HEIGHT = { soc: 124, power: 116, soh: 96, forecast: 104 };
   // Tick steps that read well as durations (seconds).
   const TIME_STEPS_S = [
     1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
-    86400, 172800, 432000, 864000, 2592000,
+    86400, 172800, 432000, 864000, 2592000, 7776000, 31536000,
+  ];
+  const CSV_COLUMNS = [
+    ["elapsed [s]", "x", 3],
+    ["SOC [%]", "soc", 4],
+    ["SOH [%]", "soh", 5],
+    ["voltage [V]", "voltage", 3],
+    ["current [A]", "current", 3],
+    ["power [kW]", "power", 3],
+    ["temperature [°C]", "temperature", 3],
   ];
 
-  function timeTicks(min, max, count) {
-    const raw = (max - min || 1) / count;
-    let index = TIME_STEPS_S.findIndex((s) => s >= raw);
-    let step = index >= 0 ? TIME_STEPS_S[index] : Math.ceil(raw / 2592000) * 2592000;
-    const ticksOf = (size) => {
-      const out = [];
-      for (let v = Math.ceil(min / size) * size; v <= max + 1e-9; v += size) out.push(v);
-      return out;
+  const charts = {}; // name -> uPlot
+  let liveColumns = null; // the columns the live charts draw: {key, x, soc, soh, power, ...}
+  let forecastKey = null; // the series layout of the forecast chart
+
+  function cssVar(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  }
+
+  /** A CSS colour (#rgb or #rrggbb) with alpha, for canvas fills. */
+  function alpha(color, a) {
+    const hex = color.replace("#", "");
+    const full = hex.length === 3 ? [...hex].map((c) => c + c).join("") : hex;
+    if (!/^[0-9a-f]{6}$/i.test(full)) return color;
+    const [r, g, b] = [0, 2, 4].map((i) => parseInt(full.slice(i, i + 2), 16));
+    return `rgba(${r},${g},${b},${a})`;
+  }
+
+  function palette() {
+    return {
+      text: cssVar("--text"),
+      muted: cssVar("--muted"),
+      grid: cssVar("--grid"),
+      soc: cssVar("--soc"),
+      soh: cssVar("--soh"),
+      discharge: cssVar("--discharge"),
+      regen: cssVar("--regen"),
+      bad: cssVar("--bad"),
     };
-    let ticks = ticksOf(step);
-    while (ticks.length < 2 && index > 0) {
-      step = TIME_STEPS_S[--index]; // a short span: at least two labels
-      ticks = ticksOf(step);
-    }
-    const [unit, div] =
-      step < 60 ? ["s", 1] : step < 3600 ? ["min", 60] : step < 86400 ? ["h", 3600] : ["d", 86400];
-    return { ticks, format: (v) => `${fmt(v / div, Number.isInteger(step / div) ? 0 : 1)} ${unit}` };
   }
 
-  /** Draws the x axis; `kind` is "time" (seconds shown as s/min/h/d) or a unit suffix. */
-  function xAxis(frame, xMin, xMax, kind) {
-    const { root, m, plotW, height } = frame;
-    const count = Math.max(3, Math.floor(plotW / 60));
-    let ticks;
-    let format;
-    if (kind === "time") {
-      ({ ticks, format } = timeTicks(xMin, xMax, count));
-    } else {
-      const nice = niceTicks(xMin, xMax, count);
-      ticks = nice.ticks;
-      format = (v) => `${fmt(v, decimals(nice.step))} ${kind}`;
-    }
-    const sx = (v) => m.left + ((v - xMin) / (xMax - xMin || 1)) * plotW;
-    for (const v of ticks) {
-      const x = sx(v);
-      svg("line", { x1: x, x2: x, y1: height - m.bottom, y2: height - m.bottom + 4, class: "tick" }, root);
-      const label = svg("text", { x, y: height - 8, class: "axis-label axis-x" }, root);
-      label.textContent = format(v);
-    }
-    return sx;
+  function chartWidth(container) {
+    return Math.max(100, Math.floor(container.clientWidth));
   }
 
-  function yAxis(frame, yMin, yMax, { side = "left", cls = "", unit = "", grid = true } = {}) {
-    const { root, m, plotH, plotW, width } = frame;
-    const { ticks, step } = niceTicks(yMin, yMax, Math.max(2, Math.floor(plotH / 40)));
-    const sy = (v) => m.top + (1 - (v - yMin) / (yMax - yMin || 1)) * plotH;
-    for (const v of ticks) {
-      const y = sy(v);
-      if (grid) svg("line", { x1: m.left, x2: m.left + plotW, y1: y, y2: y, class: "grid" }, root);
-      const x = side === "left" ? m.left - 6 : width - m.right + 6;
-      const label = svg("text", { x, y: y + 4, class: `axis-label axis-${side} ${cls}` }, root);
-      label.textContent = `${fmt(v, decimals(step))}${unit}`;
-    }
-    return sy;
+  function xAxisOptions(colors) {
+    return {
+      stroke: colors.muted,
+      grid: { stroke: colors.grid, width: 1 },
+      ticks: { stroke: colors.grid, width: 1, size: 4 },
+      font: "11px system-ui, sans-serif",
+      incrs: TIME_STEPS_S,
+      space: 56,
+      size: 26,
+      values: (u, splits, axisIdx, space, step) => splits.map((v) => fmtTick(v, step)),
+    };
   }
 
-  function linePath(points, sx, sy, key) {
-    let d = "";
-    for (const p of points) {
-      if (p[key] === null) continue;
-      d += `${d ? "L" : "M"}${sx(p.x).toFixed(1)},${sy(p[key]).toFixed(1)}`;
-    }
-    return d;
+  function yAxisOptions(colors, scale, unit, digits = null) {
+    return {
+      scale,
+      stroke: colors.muted,
+      grid: { stroke: colors.grid, width: 1 },
+      ticks: { show: false },
+      font: "11px system-ui, sans-serif",
+      size: 54,
+      space: 24,
+      values: (u, splits, axisIdx, space, step) =>
+        splits.map((v) => `${fmt(v, digits ?? (step >= 1 ? 0 : Math.min(3, Math.ceil(-Math.log10(step)))))} ${unit}`),
+    };
   }
 
-  function emptyChart(container, message) {
-    container.replaceChildren();
-    const div = document.createElement("div");
-    div.className = "chart-empty";
-    div.textContent = message;
-    container.appendChild(div);
+  function last(values) {
+    return values && values.length ? values[values.length - 1] : null;
+  }
+
+  /** A legend value: at the cursor while hovering, else the latest. */
+  function legendValue(format) {
+    return (u, v, si, idx) => format(idx === null || idx === undefined ? last(u.data[si]) : v);
+  }
+
+  /** A vertical gradient with a hard edge at 0 on `scale`: `above` over it, `below` under it. */
+  function splitAtZero(u, scale, above, below) {
+    const top = u.bbox.top;
+    const height = u.bbox.height || 1;
+    const y0 = u.valToPos(0, scale, true);
+    const at = Number.isFinite(y0) ? Math.min(1, Math.max(0, (y0 - top) / height)) : 1;
+    const gradient = u.ctx.createLinearGradient(0, top, 0, top + height);
+    gradient.addColorStop(0, above);
+    gradient.addColorStop(at, above);
+    gradient.addColorStop(at, below);
+    gradient.addColorStop(1, below);
+    return gradient;
+  }
+
+  function sohRange(u, min, max) {
+    if (min === null || max === null) return [99, 100];
+    const pad = Math.max(0.05, (max - min) * 0.15);
+    let lo = Math.max(0, min - pad);
+    const hi = Math.min(100, max + pad);
+    if (hi - lo < 0.2) lo = hi - 0.2;
+    return [lo, hi];
+  }
+
+  /** SOC: the data with some room, at least 10 %-points, within 0..100. */
+  function socRange(u, min, max) {
+    if (min === null || max === null) return [0, 100];
+    const span = Math.max(10, (max - min) * 1.2);
+    const mid = (min + max) / 2;
+    let lo = Math.max(0, mid - span / 2);
+    const hi = Math.min(100, lo + span);
+    lo = Math.max(0, hi - span);
+    return [lo, hi];
+  }
+
+  function powerRange(u, min, max) {
+    const lo = Math.min(0, min ?? 0);
+    const hi = Math.max(0, max ?? 0);
+    const pad = Math.max(1, (hi - lo) * 0.08);
+    return [lo < 0 ? lo - pad : 0, hi + pad];
+  }
+
+  function liveSeries(name, colors) {
+    const time = { label: "time", value: legendValue(fmtClock) };
+    if (name === "soc") {
+      return [time, { label: "SOC", scale: "soc", stroke: colors.soc, width: 2, value: legendValue((v) => fmt(v, 1, "%")) }];
+    }
+    if (name === "soh") {
+      return [time, { label: "SOH", scale: "soh", stroke: colors.soh, width: 2, value: legendValue((v) => fmt(v, 3, "%")) }];
+    }
+    return [
+      time,
+      {
+        label: "power",
+        scale: "kW",
+        width: 1.5,
+        stroke: (u) => splitAtZero(u, "kW", colors.discharge, colors.regen),
+        fill: (u) => splitAtZero(u, "kW", alpha(colors.discharge, 0.32), alpha(colors.regen, 0.38)),
+        value: legendValue((v) => fmt(v, 1, "kW")),
+      },
+    ];
+  }
+
+  function liveChartOptions(name, container) {
+    const colors = palette();
+    const scales = {
+      x: { time: false },
+      soc: { range: socRange },
+      soh: { range: sohRange },
+      kW: { range: powerRange },
+    };
+    const unit = { soc: "%", soh: "%", power: "kW" }[name];
+    const scale = { soc: "soc", soh: "soh", power: "kW" }[name];
+    const marker = { soc: colors.soc, soh: colors.soh, power: colors.discharge }[name];
+    return {
+      width: chartWidth(container),
+      height: CHART_HEIGHT[name],
+      cursor: {
+        sync: { key: LIVE_SYNC, setSeries: false },
+        drag: { x: true, y: false, setScale: true },
+        points: { size: 6 },
+      },
+      scales: { x: scales.x, [scale]: scales[scale] },
+      axes: [xAxisOptions(colors), yAxisOptions(colors, scale, unit, name === "soh" ? null : 0)],
+      series: liveSeries(name, colors),
+      legend: {
+        mount: (u, table) => el(`legend-${name}`).replaceChildren(table),
+        markers: { stroke: () => marker, fill: () => marker },
+      },
+      hooks: { setScale: [onLiveScale] },
+    };
+  }
+
+  /** A zoom (drag, or double-click back) on one live chart; uPlot's sync did the others. */
+  function onLiveScale(u, key) {
+    if (key !== "x") return;
+    const xs = liveColumns ? liveColumns.x : [];
+    const { min, max } = u.scales.x;
+    const full = !xs.length || min === null || (min <= xs[0] + 1e-9 && max >= xs[xs.length - 1] - 1e-9);
+    state.zoom = full ? null : { min, max };
+    for (const name of LIVE_CHARTS) updateChartAttrs(name);
+  }
+
+  /** Points the live charts draw: the current pack's, within the chosen time range. */
+  function buildLiveColumns() {
+    const key = `${state.pointsVersion}|${state.rangeS}`;
+    if (liveColumns && liveColumns.key === key) return liveColumns;
+    const segment = currentSegment(state.points).filter((p) => p.x !== null);
+    let from = 0;
+    if (state.rangeS && segment.length) {
+      const start = segment[segment.length - 1].x - state.rangeS;
+      while (from < segment.length && segment[from].x < start) from++;
+    }
+    const shown = segment.slice(from);
+    const cols = { key, points: shown };
+    for (const [, field] of CSV_COLUMNS) cols[field] = shown.map((p) => p[field]);
+    liveColumns = cols;
+    return cols;
   }
 
   function emptyChartText() {
     if (state.selected) return "waiting for data…";
     if (state.vehicles.size) return "choose a vehicle";
-    return "No vehicle has reported yet. Start one with: python -m bridge cycle --demo";
+    return "No vehicle has reported yet. Start one with: twin-bridge cycle --vehicle-id my-ev";
   }
 
-  function chartPoints() {
-    return currentSegment(state.points).filter((p) => p.x !== null);
-  }
-
-  function renderHistoryChart() {
-    const container = el("chart-history");
-    const points = chartPoints();
-    container.dataset.points = String(points.length);
-    if (points.length < 2) {
-      emptyChart(container, emptyChartText());
+  /** A message over a chart (no data yet), or none. */
+  function setOverlay(container, text) {
+    let overlay = container.querySelector(".chart-empty");
+    if (!text) {
+      if (overlay) overlay.remove();
       return;
     }
-    const frame = chartFrame(container, { height: container.clientHeight || 210, right: true });
-    const xMin = points[0].x;
-    const xMax = points[points.length - 1].x;
-    const sx = xAxis(frame, xMin, xMax, "time");
-    const socPoints = decimate(points, "soc", frame.plotW);
-    const sohPoints = decimate(points, "soh", frame.plotW);
-    const sy = yAxis(frame, 0, 100, { cls: "soc", unit: " %" });
-    const sohValues = points.map((p) => p.soh).filter((v) => v !== null);
-    let sohMin = Math.min(...sohValues);
-    let sohMax = Math.max(...sohValues);
-    const pad = Math.max(0.05, (sohMax - sohMin) * 0.15);
-    sohMin = Math.max(0, sohMin - pad);
-    sohMax = Math.min(100, sohMax + pad);
-    if (sohMax - sohMin < 0.2) sohMin = sohMax - 0.2;
-    const syH = yAxis(frame, sohMin, sohMax, { side: "right", cls: "soh", unit: " %", grid: false });
-    svg("path", { d: linePath(socPoints, sx, sy, "soc"), class: "line line-soc" }, frame.root);
-    svg("path", { d: linePath(sohPoints, sx, syH, "soh"), class: "line line-soh" }, frame.root);
-    container.replaceChildren(frame.root);
+    if (!overlay) {
+      overlay = document.createElement("div");
+      overlay.className = "chart-empty";
+      container.appendChild(overlay);
+    }
+    if (overlay.textContent !== text) overlay.textContent = text;
   }
 
-  function renderPowerChart() {
-    const container = el("chart-power");
-    const points = chartPoints().filter((p) => p.power !== null);
-    container.dataset.points = String(points.length);
-    if (points.length < 2) {
-      emptyChart(container, emptyChartText());
-      return;
+  function updateChartAttrs(name) {
+    const u = charts[name];
+    const container = el(`chart-${name}`);
+    if (!u || !container) return;
+    const { min, max } = u.scales.x;
+    container.dataset.xMin = min === null || min === undefined ? "" : String(min);
+    container.dataset.xMax = max === null || max === undefined ? "" : String(max);
+    container.dataset.zoomed = state.zoom ? "true" : "false";
+  }
+
+  function ensureChart(name, makeOptions, data) {
+    if (charts[name]) return charts[name];
+    if (typeof window.uPlot !== "function") return null;
+    const container = el(`chart-${name}`);
+    charts[name] = new window.uPlot(makeOptions(name, container), data, container);
+    return charts[name];
+  }
+
+  let drawnLive = null; // what the live charts last drew: columns key and zoom
+
+  function renderLiveCharts() {
+    const cols = buildLiveColumns();
+    const count = cols.x.length;
+    const drawn = `${cols.key}|${state.zoom ? `${state.zoom.min},${state.zoom.max}` : ""}`;
+    const changed = drawn !== drawnLive;
+    drawnLive = drawn;
+    for (const name of LIVE_CHARTS) {
+      const container = el(`chart-${name}`);
+      container.dataset.points = String(count);
+      setOverlay(container, count < 2 ? emptyChartText() : null);
+      const data = [cols.x, cols[name === "power" ? "power" : name]];
+      const fresh = !charts[name];
+      const u = ensureChart(name, liveChartOptions, data);
+      if (!u) {
+        setOverlay(container, "charts unavailable (uPlot did not load)");
+        continue;
+      }
+      if (changed && !fresh) {
+        if (state.zoom) {
+          u.setData(data, false);
+          u.setScale("x", { ...state.zoom });
+        } else {
+          u.setData(data);
+        }
+      }
+      updateChartAttrs(name);
     }
-    const frame = chartFrame(container, { height: container.clientHeight || 190, right: false });
-    const drawn = decimate(points, "power", frame.plotW);
-    const powers = points.map((p) => p.power);
-    let pMin = Math.min(0, ...powers);
-    let pMax = Math.max(0, ...powers);
-    const pad = Math.max(1, (pMax - pMin) * 0.08);
-    pMin = pMin < 0 ? pMin - pad : 0;
-    pMax = pMax + pad;
-    const sx = xAxis(frame, points[0].x, points[points.length - 1].x, "time");
-    const sy = yAxis(frame, pMin, pMax, { unit: " kW" });
-    const zeroY = sy(0);
-    const id = `clip-${Math.random().toString(36).slice(2)}`;
-    const defs = svg("defs", {}, frame.root);
-    const above = svg("clipPath", { id: `${id}-above` }, defs);
-    svg("rect", { x: 0, y: 0, width: frame.width, height: zeroY }, above);
-    const below = svg("clipPath", { id: `${id}-below` }, defs);
-    svg("rect", { x: 0, y: zeroY, width: frame.width, height: frame.height }, below);
-    const line = linePath(drawn, sx, sy, "power");
-    const first = sx(drawn[0].x).toFixed(1);
-    const last = sx(drawn[drawn.length - 1].x).toFixed(1);
-    const area = `M${first},${zeroY.toFixed(1)}L${line.slice(1)}L${last},${zeroY.toFixed(1)}Z`;
-    for (const [side, cls] of [["above", "discharge"], ["below", "regen"]]) {
-      const g = svg("g", { "clip-path": `url(#${id}-${side})` }, frame.root);
-      svg("path", { d: area, class: `area area-${cls}` }, g);
-      svg("path", { d: line, class: `line line-${cls}` }, g);
+  }
+
+  function setRange(rangeS) {
+    state.rangeS = rangeS;
+    state.zoom = null;
+    try {
+      window.localStorage.setItem(RANGE_STORAGE, rangeS ? String(rangeS) : "all");
+    } catch (err) {
+      /* private mode: the choice lasts for this page */
     }
-    svg("line", { x1: frame.m.left, x2: frame.m.left + frame.plotW, y1: zeroY, y2: zeroY, class: "zero-line" }, frame.root);
-    container.replaceChildren(frame.root);
+    for (const button of el("range-buttons").querySelectorAll("button")) {
+      const value = button.dataset.range === "all" ? null : Number(button.dataset.range);
+      button.setAttribute("aria-pressed", value === rangeS ? "true" : "false");
+    }
+    scheduleRender(true);
+  }
+
+  /** The points the live charts show (range and zoom) as CSV, with units in the header. */
+  function shownCsv() {
+    const cols = buildLiveColumns();
+    const u = charts.soc;
+    const min = u && u.scales.x.min !== null ? u.scales.x.min : -Infinity;
+    const max = u && u.scales.x.max !== null ? u.scales.x.max : Infinity;
+    const lines = [CSV_COLUMNS.map(([title]) => title).join(",")];
+    for (const p of cols.points) {
+      if (p.x < min || p.x > max) continue;
+      lines.push(CSV_COLUMNS.map(([, field, digits]) => (p[field] === null ? "" : p[field].toFixed(digits))).join(","));
+    }
+    return { text: `${lines.join("\n")}\n`, rows: lines.length - 1 };
+  }
+
+  function downloadCsv() {
+    const { text } = shownCsv();
+    const range = state.rangeS ? `last-${state.rangeS}s` : "all";
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+    link.download = `${state.selected || "twin"}-${state.zoom ? "zoom" : range}.csv`;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  }
+
+  function resizeCharts() {
+    for (const [name, u] of Object.entries(charts)) {
+      const width = chartWidth(el(`chart-${name}`));
+      if (width !== u.width) u.setSize({ width, height: CHART_HEIGHT[name] });
+    }
   }
 
   const pct = (v) => (typeof v === "number" && v <= 1.5 ? v * 100 : v);
@@ -828,13 +1157,19 @@
     return series[series.length - 1].soh;
   }
 
+  function modelsOf(forecast) {
+    return (forecast && Array.isArray(forecast.by_model) ? forecast.by_model : []).filter(
+      (m) => m && typeof m.aging_model === "string",
+    );
+  }
+
   /**
    * The spread of the physical models (`by_model`) at the main forecast's points: {x, lo, hi}
    * where every model has a value. Null without at least two models (an older service has none).
    */
   function forecastBand(forecast, xs) {
-    const models = (forecast && Array.isArray(forecast.by_model) ? forecast.by_model : [])
-      .map((m) => ({ name: m && m.aging_model, series: forecastSeries(m && m.points) }))
+    const models = modelsOf(forecast)
+      .map((m) => ({ name: m.aging_model, series: forecastSeries(m.points) }))
       .filter((m) => m.series.length >= 2);
     if (models.length < 2) return null;
     const points = [];
@@ -846,10 +1181,72 @@
     return points.length >= 2 ? { models, points } : null;
   }
 
-  function bandPath(points, sx, sy) {
-    const upper = points.map((p) => `${sx(p.x).toFixed(1)},${sy(p.hi).toFixed(1)}`);
-    const lower = points.map((p) => `${sx(p.x).toFixed(1)},${sy(p.lo).toFixed(1)}`).reverse();
-    return `M${upper.join("L")}L${lower.join("L")}Z`;
+  const THRESHOLD = 80; // % SOH: the usual end of an EV battery's first life
+
+  /** The 80 % line (dashed, on the canvas) and its label (a DOM element over the chart). */
+  function drawThreshold(u, color) {
+    const ctx = u.ctx;
+    const y = Math.round(u.valToPos(THRESHOLD, "%", true)) + 0.5;
+    ctx.save();
+    ctx.strokeStyle = color;
+    ctx.lineWidth = devicePixelRatio;
+    ctx.setLineDash([4 * devicePixelRatio, 4 * devicePixelRatio]);
+    ctx.beginPath();
+    ctx.moveTo(u.bbox.left, y);
+    ctx.lineTo(u.bbox.left + u.bbox.width, y);
+    ctx.stroke();
+    ctx.restore();
+    const label = el("forecast-threshold");
+    label.style.left = `${u.over.offsetLeft + 4}px`;
+    label.style.top = `${u.over.offsetTop + u.valToPos(THRESHOLD, "%")}px`;
+    label.hidden = false;
+  }
+
+  function forecastChartOptions(withBand, model) {
+    return (name, container) => {
+      const colors = palette();
+      const band = alpha(colors.soh, 0.45);
+      const percent = legendValue((v) => fmt(v, 1, "%"));
+      const series = [{ label: "years", value: legendValue((v) => fmt(v, 1, "y")) }];
+      if (withBand) {
+        series.push(
+          { label: "models min", scale: "%", stroke: band, width: 1, value: percent },
+          { label: "max", scale: "%", stroke: band, width: 1, value: percent },
+        );
+      }
+      series.push({ label: model, scale: "%", stroke: colors.soh, width: 2, value: percent });
+      return {
+        width: chartWidth(container),
+        height: CHART_HEIGHT.forecast,
+        cursor: { drag: { x: true, y: false }, points: { size: 5 } },
+        scales: { x: { time: false }, "%": { range: forecastRange } },
+        axes: [
+          {
+            stroke: colors.muted,
+            grid: { stroke: colors.grid, width: 1 },
+            ticks: { stroke: colors.grid, width: 1, size: 4 },
+            font: "11px system-ui, sans-serif",
+            size: 24,
+            space: 40,
+            values: (u, splits) => splits.map((v) => `${fmt(v, Number.isInteger(v) ? 0 : 1)} y`),
+          },
+          yAxisOptions(colors, "%", "%", 0),
+        ],
+        series,
+        bands: withBand ? [{ series: [2, 1], fill: alpha(colors.soh, 0.22) }] : [],
+        legend: {
+          mount: (u, table) => el("legend-forecast").replaceChildren(table),
+          markers: { stroke: () => colors.soh, fill: (u, si) => (si === series.length - 1 ? colors.soh : band) },
+        },
+        hooks: { draw: [(u) => drawThreshold(u, colors.bad)] },
+      };
+    };
+  }
+
+  function forecastRange(u, min, max) {
+    const lo = Math.min(75, Math.floor((min ?? 80) - 1));
+    const hi = Math.min(100, Math.ceil((max ?? 100) + 1));
+    return [lo, hi];
   }
 
   function renderForecastChart() {
@@ -858,30 +1255,107 @@
     const band = points.length >= 2 ? forecastBand(state.forecast, points.map((p) => p.x)) : null;
     container.dataset.points = String(points.length);
     container.dataset.bandModels = String(band ? band.models.length : 0);
-    container.hidden = points.length < 2;
-    if (points.length < 2) {
-      container.replaceChildren();
-      return;
-    }
-    const frame = chartFrame(container, { height: container.clientHeight || 120, right: false });
-    const sohs = points.map((p) => p.soh);
-    if (band) for (const p of band.points) sohs.push(p.lo, p.hi);
-    const lo = Math.min(75, Math.floor(Math.min(...sohs) - 1));
-    const hi = Math.min(100, Math.ceil(Math.max(...sohs) + 1));
-    const sx = xAxis(frame, points[0].x, points[points.length - 1].x, "y");
-    const sy = yAxis(frame, lo, hi, { unit: " %" });
-    const y80 = sy(80);
-    svg("line", { x1: frame.m.left, x2: frame.m.left + frame.plotW, y1: y80, y2: y80, class: "threshold" }, frame.root);
+    const hidden = points.length < 2;
+    container.hidden = hidden;
+    el("legend-forecast").hidden = hidden;
+    if (hidden) el("forecast-threshold").hidden = true;
+    if (hidden) return;
+    const xs = points.map((p) => p.x);
+    const data = [xs];
     if (band) {
-      const area = svg("path", { d: bandPath(band.points, sx, sy), class: "forecast-band" }, frame.root);
-      const end = points[points.length - 1].x;
-      const title = svg("title", {}, area);
-      title.textContent = band.models
-        .map((m) => `${m.name}: ${fmt(sohAt(m.series, end), 1, "%")}`)
-        .join(" · ") + ` after ${fmt(end, 0)} years`;
+      const byX = new Map(band.points.map((p) => [p.x, p]));
+      data.push(xs.map((x) => (byX.has(x) ? byX.get(x).lo : null)));
+      data.push(xs.map((x) => (byX.has(x) ? byX.get(x).hi : null)));
     }
-    svg("path", { d: linePath(points, sx, sy, "soh"), class: "line line-soh" }, frame.root);
-    container.replaceChildren(frame.root);
+    data.push(points.map((p) => p.soh));
+    const model = typeof state.forecast.aging_model === "string" ? state.forecast.aging_model : "forecast";
+    const key = `${band ? "band" : "line"}|${model}`;
+    if (charts.forecast && forecastKey !== key) {
+      charts.forecast.destroy();
+      delete charts.forecast;
+    }
+    forecastKey = key;
+    const fresh = !charts.forecast;
+    const u = ensureChart("forecast", forecastChartOptions(Boolean(band), model), data);
+    if (u && !fresh) u.setData(data);
+    const end = xs[xs.length - 1];
+    container.title = band
+      ? `${band.models.map((m) => `${m.name}: ${fmt(sohAt(m.series, end), 1, "%")}`).join(" · ")} after ${fmt(end, 0)} years`
+      : "";
+  }
+
+  // ---------------------------------------------------------------- forecast card
+
+  /** [lo, hi] of each summary over the models: the response's `band`, else from by_model. */
+  function summaryBand(f) {
+    if (f && f.band && typeof f.band === "object") return f.band;
+    const models = modelsOf(f);
+    if (models.length < 2) return null;
+    const range = (key) => {
+      const values = models.map((m) => m[key]).filter((v) => typeof v === "number");
+      return values.length ? [Math.min(...values), Math.max(...values)] : [null, null];
+    };
+    const years = models.map((m) => m.years_to_80);
+    const known = years.filter((v) => typeof v === "number");
+    return {
+      fade_pct_per_year: range("fade_pct_per_year"),
+      soh_in_2_years: range("soh_in_2_years"),
+      years_to_80: [known.length ? Math.min(...known) : null, known.length < years.length ? null : Math.max(...known)],
+    };
+  }
+
+  /** "models 0.6–1.8 %/yr"; a null end is beyond the forecast's horizon. */
+  function bandText(pair, digits, unit, scale = (v) => v) {
+    if (!Array.isArray(pair) || pair.length !== 2) return "";
+    const [lo, hi] = pair.map((v) => (typeof v === "number" ? fmt(scale(v), digits) : null));
+    const suffix = unit ? ` ${unit}` : "";
+    if (lo === null && hi === null) return "models: beyond horizon";
+    if (hi === null) return `models ${lo}${suffix} – beyond`;
+    if (lo === null) return `models beyond – ${hi}${suffix}`;
+    return `models ${lo}–${hi}${suffix}`;
+  }
+
+  function sourceTag(usage, keys) {
+    const sources = usage && usage.source && typeof usage.source === "object" ? usage.source : {};
+    const found = [...new Set(keys.map((k) => sources[k]).filter((s) => typeof s === "string"))];
+    return found.join(" / ");
+  }
+
+  function setUsage(id, text, source) {
+    const dd = el(id).querySelector("dd");
+    const value = document.createElement("span");
+    value.className = "usage-value";
+    value.textContent = text;
+    const parts = [value];
+    if (source) {
+      const tag = document.createElement("small");
+      tag.className = "usage-source";
+      tag.textContent = source;
+      parts.push(tag);
+    }
+    dd.replaceChildren(...parts);
+  }
+
+  /** The usage the forecast assumed (`usage`), each with where it came from (`usage.source`). */
+  function renderUsage() {
+    const f = state.forecast;
+    const u = f && f.usage && typeof f.usage === "object" ? f.usage : null;
+    el("forecast-usage").hidden = !u;
+    if (!u) return;
+    setUsage("usage-driving", fmt(num(u.daily_km), 0, "km/day"), sourceTag(u, ["daily_km"]));
+    const window_ =
+      typeof u.soc_min === "number" && typeof u.soc_max === "number"
+        ? `${fmt(pct(u.soc_min), 0)}–${fmt(pct(u.soc_max), 0)} %`
+        : "—";
+    setUsage("usage-window", window_, sourceTag(u, ["soc_min", "soc_max"]));
+    setUsage("usage-climate", fmt(num(u.ambient_c), 0, "°C"), sourceTag(u, ["ambient_c"]));
+    const preset = state.presets && state.telemetry && state.presets.get(state.telemetry.vehicle_model);
+    const kwh = preset && preset.pack ? num(preset.pack.nominal_energy_kwh) : null;
+    const c = num(u.charge_c_rate);
+    let charging = c === null ? "—" : `${fmt(c, 2)} C`;
+    if (c !== null && kwh !== null) charging += ` ≈ ${fmt(c * kwh, 0)} kW`;
+    if (typeof u.dc_fast_share === "number") charging += ` · DC fast ${fmt(u.dc_fast_share * 100, 0)} %`;
+    setUsage("usage-charging", charging, sourceTag(u, ["charge_c_rate", "dc_fast_share"]));
   }
 
   /** Below the forecast chart: the model of the main line, and what the band is. */
@@ -893,12 +1367,28 @@
     if (legend.hidden) return;
     const info = state.models && state.models.get(name);
     const title = info && info.title ? info.title : "";
-    el("forecast-model-title").textContent = title;
-    el("forecast-model-name").textContent = title ? `(${name})` : name;
-    el("forecast-model").title = `forecast: ${title ? `${title} (${name})` : name}`;
+    el("forecast-model-name").textContent = name;
+    el("forecast-model-title").textContent = title ? ` — ${title}` : "";
+    el("forecast-model").title = info
+      ? `forecast: ${name} — ${title}${info.cell ? ` (cell: ${info.cell})` : ""}`
+      : `forecast: ${name}`;
     const count = Number(el("chart-forecast").dataset.bandModels) || 0;
     el("forecast-band-legend").hidden = count < 2;
     el("forecast-band-text").textContent = `band: spread of ${count} physical models`;
+  }
+
+  /** How the live twin ages: its model and the aging acceleration of its steps. */
+  function renderTwinAging() {
+    const t = state.telemetry;
+    const node = el("twin-aging");
+    node.hidden = !t;
+    if (!t) return;
+    const model = typeof t.aging_model === "string" ? t.aging_model : "—";
+    const label = model === "seed" ? "seed — original toy demo model (not physical)" : model;
+    const m = num(t.time_multiplier);
+    const speed = m !== null && m !== 1 ? ` · ages ×${fmt(m, 0)} (aging only)` : " · ages in real time";
+    const text = `live twin: ${label}${speed}`;
+    if (node.textContent !== text) node.textContent = text;
   }
 
   /** The latest telemetry's aging model was driven outside the range it was fitted on. */
@@ -944,8 +1434,7 @@
     renderGauges();
     renderStatus();
     renderDetails();
-    renderHistoryChart();
-    renderPowerChart();
+    renderLiveCharts();
     renderStats();
     renderAgingRange();
     renderVehicleOptionLabels();
@@ -985,8 +1474,6 @@
     });
     el("flag-regen").hidden = !t.is_regen;
     el("flag-charging").hidden = !t.is_charging;
-    el("legend-soc").textContent = fmt(num(t.soc), 1, "%");
-    el("legend-soh").textContent = fmt(num(t.soh), 2, "%");
     el("footer-rev").textContent = state.selected
       ? `${state.selected} · rev ${state.lastRev ?? "—"}`
       : "rev —";
@@ -1064,28 +1551,38 @@
     el("stat-soh2").textContent = f ? fmt(num(pct(f.soh_in_2_years)), 1, "%") : "—";
     let years80 = "—";
     if (f) {
-      years80 = typeof f.years_to_80 === "number" ? fmt(f.years_to_80, 1, "years") : `> ${FORECAST_YEARS} years`;
+      years80 = typeof f.years_to_80 === "number" ? fmt(f.years_to_80, 1, "years") : "beyond horizon";
     }
     el("stat-years80").textContent = years80;
+    const band = f ? summaryBand(f) : null;
+    el("band-fade").textContent = band ? bandText(band.fade_pct_per_year, 1, "%/yr") : "";
+    el("band-soh2").textContent = band ? bandText(band.soh_in_2_years, 1, "%", pct) : "";
+    el("band-years80").textContent = band ? bandText(band.years_to_80, 1, "y") : "";
     el("stats-note").textContent = state.selected ? state.forecastNote : "10-year horizon";
     renderForecastChart();
     renderForecastLegend();
+    renderUsage();
+    renderTwinAging();
   }
 
   function updateVehicleOptions() {
     const select = el("vehicle-select");
     const ids = sortedVehicleIds();
-    if (!ids.length) return;
     const current = [...select.options].map((o) => o.value);
-    if (current.join("\n") !== ids.join("\n")) {
-      select.replaceChildren(
-        ...ids.map((id) => {
-          const option = document.createElement("option");
-          option.value = id;
-          option.textContent = id;
-          return option;
-        }),
-      );
+    if (current.join("\n") !== ids.join("\n") || !ids.length) {
+      const options = ids.map((id) => {
+        const option = document.createElement("option");
+        option.value = id;
+        option.textContent = id;
+        return option;
+      });
+      if (!options.length) {
+        const none = document.createElement("option");
+        none.value = "";
+        none.textContent = state.fleetLoaded ? "no vehicles yet" : "waiting for vehicles…";
+        options.push(none);
+      }
+      select.replaceChildren(...options);
       if (state.selected) select.value = state.selected;
     }
     renderVehicleOptionLabels();
@@ -1125,10 +1622,36 @@
       window.localStorage.setItem("twin.refreshMs", refresh.value);
       scheduleRender(true);
     });
-    el("vehicle-select").addEventListener("change", (event) => selectVehicle(event.target.value));
-    window.addEventListener("resize", () => scheduleRender(true));
+    el("vehicle-select").addEventListener("change", (event) => {
+      state.wanted = null; // a choice of the user's wins over the page's ?vehicle=
+      selectVehicle(event.target.value);
+    });
+    for (const button of el("range-buttons").querySelectorAll("button")) {
+      button.addEventListener("click", () =>
+        setRange(button.dataset.range === "all" ? null : Number(button.dataset.range)),
+      );
+    }
+    let savedRange = null;
+    try {
+      savedRange = Number(window.localStorage.getItem(RANGE_STORAGE)) || null;
+    } catch (err) {
+      savedRange = null;
+    }
+    setRange([600, 3600].includes(savedRange) ? savedRange : null);
+    el("csv-export").addEventListener("click", downloadCsv);
+    if (typeof ResizeObserver === "function") {
+      const observer = new ResizeObserver(() => resizeCharts());
+      for (const name of [...LIVE_CHARTS, "forecast"]) observer.observe(el(`chart-${name}`));
+    }
+    window.addEventListener("resize", () => {
+      resizeCharts();
+      scheduleRender(true);
+    });
     // Ages and countdowns tick every second, whatever the refresh interval.
     setInterval(renderStatus, 1000);
+    setInterval(() => {
+      if (state.connection.fleet === "live") loadFleet();
+    }, FLEET_RELIST_MS);
 
     new LiveSocket("/ws/fleet", {
       onMessage: onFleetMessage,
@@ -1141,6 +1664,12 @@
     });
     render();
   }
+
+  // For tests and the browser console: the charts (uPlot instances) and the CSV of the view.
+  window.twinDashboard = Object.freeze({
+    chart: (name) => charts[name] || null,
+    csv: () => shownCsv().text,
+  });
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();

@@ -1,4 +1,5 @@
-"""The browser dashboard: clients/web served as static files at / and /static/.
+"""The browser dashboard: clients/web served as static files at / and /static/ (vendored
+libraries under /static/vendor/).
 
 The page and its assets hold no data, so they stay open even when `read_key` is set; the page
 passes the key (taken from its own ``?token=``) on every API call and WebSocket it opens.
@@ -17,8 +18,11 @@ from twin_service.errors import ApiError, error_item
 router = APIRouter(include_in_schema=False)
 
 # The browser re-validates on every load (ETag / Last-Modified from FileResponse), so a new
-# version of the dashboard shows up without a hard refresh.
+# version of the dashboard shows up without a hard refresh. Vendored libraries (vendor/) are
+# loaded by versioned URLs (index.html: ?v=<version>) and change only with their version.
 NO_CACHE = {"Cache-Control": "no-cache"}
+LONG_CACHE = {"Cache-Control": "public, max-age=31536000, immutable"}
+VENDOR = "vendor/"
 MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -68,4 +72,6 @@ async def favicon() -> FileResponse:
 @router.get("/static/{name:path}")
 async def static_asset(name: str) -> FileResponse:
     path = _asset(name)
-    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=NO_CACHE)
+    vendored = path.relative_to(WEB_DIR).as_posix().startswith(VENDOR)
+    headers = LONG_CACHE if vendored else NO_CACHE
+    return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=headers)

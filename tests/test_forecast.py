@@ -132,8 +132,8 @@ def test_daily_use_forecast_matches_step(client: TestClient) -> None:
 
 
 def test_history_supplies_usage_defaults_in_simulated_days(client: TestClient) -> None:
-    """20 minutes of driving say nothing about a day (it once became 1,728 km/day); with the
-    rest of the day parked, the distance per simulated day is what was driven."""
+    """20 minutes of driving say nothing about a day (it once became 1,728 km/day); after a
+    week of simulated time, the distance per day is what was driven over it."""
     drive = [{"dt_s": 1.0, "power_kw": 15.0, "wheel_speed_m_s": 20.0, "ambient_c": 12.0}] * 1200
     first = client.post("/step", json={"vehicle_id": "observed", "samples": drive,
                                        "options": {"replace": True}})  # fmt: skip
@@ -146,12 +146,21 @@ def test_history_supplies_usage_defaults_in_simulated_days(client: TestClient) -
     assert src["wh_per_km"] == "history"
     assert out["usage"]["wh_per_km"] == pytest.approx(15000 / 72, rel=0.05)
 
-    park = [{"dt_s": 86400.0 - 1200.0, "power_kw": 0.0, "ambient_c": 12.0}]
-    body = {"vehicle_id": "observed", "state": first.json()["state"], "samples": park}
-    assert client.post("/step", json=body).status_code == 200
+    def park(state: dict, seconds: float) -> dict:
+        days, rest = divmod(seconds, 86400.0)
+        dts = [86400.0] * int(days) + ([rest] if rest else [])
+        samples = [{"dt_s": dt, "power_kw": 0.0, "ambient_c": 12.0} for dt in dts]
+        body = {"vehicle_id": "observed", "state": state, "samples": samples}
+        resp = client.post("/step", json=body)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["state"]
+
+    state = park(first.json()["state"], 86400.0 - 1200.0)  # a day: not a week of evidence
+    assert forecast(client, vehicle_id="observed")["usage"]["source"]["daily_km"] == "default"
+    park(state, 6 * 86400.0)  # a week: 24 km in 7 days
     out = forecast(client, vehicle_id="observed", years=3)
     assert out["usage"]["source"]["daily_km"] == "history"
-    assert out["usage"]["daily_km"] == pytest.approx(24.0, rel=1e-6)
+    assert out["usage"]["daily_km"] == pytest.approx(24.0 / 7, rel=1e-6)
 
 
 def test_charging_habits_come_from_the_charging_records(client: TestClient) -> None:

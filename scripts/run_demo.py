@@ -43,7 +43,7 @@ SERVICE_STOP_TIMEOUT_S = 10.0
 HURRY_TIMEOUT_S = 3.0
 POLL_S = 0.2
 PR_SET_PDEATHSIG = 1
-DEMO_TIME_MULTIPLIER = 100.0  # a simulated day ages the pack like 100 days
+DEMO_TIME_MULTIPLIER = 10.0  # a simulated day ages the pack like 10 days
 
 
 class RunError(RuntimeError):

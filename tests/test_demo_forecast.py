@@ -34,7 +34,7 @@ def test_the_demo_forecast_stays_in_the_published_range(tmp_path: Path) -> None:
     try:
         runner.wait_for(lambda: runner.rev() >= 3, "the bridge's steps", timeout_s=90)
         log = runner.log()
-        assert "aging      the preset's physical model at 100x" in log
+        assert "aging      the preset's physical model at 10x" in log
         seen: list[dict[str, Any]] = []
         deadline = time.monotonic() + RUN_S
         while time.monotonic() < deadline:
@@ -44,9 +44,11 @@ def test_the_demo_forecast_stays_in_the_published_range(tmp_path: Path) -> None:
     finally:
         runner.kill()
 
-    assert telemetry["aging_model"] == "naumann" and telemetry["time_multiplier"] == 100
-    assert telemetry["simulated_days"] > 700  # more than a week, aged 100x
+    assert telemetry["aging_model"] == "naumann" and telemetry["time_multiplier"] == 10
+    assert telemetry["simulated_days"] > 70  # more than a week, aged 10x
     assert 0.9 < telemetry["soh"] / 100 < 1.0
+    print("fade %/yr:", [round(fc["fade_pct_per_year"], 2) for fc in seen])
+    print("band:", seen[-1]["band"], "usage:", seen[-1]["usage"])
     for fc in seen:
         assert fc["aging_model"] == "naumann"
         assert 1.0 <= fc["fade_pct_per_year"] <= 3.0, fc["usage"]

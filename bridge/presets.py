@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from bridge.roadload import RoadLoadParams
 from clients.python import TwinClient, TwinConnectionError, TwinHTTPError
+from clients.python import preset_ids as find_preset_ids
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +42,9 @@ def preset_ids(client: TwinClient | None) -> list[str]:
     """Preset ids the service knows (else the local ``twin_service.presets``)."""
     if client is not None:
         try:
-            presets = client.presets()
+            return find_preset_ids(client.presets())
         except (TwinConnectionError, TwinHTTPError) as exc:
             logger.info("presets from the service unavailable (%s); using twin_service", exc)
-        else:
-            if isinstance(presets, Mapping) and isinstance(presets.get("presets"), list):
-                presets = presets["presets"]
-            if isinstance(presets, Mapping):
-                return [str(key) for key in presets]
-            if isinstance(presets, list):
-                return [str(p.get("id")) for p in presets if isinstance(p, Mapping) and p.get("id")]
     try:
         from twin_service.presets import PRESETS  # noqa: PLC0415 - optional, heavy import
     except ImportError:

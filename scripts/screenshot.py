@@ -13,30 +13,23 @@ goes to stderr; the demo's own output too.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The browser set-up of the dashboard tests (Debian's Chromium, the flags, offline routing);
+# the script needs the test extra (Playwright) anyway.
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from support.browser import CHROMIUM_ARGS, Offline, chromium_path  # noqa: E402
+from support.processes import free_port  # noqa: E402
+
 DEFAULT_OUT = REPO_ROOT / "docs" / "img" / "dashboard.png"
 VIEWPORT = {"width": 1280, "height": 800}
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 STARTUP_TIMEOUT_S = 120.0  # a cold numba cache compiles for ~25 s
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 40.0  # run_demo stops the bridge (it flushes), then the service
@@ -55,22 +48,6 @@ READY = """() => {
 
 def log(message: str) -> None:
     print(f"screenshot: {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def chromium_path() -> str:
-    candidates = [os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", shutil.which("chromium")]
-    found = next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-    if found is None:
-        raise SystemExit(
-            "screenshot: Chromium not found (apt-get install chromium, or set CHROMIUM_PATH)"
-        )
-    return found
 
 
 def wait_healthy(url: str, demo: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -104,21 +81,15 @@ def stop(demo: subprocess.Popen[bytes]) -> None:
 def shoot(url: str, out: Path, settle_s: float) -> None:
     from playwright.sync_api import sync_playwright
 
-    allowed = urlsplit(url)
-
-    def offline(route: Any) -> None:
-        target = urlsplit(route.request.url)
-        if (target.hostname, target.port) == (allowed.hostname, allowed.port):
-            route.continue_()
-        else:
-            route.abort("internetdisconnected")
-
+    executable = chromium_path()
+    if executable is None:
+        raise SystemExit(
+            "screenshot: Chromium not found (apt-get install chromium, or set CHROMIUM_PATH)"
+        )
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport=VIEWPORT, color_scheme="dark")
-            context.route("**/*", offline)
-            page = context.new_page()
+            page = Offline(browser, url, viewport=VIEWPORT, color_scheme="dark").page
             page.goto(f"{url}/")
             log("waiting for live data and the forecast card")
             page.wait_for_function(READY, timeout=READY_TIMEOUT_S * 1000)

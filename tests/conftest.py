@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from support.processes import MissingTool, RedisServer, start_redis
+from support.processes import MissingTool, RedisServer, ServiceProcess, start_redis
 
 
 @pytest.fixture(scope="module")
@@ -20,3 +20,14 @@ def redis_server() -> Iterator[RedisServer]:
         if os.environ.get("CI"):
             pytest.fail(f"{exc}; Redis tests are required in CI")
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """A service process with default settings for the test module, its log kept in the
+    module's temporary directory. Modules that need other settings (keys) or another kind of
+    twin define their own `twin`."""
+    process = ServiceProcess(log_dir=tmp_path_factory.mktemp("twin"))
+    process.start()
+    yield process
+    process.stop()

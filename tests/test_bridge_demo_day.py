@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fakes.pack import FakePack
 from support.processes import ServiceProcess
 
 import bridge.__main__ as bridge_main
@@ -32,21 +33,9 @@ UDDS_KM = 11.990
 # -- the source, against a pack model that reads back its own SOC ---------------------------
 
 
-class FakePack:
-    """SOC from the energy of the samples consumed: 0.5 kW while driving, ``power_kw`` else."""
-
-    def __init__(self, soc: float, kwh: float = 1.0) -> None:
-        self.soc, self.kwh = soc, kwh
-
-    def consume(self, samples: Iterator[Sample], limit: int | None = None) -> list[Sample]:
-        taken = []
-        for sample in samples:
-            kw = 0.5 if sample.power_kw is None else sample.power_kw
-            self.soc -= kw * sample.dt_s / 3600.0 / self.kwh
-            taken.append(sample)
-            if limit is not None and len(taken) == limit:
-                break
-        return taken
+def fake_pack(soc: float) -> FakePack:
+    """A 1 kWh pack driven at 0.5 kW: charge stops and parks come within a pass or two."""
+    return FakePack(soc, kwh=1.0, drive_kw=0.5)
 
 
 PARAMS = RoadLoadParams(1752.0, 0.23, 2.22, 0.007, 0.33435, 7.94)
@@ -71,7 +60,7 @@ def _wire(samples: list[Sample]) -> list[tuple[Any, ...]]:
 
 
 def test_a_day_is_its_passes_then_parked_to_24_h() -> None:
-    pack = FakePack(0.45)
+    pack = fake_pack(0.45)
     whole = pack.consume(_days(pack))
     days: dict[int, list[Sample]] = {}
     for sample in whole:
@@ -98,7 +87,7 @@ def test_a_day_is_its_passes_then_parked_to_24_h() -> None:
 
 
 def test_positions_inside_demo_days_resume_exactly() -> None:
-    pack = FakePack(0.45)
+    pack = fake_pack(0.45)
     whole = pack.consume(_days(pack))
     phase = [s.extras["phase"] for s in whole]
     day = [s.extras["day"] for s in whole]
@@ -117,12 +106,12 @@ def test_positions_inside_demo_days_resume_exactly() -> None:
         "mid day 2": day.index(2) + 500,
     }
     for name, cut in cuts.items():
-        part = FakePack(0.45)
+        part = fake_pack(0.45)
         head = part.consume(_days(part), limit=cut)
         tail = part.consume(_days(part, start=json.loads(json.dumps(head[-1].position))))
         assert _wire(head + tail) == _wire(whole), name
     assert whole[-1].position is not None and "park" in whole[-1].position
-    assert list(_days(FakePack(0.9), start=whole[-1].position)) == []
+    assert list(_days(fake_pack(0.9), start=whole[-1].position)) == []
 
 
 def test_parked_samples_are_paced_at_their_own_speedup(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,14 +136,6 @@ def test_parked_samples_are_paced_at_their_own_speedup(monkeypatch: pytest.Monke
 
 
 # -- against the service -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    process = ServiceProcess(log_dir=tmp_path_factory.mktemp("twin"))
-    process.start()
-    yield process
-    process.stop()
 
 
 def _env() -> dict[str, str]:

@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -57,14 +56,6 @@ def _messages(stderr: str) -> list[str]:
 
 def _count(text: str | None) -> int:
     return int((text or "0").replace(",", ""))
-
-
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    process = ServiceProcess(log_dir=tmp_path_factory.mktemp("twin"))
-    process.start()
-    yield process
-    process.stop()
 
 
 # -- where it posts, and what arrived ------------------------------------------------------

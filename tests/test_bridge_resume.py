@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fakes.pack import FakePack
 
 from bridge.poster import (
     Poster,
@@ -342,25 +343,6 @@ def test_conflicting_flags_are_refused() -> None:
 
 def _wire(samples: list[Sample]) -> list[tuple[dict[str, Any], Any]]:
     return [(s.to_wire(), s.position) for s in samples]
-
-
-class FakePack:
-    """SOC from the energy of the samples consumed so far (for sources that read it back)."""
-
-    def __init__(self, soc: float, kwh: float = 10.0) -> None:
-        self.soc, self.kwh = soc, kwh
-
-    def consume(self, samples: Iterator[Sample], limit: int | None = None) -> list[Sample]:
-        taken = []
-        for sample in samples:
-            self.soc -= (sample.power_kw or 0.2) * sample.dt_s / 3600.0 / self.kwh
-            taken.append(sample)
-            if limit is not None and len(taken) == limit:
-                break
-        return taken
-
-    def telemetry(self) -> dict[str, Any]:
-        return {"soc": self.soc * 100, "temperature": 25.0, "power_kw": 0.0}
 
 
 def test_cycle_positions_resume_exactly_also_inside_a_charging_stop() -> None:

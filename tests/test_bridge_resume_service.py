@@ -7,7 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ from bridge.poster import load_state_file
 UDDS_SAMPLES = 1369
 BATCH = 20  # 69 batches per UDDS pass
 KILL_TIMEOUT_S = 60.0
-
-
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    process = ServiceProcess(log_dir=tmp_path_factory.mktemp("twin"))
-    process.start()
-    yield process
-    process.stop()
 
 
 def _args(twin: ServiceProcess, vehicle_id: str, state_file: Path, *extra: str) -> list[str]:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ from bridge.sources.powertrain import normalize_poll
 FIXTURES = Path(__file__).parent / "fixtures" / "beamng"
 UDDS_KM = 11.990  # shared/data/README.md
 FASTSIM_MODEL3_UDDS_WH_PER_KM = 91.1  # REFERENCES.md: NREL FASTSim, battery terminals
-
-
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    process = ServiceProcess(log_dir=tmp_path_factory.mktemp("twin"))
-    process.start()
-    yield process
-    process.stop()
 
 
 def _run(twin: ServiceProcess, *args: str) -> int:

@@ -4,7 +4,6 @@ service process."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -19,6 +18,7 @@ from clients.python import (
     TwinServerError,
     TwinValidationError,
     find_preset,
+    preset_ids,
 )
 
 SAMPLE = {
@@ -111,6 +111,14 @@ def test_find_preset_accepts_mapping_list_and_wrapped() -> None:
         find_preset([preset], "other")
 
 
+def test_preset_ids_read_the_same_shapes() -> None:
+    preset = {"id": "ev", "name": "EV", "roadload": {"mass_kg": 1}}
+    assert preset_ids({"ev": {"roadload": {"mass_kg": 1}}, "ev2": {}}) == ["ev", "ev2"]
+    assert preset_ids([preset, {"name": "no id"}]) == ["ev"]
+    assert preset_ids({"presets": [preset]}) == preset_ids({"items": {"ev": preset}}) == ["ev"]
+    assert preset_ids("ev") == []
+
+
 def test_forecast_needs_state_or_vehicle_id() -> None:
     client, seen = _recording_client()
     with pytest.raises(ValueError):
@@ -129,14 +137,6 @@ def test_websocket_urls() -> None:
 
 
 # -- the real service --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    process = ServiceProcess(log_dir=tmp_path_factory.mktemp("twin-client"))
-    process.start()
-    yield process
-    process.stop()
 
 
 def test_step_then_read_back(twin: ServiceProcess) -> None:

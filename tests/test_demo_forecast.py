@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from support.demo import Runner
 from support.processes import free_port
-from test_deploy_run import Runner
 
 pytestmark = pytest.mark.slow
 

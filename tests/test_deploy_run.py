@@ -9,18 +9,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from support.demo import RUNNER, Runner
 from support.processes import REPO_ROOT, free_port
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.slow
 
-RUNNER = REPO_ROOT / "scripts" / "run_demo.py"
 STOP_TIMEOUT_S = 30.0
 
 
@@ -40,47 +39,6 @@ def alive(pid: int) -> bool:
     with contextlib.suppress(OSError):
         return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
-
-
-class Runner:
-    def __init__(self, port: int, log_path: Path, *extra: str) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
-        with open(log_path, "wb") as log:
-            # A session of its own, like a terminal's foreground job: Ctrl-C goes to its group.
-            self.process = subprocess.Popen(
-                [sys.executable, str(RUNNER), "--port", str(port), "--speedup", "100", *extra],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for(self, check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"runner exited ({self.process.returncode}):\n{self.log()}")
-            with contextlib.suppress(httpx.TransportError, KeyError, ValueError):
-                if check():
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}:\n{self.log()}")
-
-    def rev(self) -> int:
-        response = httpx.get(f"{self.url}/vehicles/ev-1", timeout=2)
-        return response.json()["rev"] if response.status_code == 200 else 0
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@
 ...         print(message["rev"], message["telemetry"]["soc"])
 """
 
-from .client import DEFAULT_TWIN_URL, AsyncTwinClient, TwinClient, find_preset
+from .client import DEFAULT_TWIN_URL, AsyncTwinClient, TwinClient, find_preset, preset_ids
 from .errors import (
     TwinAuthError,
     TwinClientError,
@@ -54,4 +54,5 @@ __all__ = [
     "TwinSubscriptionRefused",
     "TwinValidationError",
     "find_preset",
+    "preset_ids",
 ]

@@ -55,12 +55,16 @@ WS_PROTOCOL = "twin"
 WS_AUTH_PREFIX = "twin-auth."
 
 
+#: Keys under which a ``GET /vehicles/presets`` answer may wrap its presets.
+PRESET_WRAPPERS = ("presets", "vehicles", "items")
+
+
 def find_preset(presets: Any, preset_id: str) -> Preset:
     """Pick one preset from a ``GET /vehicles/presets`` answer (list, mapping, or wrapped)."""
     if isinstance(presets, Mapping):
         if preset_id in presets and isinstance(presets[preset_id], Mapping):
             return {"id": preset_id, **presets[preset_id]}
-        for key in ("presets", "vehicles", "items"):
+        for key in PRESET_WRAPPERS:
             if key in presets:
                 return find_preset(presets[key], preset_id)
     elif isinstance(presets, Sequence) and not isinstance(presets, str | bytes):
@@ -68,6 +72,22 @@ def find_preset(presets: Any, preset_id: str) -> Preset:
             if isinstance(item, Mapping) and preset_id in (item.get("id"), item.get("name")):
                 return dict(item)
     raise KeyError(f"unknown vehicle preset {preset_id!r}")
+
+
+def preset_ids(presets: Any) -> list[str]:
+    """The preset ids of a ``GET /vehicles/presets`` answer, in the shapes find_preset takes:
+    the keys of a mapping of presets, the ``id`` of each in a list, or those of a wrapper."""
+    if isinstance(presets, Mapping):
+        for key in PRESET_WRAPPERS:
+            inner = presets.get(key)
+            if isinstance(inner, list) or (
+                isinstance(inner, Mapping) and all(isinstance(v, Mapping) for v in inner.values())
+            ):
+                return preset_ids(inner)
+        return [str(key) for key, value in presets.items() if isinstance(value, Mapping)]
+    if isinstance(presets, Sequence) and not isinstance(presets, str | bytes):
+        return [str(p["id"]) for p in presets if isinstance(p, Mapping) and p.get("id")]
+    return []
 
 
 class _ClientBase:

@@ -1,2 +1,2 @@
-"""Test doubles: a fake BeamNG.tech speaking beamngpy's protocol, and a helper that runs the
-real twin service in a subprocess."""
+"""Test doubles: a fake BeamNG.tech speaking beamngpy's protocol, and a pack for sources that
+read back the SOC."""

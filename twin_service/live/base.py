@@ -36,6 +36,11 @@ class RevConflict(Exception):
         self.given_rev = given_rev
 
 
+# The trace is the last member of a message (both backends append it), so the fleet's text is
+# the message cut before it.
+TRACE_MEMBER = ',"trace":'
+
+
 def encode_message(
     kind: str,
     vehicle_id: str,
@@ -44,14 +49,12 @@ def encode_message(
     reset: bool = False,
     trace: dict[str, list[float]] | None = None,
 ) -> Message:
-    message: dict[str, Any] = {
-        "type": kind, "vehicle_id": vehicle_id, "rev": rev, "telemetry": telemetry
-    }  # fmt: skip
+    message = {"type": kind, "vehicle_id": vehicle_id, "rev": rev, "telemetry": telemetry}
     fleet_text = orjson.dumps(message).decode()
     if trace is None:
         return Message(vehicle_id, rev, fleet_text, reset)
-    message["trace"] = trace
-    return Message(vehicle_id, rev, orjson.dumps(message).decode(), reset, fleet_text)
+    text = f"{fleet_text[:-1]}{TRACE_MEMBER}{orjson.dumps(trace).decode()}}}"
+    return Message(vehicle_id, rev, text, reset, fleet_text)
 
 
 class LiveBackend(Protocol):

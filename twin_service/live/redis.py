@@ -51,6 +51,7 @@ from redis.exceptions import RedisError
 
 from twin_service.live.base import (
     DEFAULT_HISTORY_LIMIT,
+    TRACE_MEMBER,
     LiveUnavailable,
     RevConflict,
     encode_message,
@@ -256,7 +257,7 @@ class RedisLive:
                             self.channel,
                             -1 if expect_rev is None else expect_rev,
                             int(deadline_us),
-                            b',"trace":' + orjson.dumps(trace) if trace is not None else b"",
+                            b"" if trace is None else TRACE_MEMBER.encode() + orjson.dumps(trace),
                         ],
                     )
                 )
@@ -369,10 +370,11 @@ class RedisLive:
             )
         self._seen_rev[vehicle_id] = rev
         self._note_rev(vehicle_id, rev)
+        text = data.decode()
         fleet_text = None
-        if head.pop("trace", None) is not None:
-            fleet_text = orjson.dumps(head).decode()
-        self.fanout.publish(Message(vehicle_id, rev, data.decode(), reset, fleet_text))
+        if "trace" in head:
+            fleet_text = text[: text.rindex(TRACE_MEMBER)] + "}"
+        self.fanout.publish(Message(vehicle_id, rev, text, reset, fleet_text))
 
     # -- the supervised listener -----------------------------------------------------------
 

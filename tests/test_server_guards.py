@@ -87,11 +87,12 @@ def test_a_long_websocket_request_line_is_refused_at_once(service: str) -> None:
 
 
 def test_oversized_headers_get_431(service: str) -> None:
+    padding = "".join(f"X-Pad-{i}: {'b' * 1000}\r\n" for i in range(100))
     with raw_connection(service) as sock:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-        for i in range(100):
-            sock.sendall(f"X-Pad-{i}: {'b' * 1000}\r\n".encode())
-        sock.sendall(b"\r\n")
+        # The server answers as soon as the headers pass the limit and closes, so the rest of
+        # what is sent may meet a closed connection.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(f"GET /health HTTP/1.1\r\nHost: x\r\n{padding}\r\n".encode())
         answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
 

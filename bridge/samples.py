@@ -18,6 +18,9 @@ WIRE_FIELDS = (
     "aux_kw",
     "charging",
     "precondition",
+    "measured_voltage_v",
+    "measured_temperature_c",
+    "measured_soc",
 )
 _FLOAT_FIELDS = tuple(f for f in WIRE_FIELDS if f not in ("motors", "charging", "precondition"))
 
@@ -58,6 +61,9 @@ class Sample:
     aux_kw: float | None = None
     charging: bool | None = None
     precondition: bool | None = None
+    measured_voltage_v: float | None = None
+    measured_temperature_c: float | None = None
+    measured_soc: float | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     position: dict[str, Any] | None = None
     speedup: float | None = None

@@ -67,6 +67,15 @@ class Sample(_Wire):
     precondition: bool | None = Field(
         None, description="thermal management heats the pack for a fast charge"
     )
+    measured_voltage_v: float | None = Field(
+        None, ge=0, le=10000, description="measured pack terminal voltage (V)"
+    )
+    measured_temperature_c: float | None = Field(
+        None, ge=-60, le=150, description="measured pack temperature (degC)"
+    )
+    measured_soc: float | None = Field(
+        None, ge=0, le=1, description="the battery management's SOC (0..1)"
+    )
 
 
 class StepOptions(_Wire):

@@ -26,7 +26,12 @@ NUMERIC_FIELDS: dict[str, tuple[float, float, bool]] = {
     "brake": (0.0, 1.0, False),
     "ambient_c": (-60.0, 80.0, False),
     "aux_kw": (0.0, 100.0, False),
+    # measurements of the real pack (not drive inputs): the state estimator's observations
+    "measured_voltage_v": (0.0, 10000.0, False),
+    "measured_temperature_c": (-60.0, 150.0, False),
+    "measured_soc": (0.0, 1.0, False),
 }
+MEASURED_FIELDS = ("measured_voltage_v", "measured_temperature_c", "measured_soc")
 MOTOR_FIELDS: dict[str, tuple[float, float]] = {
     "torque_nm": (-1e5, 1e5),
     "speed_rad_s": (-1e5, 1e5),
@@ -52,6 +57,17 @@ class SampleColumns:
     motor_sample: np.ndarray  # sample index of each motor entry
     motor_torque_nm: np.ndarray
     motor_speed_rad_s: np.ndarray
+    measured_voltage_v: np.ndarray  # NaN where not measured
+    measured_temperature_c: np.ndarray
+    measured_soc: np.ndarray
+
+    @property
+    def has_measurements(self) -> bool:
+        return bool(
+            (~np.isnan(self.measured_voltage_v)).any()
+            or (~np.isnan(self.measured_temperature_c)).any()
+            or (~np.isnan(self.measured_soc)).any()
+        )
 
 
 class _Errors:
@@ -144,6 +160,7 @@ class SmallSamples:
     charging: list[bool]
     precondition: list[bool]
     motors: list[list[tuple[float, float]] | None]  # per sample, None where absent
+    measured: list[list[float]]  # MEASURED_FIELDS, one list each
 
 
 def _in_range(v: Any, bounds: tuple[float, float, bool]) -> bool:
@@ -218,13 +235,14 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
         charging=flags["charging"],
         precondition=flags["precondition"],
         motors=motors,
+        measured=[cols[name] for name in MEASURED_FIELDS],
     )
 
 
 def columns_from_small(ss: SmallSamples) -> SampleColumns:
     """A small batch as columns (one array for the numeric fields)."""
     rows = np.array([ss.dt_s, ss.power_kw, ss.current_a, ss.wheel_speed_m_s, ss.ambient_c,
-                     ss.aux_kw])  # fmt: skip
+                     ss.aux_kw, *ss.measured])  # fmt: skip
     sample_idx: list[int] = []
     torque: list[float] = []
     speed: list[float] = []
@@ -240,7 +258,8 @@ def columns_from_small(ss: SmallSamples) -> SampleColumns:
         precondition=np.array(ss.precondition, dtype=bool),
         has_motors=np.array([m is not None for m in ss.motors], dtype=bool),
         motor_sample=np.array(sample_idx, dtype=np.int64), motor_torque_nm=np.array(torque),
-        motor_speed_rad_s=np.array(speed),
+        motor_speed_rad_s=np.array(speed), measured_voltage_v=rows[6],
+        measured_temperature_c=rows[7], measured_soc=rows[8],
     )  # fmt: skip
 
 
@@ -354,6 +373,9 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
         motor_sample=motor_sample,
         motor_torque_nm=torque,
         motor_speed_rad_s=speed,
+        measured_voltage_v=cols["measured_voltage_v"],
+        measured_temperature_c=cols["measured_temperature_c"],
+        measured_soc=cols["measured_soc"],
     )
 
 

@@ -78,6 +78,30 @@ class Sample(_Wire):
     )
 
 
+class SensorOverrides(_Wire):
+    """Sensor errors (1 sigma) that replace the vehicle's `sensors` for one request."""
+
+    voltage_std_v: float | None = Field(None, gt=0, le=100)
+    voltage_bias_v: float | None = Field(None, ge=0, le=100)
+    current_std_a: float | None = Field(None, ge=0, le=1000)
+    current_bias_a: float | None = Field(None, ge=0, le=1000)
+    temperature_std_c: float | None = Field(None, gt=0, le=50)
+    soc_std: float | None = Field(None, gt=0, le=1)
+
+
+class EstimatorOptions(_Wire):
+    """The filter's prior uncertainty when it starts (first measurement, or `reset`), and the
+    innovation gate."""
+
+    initial_soc_std: float = Field(0.25, gt=0, le=1, description="the twin's SOC, 1 sigma")
+    initial_soh_std: float = Field(0.1, gt=0, le=1, description="its capacity fraction")
+    initial_resistance_factor_std: float = Field(0.3, gt=0, le=10)
+    gate_sigma: float = Field(
+        5.0, ge=1, le=100, description="measurements beyond this many sigma are rejected"
+    )
+    reset: bool = Field(False, description="restart the filter from the twin's state")
+
+
 class StepOptions(_Wire):
     demo_mode: bool = False
     time_multiplier: float | None = Field(
@@ -94,6 +118,22 @@ class StepOptions(_Wire):
         False,
         description="restart this vehicle's twin from the given state even when the store "
         "holds a newer one (no rev check)",
+    )
+    estimate: bool = Field(
+        True,
+        description="correct the twin with the samples' measurements (state estimator); "
+        "false ignores them and carries state.estimator unchanged",
+    )
+    assimilate: bool = Field(
+        False,
+        description="re-anchor the aging model to the estimated capacity and resistance once "
+        "their uncertainty is small (SOH std < 1 %-point, resistance factor std < 0.05)",
+    )
+    sensors: SensorOverrides | None = Field(
+        None, description="sensor errors for this request (default: the vehicle's sensors)"
+    )
+    estimator: EstimatorOptions | None = Field(
+        None, description="the filter's start (when it starts or is reset) and its gate"
     )
 
 
@@ -146,6 +186,29 @@ AgingState: type[BaseModel] = create_model(  # type: ignore[call-overload]
         for b, _ in LAYOUT.aging_blocks()
     },
 )
+class EstimatorStateWire(_Wire):
+    """The state estimator: its parameters, covariance and counters (written by the service;
+    absent until a step carries measurements)."""
+
+    soh: float = Field(ge=0.05, le=1.5, strict=True, description="estimated capacity fraction")
+    resistance_factor: float = Field(ge=0.2, le=20, strict=True)
+    current_bias_a: float = Field(
+        ge=-1e5, le=1e5, strict=True, description="estimated current-sensor offset"
+    )
+    covariance: list[float] = Field(
+        min_length=28,
+        max_length=28,
+        description="upper triangle, row by row, over (soc, v_rc_v, hysteresis_v, "
+        "temperature_c, soh, resistance_factor, current_bias_a)",
+    )
+    residual_ms_v2: float = Field(
+        ge=0, le=1e8, strict=True, description="mean square voltage residual (5-minute window)"
+    )
+    accepted: int = Field(ge=0, le=MAX_REV, strict=True)
+    rejected: int = Field(ge=0, le=MAX_REV, strict=True)
+    rejected_run: int = Field(ge=0, le=MAX_REV, strict=True)
+
+
 PackStateWire: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "PackStateWire",
     __base__=_Wire,
@@ -168,6 +231,7 @@ PackStateWire: type[BaseModel] = create_model(  # type: ignore[call-overload]
         for name, (low, high, d) in DERIVED.items()
     },
     aging=(AgingState, ...),
+    estimator=(EstimatorStateWire | None, Field(None, description="the state estimator")),
 )
 
 
@@ -246,6 +310,17 @@ class Telemetry(BaseModel):
     aging_out_of_range_stressors: list[OutOfRangeStressor] = Field(
         description="which stressors left the range"
     )
+    soc_std: float | None = Field(
+        None, description="%-points, the estimator's SOC uncertainty (null: no estimator)"
+    )
+    measured_voltage: float | None = Field(None, description="V, last sample's measurement")
+    voltage_residual: float | None = Field(None, description="V, measured - modelled")
+    soh_estimated: float | None = Field(None, description="%, the estimator's SOH")
+    soh_estimated_std: float | None = Field(None, description="%-points")
+    resistance_factor_estimated: float | None = None
+    measurements_rejected: int | None = Field(
+        None, description="measurements the gate rejected in this step"
+    )
 
 
 class TraceRow(BaseModel):
@@ -258,6 +333,35 @@ class TraceRow(BaseModel):
     soh: float
     tms_kw: float
     power_limited: bool
+    soc_std: float | None = Field(None, description="with an estimator")
+    measured_voltage: float | None = None
+    voltage_residual: float | None = None
+    soh_estimated: float | None = None
+    resistance_factor_estimated: float | None = None
+    rejected: bool | None = None
+
+
+class Estimate(BaseModel):
+    """The state estimator after the step (fractions for soc and soh)."""
+
+    soc: float
+    soc_std: float
+    soh: float
+    soh_std: float
+    resistance_factor: float
+    resistance_factor_std: float
+    voltage_rms_residual_v: float | None = Field(
+        description="over the last ~5 minutes of voltage measurements"
+    )
+    temperature_c: float
+    temperature_std_c: float
+    current_bias_a: float = Field(description="estimated current-sensor offset")
+    current_bias_std_a: float
+    model_soh: float = Field(description="the aging model's SOH, for comparison")
+    model_resistance_factor: float
+    accepted: int = Field(description="measurements used in this step")
+    rejected: int = Field(description="measurements the gate rejected in this step")
+    assimilated: bool = Field(description="the aging model now follows the estimate")
 
 
 class StepResponse(BaseModel):
@@ -266,6 +370,7 @@ class StepResponse(BaseModel):
     state: PackStateWire
     telemetry: Telemetry
     trace: list[TraceRow] | None = None
+    estimate: Estimate | None = Field(None, description="null without measurements")
 
 
 class ErrorItem(BaseModel):

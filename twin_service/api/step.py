@@ -152,6 +152,8 @@ async def _step(request: Request, settings: Settings, live: LiveBackend, metrics
     }
     if outcome.trace is not None:
         response["trace"] = outcome.trace
+    if outcome.estimate is not None:
+        response["estimate"] = outcome.estimate
     body_out = orjson.dumps(response)
     metrics.steps.inc()
     metrics.samples.inc(outcome.samples)

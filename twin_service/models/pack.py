@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from twin_service.models import kernel
+from twin_service.models import estimator, kernel
 from twin_service.models.aging import (
     CAPACITY_TERMS,
     DEFAULT_MODEL,
@@ -161,10 +161,11 @@ class PackState:
     """The state vector (layout in models.aging.LAYOUT) with named access: the pack's own
     fields as attributes, an aging model's block by name, soh and resistance_factor derived."""
 
-    __slots__ = ("vector",)
+    __slots__ = ("vector", "estimator")
 
-    def __init__(self, vector: np.ndarray) -> None:
+    def __init__(self, vector: np.ndarray, estimator: np.ndarray | None = None) -> None:
         self.vector = vector
+        self.estimator = estimator  # models.estimator E_* vector, None: never estimated
 
     def __getattr__(self, name: str) -> float:
         try:
@@ -243,6 +244,17 @@ class DriveInput:
 
 
 @dataclass
+class Estimation:
+    """The state estimator's inputs: measurements per sample (NaN: not measured) and its
+    settings (models.estimator S_*). The filter itself travels in PackState.estimator."""
+
+    settings: np.ndarray
+    measured_voltage_v: np.ndarray
+    measured_temperature_c: np.ndarray
+    measured_soc: np.ndarray
+
+
+@dataclass
 class StepResult:
     state: PackState
     # per sample
@@ -260,6 +272,17 @@ class StepResult:
     # at the final state
     max_discharge_w: float
     max_regen_w: float
+    # with an estimator: per sample (models.estimator EO_* columns)
+    estimate: np.ndarray | None = None
+
+
+def _own_terms(model: str) -> tuple[np.ndarray, np.ndarray]:
+    """Vector positions of one model's capacity and resistance terms."""
+    m = MODELS[model]
+    return (
+        np.array(LAYOUT.positions(model, m.capacity_terms), dtype=np.int64),
+        np.array(LAYOUT.positions(model, m.resistance_terms), dtype=np.int64),
+    )
 
 
 class IntegrationTooLong(ValueError):
@@ -271,9 +294,15 @@ def _f64(a: np.ndarray) -> np.ndarray:
 
 
 def simulate(
-    params: PackParams, state: PackState, drive: DriveInput, aging: AgingSettings
+    params: PackParams,
+    state: PackState,
+    drive: DriveInput,
+    aging: AgingSettings,
+    estimation: Estimation | None = None,
 ) -> StepResult:
-    """Integrate the pack over all samples of `drive`, starting from `state`."""
+    """Integrate the pack over all samples of `drive`, starting from `state`. With
+    `estimation` (and a filter in state.estimator) the measurements correct the state after
+    each sample (models.estimator)."""
     dt_s, power_w, current_a = _f64(drive.dt_s), _f64(drive.power_w), _f64(drive.current_a)
     # Modes only change anything where thermal management can act.
     if drive.mode is None or params.tms is None:
@@ -291,23 +320,55 @@ def simulate(
     s = state.vector.copy()
     out = np.empty((dt_s.shape[0], kernel.N_OUT))
     model_id = MODEL_IDS[aging.model]
-    kernel.run(
-        dt_s,
-        power_w,
-        current_a,
-        _f64(drive.ambient_c),
-        _f64(drive.distance_m),
-        mode,
-        p,
-        tab,
-        s,
-        model_id,
-        int(OFFSETS[model_id]),
-        CAPACITY_TERMS,
-        RESISTANCE_TERMS,
-        float(aging.time_multiplier),
-        out,
-    )
+    est = None
+    eout = None
+    if estimation is None or state.estimator is None:
+        kernel.run(
+            dt_s,
+            power_w,
+            current_a,
+            _f64(drive.ambient_c),
+            _f64(drive.distance_m),
+            mode,
+            p,
+            tab,
+            s,
+            model_id,
+            int(OFFSETS[model_id]),
+            CAPACITY_TERMS,
+            RESISTANCE_TERMS,
+            float(aging.time_multiplier),
+            out,
+        )
+    else:
+        est = state.estimator.copy()
+        eout = np.empty((dt_s.shape[0], estimator.N_EO))
+        own_capacity, own_resistance = _own_terms(aging.model)
+        estimator.run_estimating(
+            dt_s,
+            power_w,
+            current_a,
+            _f64(drive.ambient_c),
+            _f64(drive.distance_m),
+            mode,
+            p,
+            tab,
+            s,
+            model_id,
+            int(OFFSETS[model_id]),
+            CAPACITY_TERMS,
+            RESISTANCE_TERMS,
+            float(aging.time_multiplier),
+            out,
+            _f64(estimation.measured_voltage_v),
+            _f64(estimation.measured_temperature_c),
+            _f64(estimation.measured_soc),
+            est,
+            _f64(estimation.settings),
+            own_capacity,
+            own_resistance,
+            eout,
+        )
     max_dis, max_reg = kernel.pulse_limits(p, tab, s, CAPACITY_TERMS, RESISTANCE_TERMS)
     elapsed = s[kernel.ELAPSED]
     if dt_s.shape[0] == 1:  # the cumulative sum of one sample is the sample
@@ -315,7 +376,7 @@ def simulate(
     else:
         t_s = elapsed - (np.cumsum(dt_s[::-1])[::-1] - dt_s)
     return StepResult(
-        state=PackState(s),
+        state=PackState(s, est if est is not None else state.estimator),
         t_s=t_s,
         soc=out[:, kernel.O_SOC],
         voltage_v=out[:, kernel.O_V],
@@ -329,6 +390,7 @@ def simulate(
         tms_w=out[:, kernel.O_TMS],
         max_discharge_w=float(max_dis),
         max_regen_w=float(max_reg),
+        estimate=eout,
     )
 
 

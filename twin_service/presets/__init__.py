@@ -121,6 +121,22 @@ class ChargeTaperSpec(_Strict):
         return self
 
 
+class SensorSpec(_Strict):
+    """What the pack's sensors are assumed to get wrong, for the state estimator (1 sigma).
+    `options.sensors` overrides these per request."""
+
+    voltage_std_v: float = Field(0.5, gt=0, le=100, description="pack voltage noise")
+    voltage_bias_v: float = Field(
+        0.0, ge=0, le=100, description="unknown constant voltage offset (adds to the noise)"
+    )
+    current_std_a: float = Field(0.5, ge=0, le=1000, description="current noise")
+    current_bias_a: float = Field(
+        0.5, ge=0, le=1000, description="unknown current offset, estimated by the filter"
+    )
+    temperature_std_c: float = Field(0.5, gt=0, le=50, description="temperature noise")
+    soc_std: float = Field(0.03, gt=0, le=1, description="error of the BMS's SOC")
+
+
 class ThermalManagementSpec(_Strict):
     """An active loop: heats below `heat_below_c`, cools above `cool_above_c`, with a heat flow
     of gain x distance from the threshold up to the heating or cooling limit; its electrical
@@ -319,6 +335,9 @@ class VehiclePreset(_Strict):
     drivetrain: DrivetrainSpec
     roadload: RoadLoadSpec
     thermal_management: ThermalManagementSpec | None = None
+    sensors: SensorSpec = Field(
+        default_factory=SensorSpec, description="sensor errors the state estimator assumes"
+    )
     sources: dict[Label, Annotated[str, Field(max_length=1000)]] = Field(
         default_factory=dict, max_length=100
     )

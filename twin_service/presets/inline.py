@@ -30,6 +30,7 @@ from twin_service.presets import (
     PackSpec,
     ResistanceMapSpec,
     RoadLoadSpec,
+    SensorSpec,
     ThermalManagementSpec,
     VehiclePreset,
     derived_pack_bounds,
@@ -99,6 +100,7 @@ ThermalManagementOverride = _patch_of(
 )
 DrivetrainOverride = _patch_of(DrivetrainSpec, "Fields of the base's drivetrain to replace.", {})
 RoadLoadOverride = _patch_of(RoadLoadSpec, "Fields of the base's road load to replace.", {})
+SensorOverride = _patch_of(SensorSpec, "Fields of the base's sensor errors to replace.", {})
 PackOverride = _patch_of(
     PackSpec,
     "Fields of the base's pack to replace.",
@@ -133,6 +135,7 @@ class VehicleOverride(BaseModel):
     thermal_management: ThermalManagementOverride | None = Field(  # type: ignore[valid-type]
         None, description="null removes the base's loop"
     )
+    sensors: SensorOverride = None  # type: ignore[valid-type]
 
 
 def _error(kind: str, message: str, loc: tuple[str, ...], value: Any) -> ValidationError:

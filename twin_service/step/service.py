@@ -27,9 +27,11 @@ from twin_service.models.aging.base import out_of_range_names
 from twin_service.models.constants import SECONDS_PER_DAY
 from twin_service.models.drivetrain import DrivetrainParams, drive_columns
 from twin_service.models.kernel import MODE_CHARGING, MODE_PRECONDITION
+from twin_service.models import estimator
 from twin_service.models.pack import (
     AgingSettings,
     DriveInput,
+    Estimation,
     IntegrationTooLong,
     PackParams,
     PackState,
@@ -41,6 +43,7 @@ from twin_service.models.state import MAX_REV, from_validated, migrate, read_fas
 from twin_service.presets import PRESETS, VehiclePreset, drivetrain_params, pack_params
 from twin_service.schemas import (
     VEHICLE_ID_PATTERN,
+    EstimatorOptions,
     PackSeed,
     PackStateWire,
     StepEnvelope,
@@ -63,7 +66,8 @@ class StepOutcome:
     base_rev: int | None = None  # the rev the request's state carried
     store: bool = True
     replace: bool = False
-    live_trace: dict[str, list[float]] | None = None  # published with the step (live_trace)
+    live_trace: dict[str, list[float | None]] | None = None  # published with the step
+    estimate: dict[str, Any] | None = None
 
 
 MAX_JSON_DEPTH = 1024  # orjson's nesting limit; no request needs a tenth of it
@@ -161,14 +165,18 @@ def state_from_wire(
             raise ApiError(
                 422, [error_item(["body", "state", "schema_version"], str(exc), "schema_version")]
             ) from None
+        est = None
+        if "estimator" in raw:
+            raw = dict(raw)
+            est = _estimator_from_wire(raw.pop("estimator"))
         vec = read_fast(LAYOUT, raw)
         if vec is not None:
-            return PackState(vec)
+            return PackState(vec, est)
         try:
             wire = PackStateWire.model_validate(raw)
         except ValidationError as exc:
             raise ApiError(422, pydantic_errors(exc, ["body", "state"])) from None
-        return PackState(from_validated(LAYOUT, wire.model_dump()))
+        return PackState(from_validated(LAYOUT, wire.model_dump()), est)
     try:
         seed = PackSeed.model_validate(raw)
     except ValidationError as exc:
@@ -179,8 +187,107 @@ def state_from_wire(
     )
 
 
+def _estimator_from_wire(raw: Any) -> np.ndarray | None:
+    if raw is None:
+        return None
+    found = estimator.problems(raw)
+    if found:
+        raise ApiError(
+            422,
+            [
+                error_item(["body", "state", "estimator", *loc], msg, "estimator")
+                for loc, msg in found
+            ],
+        )
+    return estimator.from_wire(raw)
+
+
 def state_to_wire(state: PackState, capacity_ah: float) -> dict[str, Any]:
-    return to_wire(LAYOUT, state.vector, state.soh, state.resistance_factor, capacity_ah)
+    wire = to_wire(LAYOUT, state.vector, state.soh, state.resistance_factor, capacity_ah)
+    if state.estimator is not None:
+        wire["estimator"] = estimator.to_wire(state.estimator)
+    return wire
+
+
+_DEFAULT_ESTIMATOR_OPTIONS = EstimatorOptions()
+
+
+def estimation_for(
+    options: StepOptions, preset: VehiclePreset, state: PackState, cols: SampleColumns
+) -> Estimation | None:
+    """The estimator's inputs when it runs (measurements in the samples, or a filter in the
+    state, and options.estimate); starts the filter in `state` when it has none (or on reset)."""
+    if not options.estimate or not (cols.has_measurements or state.estimator is not None):
+        return None
+    eo = options.estimator or _DEFAULT_ESTIMATOR_OPTIONS
+    sensors = preset.sensors
+    if options.sensors is not None:
+        sensors = sensors.model_copy(update=options.sensors.model_dump(exclude_none=True))
+    if state.estimator is None or eo.reset:
+        pack = preset.pack
+        state.estimator = estimator.new_estimator(
+            state.soh, state.resistance_factor, eo.initial_soc_std, eo.initial_soh_std,
+            eo.initial_resistance_factor_std, sensors.current_bias_a,
+            ESTIMATOR_V_RC_STD_PER_CELL * pack.cells_series, max(pack.hysteresis_v, 1e-4),
+            ESTIMATOR_TEMPERATURE_STD_C,
+        )  # fmt: skip
+    settings = np.zeros(estimator.N_SETTINGS)
+    settings[estimator.S_V_STD] = sensors.voltage_std_v
+    settings[estimator.S_V_BIAS] = sensors.voltage_bias_v
+    settings[estimator.S_I_STD] = sensors.current_std_a
+    settings[estimator.S_I_BIAS] = sensors.current_bias_a
+    settings[estimator.S_T_STD] = sensors.temperature_std_c
+    settings[estimator.S_SOC_STD] = sensors.soc_std
+    settings[estimator.S_GATE] = eo.gate_sigma
+    settings[estimator.S_ASSIMILATE] = 1.0 if options.assimilate else 0.0
+    return Estimation(
+        settings, cols.measured_voltage_v, cols.measured_temperature_c, cols.measured_soc
+    )
+
+
+# The filter's prior on the RC voltage (per cell) and the temperature when it starts.
+ESTIMATOR_V_RC_STD_PER_CELL = 0.01
+ESTIMATOR_TEMPERATURE_STD_C = 2.0
+
+
+def measurement_count(cols: SampleColumns) -> int:
+    return int(
+        (~np.isnan(cols.measured_voltage_v)).sum()
+        + (~np.isnan(cols.measured_temperature_c)).sum()
+        + (~np.isnan(cols.measured_soc)).sum()
+    )
+
+
+def estimate_of(result: StepResult, assimilate: bool, measured: int) -> dict[str, Any] | None:
+    """The response's `estimate` (None when no filter ran)."""
+    est = result.state.estimator
+    if est is None or result.estimate is None:
+        return None
+    e = estimator
+    rejected = int(result.estimate[:, e.EO_REJECTED].sum())
+    state = result.state
+    cov_soh = e.std(est, e.X_SOH)
+    cov_rf = e.std(est, e.X_RF)
+    return {
+        "soc": min(1.0, max(0.0, state.soc)),
+        "soc_std": e.std(est, e.X_SOC),
+        "soh": float(est[e.E_SOH]),
+        "soh_std": cov_soh,
+        "resistance_factor": float(est[e.E_RF]),
+        "resistance_factor_std": cov_rf,
+        "voltage_rms_residual_v": math.sqrt(est[e.E_MS]) if est[e.E_MS] > 0 else None,
+        "temperature_c": state.temperature_c,
+        "temperature_std_c": e.std(est, e.X_TEMP),
+        "current_bias_a": float(est[e.E_BIAS]),
+        "current_bias_std_a": e.std(est, e.X_BIAS),
+        "model_soh": state.soh,
+        "model_resistance_factor": state.resistance_factor,
+        "accepted": measured - rejected,
+        "rejected": rejected,
+        "assimilated": bool(
+            assimilate and cov_soh < e.ASSIMILATE_SOH_STD and cov_rf < e.ASSIMILATE_RF_STD
+        ),
+    }
 
 
 def drive_input(cols: SampleColumns, preset: VehiclePreset, ambient_start_c: float) -> DriveInput:
@@ -230,8 +337,8 @@ _DEFAULT_OPTIONS = StepOptions()
 _VEHICLE_ID = re.compile(VEHICLE_ID_PATTERN)
 
 
-_FAST_OPTIONS = frozenset({"store", "replace", "trace"})
-# The (at most 8) validated option sets of the fast path, shared like _DEFAULT_OPTIONS (read only).
+_FAST_OPTIONS = frozenset({"store", "replace", "trace", "estimate", "assimilate"})
+# The (at most 32) validated option sets of the fast path, shared like _DEFAULT_OPTIONS (read only).
 _FAST_OPTION_SETS: dict[tuple[tuple[str, bool], ...], StepOptions] = {}
 
 
@@ -300,8 +407,9 @@ def run_step(
         state = state_from_wire(env.state, ambient_start, aging.model)
     drive = drive_input(cols, preset, ambient_start)
     params = _preset_params(preset)[1]
+    estimation = estimation_for(env.options, preset, state, cols)
     try:
-        result = simulate(params, state, drive, aging)
+        result = simulate(params, state, drive, aging, estimation)
     except IntegrationTooLong as exc:
         raise ApiError(422, [error_item(["body", "samples"], str(exc), "too_long")]) from None
     check_continuable(result.state)
@@ -310,11 +418,16 @@ def run_step(
         env.vehicle_id, preset, result, wire_state, aging, env.options.demo_mode,
         bool(cols.charging[-1]),
     )  # fmt: skip
-    trace = build_trace(result) if env.options.trace else None
+    estimate = None
+    if estimation is not None:
+        estimate = estimate_of(result, env.options.assimilate, measurement_count(cols))
+        add_estimate_telemetry(telemetry, result, estimation)
+    trace = build_trace(result, estimation) if env.options.trace else None
     return StepOutcome(
         env.vehicle_id, wire_state, telemetry, trace, cols.n, base_rev,
         env.options.store, env.options.replace,
-        live_trace(result, trace_points) if env.options.store else None,
+        live_trace(result, trace_points, estimation) if env.options.store else None,
+        estimate,
     )  # fmt: skip
 
 
@@ -401,7 +514,41 @@ def build_telemetry(
         "tms_energy_kwh": s["tms_energy_kwh"],
         "aging_out_of_range": flags != 0,
         "aging_out_of_range_stressors": out_of_range_names(flags),
+        **_NO_ESTIMATE,
     }
+
+
+_NO_ESTIMATE: dict[str, Any] = {
+    "soc_std": None,
+    "measured_voltage": None,
+    "voltage_residual": None,
+    "soh_estimated": None,
+    "soh_estimated_std": None,
+    "resistance_factor_estimated": None,
+    "measurements_rejected": None,
+}
+
+
+def _finite_or_none(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def add_estimate_telemetry(
+    telemetry: dict[str, Any], result: StepResult, estimation: Estimation
+) -> None:
+    """The estimator's telemetry fields (last sample), in telemetry's units (%)."""
+    e = estimator
+    last = result.estimate[-1] if result.estimate is not None else None
+    if last is None:
+        return
+    measured = float(estimation.measured_voltage_v[-1])
+    telemetry["soc_std"] = float(last[e.EO_SOC_STD]) * 100.0
+    telemetry["measured_voltage"] = _finite_or_none(measured)
+    telemetry["voltage_residual"] = _finite_or_none(float(last[e.EO_RESIDUAL]))
+    telemetry["soh_estimated"] = float(last[e.EO_SOH]) * 100.0
+    telemetry["soh_estimated_std"] = float(last[e.EO_SOH_STD]) * 100.0
+    telemetry["resistance_factor_estimated"] = float(last[e.EO_RF])
+    telemetry["measurements_rejected"] = int(result.estimate[:, e.EO_REJECTED].sum())
 
 
 # Columns of the trace published with a step, their scale (to telemetry's units) and the
@@ -417,23 +564,42 @@ _LIVE_TRACE = (
 )
 
 
-def live_trace(result: StepResult, points: int) -> dict[str, list[float]] | None:
+def _nullable(column: np.ndarray) -> list[float | None]:
+    return [None if v != v else v for v in column.tolist()]
+
+
+def live_trace(
+    result: StepResult, points: int, estimation: Estimation | None = None
+) -> dict[str, list[float | None]] | None:
     """The batch's course for live charts: at most `points` samples evenly spread over it,
-    the last one included (it equals the telemetry); None for one sample or points < 2."""
+    the last one included (it equals the telemetry); None for one sample or points < 2. With
+    the estimator: its SOC sigma, the measured voltage and residual (null where not measured)
+    and its SOH."""
     n = result.t_s.shape[0]
     if n < 2 or points < 2:
         return None
     idx = np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(np.int64))
-    out: dict[str, list[float]] = {}
+    out: dict[str, list[float | None]] = {}
     for key, attr, scale, decimals in _LIVE_TRACE:
         column = getattr(result, attr)[idx]
         if key == "soc":
             column = np.clip(column, 0.0, 1.0)
         out[key] = np.round(column * scale, decimals).tolist()
+    if estimation is not None and result.estimate is not None:
+        e = estimator
+        est = result.estimate[idx]
+        out["soc_std"] = np.round(est[:, e.EO_SOC_STD] * 100.0, 4).tolist()
+        out["measured_voltage"] = _nullable(np.round(estimation.measured_voltage_v[idx], 3))
+        out["voltage_residual"] = _nullable(np.round(est[:, e.EO_RESIDUAL], 4))
+        out["soh_estimated"] = np.round(est[:, e.EO_SOH] * 100.0, 5).tolist()
     return out
 
 
-def build_trace(result: StepResult) -> list[dict[str, float]]:
+def build_trace(
+    result: StepResult, estimation: Estimation | None = None
+) -> list[dict[str, float]]:
+    if estimation is not None and result.estimate is not None:
+        return _estimated_trace(result, estimation)
     cols = (
         result.t_s.tolist(),
         np.clip(result.soc, 0.0, 1.0).tolist(),
@@ -448,3 +614,24 @@ def build_trace(result: StepResult) -> list[dict[str, float]]:
     keys = ("t_s", "soc", "voltage", "current", "power_kw", "temperature", "soh", "tms_kw",
             "power_limited")  # fmt: skip
     return [dict(zip(keys, row, strict=True)) for row in zip(*cols, strict=True)]
+
+
+def _estimated_trace(result: StepResult, estimation: Estimation) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = build_trace(result)
+    e = estimator
+    est = result.estimate
+    assert est is not None
+    soc_std = est[:, e.EO_SOC_STD].tolist()
+    measured = _nullable(estimation.measured_voltage_v)
+    residual = _nullable(est[:, e.EO_RESIDUAL])
+    soh = est[:, e.EO_SOH].tolist()
+    rf = est[:, e.EO_RF].tolist()
+    rejected = (est[:, e.EO_REJECTED] > 0).tolist()
+    for i, row in enumerate(rows):
+        row["soc_std"] = soc_std[i]
+        row["measured_voltage"] = measured[i]
+        row["voltage_residual"] = residual[i]
+        row["soh_estimated"] = soh[i]
+        row["resistance_factor_estimated"] = rf[i]
+        row["rejected"] = rejected[i]
+    return rows

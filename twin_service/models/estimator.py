@@ -1,0 +1,679 @@
+"""State estimation: a Kalman filter that corrects the twin with what the real pack measures.
+
+The filter's state x is (SOC, RC voltage, hysteresis, temperature, capacity fraction, resistance
+factor, current-sensor offset). The first four are the twin's own state (corrected in place);
+the last three are the filter's parameters, kept with the covariance in `state.estimator`.
+
+Why this filter:
+- Prediction is the twin's own step (kernel._sample): for a given current the dynamics are
+  linear in x (Coulomb counting, the exact RC, hysteresis and lumped-thermal updates), so the
+  covariance propagates exactly through the transition matrix F built from the sample's
+  sensitivities (EKF prediction, no approximation beyond holding the current).
+- The voltage's strong nonlinearity is OCV(SOC), and on LFP it is flat with steps: the local
+  slope an EKF uses is ~0 on the plateau, so the filter would neither see that a voltage several
+  volts off means "SOC is elsewhere" nor know how little the plateau says. The update therefore
+  linearises OCV statistically over the SOC uncertainty (a 3-point Gauss-Hermite rule, the
+  unscented transform along SOC): the secant slope over +-sqrt(3) sigma, and the curve's
+  remaining nonlinearity added to the innovation variance. Cost stays that of an EKF.
+- Measurements are processed one at a time (voltage, temperature, BMS SOC). An innovation beyond
+  `gate_sigma` standard deviations is rejected and counted (a sensor spike); after
+  MAX_REJECT_RUN rejections in a row the covariance is inflated to admit it (the pack, not the
+  sensor, has moved).
+- Capacity and resistance follow the aging model's drift plus a slow random walk, so without
+  informative data they age as the model says, and with it they move to what the data says.
+
+References: G. L. Plett, "Extended Kalman filtering for battery management systems of LiPB-based
+HEV battery packs", J. Power Sources 134 (2004) 252-292 (joint state/parameter estimation);
+S. Julier, J. Uhlmann, "Unscented filtering and nonlinear estimation", Proc. IEEE 92 (2004).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from twin_service.models import aging
+from twin_service.models.jit import jit
+from twin_service.models.kernel import (
+    HYST,
+    N_SENS,
+    O_RF,
+    O_SOC,
+    O_SOH,
+    O_T,
+    O_V,
+    P_HYST_V,
+    P_R0_FRAC,
+    P_SERIES,
+    P_TAU,
+    SN_A,
+    SN_CHARGING,
+    SN_CUR,
+    SN_D,
+    SN_HYST,
+    SN_REFF,
+    SN_SOC_BIAS,
+    SN_SOC_CAP,
+    SN_T_RF,
+    SN_VRC_BIAS,
+    SN_VRC_RF,
+    SOC,
+    T_OCV_SOC,
+    T_OCV_V,
+    TEMP,
+    V_RC,
+    _resistance,
+    _sample,
+)
+from twin_service.models.laws import cell_ocv, rc_factors
+
+# Filter states, in covariance order
+X_SOC, X_VRC, X_HYST, X_TEMP, X_SOH, X_RF, X_BIAS = range(7)
+NX = 7
+N_COV = NX * (NX + 1) // 2
+# The estimator vector (state.estimator): parameters, covariance (upper triangle, row by row),
+# the exponentially weighted mean square voltage residual, counters.
+E_SOH, E_RF, E_BIAS = 0, 1, 2
+E_COV = 3
+E_MS = E_COV + N_COV
+E_ACCEPTED, E_REJECTED, E_RUN = E_MS + 1, E_MS + 2, E_MS + 3
+N_EST = E_MS + 4
+# Settings vector (sensor noise, priors' random walks, switches)
+(S_V_STD, S_V_BIAS, S_I_STD, S_I_BIAS, S_T_STD, S_SOC_STD, S_GATE, S_ASSIMILATE) = range(8)
+N_SETTINGS = 8
+# Per-sample outputs
+EO_SOC_STD, EO_RESIDUAL, EO_SOH, EO_RF, EO_REJECTED, EO_SOH_STD = range(6)
+N_EO = 6
+
+MAX_REJECT_RUN = 30  # consecutive rejections before the filter admits the measurements
+RESIDUAL_WINDOW_S = 300.0  # time constant of the reported rms voltage residual
+# Random walks per second (variance): how fast the filter lets each quantity drift beyond its
+# model. SOC: model error of Coulomb counting; hysteresis and RC: per cell, small; the
+# parameters: 0.2 %/sqrt(day) capacity, 1 %/sqrt(day) resistance, 0.05 A/sqrt(h) offset.
+Q_SOC = 1e-6**2
+Q_VRC_CELL = 1e-5**2
+Q_HYST = 2e-5**2
+Q_TEMP = 0.01**2
+Q_SOH = 0.002**2 / 86400.0
+Q_RF = 0.01**2 / 86400.0
+Q_BIAS = 0.05**2 / 3600.0
+# Assimilation: the aging model is re-anchored to the estimate once the estimate is this sure.
+ASSIMILATE_SOH_STD = 0.01
+ASSIMILATE_RF_STD = 0.05
+CONSIDER_SOC_STD = 0.02
+GRID_N = 21  # SOC points of the voltage update
+GRID_HALF_WIDTH = 4.0  # prior standard deviations each side
+SOH_RANGE = (0.05, 1.5)
+RF_RANGE = (0.2, 20.0)
+SQRT3 = math.sqrt(3.0)
+
+
+@jit
+def cov_index(i, j):
+    """Position of P[i, j] in the packed upper triangle."""
+    if i > j:
+        i, j = j, i
+    return i * NX - i * (i - 1) // 2 + (j - i)
+
+
+@jit
+def unpack(est, cov):
+    for i in range(NX):
+        for j in range(i, NX):
+            v = est[E_COV + cov_index(i, j)]
+            cov[i, j] = v
+            cov[j, i] = v
+
+
+@jit
+def pack(cov, est):
+    for i in range(NX):
+        for j in range(i, NX):
+            est[E_COV + cov_index(i, j)] = 0.5 * (cov[i, j] + cov[j, i])
+
+
+@jit
+def predict(cov, f, q):
+    """cov <- F cov F^T + diag(q), F given densely (most entries 0)."""
+    tmp = np.zeros((NX, NX))
+    for i in range(NX):
+        for j in range(NX):
+            fij = f[i, j]
+            if fij != 0.0:
+                for c in range(NX):
+                    tmp[i, c] += fij * cov[j, c]
+    for i in range(NX):
+        for c in range(NX):
+            acc = 0.0
+            for j in range(NX):
+                fcj = f[c, j]
+                if fcj != 0.0:
+                    acc += tmp[i, j] * fcj
+            cov[i, c] = acc
+    for i in range(NX):
+        cov[i, i] += q[i]
+
+
+@jit
+def scalar_update(cov, h, residual, r_var, dx, consider):
+    """One scalar measurement: fills dx = K * residual, updates cov; returns the innovation
+    variance. With `consider`, the capacity and the current offset are consider parameters
+    (Schmidt-Kalman): their uncertainty enters the gain of the others, but they are neither
+    moved nor made surer."""
+    ph = np.zeros(NX)
+    for i in range(NX):
+        acc = 0.0
+        for j in range(NX):
+            acc += cov[i, j] * h[j]
+        ph[i] = acc
+    s = r_var
+    for i in range(NX):
+        s += h[i] * ph[i]
+    for i in range(NX):
+        dx[i] = ph[i] / s * residual
+    if consider:
+        dx[X_SOH] = 0.0
+        dx[X_BIAS] = 0.0
+    for i in range(NX):
+        ci = consider and (i == X_SOH or i == X_BIAS)
+        for j in range(NX):
+            if ci and (j == X_SOH or j == X_BIAS):
+                continue
+            cov[i, j] -= ph[i] * ph[j] / s
+    for i in range(NX):
+        if cov[i, i] < 1e-30:
+            cov[i, i] = 1e-30
+    return s
+
+
+@jit
+def innovation_variance(cov, h, r_var):
+    s = r_var
+    for i in range(NX):
+        for j in range(NX):
+            s += h[i] * cov[i, j] * h[j]
+    return s
+
+
+@jit
+def ocv_statistics(soc, sigma, soc_nodes, v_nodes):
+    """Cell OCV over SOC ~ N(soc, sigma^2) by the 3-point Gauss-Hermite rule: (mean, secant
+    slope over +-sqrt(3) sigma, variance the slope does not explain)."""
+    d = SQRT3 * sigma
+    lo = cell_ocv(soc - d, soc_nodes, v_nodes)
+    mid = cell_ocv(soc, soc_nodes, v_nodes)
+    hi = cell_ocv(soc + d, soc_nodes, v_nodes)
+    mean = (lo + 4.0 * mid + hi) / 6.0
+    slope = (hi - lo) / (2.0 * d)
+    var = ((lo - mean) ** 2 + 4.0 * (mid - mean) ** 2 + (hi - mean) ** 2) / 6.0
+    return mean, slope, max(var - slope * slope * sigma * sigma, 0.0)
+
+
+@jit
+def _grid_pass(lo, hi, m_s, sd, z, c, s_o, ns, h_soc, soc_nodes, v_nodes, grid, g, logw):
+    """Log prior x likelihood of SOC on GRID_N points over [lo, hi]; g gets the voltage's SOC
+    part (ns OCV + h_soc (soc - m_s)). Returns the index of the largest."""
+    step = (hi - lo) / (GRID_N - 1)
+    best = 0
+    for i in range(GRID_N):
+        x = lo + i * step
+        grid[i] = x
+        g[i] = ns * cell_ocv(x, soc_nodes, v_nodes) + h_soc * (x - m_s)
+        u = (x - m_s) / sd
+        e = z - g[i] - c * (x - m_s)
+        logw[i] = -0.5 * u * u - 0.5 * e * e / s_o
+        if logw[i] > logw[best]:
+            best = i
+    return best
+
+
+@jit
+def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, consider, dx):
+    """The voltage measurement z = ns*OCV(soc) + h.(x - mean) + noise (h: the linear part; its
+    SOC entry is the resistance's dependence on SOC), with the OCV's nonlinearity in SOC handled exactly on a grid: the other
+    states are Gaussian given SOC, so SOC's posterior is computed point by point and every
+    moment follows from six weighted sums (a Rao-Blackwellised, moment-matched update).
+    Fills dx and updates cov; False (nothing changed) when the innovation is beyond `gate`
+    sigma of its predicted spread (unless `run` rejections came in a row)."""
+    grid = np.empty(GRID_N)
+    g = np.empty(GRID_N)
+    logw = np.empty(GRID_N)
+    k = np.empty(NX)
+    sh = np.zeros(NX)
+    for attempt in range(2):
+        p_ss = cov[X_SOC, X_SOC]
+        sd = math.sqrt(p_ss)
+        for i in range(NX):
+            k[i] = cov[i, X_SOC] / p_ss
+        k[X_SOC] = 0.0
+        # The others given SOC: mean m_o + k u, covariance sigma (SOC row and column unused).
+        c = 0.0
+        for i in range(1, NX):
+            c += h[i] * k[i]
+        for i in range(1, NX):
+            acc = 0.0
+            for j in range(1, NX):
+                acc += (cov[i, j] - cov[i, X_SOC] * cov[X_SOC, j] / p_ss) * h[j]
+            sh[i] = acc
+        s_o = r_var
+        for i in range(1, NX):
+            s_o += h[i] * sh[i]
+        lo = max(0.0, m_s - GRID_HALF_WIDTH * sd)
+        hi = min(1.0, m_s + GRID_HALF_WIDTH * sd)
+        if hi <= lo:
+            return False
+        best = _grid_pass(lo, hi, m_s, sd, z, c, s_o, ns, h[X_SOC], soc_nodes, v_nodes, grid, g,
+                          logw)
+        # Gate on the predicted spread of z under the prior (the grid's prior weights).
+        wsum = 0.0
+        zm = 0.0
+        zz = 0.0
+        for i in range(GRID_N):
+            u = (grid[i] - m_s) / sd
+            w = math.exp(-0.5 * u * u)
+            zi = g[i] + c * (grid[i] - m_s)
+            wsum += w
+            zm += w * zi
+            zz += w * zi * zi
+        zm /= wsum
+        var_z = max(zz / wsum - zm * zm, 0.0) + s_o
+        nis = (z - zm) ** 2 / var_z
+        if nis > gate * gate:
+            if run < MAX_REJECT_RUN or attempt == 1:
+                return False
+            cov *= nis / (gate * gate)  # admit it: the prior was too sure
+            continue
+        break
+    # Posterior weights; where the likelihood is narrower than the grid, a finer grid
+    # around its peak.
+    top = logw[best]
+    sw = 0.0
+    sw2 = 0.0
+    for i in range(GRID_N):
+        w = math.exp(logw[i] - top)
+        sw += w
+        sw2 += w * w
+    if sw * sw / sw2 < 3.0:
+        step = (hi - lo) / (GRID_N - 1)
+        lo2 = max(0.0, grid[best] - 2.0 * step)
+        hi2 = min(1.0, grid[best] + 2.0 * step)
+        best = _grid_pass(lo2, hi2, m_s, sd, z, c, s_o, ns, h[X_SOC], soc_nodes, v_nodes, grid,
+                          g, logw)
+        top = logw[best]
+    sw = 0.0
+    su = 0.0
+    suu = 0.0
+    sr = 0.0
+    srr = 0.0
+    sur = 0.0
+    for i in range(GRID_N):
+        w = math.exp(logw[i] - top)
+        u = grid[i] - m_s
+        r = z - g[i]
+        sw += w
+        su += w * u
+        suu += w * u * u
+        sr += w * r
+        srr += w * r * r
+        sur += w * u * r
+    ub = su / sw
+    rb = sr / sw
+    vu = max(suu / sw - ub * ub, 1e-14)
+    vr = max(srr / sw - rb * rb, 0.0)
+    cur_ = sur / sw - ub * rb
+    gk = np.zeros(NX)  # gain of the others on r, given SOC
+    kc = np.zeros(NX)
+    for i in range(1, NX):
+        gk[i] = sh[i] / s_o
+        kc[i] = k[i] - gk[i] * c
+    old_cc = (cov[X_SOH, X_SOH], cov[X_SOH, X_BIAS], cov[X_BIAS, X_BIAS])
+    new = np.empty((NX, NX))
+    for i in range(1, NX):
+        for j in range(1, NX):
+            cond = cov[i, j] - cov[i, X_SOC] * cov[X_SOC, j] / p_ss
+            new[i, j] = (
+                cond
+                - gk[i] * s_o * gk[j]
+                + kc[i] * kc[j] * vu
+                + gk[i] * gk[j] * vr
+                + (kc[i] * gk[j] + gk[i] * kc[j]) * cur_
+            )
+        new[i, X_SOC] = kc[i] * vu + gk[i] * cur_
+        new[X_SOC, i] = new[i, X_SOC]
+    new[X_SOC, X_SOC] = vu
+    dx[X_SOC] = ub
+    for i in range(1, NX):
+        dx[i] = kc[i] * ub + gk[i] * rb
+    if consider:
+        dx[X_SOH] = 0.0
+        dx[X_BIAS] = 0.0
+        new[X_SOH, X_SOH], new[X_SOH, X_BIAS], new[X_BIAS, X_BIAS] = old_cc
+        new[X_BIAS, X_SOH] = new[X_SOH, X_BIAS]
+    for i in range(NX):
+        for j in range(NX):
+            cov[i, j] = new[i, j]
+        if cov[i, i] < 1e-30:
+            cov[i, i] = 1e-30
+    return True
+
+
+@jit
+def _clip(x, lo, hi):
+    return min(max(x, lo), hi)
+
+
+@jit
+def _gate(cov, h, residual, r_var, gate, run):
+    """(accept, innovation variance): reject beyond `gate` sigma unless MAX_REJECT_RUN
+    rejections came in a row, in which case cov is inflated so the innovation sits at the
+    gate."""
+    s = innovation_variance(cov, h, r_var)
+    nis = residual * residual / s
+    if nis <= gate * gate:
+        return True
+    if run >= MAX_REJECT_RUN:
+        cov *= nis / (gate * gate)
+        return True
+    return False
+
+
+@jit
+def _apply(s, est, dx, hyst_v):
+    s[SOC] = _clip(s[SOC] + dx[X_SOC], 0.0, 1.0)
+    s[V_RC] += dx[X_VRC]
+    s[HYST] = _clip(s[HYST] + dx[X_HYST], -hyst_v, hyst_v)
+    s[TEMP] = _clip(s[TEMP] + dx[X_TEMP], -60.0, 150.0)
+    est[E_SOH] = _clip(est[E_SOH] + dx[X_SOH], SOH_RANGE[0], SOH_RANGE[1])
+    est[E_RF] = _clip(est[E_RF] + dx[X_RF], RF_RANGE[0], RF_RANGE[1])
+    est[E_BIAS] += dx[X_BIAS]
+
+
+@jit
+def reanchor(s, terms, own, target):
+    """Set the active model's terms (`own`, positions in s) so that the sum over `terms` (every
+    model's, for a capacity loss or resistance increase) equals `target`: scaled in proportion,
+    or booked in its first term when it has none yet; never below 0."""
+    total = 0.0
+    for i in terms:
+        total += s[i]
+    mine = 0.0
+    for i in own:
+        mine += s[i]
+    want = max(target - (total - mine), 0.0)
+    if mine > 1e-15:
+        scale = want / mine
+        for i in own:
+            s[i] *= scale
+    elif own.shape[0] > 0:
+        s[own[0]] = want
+
+
+@jit
+def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id,
+                   off, capacity_terms, resistance_terms, multiplier, out, meas_v, meas_t,
+                   meas_soc, est, settings, own_capacity, own_resistance, eout):  # fmt: skip
+    """kernel.run with the filter: after each sample the measurements (NaN: none) correct `s`
+    and `est` in place; one row of `eout` per sample (EO_*)."""
+    n = dt_s.shape[0]
+    cov = np.empty((NX, NX))
+    unpack(est, cov)
+    f = np.zeros((NX, NX))
+    q = np.zeros(NX)
+    hvec = np.zeros(NX)
+    dx = np.zeros(NX)
+    sens = np.zeros(N_SENS)
+    cur_in = current_a.copy()
+    ns = p[P_SERIES]
+    r0_frac = p[P_R0_FRAC]
+    hyst_v = p[P_HYST_V]
+    gate = settings[S_GATE]
+    v_var = settings[S_V_STD] ** 2 + settings[S_V_BIAS] ** 2
+    i_std = settings[S_I_STD]
+    for k in range(n):
+        soh_m0 = aging.state_of_health(s, capacity_terms)
+        rf_m0 = aging.resistance_factor(s, resistance_terms)
+        # The offset applies where a current was measured and is not exactly 0 (an open
+        # contactor reads 0 and carries none).
+        biased = not math.isnan(current_a[k]) and current_a[k] != 0.0
+        if biased:
+            cur_in[k] = current_a[k] - est[E_BIAS]
+        sens[:] = 0.0
+        sens[SN_A] = 1.0
+        sens[SN_HYST] = 1.0
+        sens[SN_D] = 1.0
+        soh_e = est[E_SOH]
+        rf_e = est[E_RF]
+        _sample(k, dt_s, power_w, cur_in, ambient_c, distance_m, mode, p, tab, s, model_id,
+                off, capacity_terms, resistance_terms, multiplier, out, soh_e, rf_e, True,
+                sens)  # fmt: skip
+        # Covariance prediction through the sample.
+        f[:, :] = 0.0
+        for i in range(NX):
+            f[i, i] = 1.0
+        f[X_SOC, X_SOH] = sens[SN_SOC_CAP] / soh_e
+        f[X_VRC, X_VRC] = sens[SN_A]
+        f[X_VRC, X_RF] = sens[SN_VRC_RF] / rf_e
+        f[X_HYST, X_HYST] = sens[SN_HYST]
+        f[X_TEMP, X_TEMP] = sens[SN_D]
+        f[X_TEMP, X_RF] = sens[SN_T_RF] / rf_e
+        if biased:
+            f[X_SOC, X_BIAS] = sens[SN_SOC_BIAS]
+            f[X_VRC, X_BIAS] = -sens[SN_VRC_BIAS]
+        dt = dt_s[k]
+        soc_per_a = sens[SN_SOC_BIAS]  # SOC moved per ampere over the sample
+        q[X_SOC] = Q_SOC * dt + (i_std * soc_per_a) ** 2
+        q[X_VRC] = Q_VRC_CELL * ns * ns * dt
+        q[X_HYST] = Q_HYST * dt
+        q[X_TEMP] = Q_TEMP * dt
+        q[X_SOH] = Q_SOH * dt
+        q[X_RF] = Q_RF * dt
+        q[X_BIAS] = Q_BIAS * dt
+        predict(cov, f, q)
+
+        rejected = 0
+        residual_out = math.nan
+        # While SOC is far from known, a voltage residual says where SOC is, not what the
+        # capacity or the current offset are: both are held (consider parameters).
+        consider = cov[X_SOC, X_SOC] > CONSIDER_SOC_STD**2
+        cur = sens[SN_CUR]
+        r_eff = sens[SN_REFF]
+        if not math.isnan(meas_v[k]):
+            soc = s[SOC]
+            residual_out = meas_v[k] - out[k, O_V]
+            charging = sens[SN_CHARGING] != 0.0
+            _, g_rc = rc_factors(dt, p[P_TAU])
+            share = r0_frac + (1.0 - r0_frac) * (1.0 - g_rc)
+            t = s[TEMP]
+            dr_dt = (
+                _resistance(p, tab, rf_e, soc, t + 0.5, charging)
+                - _resistance(p, tab, rf_e, soc, t - 0.5, charging)
+            ) * share
+            hvec[X_SOC] = -cur * share * (
+                _resistance(p, tab, rf_e, soc + 0.005, t, charging)
+                - _resistance(p, tab, rf_e, soc - 0.005, t, charging)
+            ) / 0.01
+            hvec[X_VRC] = -1.0
+            hvec[X_HYST] = ns
+            hvec[X_TEMP] = -cur * dr_dt
+            hvec[X_SOH] = 0.0
+            hvec[X_RF] = -cur * r_eff / rf_e
+            hvec[X_BIAS] = r_eff if biased else 0.0
+            r_var = v_var + (i_std * r_eff) ** 2
+            z = residual_out + ns * cell_ocv(soc, tab[T_OCV_SOC], tab[T_OCV_V])
+            if voltage_update(cov, hvec, z, ns, r_var, tab[T_OCV_SOC], tab[T_OCV_V], soc, gate,
+                              est[E_RUN], consider, dx):  # fmt: skip
+                _apply(s, est, dx, hyst_v)
+                est[E_ACCEPTED] += 1.0
+                est[E_RUN] = 0.0
+            else:
+                rejected += 1
+            w = -math.expm1(-dt / RESIDUAL_WINDOW_S)
+            est[E_MS] += (residual_out * residual_out - est[E_MS]) * w
+        if not math.isnan(meas_t[k]):
+            hvec[:] = 0.0
+            hvec[X_TEMP] = 1.0
+            residual = meas_t[k] - s[TEMP]
+            r_var = settings[S_T_STD] ** 2
+            if _gate(cov, hvec, residual, r_var, gate, est[E_RUN]):
+                scalar_update(cov, hvec, residual, r_var, dx, consider)
+                _apply(s, est, dx, hyst_v)
+                est[E_ACCEPTED] += 1.0
+            else:
+                rejected += 1
+        if not math.isnan(meas_soc[k]):
+            hvec[:] = 0.0
+            hvec[X_SOC] = 1.0
+            residual = meas_soc[k] - s[SOC]
+            r_var = settings[S_SOC_STD] ** 2
+            if _gate(cov, hvec, residual, r_var, gate, est[E_RUN]):
+                scalar_update(cov, hvec, residual, r_var, dx, consider)
+                _apply(s, est, dx, hyst_v)
+                est[E_ACCEPTED] += 1.0
+            else:
+                rejected += 1
+        if rejected > 0:
+            est[E_REJECTED] += rejected
+            est[E_RUN] += 1.0
+        # The parameters age as the aging model does.
+        soh_m1 = aging.state_of_health(s, capacity_terms)
+        rf_m1 = aging.resistance_factor(s, resistance_terms)
+        est[E_SOH] = _clip(est[E_SOH] + (soh_m1 - soh_m0), SOH_RANGE[0], SOH_RANGE[1])
+        est[E_RF] = _clip(est[E_RF] + (rf_m1 - rf_m0), RF_RANGE[0], RF_RANGE[1])
+        if (
+            settings[S_ASSIMILATE] != 0.0
+            and cov[X_SOH, X_SOH] < ASSIMILATE_SOH_STD**2
+            and cov[X_RF, X_RF] < ASSIMILATE_RF_STD**2
+        ):
+            reanchor(s, capacity_terms, own_capacity, 1.0 - est[E_SOH])
+            reanchor(s, resistance_terms, own_resistance, est[E_RF] - 1.0)
+            out[k, O_SOH] = aging.state_of_health(s, capacity_terms)
+            out[k, O_RF] = aging.resistance_factor(s, resistance_terms)
+        out[k, O_SOC] = s[SOC]
+        out[k, O_T] = s[TEMP]
+        eout[k, EO_SOC_STD] = math.sqrt(cov[X_SOC, X_SOC])
+        eout[k, EO_RESIDUAL] = residual_out
+        eout[k, EO_SOH] = est[E_SOH]
+        eout[k, EO_RF] = est[E_RF]
+        eout[k, EO_REJECTED] = rejected
+        eout[k, EO_SOH_STD] = math.sqrt(cov[X_SOH, X_SOH])
+    pack(cov, est)
+
+
+
+# -- outside the compiled loop ----------------------------------------------------------------
+
+COVARIANCE_ORDER = ("soc", "v_rc_v", "hysteresis_v", "temperature_c", "soh",
+                    "resistance_factor", "current_bias_a")  # fmt: skip
+
+
+def new_estimator(
+    soh: float,
+    resistance_factor: float,
+    soc_std: float,
+    soh_std: float,
+    resistance_factor_std: float,
+    current_bias_std_a: float,
+    v_rc_std_v: float,
+    hysteresis_std_v: float,
+    temperature_std_c: float,
+) -> np.ndarray:
+    """A filter starting at the twin's state: its capacity and resistance from the aging
+    model, no current offset, and independent prior uncertainties."""
+    est = np.zeros(N_EST)
+    est[E_SOH] = min(max(soh, SOH_RANGE[0]), SOH_RANGE[1])
+    est[E_RF] = min(max(resistance_factor, RF_RANGE[0]), RF_RANGE[1])
+    stds = (soc_std, v_rc_std_v, hysteresis_std_v, temperature_std_c, soh_std,
+            resistance_factor_std, current_bias_std_a)  # fmt: skip
+    for i, sd in enumerate(stds):
+        est[E_COV + cov_index(i, i)] = max(sd, 1e-12) ** 2
+    return est
+
+
+def covariance(est: np.ndarray) -> np.ndarray:
+    cov = np.empty((NX, NX))
+    unpack(est, cov)
+    return cov
+
+
+def std(est: np.ndarray, i: int) -> float:
+    return math.sqrt(max(float(est[E_COV + cov_index(i, i)]), 0.0))
+
+
+def to_wire(est: np.ndarray) -> dict[str, object]:
+    """`state.estimator` on the wire."""
+    v = est.tolist()
+    return {
+        "soh": v[E_SOH],
+        "resistance_factor": v[E_RF],
+        "current_bias_a": v[E_BIAS],
+        "covariance": v[E_COV : E_COV + N_COV],
+        "residual_ms_v2": v[E_MS],
+        "accepted": int(v[E_ACCEPTED]),
+        "rejected": int(v[E_REJECTED]),
+        "rejected_run": int(v[E_RUN]),
+    }
+
+
+WIRE_KEYS = frozenset(("soh", "resistance_factor", "current_bias_a", "covariance",
+                       "residual_ms_v2", "accepted", "rejected", "rejected_run"))  # fmt: skip
+MAX_COUNT = 2**53 - 1
+MAX_BIAS_A = 1e5
+
+
+def problems(raw: object) -> list[tuple[list[str | int], str]]:
+    """What is wrong with a wire `state.estimator` ((location, message) pairs; empty: valid)."""
+    if type(raw) is not dict:
+        return [([], "Input should be an object")]
+    out: list[tuple[list[str | int], str]] = []
+    missing = sorted(WIRE_KEYS - raw.keys())
+    extra = sorted(raw.keys() - WIRE_KEYS)
+    out += [([k], "Field required") for k in missing]
+    out += [([k], "Extra inputs are not permitted") for k in extra]
+    if out:
+        return out
+
+    def number(key: str, lo: float, hi: float) -> None:
+        v = raw[key]
+        if type(v) not in (int, float) or not lo <= v <= hi:
+            out.append(([key], f"Input should be a number in [{lo:g}, {hi:g}]"))
+
+    number("soh", *SOH_RANGE)
+    number("resistance_factor", *RF_RANGE)
+    number("current_bias_a", -MAX_BIAS_A, MAX_BIAS_A)
+    number("residual_ms_v2", 0.0, 1e8)
+    for key in ("accepted", "rejected", "rejected_run"):
+        v = raw[key]
+        if type(v) is not int or not 0 <= v <= MAX_COUNT:
+            out.append(([key], f"Input should be an integer in [0, {MAX_COUNT}]"))
+    cov = raw["covariance"]
+    if (
+        type(cov) is not list
+        or len(cov) != N_COV
+        or not all(type(c) in (int, float) and math.isfinite(c) for c in cov)
+    ):
+        out.append((["covariance"], f"Input should be a list of {N_COV} finite numbers"))
+        return out
+    m = np.empty((NX, NX))
+    tmp = np.zeros(N_EST)
+    tmp[E_COV : E_COV + N_COV] = cov
+    unpack(tmp, m)
+    diag = np.diag(m)
+    if (diag < 0).any() or (np.abs(m) > np.sqrt(np.outer(diag, diag)) * (1 + 1e-9) + 1e-300).any():
+        out.append((["covariance"], "not a covariance: variances must be >= 0 and every "
+                    "correlation within [-1, 1]"))  # fmt: skip
+    return out
+
+
+def from_wire(raw: dict[str, object]) -> np.ndarray:
+    """The estimator vector of a wire object `problems` found valid."""
+    est = np.zeros(N_EST)
+    est[E_SOH] = raw["soh"]
+    est[E_RF] = raw["resistance_factor"]
+    est[E_BIAS] = raw["current_bias_a"]
+    est[E_COV : E_COV + N_COV] = raw["covariance"]
+    est[E_MS] = raw["residual_ms_v2"]
+    est[E_ACCEPTED] = raw["accepted"]
+    est[E_REJECTED] = raw["rejected"]
+    est[E_RUN] = raw["rejected_run"]
+    return est

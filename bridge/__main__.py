@@ -1,4 +1,4 @@
-"""``python -m bridge {cycle,replay,beamng,explore}`` (SPEC §2)."""
+"""``python -m bridge {cycle,charge,replay,calibrate,beamng,explore}`` (SPEC §2)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,21 @@ exit codes:
   3    simulator unavailable (BeamNG.tech)
   4    the service holds a newer twin of the vehicle (409 rev_conflict)
   130  interrupted (Ctrl-C, SIGTERM)"""
+CALIBRATE_EXIT_CODES = """\
+exit codes:
+  0    fitted
+  1    the service failed or has no POST /calibrate, or another error
+  2    bad input (file, option; the service's 4xx messages are printed)
+  3    service unreachable
+  130  interrupted (Ctrl-C, SIGTERM)"""
+LOG_GAP_HELP = (
+    "longer gaps between readings count as idle (default 1 s for BeamNG polls, 60 s for BDF rows)"
+)
 URL = "http://127.0.0.1:8008"
+# Not in EXAMPLES: those feed a twin (--vehicle-id); calibrate only asks the service.
+CALIBRATE_EXAMPLE = f"""\
+  python -m bridge calibrate --twin-url {URL} --vehicle sv1ev3 \\
+      tests/fixtures/logs/sv1ev3_drive_20260101.bdf.csv --out sv1ev3.calibrated.json"""
 EXAMPLES = {
     "cycle": f"""\
   python -m bridge cycle --twin-url {URL} --vehicle-id ev-1 --vehicle Model3_2024 --fast
@@ -125,18 +139,22 @@ def _names(value: str) -> list[str]:
 # e.g. a running simulator: never blocked, overflow dropped and counted).
 
 
-def _add_twin_options(parser: argparse.ArgumentParser, *, default_pace: str) -> None:
-    twin = parser.add_argument_group("twin service")
-    twin.add_argument(
+def _add_url_and_key(group: argparse._ArgumentGroup, endpoint: str) -> None:
+    group.add_argument(
         "--twin-url",
         default=os.environ.get("TWIN_URL", DEFAULT_TWIN_URL),
         help=f"service URL (default {DEFAULT_TWIN_URL}, env TWIN_URL)",
     )
-    twin.add_argument(
+    group.add_argument(
         "--api-key",
         default=os.environ.get("TWIN_API_KEY"),
-        help="Bearer key for POST /step (env TWIN_API_KEY)",
+        help=f"Bearer key for {endpoint} (env TWIN_API_KEY)",
     )
+
+
+def _add_twin_options(parser: argparse.ArgumentParser, *, default_pace: str) -> None:
+    twin = parser.add_argument_group("twin service")
+    _add_url_and_key(twin, "POST /step")
     twin.add_argument(
         "--vehicle-id",
         default="default",
@@ -312,13 +330,44 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("files", nargs="+", type=Path, metavar="FILE")
     replay.add_argument("--motors", type=_names, help="motor device names, comma-separated")
     replay.add_argument("--ambient-c", type=float, help="ambient temperature, °C")
-    replay.add_argument(
-        "--max-gap-s",
-        type=_positive,
-        default=1.0,
-        help="longer gaps between readings count as idle (%(default)s)",
-    )
+    replay.add_argument("--max-gap-s", type=_positive, help=LOG_GAP_HELP)
     _add_twin_options(replay, default_pace="fast")
+
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="fit the pack to a log with measured voltage (POST /calibrate)",
+        description="Read a log with measured voltage (CSV, JSONL, a /step body or a Battery "
+        "Data Format file), fit the pack's parameters to it in one POST /calibrate and print "
+        "them against the preset's; --out saves the fitted vehicle and state for /step.",
+        epilog=f"examples:\n{CALIBRATE_EXAMPLE}\n\n{CALIBRATE_EXIT_CODES}",
+        formatter_class=raw,
+    )
+    calibrate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    calibrate.add_argument(
+        "--out", type=Path, help='write the fitted {"vehicle", "state"} here (JSON)'
+    )
+    calibrate.add_argument(
+        "--parameters",
+        type=_names,
+        help="parameters to fit, comma-separated (capacity_ah, r0_ohm, r1_ohm, tau1_s, "
+        "ocv_offset_v, initial_soc; default: all the data supports)",
+    )
+    calibrate.add_argument("--initial-soc", type=_fraction, help="SOC at the log's start (0..1)")
+    calibrate.add_argument("--ambient-c", type=float, help="ambient temperature, °C")
+    calibrate.add_argument("--max-gap-s", type=_positive, help=LOG_GAP_HELP)
+    service = calibrate.add_argument_group("twin service")
+    _add_url_and_key(service, "POST /calibrate")
+    service.add_argument(
+        "--vehicle",
+        help="preset id (default: the one the file names, else config's default_vehicle)",
+    )
+    service.add_argument("--config", help="config.yaml to read defaults from")
+    service.add_argument(
+        "--timeout-s",
+        type=_positive,
+        default=300.0,
+        help="how long to wait for the fit (%(default)s)",
+    )
 
     beamng = sub.add_parser(
         "beamng",
@@ -661,6 +710,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return run_source(args, client, vehicle, make, source)
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from bridge.calibrate import load_samples, run
+
+    samples = load_samples(args.files, ambient_c=args.ambient_c, max_gap_s=args.max_gap_s)
+    read_key = os.environ.get("TWIN_READ_KEY") or None
+    with TwinClient(
+        args.twin_url, api_key=args.api_key, read_key=read_key, timeout_s=args.timeout_s
+    ) as client:
+        vehicle = args.vehicle or _recording_preset(
+            args.files, client, _config_default_vehicle(args.config)
+        )
+        return run(
+            client,
+            samples,
+            vehicle=vehicle,
+            source=", ".join(str(path) for path in args.files),
+            out=args.out,
+            initial_soc=args.initial_soc,
+            parameters=args.parameters,
+        )
+
+
 def _recording_preset(files: list[Path], client: TwinClient, fallback: str) -> str:
     """The preset the recordings name (metadata, else file name), else ``fallback``."""
     from bridge.presets import match_preset, preset_ids
@@ -755,6 +826,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "cycle": cmd_cycle,
     "charge": cmd_charge,
     "replay": cmd_replay,
+    "calibrate": cmd_calibrate,
     "beamng": cmd_beamng,
     "explore": cmd_explore,
 }

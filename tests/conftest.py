@@ -9,6 +9,14 @@ import pytest
 from support.processes import MissingTool, RedisServer, ServiceProcess, start_redis
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile the model core once (numba writes its on-disk cache) before any test starts a
+    service process: a cold compile takes longer than a service's start-up timeout allows."""
+    from twin_service.models.pack import warm_up
+
+    warm_up()
+
+
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
     """A private redis-server for the test module. Skipped locally when redis-server is not

@@ -186,3 +186,48 @@ def test_bars_and_sparkline_shapes() -> None:
     assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
     assert sparkline([3, 3, 3]) == "▄▄▄"
     assert sparkline([]) == ""
+
+
+# What the service adds to the telemetry when its state estimator ran (soc_std and the SOH's
+# in %-points, like soc and soh).
+ESTIMATE: dict[str, Any] = {
+    "soc_std": 1.3,
+    "measured_voltage": 383.2,
+    "voltage_residual": 0.25,
+    "soh_estimated": 83.4,
+    "soh_estimated_std": 0.4,
+    "resistance_factor_estimated": 1.05,
+    "measurements_rejected": 0,
+}
+
+
+def test_an_estimate_shows_soc_sigma_and_the_estimated_soh_beside_the_model() -> None:
+    lines = lines_of(render_text(dashboard_state(**ESTIMATE)))
+    expected = [
+        " SOC          ████████████████████████████░░░░░░░░░░░░    70.1 ± 1.3 %",
+        " SOH model    ███████████████████████████░░░░░░░░░░░░░         83.56 % R ×1.000",
+        " SOH estimate ███████████████████████████░░░░░░░░░░░░░  83.40 ± 0.40 % R ×1.050",
+        " Power        ░░░░░░░░░░░░░░███┃░░░░░░░░░░░░░░░░░░░░░░░       -18.8 kW ◀ REGEN",
+    ]
+    for line in expected:
+        assert line in lines, f"missing line:\n{line}\nin:\n" + "\n".join(lines)
+    # the SOH estimate without its σ, the SOC's σ alone
+    lines = lines_of(render_text(dashboard_state(soh_estimated=83.4)))
+    assert " SOH estimate ███████████████████████████░░░░░░░░░░░░░         83.40 %" in lines
+    assert any(line.startswith(" SOC ") and line.endswith(" 70.1 %") for line in lines)
+    text = render_text(dashboard_state(soc_std=1.3))
+    assert "70.1 ± 1.3 %" in text and "SOH estimate" not in text and "SOH model" not in text
+
+
+def test_null_estimate_fields_render_as_before() -> None:
+    """No estimator: the fields are null, and the screen is the one without them."""
+    nulls = dict.fromkeys(ESTIMATE)
+    assert render_text(dashboard_state(**nulls)) == render_text(dashboard_state())
+    assert "±" not in render_text(dashboard_state(**nulls))
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_an_estimate_fits_the_terminal_width(width: int) -> None:
+    text = render_text(dashboard_state(**ESTIMATE), width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert "70.1 ± 1.3 %" in text and "83.40 ± 0.40 %" in text

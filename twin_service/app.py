@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from twin_service import __version__
 from twin_service.api import (
+    calibrate,
     dashboard,
     docs,
     forecast,
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(RecursionError, _too_deep_handler)
+    app.include_router(calibrate.router)
     # presets before vehicles so /vehicles/presets is not taken as a vehicle id; the dashboard
     # (static files at /) comes last.
     for module in (step, forecast, presets, vehicles, live, health, metrics, docs, dashboard):

@@ -186,6 +186,8 @@ AgingState: type[BaseModel] = create_model(  # type: ignore[call-overload]
         for b, _ in LAYOUT.aging_blocks()
     },
 )
+
+
 class EstimatorStateWire(_Wire):
     """The state estimator: its parameters, covariance and counters (written by the service;
     absent until a step carries measurements)."""

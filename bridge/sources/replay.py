@@ -1,4 +1,4 @@
-"""Replay source: recorded BeamNG JSON, CSV logs and JSONL logs → samples.
+"""Replay source: recorded BeamNG JSON, CSV logs, JSONL logs and BDF files → samples.
 
 - ``*.json``: a PowertrainSensor poll (int or string keys, or ``[]``), an Electrics poll
   (held for the powertrain file of the same recording: ``<model>_electrics_<ts>.json`` goes
@@ -8,6 +8,24 @@
   ``time_s`` column, ``power_kw`` / ``current_a`` / motors as ``torque_nm``+``speed_rad_s``,
   ``motor<i>_torque_nm``+``motor<i>_speed_rad_s`` or a JSON ``motors`` column, ...).
 - ``*.jsonl`` / ``*.ndjson``: one sample object per line, same names.
+- A Battery Data Format file (``*.csv``, ``*.bdf.csv``, ``*.bdf`` whose header has BDF's
+  ``Test Time / s``, ``Voltage / V`` and ``Current / A``): see :mod:`bridge.sources.bdf`
+  (charge-positive current negated, voltage and temperature T1 as measurements).
+
+Measurements (not drive inputs; a row still needs one of motors / power_kw / current_a, and
+``current_a`` is the pack current, discharge > 0) in CSV, JSONL and lists of samples:
+
+============================  ==========================================================
+field                         also read from
+============================  ==========================================================
+``measured_voltage_v`` (V)    ``voltage_v``, ``pack_voltage_v``
+``measured_temperature_c``    ``temperature_c``, ``pack_temperature_c``
+``measured_soc`` (0..1)       ``soc``, ``bms_soc``
+============================  ==========================================================
+
+The field's own name wins over an alias in the same row (the alias then only goes to the
+sample log). An SOC column whose largest value exceeds 1.5 is read as percent (0..100) and
+divided by 100; a log line says so.
 """
 
 from __future__ import annotations
@@ -21,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.samples import WIRE_FIELDS, Sample
+from bridge.sources.bdf import bdf_samples, is_bdf_file
 from bridge.sources.powertrain import (
     DEFAULT_MAX_GAP_S,
     ReadingIntegrator,
@@ -32,6 +51,19 @@ from bridge.sources.powertrain import (
 logger = logging.getLogger(__name__)
 
 _MOTOR_COLUMN = re.compile(r"^motors?[._]?(\d+)[._](torque_nm|speed_rad_s)$")
+
+#: Common names of the measurement fields in logs → the sample field (see the docstring).
+MEASUREMENT_ALIASES = {
+    "voltage_v": "measured_voltage_v",
+    "pack_voltage_v": "measured_voltage_v",
+    "temperature_c": "measured_temperature_c",
+    "pack_temperature_c": "measured_temperature_c",
+    "soc": "measured_soc",
+    "bms_soc": "measured_soc",
+}
+#: An SOC column with a larger value than this is in percent.
+SOC_PERCENT_ABOVE = 1.5
+_SOC_COLUMNS = ("measured_soc", *(a for a, f in MEASUREMENT_ALIASES.items() if f == "measured_soc"))
 
 
 def recording_key(path: Path) -> str:
@@ -75,15 +107,17 @@ def replay_samples(
     *,
     motors: Sequence[str] | None = None,
     ambient_c: float | None = None,
-    max_gap_s: float = DEFAULT_MAX_GAP_S,
+    max_gap_s: float | None = None,
     start: int = 0,
 ) -> Iterator[Sample]:
     """Samples of every file in order (electrics files only provide held values).
 
     A sample's ``position`` is ``{"index": n}``: n samples of the replay are done with it;
     ``start`` skips that many (they are still read: a powertrain poll is integrated in order).
+    ``max_gap_s`` (None: each format's default, 1 s between BeamNG readings, 60 s between
+    BDF rows) is the longest gap integrated as it was logged; longer ones count as idle.
     """
-    loaded = [(Path(p), _load(Path(p))) for p in paths]
+    loaded = [(Path(p), _load(Path(p), max_gap_s)) for p in paths]
     electrics = {recording_key(p): d for p, (kind, d) in loaded if kind == "electrics"}
     lone_electrics = next(iter(electrics.values())) if len(electrics) == 1 else None
     produced = 0
@@ -91,7 +125,11 @@ def replay_samples(
         if kind == "electrics":
             continue
         if kind == "powertrain":
-            integrator = ReadingIntegrator(motors=motors, ambient_c=ambient_c, max_gap_s=max_gap_s)
+            integrator = ReadingIntegrator(
+                motors=motors,
+                ambient_c=ambient_c,
+                max_gap_s=DEFAULT_MAX_GAP_S if max_gap_s is None else max_gap_s,
+            )
             integrator.update_electrics(electrics.get(recording_key(path), lone_electrics))
             readings = normalize_poll(data)
             if not readings:
@@ -122,14 +160,17 @@ def replay_samples(
         logger.info("replay: continued after sample %d of %d", min(start, produced), produced)
 
 
-def _load(path: Path) -> tuple[str, Any]:
+def _load(path: Path, max_gap_s: float | None = None) -> tuple[str, Any]:
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return "samples", list(csv_samples(path))
+    if suffix in (".csv", ".bdf"):
+        if is_bdf_file(path):
+            return "samples", list(bdf_samples(path, max_gap_s=max_gap_s))
+        if suffix == ".csv":
+            return "samples", list(csv_samples(path))
     if suffix in (".jsonl", ".ndjson"):
         return "samples", list(jsonl_samples(path))
     if suffix != ".json":
-        raise ValueError(f"{path}: unknown log type (use .json, .csv or .jsonl)")
+        raise ValueError(f"{path}: unknown log type (use .json, .csv, .jsonl or a BDF .csv)")
     data = json.loads(path.read_text())
     if data == [] or is_powertrain_poll(data):
         return "powertrain", data
@@ -162,8 +203,7 @@ def jsonl_samples(path: Path) -> Iterator[Sample]:
 def _timed_rows(rows: Any, path: Path) -> Iterator[Sample]:
     """Rows with ``dt_s``, or with ``time_s`` (each row covers the time since the last)."""
     last_time_s: float | None = None
-    for index, row in enumerate(rows):
-        row = dict(row)
+    for index, row in enumerate(_with_measurements(rows, path)):
         if "dt_s" not in row and "time_s" in row:
             time_s = float(row["time_s"])
             if last_time_s is None or time_s <= last_time_s:
@@ -172,6 +212,41 @@ def _timed_rows(rows: Any, path: Path) -> Iterator[Sample]:
             row["dt_s"] = time_s - last_time_s
             last_time_s = time_s
         yield _row_sample(row, path, index)
+
+
+def _with_measurements(rows: Any, path: Path) -> list[dict[str, Any]]:
+    """Rows with the measurement aliases renamed and percent SOC columns scaled to 0..1."""
+    rows = [dict(row) for row in rows]
+    present = {name for row in rows for name in row}
+    for name in (name for name in _SOC_COLUMNS if name in present):
+        values = [v for v in (_float_or_none(row.get(name)) for row in rows) if v is not None]
+        if values and max(values) > SOC_PERCENT_ABOVE:
+            logger.info(
+                "%s: column %r read as percent (largest value %g > %g): divided by 100",
+                path.name,
+                name,
+                max(values),
+                SOC_PERCENT_ABOVE,
+            )
+            for row in rows:
+                value = _float_or_none(row.get(name))
+                if value is not None:
+                    row[name] = value / 100.0
+    for row in rows:
+        for alias, field in MEASUREMENT_ALIASES.items():
+            if alias in row and row.get(field) is None:
+                row[field] = row.pop(alias)
+    return rows
+
+
+def _float_or_none(value: Any) -> float | None:
+    """A number of a log cell, None when empty or not a number (the sample then says why)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _row_sample(row: Mapping[str, Any], path: Path, index: int) -> Sample:

@@ -32,6 +32,7 @@ from .errors import (
 )
 from .types import (
     BatteryState,
+    CalibrateResponse,
     ForecastResponse,
     ForecastUsage,
     LiveMessage,
@@ -135,6 +136,23 @@ class _ClientBase:
             body["vehicle"] = vehicle
         if options:
             body["options"] = options
+        return body
+
+    @staticmethod
+    def calibrate_body(
+        samples: Sequence[StepSample] | Sequence[Mapping[str, Any]],
+        *,
+        vehicle: str | Mapping[str, Any] | None = None,
+        state: BatteryState | Mapping[str, Any] | None = None,
+        parameters: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """The JSON body of ``POST /calibrate``; ``vehicle`` and ``parameters`` are left out if
+        None (the service's default preset; every parameter the data supports)."""
+        body: dict[str, Any] = {"state": state, "samples": samples}
+        if vehicle is not None:
+            body["vehicle"] = vehicle
+        if parameters is not None:
+            body["parameters"] = list(parameters)
         return body
 
     @staticmethod
@@ -258,6 +276,20 @@ class TwinClient(_ClientBase):
             samples, vehicle_id=vehicle_id, vehicle=vehicle, state=state, options=options
         )
         return cast(StepResponse, self._request("POST", "/step", write=True, body=body))
+
+    def calibrate(
+        self,
+        samples: Sequence[StepSample] | Sequence[Mapping[str, Any]],
+        *,
+        vehicle: str | Mapping[str, Any] | None = None,
+        state: BatteryState | Mapping[str, Any] | None = None,
+        parameters: Sequence[str] | None = None,
+    ) -> CalibrateResponse:
+        """``POST /calibrate``: fit the pack's parameters to the measured voltage of
+        ``samples``; the answer's ``vehicle`` and ``state`` go to :meth:`step` as they are."""
+        body = self.calibrate_body(samples, vehicle=vehicle, state=state, parameters=parameters)
+        # The write key when both are set: it also opens endpoints that take the read key.
+        return cast(CalibrateResponse, self._request("POST", "/calibrate", write=True, body=body))
 
     def vehicles(self) -> Any:
         """``GET /vehicles``: latest telemetry of every known vehicle (the first page)."""
@@ -389,6 +421,20 @@ class AsyncTwinClient(_ClientBase):
             samples, vehicle_id=vehicle_id, vehicle=vehicle, state=state, options=options
         )
         return cast(StepResponse, await self._request("POST", "/step", write=True, body=body))
+
+    async def calibrate(
+        self,
+        samples: Sequence[StepSample] | Sequence[Mapping[str, Any]],
+        *,
+        vehicle: str | Mapping[str, Any] | None = None,
+        state: BatteryState | Mapping[str, Any] | None = None,
+        parameters: Sequence[str] | None = None,
+    ) -> CalibrateResponse:
+        """``POST /calibrate``: fit the pack's parameters to the measured voltage of
+        ``samples``."""
+        body = self.calibrate_body(samples, vehicle=vehicle, state=state, parameters=parameters)
+        response = await self._request("POST", "/calibrate", write=True, body=body)
+        return cast(CalibrateResponse, response)
 
     async def vehicles(self) -> Any:
         """``GET /vehicles``."""

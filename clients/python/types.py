@@ -24,6 +24,10 @@ class StepSample(TypedDict, total=False):
     ambient_c: float
     aux_kw: float
     charging: bool
+    # Measurements (not drive inputs): pack terminal V, pack temperature, BMS SOC (0..1).
+    measured_voltage_v: float
+    measured_temperature_c: float
+    measured_soc: float
 
 
 class StepOptions(TypedDict, total=False):
@@ -129,6 +133,34 @@ class ForecastResponse(TypedDict, total=False):
     soh_in_2_years: float
     years_to_80: float | None
     fade_pct_per_year: float
+
+
+class CalibrationParameter(TypedDict, total=False):
+    """One fitted parameter of ``POST /calibrate``."""
+
+    value: float
+    std: float | None
+    unit: str
+    nominal: float | None
+    identified: bool
+
+
+class CalibrationFit(TypedDict, total=False):
+    rms_before_v: float
+    rms_after_v: float
+    samples: int
+    #: by name: capacity_ah, r0_ohm, r1_ohm, tau1_s, ocv_offset_v (per cell), initial_soc
+    parameters: dict[str, CalibrationParameter]
+    warnings: list[str]
+
+
+class CalibrateResponse(TypedDict, total=False):
+    """Response of ``POST /calibrate``: ``vehicle`` (``{"base", "pack"}``) and ``state``
+    (``{"soc"}``) are accepted by ``/step`` as they are."""
+
+    vehicle: dict[str, Any]
+    state: dict[str, Any]
+    fit: CalibrationFit
 
 
 class LiveMessage(TypedDict, total=False):

@@ -29,6 +29,8 @@ SOH_MIN_PCT = 50.0
 TEMPERATURE_RANGE_C = (-20.0, 60.0)
 POWER_FALLBACK_KW = (60.0, 150.0)  # (regen, discharge) when the telemetry carries no limits
 FORECAST_YEARS = 10
+VALUE_WIDTH = 10  # the gauges' value column
+ESTIMATE_EXTRA = 4  # more of it for "± σ" (taken from the bars)
 
 STYLES = {
     "good": "green",
@@ -52,6 +54,15 @@ def fmt(value: Any, digits: int, unit: str = "") -> str:
         return "—"
     text = f"{value:,.{digits}f}"
     return f"{text} {unit}" if unit else text
+
+
+def fmt_std(value: Any, std: Any, digits: int, unit: str) -> str:
+    """``62.1 ± 1.3 %``: an estimate with its standard deviation; the value alone without it."""
+    if _number(value) is None:
+        return "—"
+    if _number(std) is None:
+        return fmt(value, digits, unit)
+    return f"{fmt(value, digits)} ± {fmt(std, digits)} {unit}"
 
 
 def fmt_age(seconds: float | None) -> str:
@@ -201,11 +212,23 @@ def status_line(state: DashboardState, now: float) -> Text:
     return text
 
 
+def estimated(telemetry: Mapping[str, Any]) -> bool:
+    """Whether the telemetry carries a state estimate (its fields are null without one)."""
+    return any(_number(telemetry.get(k)) is not None for k in ("soc_std", "soh_estimated"))
+
+
+def value_width(telemetry: Mapping[str, Any]) -> int:
+    """Width of the gauges' value column: wider for ``62.1 ± 1.3 %`` when estimated."""
+    return VALUE_WIDTH + (ESTIMATE_EXTRA if estimated(telemetry) else 0)
+
+
 def gauges(telemetry: Mapping[str, Any], bar_width: int = BAR_WIDTH) -> Table:
+    """SOC, SOH, power and temperature as bars. With a state estimate the SOC carries its σ
+    and the estimated SOH (and resistance factor) gets a row below the model's."""
     table = Table.grid(padding=(0, 1))
     table.add_column("label", width=12, no_wrap=True)
     table.add_column("bar", no_wrap=True)
-    table.add_column("value", justify="right", width=10, no_wrap=True)
+    table.add_column("value", justify="right", width=value_width(telemetry), no_wrap=True)
     table.add_column("note", no_wrap=True)
 
     soc = _number(telemetry.get("soc"))
@@ -213,19 +236,30 @@ def gauges(telemetry: Mapping[str, Any], bar_width: int = BAR_WIDTH) -> Table:
         style = STYLES["muted"]
     else:  # a healthy charge in the SOC colour, low charge in warning colours
         style = STYLES["soc"] if soc_level(soc) == "good" else STYLES[soc_level(soc)]
-    table.add_row(
-        "SOC", bar(soc, 0, 100, style, bar_width), Text(fmt(soc, 1, "%"), style="bold"), ""
-    )
+    soc_text = fmt_std(soc, telemetry.get("soc_std"), 1, "%")
+    table.add_row("SOC", bar(soc, 0, 100, style, bar_width), Text(soc_text, style="bold"), "")
 
     soh = _number(telemetry.get("soh"))
     style = STYLES[soh_level(soh)] if soh is not None else STYLES["muted"]
     resistance = _number(telemetry.get("resistance_factor"))
+    soh_estimated = _number(telemetry.get("soh_estimated"))
     table.add_row(
-        "SOH",
+        "SOH" if soh_estimated is None else "SOH model",
         bar(soh, SOH_MIN_PCT, 100, style, bar_width),
         Text(fmt(soh, 2, "%"), style="bold"),
         Text(f"R ×{fmt(resistance, 3)}" if resistance is not None else "", style="dim"),
     )
+    if soh_estimated is not None:
+        resistance_estimated = _number(telemetry.get("resistance_factor_estimated"))
+        table.add_row(
+            "SOH estimate",
+            bar(soh_estimated, SOH_MIN_PCT, 100, STYLES[soh_level(soh_estimated)], bar_width),
+            Text(fmt_std(soh_estimated, telemetry.get("soh_estimated_std"), 2, "%"), style="bold"),
+            Text(
+                f"R ×{fmt(resistance_estimated, 3)}" if resistance_estimated is not None else "",
+                style="dim",
+            ),
+        )
 
     power = _number(telemetry.get("power_kw"))
     regen_kw = abs(_number(telemetry.get("max_regen_kw")) or POWER_FALLBACK_KW[0])
@@ -403,7 +437,9 @@ def render_dashboard(state: DashboardState, now: float, width: int = 100) -> Ren
         body: list[RenderableType] = [
             status_line(state, now),
             Text(),
-            gauges(telemetry, bar_width=max(10, min(BAR_WIDTH, inner - 40))),
+            gauges(
+                telemetry, bar_width=max(10, min(BAR_WIDTH, inner - 30 - value_width(telemetry)))
+            ),
             Text(),
             details(telemetry, columns=4 if inner >= 96 else 2),
             Text(),

@@ -84,7 +84,7 @@
     telemetry: null,
     receivedAt: null, // ms, when the selected vehicle's telemetry arrived
     lastRev: null,
-    points: [], // {rev, x, soc, soh, voltage, current, power, temperature}, oldest first
+    points: [], // {rev, x, soc, soh, voltage, current, power, temperature, ...ESTIMATE_FIELDS}
     pointsVersion: 0, // bumped on every change of `points`
     rangeS: null, // time range of the live charts in simulated seconds; null: all
     zoom: null, // {min, max} of a drag-zoom on the live charts, null when not zoomed
@@ -219,8 +219,28 @@
     return typeof v === "number" && Number.isFinite(v) ? v : null;
   }
 
+  // The state estimator's telemetry fields (null without an estimator) as point fields:
+  // telemetry key -> point key. soc_std and soh_estimated_std are in %-points, like soc and soh.
+  const ESTIMATE_FIELDS = {
+    soc_std: "socStd",
+    measured_voltage: "measuredVoltage",
+    voltage_residual: "voltageResidual",
+    soh_estimated: "sohEstimated",
+    soh_estimated_std: "sohEstimatedStd",
+    resistance_factor_estimated: "resistanceEstimated",
+    measurements_rejected: "rejected",
+  };
+  // Live-trace columns of the estimator (telemetry units) -> point key; the other fields are
+  // the telemetry's, on the batch's last point.
+  const ESTIMATE_TRACE = {
+    soc_std: "socStd",
+    measured_voltage: "measuredVoltage",
+    voltage_residual: "voltageResidual",
+    soh_estimated: "sohEstimated",
+  };
+
   function pointOf(t, rev = t.rev) {
-    return {
+    const p = {
       rev: typeof rev === "number" ? rev : null,
       x: num(t.elapsed_seconds),
       soc: num(t.soc),
@@ -230,6 +250,8 @@
       power: num(t.power_kw),
       temperature: num(t.temperature),
     };
+    for (const [field, key] of Object.entries(ESTIMATE_FIELDS)) p[key] = num(t[field]);
+    return p;
   }
 
   /**
@@ -249,6 +271,7 @@
       power: column("power_kw"),
       temperature: column("temperature"),
     };
+    for (const [field, key] of Object.entries(ESTIMATE_TRACE)) cols[key] = column(field);
     const last = num(xs[xs.length - 1]);
     const end = num(t.elapsed_seconds);
     const shift = last !== null && end !== null ? end - last : 0;
@@ -260,7 +283,16 @@
       for (const [key, values] of Object.entries(cols)) p[key] = values ? num(values[i]) : null;
       points.push(p);
     }
-    return points.length ? points : null;
+    if (!points.length) return null;
+    // The last point is the telemetry's: what the trace lacks comes from it. The SOH estimate's
+    // sigma (not a trace column) moves little over one batch: its end value spans the batch.
+    const lastPoint = points[points.length - 1];
+    const told = pointOf(t, rev);
+    for (const key of Object.values(ESTIMATE_FIELDS)) {
+      if (lastPoint[key] === null || lastPoint[key] === undefined) lastPoint[key] = told[key];
+    }
+    for (const p of points) p.sohEstimatedStd = p.sohEstimated === null ? null : told.sohEstimatedStd;
+    return points;
   }
 
   function trimPoints() {
@@ -806,9 +838,11 @@
 
   // ---------------------------------------------------------------- charts (uPlot)
 
-  const LIVE_CHARTS = ["soc", "power", "soh"];
+  // The voltage chart is drawn only for a vehicle with measured voltages (state estimation).
+  const LIVE_CHARTS = ["soc", "power", "soh", "voltage"];
   const LIVE_SYNC = "twin-live"; // cursor, drag-zoom and double-click shared by the live charts
-  const CHART_HEIGHT = { soc: 124, power: 116, soh: 96, forecast: 104 };
+  const CHART_HEIGHT = { soc: 124, power: 116, soh: 96, voltage: 104, forecast: 104 };
+  const SIGMAS = 2; // the shaded bands of the estimates: ±2σ
   // Tick steps that read well as durations (seconds).
   const TIME_STEPS_S = [
     1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
@@ -823,8 +857,17 @@
     ["power [kW]", "power", 3],
     ["temperature [°C]", "temperature", 3],
   ];
+  // Added to the CSV when the current pack has estimates (the estimator ran).
+  const CSV_ESTIMATE_COLUMNS = [
+    ["SOC σ [%]", "socStd", 4],
+    ["measured voltage [V]", "measuredVoltage", 3],
+    ["voltage residual [V]", "voltageResidual", 3],
+    ["SOH estimated [%]", "sohEstimated", 5],
+    ["SOH estimated σ [%]", "sohEstimatedStd", 5],
+  ];
 
   const charts = {}; // name -> uPlot
+  const liveLayout = {}; // live chart name -> the layout it was made with (chartLayout)
   let liveColumns = null; // the columns the live charts draw: {key, x, soc, soh, power, ...}
   let forecastKey = null; // the series layout of the forecast chart
 
@@ -848,6 +891,9 @@
       grid: cssVar("--grid"),
       soc: cssVar("--soc"),
       soh: cssVar("--soh"),
+      estimate: cssVar("--estimate"),
+      voltage: cssVar("--voltage"),
+      measured: cssVar("--measured"),
       discharge: cssVar("--discharge"),
       regen: cssVar("--regen"),
       bad: cssVar("--bad"),
@@ -935,52 +981,184 @@
     return [lo < 0 ? lo - pad : 0, hi + pad];
   }
 
-  function liveSeries(name, colors) {
-    const time = { label: "time", value: legendValue(fmtClock) };
+  /** A voltage range with some room, at least 2 V. */
+  function voltageRange(u, min, max) {
+    if (min === null || max === null) return [0, 1];
+    const pad = Math.max(1, (max - min) * 0.08);
+    return [min - pad, max + pad];
+  }
+
+  /** The last value that is not null (measurements are null where a sample had none). */
+  function lastKnown(values) {
+    for (let i = (values ? values.length : 0) - 1; i >= 0; i--) if (values[i] !== null) return values[i];
+    return null;
+  }
+
+  /** A legend value with its ±σ from the live column `stdKey`: "62.1 ± 1.3 %". */
+  function valueWithStd(digits, stdKey) {
+    return (u, v, si, idx) => {
+      const hovering = idx !== null && idx !== undefined;
+      const i = hovering ? idx : u.data[0].length - 1;
+      const value = hovering ? v : last(u.data[si]);
+      const stds = liveColumns && liveColumns[stdKey];
+      const std = stds && stds.length === u.data[0].length ? stds[i] : null;
+      if (typeof value !== "number" || std === null || std === undefined) return fmt(value, digits, "%");
+      return `${fmt(value, digits)} ± ${fmt(std, digits)} %`;
+    };
+  }
+
+  /** "+0.42 V": a residual with its sign. */
+  function fmtSigned(v, digits, unit) {
+    const text = fmt(v, digits, unit);
+    return typeof v === "number" && v > 0 ? `+${text}` : text;
+  }
+
+  /** Series of the lower and upper edge of a ±2σ band on `scale` (thin, off the legend). */
+  function bandEdges(label, scale, color, digits) {
+    const edge = (sign) => ({
+      label: `${label} ${sign}${SIGMAS}σ`,
+      scale,
+      stroke: alpha(color, 0.45),
+      width: 1,
+      class: "legend-hidden",
+      value: legendValue((v) => fmt(v, digits, "%")),
+    });
+    return [edge("−"), edge("+")];
+  }
+
+  /**
+   * What a live chart draws: "line" (no estimator, as without one ever), "band" (a ±2σ band
+   * around the SOC, or around the estimated SOH beside the model's), "estimate" (estimated SOH
+   * without its σ), "measured" (the voltage chart); null: not drawn. Decided over the current
+   * pack's points, so that a time range or zoom does not change the charts' series.
+   */
+  function chartLayout(name, cols) {
+    if (name === "soc") return cols.has.socStd ? "band" : "line";
+    if (name === "soh") {
+      if (!cols.has.sohEstimated) return "line";
+      return cols.has.sohEstimatedStd ? "band" : "estimate";
+    }
+    if (name === "voltage") return cols.has.measuredVoltage ? "measured" : null;
+    return "line";
+  }
+
+  /** [lower, upper] edges of value ± 2σ, within 0..100 (%); null where either is unknown. */
+  function bandColumns(values, stds) {
+    const edge = (sign) =>
+      values.map((v, i) => {
+        const s = stds[i];
+        if (v === null || s === null || s === undefined) return null;
+        return Math.min(100, Math.max(0, v + sign * SIGMAS * s));
+      });
+    return [edge(-1), edge(1)];
+  }
+
+  /** The data of live chart `name` in `layout`, in the order of liveSeries. */
+  function liveData(name, layout, cols) {
+    const x = cols.x;
+    if (name === "power") return [x, cols.power];
+    if (name === "voltage") return [x, cols.voltage, cols.measuredVoltage, cols.voltageResidual];
     if (name === "soc") {
-      return [time, { label: "SOC", scale: "soc", stroke: colors.soc, width: 2, value: legendValue((v) => fmt(v, 1, "%")) }];
+      return layout === "band" ? [x, ...bandColumns(cols.soc, cols.socStd), cols.soc] : [x, cols.soc];
+    }
+    if (layout === "estimate") return [x, cols.soh, cols.sohEstimated];
+    if (layout === "band") {
+      return [x, ...bandColumns(cols.sohEstimated, cols.sohEstimatedStd), cols.soh, cols.sohEstimated];
+    }
+    return [x, cols.soh];
+  }
+
+  /** A legend value of the latest known value (not hovering) or the one at the cursor. */
+  function knownValue(format) {
+    return (u, v, si, idx) => format(idx === null || idx === undefined ? lastKnown(u.data[si]) : v);
+  }
+
+  /**
+   * {series, markers, bands, hidden} of a live chart: the series (the edges of a band first,
+   * so that the lines are drawn over its fill), the legend marker colour of each, uPlot bands,
+   * and the series without a cursor point (band edges, the residual).
+   */
+  function liveSeries(name, layout, colors) {
+    const time = { label: "time", value: legendValue(fmtClock) };
+    const line = (label, scale, stroke, width, value) => ({ label, scale, stroke, width, value });
+    const chart = (series, markers, bands = [], hidden = []) => ({ series, markers, bands, hidden });
+    if (name === "soc") {
+      const soc = line("SOC", "soc", colors.soc, 2, legendValue((v) => fmt(v, 1, "%")));
+      if (layout !== "band") return chart([time, soc], [null, colors.soc]);
+      soc.value = valueWithStd(1, "socStd");
+      return chart(
+        [time, ...bandEdges("SOC", "soc", colors.soc, 1), soc],
+        [null, colors.soc, colors.soc, colors.soc],
+        [{ series: [2, 1], fill: alpha(colors.soc, 0.2) }],
+        [1, 2],
+      );
     }
     if (name === "soh") {
-      return [time, { label: "SOH", scale: "soh", stroke: colors.soh, width: 2, value: legendValue((v) => fmt(v, 3, "%")) }];
+      const model = line("SOH", "soh", colors.soh, 2, legendValue((v) => fmt(v, 3, "%")));
+      if (layout === "line") return chart([time, model], [null, colors.soh]);
+      model.label = "model";
+      const estimate = line("estimate", "soh", colors.estimate, 2, legendValue((v) => fmt(v, 3, "%")));
+      if (layout === "estimate") return chart([time, model, estimate], [null, colors.soh, colors.estimate]);
+      estimate.value = valueWithStd(2, "sohEstimatedStd");
+      return chart(
+        [time, ...bandEdges("estimate", "soh", colors.estimate, 2), model, estimate],
+        [null, colors.estimate, colors.estimate, colors.soh, colors.estimate],
+        [{ series: [2, 1], fill: alpha(colors.estimate, 0.2) }],
+        [1, 2],
+      );
     }
-    return [
-      time,
-      {
-        label: "power",
-        scale: "kW",
-        width: 1.5,
-        stroke: (u) => splitAtZero(u, "kW", colors.discharge, colors.regen),
-        fill: (u) => splitAtZero(u, "kW", alpha(colors.discharge, 0.32), alpha(colors.regen, 0.38)),
-        value: legendValue((v) => fmt(v, 1, "kW")),
-      },
-    ];
+    if (name === "voltage") {
+      const model = line("model", "V", colors.voltage, 1.5, legendValue((v) => fmt(v, 1, "V")));
+      // measured: dots (null where a sample had none); residual: not drawn, read out only
+      const measured = line("measured", "V", colors.measured, 1, knownValue((v) => fmt(v, 1, "V")));
+      measured.paths = () => null;
+      measured.points = { show: true, size: 4, width: 1, stroke: colors.measured, fill: colors.measured };
+      const residual = line("residual", "res", colors.measured, 1, knownValue((v) => fmtSigned(v, 2, "V")));
+      residual.paths = () => null;
+      residual.points = { show: false };
+      const markers = [null, colors.voltage, colors.measured, colors.measured];
+      return chart([time, model, measured, residual], markers, [], [3]);
+    }
+    const power = line("power", "kW", (u) => splitAtZero(u, "kW", colors.discharge, colors.regen), 1.5);
+    power.fill = (u) => splitAtZero(u, "kW", alpha(colors.discharge, 0.32), alpha(colors.regen, 0.38));
+    power.value = legendValue((v) => fmt(v, 1, "kW"));
+    return chart([time, power], [null, colors.discharge]);
   }
 
   function liveChartOptions(name, container) {
     const colors = palette();
+    const layout = liveLayout[name];
     const scales = {
       x: { time: false },
       soc: { range: socRange },
       soh: { range: sohRange },
       kW: { range: powerRange },
+      V: { range: voltageRange },
     };
-    const unit = { soc: "%", soh: "%", power: "kW" }[name];
-    const scale = { soc: "soc", soh: "soh", power: "kW" }[name];
-    const marker = { soc: colors.soc, soh: colors.soh, power: colors.discharge }[name];
+    const unit = { soc: "%", soh: "%", power: "kW", voltage: "V" }[name];
+    const scale = { soc: "soc", soh: "soh", power: "kW", voltage: "V" }[name];
+    const { series, bands, markers, hidden } = liveSeries(name, layout, colors);
+    const chartScales = { x: scales.x, [scale]: scales[scale] };
+    if (name === "voltage") chartScales.res = { auto: true };
     return {
       width: chartWidth(container),
       height: CHART_HEIGHT[name],
       cursor: {
         sync: { key: LIVE_SYNC, setSeries: false },
         drag: { x: true, y: false, setScale: true },
-        points: { size: 6 },
+        points: {
+          size: 6,
+          // no hover dot on a band's edges or on the (not drawn) residual
+          show: (u, si) => (hidden.includes(si) ? null : document.createElement("div")),
+        },
       },
-      scales: { x: scales.x, [scale]: scales[scale] },
+      scales: chartScales,
       axes: [xAxisOptions(colors), yAxisOptions(colors, scale, unit, name === "soh" ? null : 0)],
-      series: liveSeries(name, colors),
+      series,
+      bands,
       legend: {
         mount: (u, table) => el(`legend-${name}`).replaceChildren(table),
-        markers: { stroke: () => marker, fill: () => marker },
+        markers: { stroke: (u, si) => markers[si], fill: (u, si) => markers[si] },
       },
       hooks: { setScale: [onLiveScale] },
     };
@@ -1007,8 +1185,16 @@
       while (from < segment.length && segment[from].x < start) from++;
     }
     const shown = segment.slice(from);
-    const cols = { key, points: shown };
-    for (const [, field] of CSV_COLUMNS) cols[field] = shown.map((p) => p[field]);
+    // `has`: which estimates the current pack has at all (the charts' layout and the CSV's
+    // columns follow it, whatever the range)
+    const has = {};
+    for (const key of Object.values(ESTIMATE_FIELDS)) {
+      has[key] = segment.some((p) => p[key] !== null && p[key] !== undefined);
+    }
+    const cols = { key, points: shown, has };
+    for (const [, field] of [...CSV_COLUMNS, ...CSV_ESTIMATE_COLUMNS]) {
+      cols[field] = shown.map((p) => (p[field] === undefined ? null : p[field]));
+    }
     liveColumns = cols;
     return cols;
   }
@@ -1054,6 +1240,15 @@
 
   let drawnLive = null; // what the live charts last drew: columns key and zoom
 
+  /** Drop live chart `name` when its layout changed (or it is no longer drawn). */
+  function dropChart(name, layout) {
+    if (charts[name] && liveLayout[name] !== layout) {
+      charts[name].destroy();
+      delete charts[name];
+    }
+    liveLayout[name] = layout;
+  }
+
   function renderLiveCharts() {
     const cols = buildLiveColumns();
     const count = cols.x.length;
@@ -1062,15 +1257,27 @@
     drawnLive = drawn;
     for (const name of LIVE_CHARTS) {
       const container = el(`chart-${name}`);
+      const layout = chartLayout(name, cols);
+      if (name === "voltage") el("voltage-block").hidden = layout === null;
+      dropChart(name, layout);
+      container.dataset.layout = layout || "";
+      if (name === "soc" || name === "soh") {
+        container.title = layout === "band" ? `shaded: ±${SIGMAS}σ of the estimate` : "";
+      }
+      if (layout === null) {
+        container.dataset.points = "0";
+        continue;
+      }
       container.dataset.points = String(count);
       setOverlay(container, count < 2 ? emptyChartText() : null);
-      const data = [cols.x, cols[name === "power" ? "power" : name]];
+      const data = liveData(name, layout, cols);
       const fresh = !charts[name];
       const u = ensureChart(name, liveChartOptions, data);
       if (!u) {
         setOverlay(container, "charts unavailable (uPlot did not load)");
         continue;
       }
+      if (fresh && state.zoom) u.setScale("x", { ...state.zoom }); // made anew while zoomed
       if (changed && !fresh) {
         if (state.zoom) {
           u.setData(data, false);
@@ -1104,10 +1311,16 @@
     const u = charts.soc;
     const min = u && u.scales.x.min !== null ? u.scales.x.min : -Infinity;
     const max = u && u.scales.x.max !== null ? u.scales.x.max : Infinity;
-    const lines = [CSV_COLUMNS.map(([title]) => title).join(",")];
+    const columns = [...CSV_COLUMNS];
+    // the estimator's columns when the current pack has estimates, else the CSV as ever
+    for (const column of CSV_ESTIMATE_COLUMNS) if (cols.has[column[1]]) columns.push(column);
+    const lines = [columns.map(([title]) => title).join(",")];
     for (const p of cols.points) {
       if (p.x < min || p.x > max) continue;
-      lines.push(CSV_COLUMNS.map(([, field, digits]) => (p[field] === null ? "" : p[field].toFixed(digits))).join(","));
+      const cells = columns.map(([, field, digits]) =>
+        typeof p[field] === "number" ? p[field].toFixed(digits) : "",
+      );
+      lines.push(cells.join(","));
     }
     return { text: `${lines.join("\n")}\n`, rows: lines.length - 1 };
   }
@@ -1543,6 +1756,54 @@
       typeof t.max_discharge_kw === "number"
         ? `${fmt(t.max_discharge_kw, 0)} / −${fmt(Math.abs(t.max_regen_kw ?? 0), 0)} kW`
         : "—";
+    renderEstimate(t);
+  }
+
+  /** "62.1 ± 1.3 %", or the value alone without its σ. */
+  function fmtStd(value, std, digits, unit) {
+    if (num(value) === null) return "—";
+    if (num(std) === null) return fmt(value, digits, unit);
+    return `${fmt(value, digits)} ± ${fmt(std, digits)} ${unit}`;
+  }
+
+  /** Root mean square of the voltage residuals of the points shown, null without any. */
+  function rmsResidual(cols) {
+    const values = cols.voltageResidual.filter((v) => v !== null);
+    if (!values.length) return null;
+    return Math.sqrt(values.reduce((sum, v) => sum + v * v, 0) / values.length);
+  }
+
+  /**
+   * The state estimator's read-out in the pack card: the estimated SOC and SOH with σ, the SOH
+   * and resistance factor of the model beside them, the voltage residuals and the measurements
+   * the filter rejected. Hidden while the telemetry carries no estimate (no estimator ran).
+   */
+  function renderEstimate(t) {
+    const box = el("estimate");
+    const fields = [t.soc_std, t.soh_estimated, t.resistance_factor_estimated];
+    const estimated = fields.some((v) => num(v) !== null);
+    box.hidden = !estimated;
+    if (!estimated) return;
+    const set = (id, text) => {
+      const node = el(id);
+      if (node.textContent !== text) node.textContent = text;
+    };
+    set("estimate-soc", fmtStd(t.soc, t.soc_std, 1, "%"));
+    set("estimate-soh", fmtStd(t.soh_estimated, t.soh_estimated_std, 2, "%"));
+    set("estimate-soh-model", num(t.soh) === null ? "" : `model ${fmt(t.soh, 2, "%")}`);
+    const r = num(t.resistance_factor_estimated);
+    set("estimate-resistance", r === null ? "—" : `×${fmt(r, 3)}`);
+    const rModel = num(t.resistance_factor);
+    set("estimate-resistance-model", rModel === null ? "" : `model ×${fmt(rModel, 3)}`);
+    const cols = buildLiveColumns();
+    const rms = rmsResidual(cols);
+    set("estimate-residual", rms === null ? "—" : `rms ${fmt(rms, 2, "V")}`);
+    const residual = num(t.voltage_residual);
+    set("estimate-residual-last", residual === null ? "" : `last ${fmtSigned(residual, 2, "V")}`);
+    const rejected = num(t.measurements_rejected);
+    const shown = cols.points.reduce((sum, p) => sum + (typeof p.rejected === "number" ? p.rejected : 0), 0);
+    set("estimate-rejected", rejected === null ? "—" : `${fmt(rejected, 0)} in the last step`);
+    set("estimate-rejected-shown", cols.has.rejected ? `${fmt(shown, 0)} in the charts' range` : "");
   }
 
   function renderStats() {
@@ -1665,10 +1926,12 @@
     render();
   }
 
-  // For tests and the browser console: the charts (uPlot instances) and the CSV of the view.
+  // For tests and the browser console: the charts (uPlot instances), the CSV of the view and
+  // the layout of a live chart (chartLayout: "line" without an estimator).
   window.twinDashboard = Object.freeze({
     chart: (name) => charts[name] || null,
     csv: () => shownCsv().text,
+    layout: (name) => liveLayout[name] ?? null,
   });
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

@@ -47,7 +47,7 @@ def encode_message(
     rev: int,
     telemetry: dict[str, Any],
     reset: bool = False,
-    trace: dict[str, list[float]] | None = None,
+    trace: dict[str, list[float | None]] | None = None,
 ) -> Message:
     message = {"type": kind, "vehicle_id": vehicle_id, "rev": rev, "telemetry": telemetry}
     fleet_text = orjson.dumps(message).decode()
@@ -70,7 +70,7 @@ class LiveBackend(Protocol):
         state: dict[str, Any],
         telemetry: dict[str, Any],
         expect_rev: int | None = None,
-        trace: dict[str, list[float]] | None = None,
+        trace: dict[str, list[float | None]] | None = None,
     ) -> int:
         """Assign the vehicle's next rev (sets state["rev"] and telemetry["rev"]), store the
         snapshot, append to the history and publish, atomically.

@@ -50,7 +50,7 @@ class MemoryLive:
         state: dict[str, Any],
         telemetry: dict[str, Any],
         expect_rev: int | None = None,
-        trace: dict[str, list[float]] | None = None,
+        trace: dict[str, list[float | None]] | None = None,
     ) -> int:
         prev = self._snapshots.get(vehicle_id)
         stored = prev["rev"] if prev else 0

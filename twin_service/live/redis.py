@@ -234,7 +234,7 @@ class RedisLive:
         state: dict[str, Any],
         telemetry: dict[str, Any],
         expect_rev: int | None = None,
-        trace: dict[str, list[float]] | None = None,
+        trace: dict[str, list[float | None]] | None = None,
     ) -> int:
         telemetry.pop("rev", None)
         state.pop("rev", None)

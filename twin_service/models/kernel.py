@@ -198,9 +198,7 @@ def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s,
             mid = cell_ocv(soc - 0.5 * cur * dt / cap_as, tab[T_OCV_SOC], tab[T_OCV_V])
             if mid != ocv:
                 emf += p[P_SERIES] * (mid - ocv)
-                i_dis, i_chg, p_dis, p_chg = _limits(
-                    p, emf, r_eff, r_eff, soc, cap_as, dt, accept
-                )
+                i_dis, i_chg, p_dis, p_chg = _limits(p, emf, r_eff, r_eff, soc, cap_as, dt, accept)
                 cur, limited = pack_current(
                     demand, current_a[k], emf, r_eff, r_eff, i_dis, i_chg, p_dis, p_chg
                 )

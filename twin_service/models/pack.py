@@ -409,7 +409,13 @@ def warm_up() -> None:
     one = np.ones(1)
     usage = Usage(one * 40, one * 160, one * 0.2, one * 0.9, one * 20, one * 0.15, one * 0.0)
     drive.mode = np.array([1, 0], dtype=np.int64)
+    measured = np.array([340.0, np.nan])
+    estimation = Estimation(np.array([0.5, 0.0, 0.5, 0.5, 0.5, 0.03, 5.0, 1.0]), measured,
+                            measured - 315.0, np.array([np.nan, 0.5]))  # fmt: skip
     for model in REGISTRY:
         simulate(params, new_pack_state(), drive, AgingSettings(model.name))
+        state = new_pack_state()
+        state.estimator = estimator.new_estimator(1.0, 1.0, 0.2, 0.1, 0.3, 0.5, 1.0, 0.01, 2.0)
+        simulate(params, state, drive, AgingSettings(model.name), estimation)
         start = ForecastStart(np.zeros((1, len(model.state))), np.zeros(1), np.zeros(1))
         model.forecast(start, usage, one * 60.0, 1.0)

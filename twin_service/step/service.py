@@ -22,12 +22,12 @@ import orjson
 from pydantic import ValidationError
 
 from twin_service.errors import ApiError, error_item, pydantic_errors
+from twin_service.models import estimator
 from twin_service.models.aging import DEFAULT_MODEL, LAYOUT
 from twin_service.models.aging.base import out_of_range_names
 from twin_service.models.constants import SECONDS_PER_DAY
 from twin_service.models.drivetrain import DrivetrainParams, drive_columns
 from twin_service.models.kernel import MODE_CHARGING, MODE_PRECONDITION
-from twin_service.models import estimator
 from twin_service.models.pack import (
     AgingSettings,
     DriveInput,
@@ -538,9 +538,9 @@ def add_estimate_telemetry(
 ) -> None:
     """The estimator's telemetry fields (last sample), in telemetry's units (%)."""
     e = estimator
-    last = result.estimate[-1] if result.estimate is not None else None
-    if last is None:
+    if result.estimate is None:
         return
+    last = result.estimate[-1]
     measured = float(estimation.measured_voltage_v[-1])
     telemetry["soc_std"] = float(last[e.EO_SOC_STD]) * 100.0
     telemetry["measured_voltage"] = _finite_or_none(measured)
@@ -595,9 +595,7 @@ def live_trace(
     return out
 
 
-def build_trace(
-    result: StepResult, estimation: Estimation | None = None
-) -> list[dict[str, float]]:
+def build_trace(result: StepResult, estimation: Estimation | None = None) -> list[dict[str, float]]:
     if estimation is not None and result.estimate is not None:
         return _estimated_trace(result, estimation)
     cols = (

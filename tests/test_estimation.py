@@ -1,0 +1,234 @@
+"""The state estimator on twin-generated truth: a pack with 12 % less capacity, 40 % more
+resistance and another SOC, measured with noisy sensors and a biased current sensor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from support.truth import (
+    CAPACITY_AH,
+    drive_and_charge_day,
+    estimate,
+    measure,
+    mixed_drive,
+    start,
+)
+
+from twin_service.app import create_app
+from twin_service.models import estimator as E
+from twin_service.models.pack import new_pack_state
+from twin_service.settings import Settings
+
+TRUE_SOH, TRUE_RF = 0.88, 1.4
+# Known limitation: converging from a wrong start on LFP's plateau, the Gaussian filter
+# re-applies the plateau's "somewhere in here" each sample, so its SOC sigma shrinks faster
+# than the error; from 60 % for a truth at 90 % it is 3.4 %-points off after 30 minutes.
+_BELOW = "the Gaussian SOC posterior is overconfident while converging on the plateau"
+
+
+def _truth(soc: float = 0.55):
+    return new_pack_state(soc=soc, soh=TRUE_SOH, resistance_factor=TRUE_RF)
+
+
+@pytest.mark.parametrize(
+    ("true_soc", "start_soc"),
+    [
+        (0.55, 0.85),
+        (0.3, 0.6),
+        (0.6, 0.3),
+        pytest.param(0.9, 0.6, marks=pytest.mark.xfail(strict=True, reason=_BELOW)),
+    ],
+)
+def test_soc_converges_within_30_minutes_from_30_points_off(true_soc, start_soc) -> None:
+    rng = np.random.default_rng(11)
+    n = 1800
+    t = measure(_truth(true_soc), np.ones(n), mixed_drive(n, rng), rng)
+    res = estimate(start(start_soc), t)
+    err = res.soc - t.result.soc
+    sd = res.estimate[:, E.EO_SOC_STD]
+    assert abs(err[-1]) < 0.03, (err[-1], sd[-1])
+    # Coulomb counting from the same wrong start with the same biased sensor does worse.
+    cc = start_soc - np.cumsum(t.measured_current_a) / (CAPACITY_AH * 3600)
+    assert abs(cc[-1] - t.result.soc[-1]) > 5 * abs(err[-1])
+
+
+@pytest.mark.xfail(strict=True, reason=_BELOW)
+def test_two_sigma_covers_the_soc_error_while_converging() -> None:
+    rng = np.random.default_rng(11)
+    n = 1800
+    t = measure(_truth(0.55), np.ones(n), mixed_drive(n, rng), rng)
+    res = estimate(start(0.85), t)
+    err = res.soc - t.result.soc
+    assert np.mean(np.abs(err) <= 2 * res.estimate[:, E.EO_SOC_STD]) >= 0.9
+
+
+def test_capacity_and_resistance_after_days_of_drive_and_charge() -> None:
+    rng = np.random.default_rng(5)
+    truth = _truth()
+    state = start(0.85)
+    cc = 0.85
+    covered = []
+    for _ in range(3):
+        dt, cur = drive_and_charge_day(rng, truth.soc)
+        t = measure(truth, dt, cur, rng)
+        truth = t.result.state
+        res = estimate(state, t)
+        state = res.state
+        cc -= float((t.measured_current_a * dt).sum()) / (CAPACITY_AH * 3600)
+        err = res.soc - t.result.soc
+        covered.append(np.abs(err) <= 2 * res.estimate[:, E.EO_SOC_STD])
+    est = state.estimator
+    assert abs(est[E.E_SOH] / truth.soh - 1) < 0.03
+    assert abs(est[E.E_RF] - truth.resistance_factor) < 0.15
+    assert abs(est[E.E_BIAS] - 1.0) < 3 * E.std(est, E.X_BIAS) + 0.2
+    assert abs(est[E.E_SOH] - truth.soh) < 3 * E.std(est, E.X_SOH)
+    assert np.mean(np.concatenate(covered[1:])) >= 0.9
+    assert abs(state.soc - truth.soc) < 0.02
+    assert abs(cc - truth.soc) > 0.1  # Coulomb counting drifts with the bias
+
+
+def test_a_batch_equals_chained_steps_with_estimation() -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    t = measure(_truth(), np.ones(n), mixed_drive(n, rng), rng)
+    whole = estimate(start(0.8), t)
+    state = start(0.8)
+    for lo, hi in ((0, 1), (1, 137), (137, 138), (138, 400)):
+        part = type(t)(t.result, t.dt_s[lo:hi], t.measured_current_a[lo:hi],
+                       t.measured_voltage_v[lo:hi], t.measured_temperature_c[lo:hi])  # fmt: skip
+        state = estimate(state, part).state
+    assert np.array_equal(state.vector, whole.state.vector)
+    assert np.array_equal(state.estimator, whole.state.estimator)
+
+
+def test_a_voltage_spike_is_rejected_and_counted() -> None:
+    rng = np.random.default_rng(4)
+    n = 900
+    t = measure(_truth(), np.ones(n), mixed_drive(n, rng), rng)
+    clean = estimate(start(0.55), t)
+    t.measured_voltage_v[600] += 40.0
+    spiked = estimate(start(0.55), t)
+    assert spiked.estimate[600, E.EO_REJECTED] == 1
+    assert spiked.estimate[:, E.EO_REJECTED].sum() == clean.estimate[:, E.EO_REJECTED].sum() + 1
+    assert abs(spiked.soc[-1] - clean.soc[-1]) < 1e-3
+
+
+# -- through /step ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client():
+    with TestClient(create_app(Settings())) as c:
+        yield c
+
+
+def _samples(n: int = 300, seed: int = 1) -> tuple[list[dict], list[dict]]:
+    rng = np.random.default_rng(seed)
+    t = measure(_truth(), np.ones(n), mixed_drive(n, rng), rng)
+    plain = [{"dt_s": 1.0, "current_a": float(i)} for i in t.measured_current_a]
+    measured = [
+        {**s, "measured_voltage_v": float(v), "measured_temperature_c": float(c)}
+        for s, v, c in zip(plain, t.measured_voltage_v, t.measured_temperature_c, strict=True)
+    ]
+    return plain, measured
+
+
+def _step(client, samples, **extra):
+    body = {"vehicle_id": "est", "state": {"soc": 0.8}, "samples": samples,
+            "options": {"store": False, **extra.pop("options", {})}, **extra}  # fmt: skip
+    r = client.post("/step", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_without_measurements_nothing_changes(client) -> None:
+    plain, measured = _samples()
+    a = _step(client, plain)
+    b = _step(client, measured, options={"estimate": False})
+    assert a["state"] == b["state"]
+    assert "estimate" not in a and "estimator" not in a["state"]
+    assert a["telemetry"]["soc_std"] is None and a["telemetry"]["measured_voltage"] is None
+
+
+def test_step_reports_the_estimate_and_continues_from_its_state(client) -> None:
+    _, measured = _samples(600)
+    r = _step(client, measured[:300], options={"trace": True})
+    est = r["estimate"]
+    assert est["accepted"] + est["rejected"] == 600  # voltage and temperature per sample
+    assert 0 < est["soc_std"] < 0.25 and est["soh_std"] > 0
+    assert est["model_soh"] == r["state"]["soh"]
+    tel = r["telemetry"]
+    assert tel["soc_std"] == pytest.approx(est["soc_std"] * 100)
+    assert tel["measured_voltage"] == measured[299]["measured_voltage_v"]
+    row = r["trace"][-1]
+    assert row["soc"] == pytest.approx(est["soc"]) and row["soc_std"] == est["soc_std"]
+    assert row["voltage_residual"] == pytest.approx(row["measured_voltage"] - row["voltage"])
+    assert len(r["state"]["estimator"]["covariance"]) == 28
+    # the filter continues from the state: the same as one request of 600
+    both = _step(client, measured[300:], state=r["state"])
+    whole = _step(client, measured)
+    assert both["state"] == whole["state"] | {"rev": both["state"].get("rev")} or (
+        both["state"]["estimator"] == whole["state"]["estimator"]
+    )
+    assert both["estimate"]["soc"] == whole["estimate"]["soc"]
+
+
+def test_sensor_options_and_reset(client) -> None:
+    _, measured = _samples()
+    wide = _step(client, measured, options={"sensors": {"voltage_std_v": 5.0}})
+    narrow = _step(client, measured)
+    assert wide["estimate"]["soc_std"] > narrow["estimate"]["soc_std"]
+    temperature_only = [{k: v for k, v in measured[0].items() if k != "measured_voltage_v"}]
+    again = _step(client, temperature_only, state=narrow["state"],
+                  options={"estimator": {"reset": True, "initial_soc_std": 0.1}})  # fmt: skip
+    assert again["estimate"]["soc_std"] == pytest.approx(0.1, rel=0.2)
+
+
+def test_assimilate_reanchors_the_aging_model(client) -> None:
+    rng = np.random.default_rng(5)
+    truth, state = _truth(), start(0.85)
+    dt, cur = drive_and_charge_day(rng, truth.soc)
+    t = measure(truth, dt, cur, rng)
+    state = estimate(state, t).state
+    from twin_service.step.service import state_to_wire
+
+    wire = state_to_wire(state, CAPACITY_AH)
+    sample = [
+        {"dt_s": 60.0, "current_a": 0.0, "measured_voltage_v": float(t.measured_voltage_v[-1])}
+    ]
+    plain = _step(client, sample, state=wire)
+    assert plain["estimate"]["model_soh"] > 0.99 and not plain["estimate"]["assimilated"]
+    merged = _step(client, sample, state=wire, options={"assimilate": True})
+    assert merged["estimate"]["assimilated"]
+    assert merged["estimate"]["model_soh"] == pytest.approx(merged["estimate"]["soh"], abs=1e-9)
+    assert merged["state"]["soh"] == pytest.approx(merged["estimate"]["soh"], abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("patch", "where"),
+    [
+        ({"covariance": [1.0] * 27}, "covariance"),
+        ({"covariance": [-1.0] * 28}, "covariance"),
+        ({"soh": 3.0}, "soh"),
+        ({"accepted": 1.5}, "accepted"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_a_bad_estimator_state_gets_422(client, patch, where) -> None:
+    _, measured = _samples(5)
+    state = _step(client, measured)["state"]
+    state["estimator"] = {**state["estimator"], **patch}
+    r = client.post("/step", json={"vehicle_id": "est", "state": state, "samples": measured,
+                                   "options": {"store": False}})  # fmt: skip
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"][:4] == ["body", "state", "estimator", where]
+
+
+def test_bad_measurements_get_422_naming_the_sample(client) -> None:
+    _, measured = _samples(5)
+    measured[3]["measured_soc"] = 1.5
+    r = client.post("/step", json={"vehicle_id": "est", "samples": measured,
+                                   "options": {"store": False}})  # fmt: skip
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "samples", 3, "measured_soc"]

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from support.browser import Offline, chromium
+from support.live import post_step
 from support.processes import ServiceProcess, free_port, start_service
 
 from twin_service.settings import Settings
@@ -136,21 +137,6 @@ def open_page(browser: Any) -> Iterator[Any]:
     yield open_
     for page in pages:
         page.close()
-
-
-def post_step(
-    url: str,
-    vehicle_id: str,
-    samples: list[dict[str, Any]],
-    state: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"vehicle_id": vehicle_id, "state": state, "samples": samples}
-    if options:
-        body["options"] = options
-    response = httpx.post(f"{url}/step", json=body, timeout=10)
-    response.raise_for_status()
-    return response.json()
 
 
 def city_drive(

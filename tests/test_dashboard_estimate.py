@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from support.browser import Offline, chromium
+from support.live import post_step
 from support.processes import start_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -230,21 +230,6 @@ def open_page(browser: Any) -> Iterator[Callable[..., Dashboard]]:
     yield open_
     for page in pages:
         page.close()
-
-
-def post_step(
-    url: str,
-    vehicle_id: str,
-    samples: list[dict[str, Any]],
-    state: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"vehicle_id": vehicle_id, "state": state, "samples": samples}
-    if options:
-        body["options"] = options
-    response = httpx.post(f"{url}/step", json=body, timeout=30)
-    response.raise_for_status()
-    return response.json()
 
 
 def drive(url: str, vehicle_id: str, reply: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
+from twin_service.models import estimator
 from twin_service.models.aging import LAYOUT, MODEL_NAMES, MODELS
 from twin_service.models.aging.base import OUT_OF_RANGE_STRESSORS
 from twin_service.models.state import (
@@ -198,10 +199,9 @@ class EstimatorStateWire(_Wire):
         ge=-1e5, le=1e5, strict=True, description="estimated current-sensor offset"
     )
     covariance: list[float] = Field(
-        min_length=28,
-        max_length=28,
-        description="upper triangle, row by row, over (soc, v_rc_v, hysteresis_v, "
-        "temperature_c, soh, resistance_factor, current_bias_a)",
+        min_length=estimator.N_COV,
+        max_length=estimator.N_COV,
+        description=f"upper triangle, row by row, over ({', '.join(estimator.COVARIANCE_ORDER)})",
     )
     residual_ms_v2: float = Field(
         ge=0, le=1e8, strict=True, description="mean square voltage residual (5-minute window)"

@@ -1,5 +1,5 @@
 """Small helpers for tests that talk to a running service: WebSocket URLs, JSON receive with a
-timeout, reading one value from /metrics."""
+timeout, reading one value from /metrics, posting a step."""
 
 from __future__ import annotations
 
@@ -38,3 +38,19 @@ def step_body(vehicle_id: str, state: dict[str, Any] | None = None) -> dict[str,
     if state is None:
         body["options"] = {"replace": True}
     return body
+
+
+def post_step(
+    url: str,
+    vehicle_id: str,
+    samples: list[dict[str, Any]],
+    state: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """POST /step to a running service; raises on an error status."""
+    body: dict[str, Any] = {"vehicle_id": vehicle_id, "state": state, "samples": samples}
+    if options:
+        body["options"] = options
+    response = httpx.post(f"{url}/step", json=body, timeout=30)
+    response.raise_for_status()
+    return response.json()

@@ -43,10 +43,8 @@ def drive_and_charge_day(rng: np.random.Generator, soc: float) -> tuple[np.ndarr
     drive = mixed_drive(3600, rng)
     used = drive.sum() / (CAPACITY_AH * 3600)
     charge_a = 0.3 * CAPACITY_AH
-    charge_s = int(
-        max(soc - used - 0.0, 0.0) * 0 + (0.95 - (soc - used)) * CAPACITY_AH * 3600 / charge_a
-    )
-    charge = np.full(max(charge_s, 0), -charge_a)
+    charge_s = int(max(0.95 - (soc - used), 0.0) * CAPACITY_AH * 3600 / charge_a)
+    charge = np.full(charge_s, -charge_a)
     rest = 86400 - 3600 - charge.shape[0]
     dt = np.concatenate([np.ones(3600 + charge.shape[0]), np.full(rest // 60, 60.0)])
     cur = np.concatenate([drive, charge, np.zeros(rest // 60)])
@@ -85,7 +83,9 @@ def measure(
     )  # fmt: skip
 
 
-SETTINGS = np.array([0.5, 0.0, 0.5, 1.0, 0.5, 0.03, 5.0, 0.0])
+SETTINGS = E.settings_vector(voltage_std_v=0.5, voltage_bias_v=0.0, current_std_a=0.5,
+                             temperature_std_c=0.5, soc_std=0.03, gate_sigma=5.0,
+                             assimilate=False)  # fmt: skip
 
 
 def estimate(state: PackState, t: Truth, settings: np.ndarray = SETTINGS) -> StepResult:

@@ -73,9 +73,11 @@ from twin_service.models.kernel import (
 )
 from twin_service.models.laws import cell_ocv, rc_factors
 
-# Filter states, in covariance order
+# Filter states, in covariance order (COVARIANCE_ORDER names them on the wire)
 X_SOC, X_VRC, X_HYST, X_TEMP, X_SOH, X_RF, X_BIAS = range(7)
-NX = 7
+COVARIANCE_ORDER = ("soc", "v_rc_v", "hysteresis_v", "temperature_c", "soh",
+                    "resistance_factor", "current_bias_a")  # fmt: skip
+NX = len(COVARIANCE_ORDER)
 N_COV = NX * (NX + 1) // 2
 # The estimator vector (state.estimator): parameters, covariance (upper triangle, row by row),
 # the exponentially weighted mean square voltage residual, counters.
@@ -84,9 +86,9 @@ E_COV = 3
 E_MS = E_COV + N_COV
 E_ACCEPTED, E_REJECTED, E_RUN = E_MS + 1, E_MS + 2, E_MS + 3
 N_EST = E_MS + 4
-# Settings vector (sensor noise, priors' random walks, switches)
-(S_V_STD, S_V_BIAS, S_I_STD, S_I_BIAS, S_T_STD, S_SOC_STD, S_GATE, S_ASSIMILATE) = range(8)
-N_SETTINGS = 8
+# Settings vector (settings_vector): sensor noise, the gate, assimilation on (1) or off (0)
+S_V_STD, S_V_BIAS, S_I_STD, S_T_STD, S_SOC_STD, S_GATE, S_ASSIMILATE = range(7)
+N_SETTINGS = 7
 # Per-sample outputs
 EO_SOC_STD, EO_RESIDUAL, EO_SOH, EO_RF, EO_REJECTED, EO_SOH_STD = range(6)
 N_EO = 6
@@ -111,7 +113,6 @@ GRID_N = 21  # SOC points of the voltage update
 GRID_HALF_WIDTH = 4.0  # prior standard deviations each side
 SOH_RANGE = (0.05, 1.5)
 RF_RANGE = (0.2, 20.0)
-SQRT3 = math.sqrt(3.0)
 
 
 @jit
@@ -162,10 +163,9 @@ def predict(cov, f, q):
 
 @jit
 def scalar_update(cov, h, residual, r_var, dx, consider):
-    """One scalar measurement: fills dx = K * residual, updates cov; returns the innovation
-    variance. With `consider`, the capacity and the current offset are consider parameters
-    (Schmidt-Kalman): their uncertainty enters the gain of the others, but they are neither
-    moved nor made surer."""
+    """One scalar measurement: fills dx = K * residual and updates cov. With `consider`, the
+    capacity and the current offset are consider parameters (Schmidt-Kalman): their
+    uncertainty enters the gain of the others, but they are neither moved nor made surer."""
     ph = np.zeros(NX)
     for i in range(NX):
         acc = 0.0
@@ -189,7 +189,6 @@ def scalar_update(cov, h, residual, r_var, dx, consider):
     for i in range(NX):
         if cov[i, i] < 1e-30:
             cov[i, i] = 1e-30
-    return s
 
 
 @jit
@@ -384,6 +383,20 @@ def _apply(s, est, dx, hyst_v):
 
 
 @jit
+def _direct_update(cov, s, est, h, dx, index, residual, r_var, gate, consider, hyst_v):
+    """A measurement of filter state `index` itself (temperature, the BMS's SOC), gated;
+    returns 1 if it was rejected, else 0."""
+    h[:] = 0.0
+    h[index] = 1.0
+    if not _gate(cov, h, residual, r_var, gate, est[E_RUN]):
+        return 1
+    scalar_update(cov, h, residual, r_var, dx, consider)
+    _apply(s, est, dx, hyst_v)
+    est[E_ACCEPTED] += 1.0
+    return 0
+
+
+@jit
 def reanchor(s, terms, own, target):
     """Set the active model's terms (`own`, positions in s) so that the sum over `terms` (every
     model's, for a capacity loss or resistance increase) equals `target`: scaled in proportion,
@@ -510,27 +523,13 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
             w = -math.expm1(-dt / RESIDUAL_WINDOW_S)
             est[E_MS] += (residual_out * residual_out - est[E_MS]) * w
         if not math.isnan(meas_t[k]):
-            hvec[:] = 0.0
-            hvec[X_TEMP] = 1.0
-            residual = meas_t[k] - s[TEMP]
-            r_var = settings[S_T_STD] ** 2
-            if _gate(cov, hvec, residual, r_var, gate, est[E_RUN]):
-                scalar_update(cov, hvec, residual, r_var, dx, consider)
-                _apply(s, est, dx, hyst_v)
-                est[E_ACCEPTED] += 1.0
-            else:
-                rejected += 1
+            t_var = settings[S_T_STD] ** 2
+            rejected += _direct_update(cov, s, est, hvec, dx, X_TEMP, meas_t[k] - s[TEMP],
+                                       t_var, gate, consider, hyst_v)  # fmt: skip
         if not math.isnan(meas_soc[k]):
-            hvec[:] = 0.0
-            hvec[X_SOC] = 1.0
-            residual = meas_soc[k] - s[SOC]
-            r_var = settings[S_SOC_STD] ** 2
-            if _gate(cov, hvec, residual, r_var, gate, est[E_RUN]):
-                scalar_update(cov, hvec, residual, r_var, dx, consider)
-                _apply(s, est, dx, hyst_v)
-                est[E_ACCEPTED] += 1.0
-            else:
-                rejected += 1
+            soc_var = settings[S_SOC_STD] ** 2
+            rejected += _direct_update(cov, s, est, hvec, dx, X_SOC, meas_soc[k] - s[SOC],
+                                       soc_var, gate, consider, hyst_v)  # fmt: skip
         if rejected > 0:
             est[E_REJECTED] += rejected
             est[E_RUN] += 1.0
@@ -566,8 +565,26 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
 
 # -- outside the compiled loop ----------------------------------------------------------------
 
-COVARIANCE_ORDER = ("soc", "v_rc_v", "hysteresis_v", "temperature_c", "soh",
-                    "resistance_factor", "current_bias_a")  # fmt: skip
+
+def settings_vector(
+    voltage_std_v: float,
+    voltage_bias_v: float,
+    current_std_a: float,
+    temperature_std_c: float,
+    soc_std: float,
+    gate_sigma: float,
+    assimilate: bool,
+) -> np.ndarray:
+    """The settings vector run_estimating takes (S_*)."""
+    out = np.zeros(N_SETTINGS)
+    out[S_V_STD] = voltage_std_v
+    out[S_V_BIAS] = voltage_bias_v
+    out[S_I_STD] = current_std_a
+    out[S_T_STD] = temperature_std_c
+    out[S_SOC_STD] = soc_std
+    out[S_GATE] = gate_sigma
+    out[S_ASSIMILATE] = 1.0 if assimilate else 0.0
+    return out
 
 
 def new_estimator(

@@ -322,53 +322,20 @@ def simulate(
     model_id = MODEL_IDS[aging.model]
     est = None
     eout = None
+    args = (dt_s, power_w, current_a, _f64(drive.ambient_c), _f64(drive.distance_m), mode, p,
+            tab, s, model_id, int(OFFSETS[model_id]), CAPACITY_TERMS, RESISTANCE_TERMS,
+            float(aging.time_multiplier), out)  # fmt: skip
     if estimation is None or state.estimator is None:
-        kernel.run(
-            dt_s,
-            power_w,
-            current_a,
-            _f64(drive.ambient_c),
-            _f64(drive.distance_m),
-            mode,
-            p,
-            tab,
-            s,
-            model_id,
-            int(OFFSETS[model_id]),
-            CAPACITY_TERMS,
-            RESISTANCE_TERMS,
-            float(aging.time_multiplier),
-            out,
-        )
+        kernel.run(*args)
     else:
         est = state.estimator.copy()
         eout = np.empty((dt_s.shape[0], estimator.N_EO))
         own_capacity, own_resistance = _own_terms(aging.model)
         estimator.run_estimating(
-            dt_s,
-            power_w,
-            current_a,
-            _f64(drive.ambient_c),
-            _f64(drive.distance_m),
-            mode,
-            p,
-            tab,
-            s,
-            model_id,
-            int(OFFSETS[model_id]),
-            CAPACITY_TERMS,
-            RESISTANCE_TERMS,
-            float(aging.time_multiplier),
-            out,
-            _f64(estimation.measured_voltage_v),
-            _f64(estimation.measured_temperature_c),
-            _f64(estimation.measured_soc),
-            est,
-            _f64(estimation.settings),
-            own_capacity,
-            own_resistance,
-            eout,
-        )
+            *args, _f64(estimation.measured_voltage_v), _f64(estimation.measured_temperature_c),
+            _f64(estimation.measured_soc), est, _f64(estimation.settings), own_capacity,
+            own_resistance, eout,
+        )  # fmt: skip
     max_dis, max_reg = kernel.pulse_limits(p, tab, s, CAPACITY_TERMS, RESISTANCE_TERMS)
     elapsed = s[kernel.ELAPSED]
     if dt_s.shape[0] == 1:  # the cumulative sum of one sample is the sample
@@ -410,8 +377,8 @@ def warm_up() -> None:
     usage = Usage(one * 40, one * 160, one * 0.2, one * 0.9, one * 20, one * 0.15, one * 0.0)
     drive.mode = np.array([1, 0], dtype=np.int64)
     measured = np.array([340.0, np.nan])
-    estimation = Estimation(np.array([0.5, 0.0, 0.5, 0.5, 0.5, 0.03, 5.0, 1.0]), measured,
-                            measured - 315.0, np.array([np.nan, 0.5]))  # fmt: skip
+    settings = estimator.settings_vector(0.5, 0.0, 0.5, 0.5, 0.03, 5.0, True)
+    estimation = Estimation(settings, measured, measured - 315.0, np.array([np.nan, 0.5]))
     for model in REGISTRY:
         simulate(params, new_pack_state(), drive, AgingSettings(model.name))
         state = new_pack_state()

@@ -32,6 +32,7 @@ NUMERIC_FIELDS: dict[str, tuple[float, float, bool]] = {
     "measured_soc": (0.0, 1.0, False),
 }
 MEASURED_FIELDS = ("measured_voltage_v", "measured_temperature_c", "measured_soc")
+_MEASURED = frozenset(MEASURED_FIELDS)
 MOTOR_FIELDS: dict[str, tuple[float, float]] = {
     "torque_nm": (-1e5, 1e5),
     "speed_rad_s": (-1e5, 1e5),
@@ -60,13 +61,17 @@ class SampleColumns:
     measured_voltage_v: np.ndarray  # NaN where not measured
     measured_temperature_c: np.ndarray
     measured_soc: np.ndarray
+    measured_seen: bool = False  # a sample named a measurement field (cheap pre-check)
 
     @property
-    def has_measurements(self) -> bool:
-        return bool(
-            (~np.isnan(self.measured_voltage_v)).any()
-            or (~np.isnan(self.measured_temperature_c)).any()
-            or (~np.isnan(self.measured_soc)).any()
+    def measurement_count(self) -> int:
+        """Measured values in the batch (0 without a look at the columns when none was sent)."""
+        if not self.measured_seen:
+            return 0
+        return int(
+            np.count_nonzero(~np.isnan(self.measured_voltage_v))
+            + np.count_nonzero(~np.isnan(self.measured_temperature_c))
+            + np.count_nonzero(~np.isnan(self.measured_soc))
         )
 
 
@@ -161,6 +166,7 @@ class SmallSamples:
     precondition: list[bool]
     motors: list[list[tuple[float, float]] | None]  # per sample, None where absent
     measured: list[list[float]]  # MEASURED_FIELDS, one list each
+    measured_seen: bool = False
 
 
 def _in_range(v: Any, bounds: tuple[float, float, bool]) -> bool:
@@ -180,6 +186,7 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
     cols: dict[str, list[float]] = {name: [_NAN] * n for name in NUMERIC_FIELDS}
     flags = {name: [False] * n for name in BOOL_FIELDS}
     motors: list[list[tuple[float, float]] | None] = [None] * n
+    measured_seen = False
     for i, sample in enumerate(samples):
         if type(sample) is not dict:
             return None
@@ -194,6 +201,8 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
                 cols[name][i] = float(v)
                 if name == "power_kw" or name == "current_a":
                     inputs += 1
+                elif name in _MEASURED:
+                    measured_seen = True
             elif name == "motors":
                 if v is None:
                     continue
@@ -236,6 +245,7 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
         precondition=flags["precondition"],
         motors=motors,
         measured=[cols[name] for name in MEASURED_FIELDS],
+        measured_seen=measured_seen,
     )
 
 
@@ -259,7 +269,7 @@ def columns_from_small(ss: SmallSamples) -> SampleColumns:
         has_motors=np.array([m is not None for m in ss.motors], dtype=bool),
         motor_sample=np.array(sample_idx, dtype=np.int64), motor_torque_nm=np.array(torque),
         motor_speed_rad_s=np.array(speed), measured_voltage_v=rows[6],
-        measured_temperature_c=rows[7], measured_soc=rows[8],
+        measured_temperature_c=rows[7], measured_soc=rows[8], measured_seen=ss.measured_seen,
     )  # fmt: skip
 
 
@@ -376,6 +386,7 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
         measured_voltage_v=cols["measured_voltage_v"],
         measured_temperature_c=cols["measured_temperature_c"],
         measured_soc=cols["measured_soc"],
+        measured_seen=not seen.isdisjoint(MEASURED_FIELDS),
     )
 
 

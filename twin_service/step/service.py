@@ -217,7 +217,7 @@ def estimation_for(
 ) -> Estimation | None:
     """The estimator's inputs when it runs (measurements in the samples, or a filter in the
     state, and options.estimate); starts the filter in `state` when it has none (or on reset)."""
-    if not options.estimate or not (cols.has_measurements or state.estimator is not None):
+    if not options.estimate or not (cols.measurement_count or state.estimator is not None):
         return None
     eo = options.estimator or _DEFAULT_ESTIMATOR_OPTIONS
     sensors = preset.sensors
@@ -231,15 +231,10 @@ def estimation_for(
             ESTIMATOR_V_RC_STD_PER_CELL * pack.cells_series, max(pack.hysteresis_v, 1e-4),
             ESTIMATOR_TEMPERATURE_STD_C,
         )  # fmt: skip
-    settings = np.zeros(estimator.N_SETTINGS)
-    settings[estimator.S_V_STD] = sensors.voltage_std_v
-    settings[estimator.S_V_BIAS] = sensors.voltage_bias_v
-    settings[estimator.S_I_STD] = sensors.current_std_a
-    settings[estimator.S_I_BIAS] = sensors.current_bias_a
-    settings[estimator.S_T_STD] = sensors.temperature_std_c
-    settings[estimator.S_SOC_STD] = sensors.soc_std
-    settings[estimator.S_GATE] = eo.gate_sigma
-    settings[estimator.S_ASSIMILATE] = 1.0 if options.assimilate else 0.0
+    settings = estimator.settings_vector(
+        sensors.voltage_std_v, sensors.voltage_bias_v, sensors.current_std_a,
+        sensors.temperature_std_c, sensors.soc_std, eo.gate_sigma, options.assimilate,
+    )  # fmt: skip
     return Estimation(
         settings, cols.measured_voltage_v, cols.measured_temperature_c, cols.measured_soc
     )
@@ -250,14 +245,6 @@ ESTIMATOR_V_RC_STD_PER_CELL = 0.01
 ESTIMATOR_TEMPERATURE_STD_C = 2.0
 
 
-def measurement_count(cols: SampleColumns) -> int:
-    return int(
-        (~np.isnan(cols.measured_voltage_v)).sum()
-        + (~np.isnan(cols.measured_temperature_c)).sum()
-        + (~np.isnan(cols.measured_soc)).sum()
-    )
-
-
 def estimate_of(result: StepResult, assimilate: bool, measured: int) -> dict[str, Any] | None:
     """The response's `estimate` (None when no filter ran)."""
     est = result.state.estimator
@@ -266,15 +253,15 @@ def estimate_of(result: StepResult, assimilate: bool, measured: int) -> dict[str
     e = estimator
     rejected = int(result.estimate[:, e.EO_REJECTED].sum())
     state = result.state
-    cov_soh = e.std(est, e.X_SOH)
-    cov_rf = e.std(est, e.X_RF)
+    soh_std = e.std(est, e.X_SOH)
+    rf_std = e.std(est, e.X_RF)
     return {
         "soc": min(1.0, max(0.0, state.soc)),
         "soc_std": e.std(est, e.X_SOC),
         "soh": float(est[e.E_SOH]),
-        "soh_std": cov_soh,
+        "soh_std": soh_std,
         "resistance_factor": float(est[e.E_RF]),
-        "resistance_factor_std": cov_rf,
+        "resistance_factor_std": rf_std,
         "voltage_rms_residual_v": math.sqrt(est[e.E_MS]) if est[e.E_MS] > 0 else None,
         "temperature_c": state.temperature_c,
         "temperature_std_c": e.std(est, e.X_TEMP),
@@ -285,7 +272,7 @@ def estimate_of(result: StepResult, assimilate: bool, measured: int) -> dict[str
         "accepted": measured - rejected,
         "rejected": rejected,
         "assimilated": bool(
-            assimilate and cov_soh < e.ASSIMILATE_SOH_STD and cov_rf < e.ASSIMILATE_RF_STD
+            assimilate and soh_std < e.ASSIMILATE_SOH_STD and rf_std < e.ASSIMILATE_RF_STD
         ),
     }
 
@@ -420,7 +407,7 @@ def run_step(
     )  # fmt: skip
     estimate = None
     if estimation is not None:
-        estimate = estimate_of(result, env.options.assimilate, measurement_count(cols))
+        estimate = estimate_of(result, env.options.assimilate, cols.measurement_count)
         add_estimate_telemetry(telemetry, result, estimation)
     trace = build_trace(result, estimation) if env.options.trace else None
     return StepOutcome(

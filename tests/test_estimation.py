@@ -23,7 +23,9 @@ from twin_service.settings import Settings
 TRUE_SOH, TRUE_RF = 0.88, 1.4
 # Known limitation: converging from a wrong start on LFP's plateau, the Gaussian filter
 # re-applies the plateau's "somewhere in here" each sample, so its SOC sigma shrinks faster
-# than the error; from 60 % for a truth at 90 % it is 3.4 %-points off after 30 minutes.
+# than the error; started below a truth on the upper plateau it can settle on the wrong side
+# of the 72-78 % step (from 60 % for 90 %: 3.7 %-points off after 30 minutes; from 55 % for
+# 85 %: 18 %-points).
 _BELOW = "the Gaussian SOC posterior is overconfident while converging on the plateau"
 
 
@@ -38,6 +40,7 @@ def _truth(soc: float = 0.55):
         (0.3, 0.6),
         (0.6, 0.3),
         pytest.param(0.9, 0.6, marks=pytest.mark.xfail(strict=True, reason=_BELOW)),
+        pytest.param(0.85, 0.55, marks=pytest.mark.xfail(strict=True, reason=_BELOW)),
     ],
 )
 def test_soc_converges_within_30_minutes_from_30_points_off(true_soc, start_soc) -> None:

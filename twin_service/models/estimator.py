@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from twin_service.models import aging
+from twin_service.models.constants import GAS_CONSTANT, KELVIN
 from twin_service.models.jit import jit
 from twin_service.models.kernel import (
     HYST,
@@ -48,16 +49,16 @@ from twin_service.models.kernel import (
     O_SOH,
     O_T,
     O_V,
+    P_EA,
     P_HYST_V,
-    P_R0_FRAC,
     P_SERIES,
-    P_TAU,
     SN_A,
     SN_CHARGING,
     SN_CUR,
     SN_D,
     SN_HYST,
     SN_REFF,
+    SN_SHARE,
     SN_SOC_BIAS,
     SN_SOC_CAP,
     SN_T_RF,
@@ -71,7 +72,7 @@ from twin_service.models.kernel import (
     _resistance,
     _sample,
 )
-from twin_service.models.laws import cell_ocv, rc_factors
+from twin_service.models.laws import cell_ocv
 
 # Filter states, in covariance order (COVARIANCE_ORDER names them on the wire)
 X_SOC, X_VRC, X_HYST, X_TEMP, X_SOH, X_RF, X_BIAS = range(7)
@@ -111,6 +112,11 @@ ASSIMILATE_RF_STD = 0.05
 CONSIDER_SOC_STD = 0.02
 GRID_N = 21  # SOC points of the voltage update
 GRID_HALF_WIDTH = 4.0  # prior standard deviations each side
+# exp(-u^2 / 2) at the grid's points when it spans the prior's +-GRID_HALF_WIDTH sigma
+PRIOR_WEIGHTS = np.exp(-0.5 * np.linspace(-GRID_HALF_WIDTH, GRID_HALF_WIDTH, GRID_N) ** 2)
+# Rows of the updates' scratch (GRID_N wide; the NX-long ones use the first NX entries)
+W_GRID, W_G, W_LOGW, W_K, W_SH, W_GK, W_KC, W_PH = range(8)
+W_ROWS = 8
 SOH_RANGE = (0.05, 1.5)
 RF_RANGE = (0.2, 20.0)
 
@@ -140,33 +146,37 @@ def pack(cov, est):
 
 
 @jit
-def predict(cov, f, q):
-    """cov <- F cov F^T + diag(q), F given densely (most entries 0)."""
-    tmp = np.zeros((NX, NX))
+def predict(cov, a04, a06, a11, a15, a16, a22, a33, a35, q, tmp):
+    """cov <- F cov F^T + diag(q) for the sample's transition F: the identity but for
+    F[SOC, SOH] = a04, F[SOC, BIAS] = a06, F[VRC, VRC] = a11, F[VRC, RF] = a15,
+    F[VRC, BIAS] = a16, F[HYST, HYST] = a22, F[TEMP, TEMP] = a33, F[TEMP, RF] = a35
+    (tmp: NX x NX scratch)."""
+    for c in range(NX):
+        tmp[X_SOC, c] = cov[X_SOC, c] + a04 * cov[X_SOH, c] + a06 * cov[X_BIAS, c]
+        tmp[X_VRC, c] = a11 * cov[X_VRC, c] + a15 * cov[X_RF, c] + a16 * cov[X_BIAS, c]
+        tmp[X_HYST, c] = a22 * cov[X_HYST, c]
+        tmp[X_TEMP, c] = a33 * cov[X_TEMP, c] + a35 * cov[X_RF, c]
+        tmp[X_SOH, c] = cov[X_SOH, c]
+        tmp[X_RF, c] = cov[X_RF, c]
+        tmp[X_BIAS, c] = cov[X_BIAS, c]
     for i in range(NX):
-        for j in range(NX):
-            fij = f[i, j]
-            if fij != 0.0:
-                for c in range(NX):
-                    tmp[i, c] += fij * cov[j, c]
-    for i in range(NX):
-        for c in range(NX):
-            acc = 0.0
-            for j in range(NX):
-                fcj = f[c, j]
-                if fcj != 0.0:
-                    acc += tmp[i, j] * fcj
-            cov[i, c] = acc
+        cov[i, X_SOC] = tmp[i, X_SOC] + a04 * tmp[i, X_SOH] + a06 * tmp[i, X_BIAS]
+        cov[i, X_VRC] = a11 * tmp[i, X_VRC] + a15 * tmp[i, X_RF] + a16 * tmp[i, X_BIAS]
+        cov[i, X_HYST] = a22 * tmp[i, X_HYST]
+        cov[i, X_TEMP] = a33 * tmp[i, X_TEMP] + a35 * tmp[i, X_RF]
+        cov[i, X_SOH] = tmp[i, X_SOH]
+        cov[i, X_RF] = tmp[i, X_RF]
+        cov[i, X_BIAS] = tmp[i, X_BIAS]
     for i in range(NX):
         cov[i, i] += q[i]
 
 
 @jit
-def scalar_update(cov, h, residual, r_var, dx, consider):
+def scalar_update(cov, h, residual, r_var, dx, consider, ph):
     """One scalar measurement: fills dx = K * residual and updates cov. With `consider`, the
     capacity and the current offset are consider parameters (Schmidt-Kalman): their
-    uncertainty enters the gain of the others, but they are neither moved nor made surer."""
-    ph = np.zeros(NX)
+    uncertainty enters the gain of the others, but they are neither moved nor made surer.
+    ph: NX scratch."""
     for i in range(NX):
         acc = 0.0
         for j in range(NX):
@@ -206,10 +216,25 @@ def _grid_pass(lo, hi, m_s, sd, z, c, s_o, ns, h_soc, soc_nodes, v_nodes, grid, 
     part (ns OCV + h_soc (soc - m_s)). Returns the index of the largest."""
     step = (hi - lo) / (GRID_N - 1)
     best = 0
+    n = soc_nodes.shape[0]
+    j = 0  # the grid ascends: walk the OCV table instead of searching it per point
     for i in range(GRID_N):
         x = lo + i * step
         grid[i] = x
-        g[i] = ns * cell_ocv(x, soc_nodes, v_nodes) + h_soc * (x - m_s)
+        # laws.interp's value, found by walking
+        if x >= soc_nodes[n - 1]:
+            ocv = v_nodes[n - 1]
+        elif x <= soc_nodes[0]:
+            ocv = v_nodes[0]
+        else:
+            while soc_nodes[j + 1] <= x:
+                j += 1
+            if soc_nodes[j] == x:
+                ocv = v_nodes[j]
+            else:
+                slope = (v_nodes[j + 1] - v_nodes[j]) / (soc_nodes[j + 1] - soc_nodes[j])
+                ocv = slope * (x - soc_nodes[j]) + v_nodes[j]
+        g[i] = ns * ocv + h_soc * (x - m_s)
         u = (x - m_s) / sd
         e = z - g[i] - c * (x - m_s)
         logw[i] = -0.5 * u * u - 0.5 * e * e / s_o
@@ -219,19 +244,47 @@ def _grid_pass(lo, hi, m_s, sd, z, c, s_o, ns, h_soc, soc_nodes, v_nodes, grid, 
 
 
 @jit
-def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, consider, dx):
+def _posterior_sums(grid, g, logw, top, m_s, z):
+    """Weighted sums over the grid (weights exp(logw - top)): of 1, w (for the effective
+    number of points), u = soc - m_s, u^2, r = z - g, r^2 and u r."""
+    sw = 0.0
+    sw2 = 0.0
+    su = 0.0
+    suu = 0.0
+    sr = 0.0
+    srr = 0.0
+    sur = 0.0
+    for i in range(GRID_N):
+        w = math.exp(logw[i] - top)
+        u = grid[i] - m_s
+        r = z - g[i]
+        sw += w
+        sw2 += w * w
+        su += w * u
+        suu += w * u * u
+        sr += w * r
+        srr += w * r * r
+        sur += w * u * r
+    return sw, sw2, su, suu, sr, srr, sur
+
+
+@jit
+def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, consider, dx,
+                   wv, new):  # fmt: skip
     """The voltage measurement z = ns*OCV(soc) + h.(x - mean) + noise (h: the linear part; its
     SOC entry is the resistance's dependence on SOC), with the OCV's nonlinearity in SOC
     handled exactly on a grid: the other states are Gaussian given SOC, so SOC's posterior is
     computed point by point and every moment follows from six weighted sums (a
     Rao-Blackwellised, moment-matched update).
     Fills dx and updates cov; False (nothing changed) when the innovation is beyond `gate`
-    sigma of its predicted spread (unless `run` rejections came in a row)."""
-    grid = np.empty(GRID_N)
-    g = np.empty(GRID_N)
-    logw = np.empty(GRID_N)
-    k = np.empty(NX)
-    sh = np.zeros(NX)
+    sigma of its predicted spread (unless `run` rejections came in a row). wv (W_ROWS x
+    GRID_N) and new (NX x NX) are scratch."""
+    grid = wv[W_GRID]
+    g = wv[W_G]
+    logw = wv[W_LOGW]
+    k = wv[W_K, :NX]
+    sh = wv[W_SH, :NX]
+    sh[:] = 0.0
     for attempt in range(2):
         p_ss = cov[X_SOC, X_SOC]
         sd = math.sqrt(p_ss)
@@ -261,9 +314,13 @@ def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, con
         wsum = 0.0
         zm = 0.0
         zz = 0.0
+        clipped = lo > m_s - GRID_HALF_WIDTH * sd or hi < m_s + GRID_HALF_WIDTH * sd
         for i in range(GRID_N):
-            u = (grid[i] - m_s) / sd
-            w = math.exp(-0.5 * u * u)
+            if clipped:
+                u = (grid[i] - m_s) / sd
+                w = math.exp(-0.5 * u * u)
+            else:
+                w = PRIOR_WEIGHTS[i]
             zi = g[i] + c * (grid[i] - m_s)
             wsum += w
             zm += w * zi
@@ -279,13 +336,7 @@ def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, con
         break
     # Posterior weights; where the likelihood is narrower than the grid, a finer grid
     # around its peak.
-    top = logw[best]
-    sw = 0.0
-    sw2 = 0.0
-    for i in range(GRID_N):
-        w = math.exp(logw[i] - top)
-        sw += w
-        sw2 += w * w
+    sw, sw2, su, suu, sr, srr, sur = _posterior_sums(grid, g, logw, logw[best], m_s, z)
     if sw * sw / sw2 < 3.0:
         step = (hi - lo) / (GRID_N - 1)
         lo2 = max(0.0, grid[best] - 2.0 * step)
@@ -293,35 +344,20 @@ def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, con
         best = _grid_pass(
             lo2, hi2, m_s, sd, z, c, s_o, ns, h[X_SOC], soc_nodes, v_nodes, grid, g, logw
         )
-        top = logw[best]
-    sw = 0.0
-    su = 0.0
-    suu = 0.0
-    sr = 0.0
-    srr = 0.0
-    sur = 0.0
-    for i in range(GRID_N):
-        w = math.exp(logw[i] - top)
-        u = grid[i] - m_s
-        r = z - g[i]
-        sw += w
-        su += w * u
-        suu += w * u * u
-        sr += w * r
-        srr += w * r * r
-        sur += w * u * r
+        sw, sw2, su, suu, sr, srr, sur = _posterior_sums(grid, g, logw, logw[best], m_s, z)
     ub = su / sw
     rb = sr / sw
     vu = max(suu / sw - ub * ub, 1e-14)
     vr = max(srr / sw - rb * rb, 0.0)
     cur_ = sur / sw - ub * rb
-    gk = np.zeros(NX)  # gain of the others on r, given SOC
-    kc = np.zeros(NX)
+    gk = wv[W_GK, :NX]  # gain of the others on r, given SOC
+    kc = wv[W_KC, :NX]
+    gk[:] = 0.0
+    kc[:] = 0.0
     for i in range(1, NX):
         gk[i] = sh[i] / s_o
         kc[i] = k[i] - gk[i] * c
     old_cc = (cov[X_SOH, X_SOH], cov[X_SOH, X_BIAS], cov[X_BIAS, X_BIAS])
-    new = np.empty((NX, NX))
     for i in range(1, NX):
         for j in range(1, NX):
             cond = cov[i, j] - cov[i, X_SOC] * cov[X_SOC, j] / p_ss
@@ -383,14 +419,14 @@ def _apply(s, est, dx, hyst_v):
 
 
 @jit
-def _direct_update(cov, s, est, h, dx, index, residual, r_var, gate, consider, hyst_v):
+def _direct_update(cov, s, est, h, dx, index, residual, r_var, gate, consider, hyst_v, ph):
     """A measurement of filter state `index` itself (temperature, the BMS's SOC), gated;
     returns 1 if it was rejected, else 0."""
     h[:] = 0.0
     h[index] = 1.0
     if not _gate(cov, h, residual, r_var, gate, est[E_RUN]):
         return 1
-    scalar_update(cov, h, residual, r_var, dx, consider)
+    scalar_update(cov, h, residual, r_var, dx, consider, ph)
     _apply(s, est, dx, hyst_v)
     est[E_ACCEPTED] += 1.0
     return 0
@@ -425,14 +461,15 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
     n = dt_s.shape[0]
     cov = np.empty((NX, NX))
     unpack(est, cov)
-    f = np.zeros((NX, NX))
     q = np.zeros(NX)
     hvec = np.zeros(NX)
     dx = np.zeros(NX)
     sens = np.zeros(N_SENS)
+    # scratch of the updates, allocated once per batch
+    wv = np.zeros((W_ROWS, GRID_N))
+    wm = np.zeros((2, NX, NX))
     cur_in = current_a.copy()
     ns = p[P_SERIES]
-    r0_frac = p[P_R0_FRAC]
     hyst_v = p[P_HYST_V]
     gate = settings[S_GATE]
     v_var = settings[S_V_STD] ** 2 + settings[S_V_BIAS] ** 2
@@ -455,18 +492,8 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
                 off, capacity_terms, resistance_terms, multiplier, out, soh_e, rf_e, True,
                 sens)  # fmt: skip
         # Covariance prediction through the sample.
-        f[:, :] = 0.0
-        for i in range(NX):
-            f[i, i] = 1.0
-        f[X_SOC, X_SOH] = sens[SN_SOC_CAP] / soh_e
-        f[X_VRC, X_VRC] = sens[SN_A]
-        f[X_VRC, X_RF] = sens[SN_VRC_RF] / rf_e
-        f[X_HYST, X_HYST] = sens[SN_HYST]
-        f[X_TEMP, X_TEMP] = sens[SN_D]
-        f[X_TEMP, X_RF] = sens[SN_T_RF] / rf_e
-        if biased:
-            f[X_SOC, X_BIAS] = sens[SN_SOC_BIAS]
-            f[X_VRC, X_BIAS] = -sens[SN_VRC_BIAS]
+        a06 = sens[SN_SOC_BIAS] if biased else 0.0
+        a16 = -sens[SN_VRC_BIAS] if biased else 0.0
         dt = dt_s[k]
         soc_per_a = sens[SN_SOC_BIAS]  # SOC moved per ampere over the sample
         q[X_SOC] = Q_SOC * dt + (i_std * soc_per_a) ** 2
@@ -476,7 +503,9 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
         q[X_SOH] = Q_SOH * dt
         q[X_RF] = Q_RF * dt
         q[X_BIAS] = Q_BIAS * dt
-        predict(cov, f, q)
+        predict(cov, sens[SN_SOC_CAP] / soh_e, a06, sens[SN_A], sens[SN_VRC_RF] / rf_e, a16,
+                sens[SN_HYST], sens[SN_D], sens[SN_T_RF] / rf_e, q, wm[0])  # fmt: skip
+        ph = wv[W_PH, :NX]
 
         rejected = 0
         residual_out = math.nan
@@ -489,32 +518,29 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
             soc = s[SOC]
             residual_out = meas_v[k] - out[k, O_V]
             charging = sens[SN_CHARGING] != 0.0
-            _, g_rc = rc_factors(dt, p[P_TAU])
-            share = r0_frac + (1.0 - r0_frac) * (1.0 - g_rc)
+            share = sens[SN_SHARE]
             t = s[TEMP]
-            dr_dt = (
-                _resistance(p, tab, rf_e, soc, t + 0.5, charging)
-                - _resistance(p, tab, rf_e, soc, t - 0.5, charging)
-            ) * share
-            hvec[X_SOC] = (
-                -cur
-                * share
-                * (
-                    _resistance(p, tab, rf_e, soc + 0.005, t, charging)
-                    - _resistance(p, tab, rf_e, soc - 0.005, t, charging)
-                )
-                / 0.01
-            )
+            hvec[X_SOC] = 0.0
+            hvec[X_TEMP] = 0.0
+            if cur != 0.0:
+                # The resistance's dependence on SOC (from its map) and on temperature
+                # (Arrhenius with the pack's activation energy: the map's own slope is close,
+                # and the temperature is the filter's best-known state).
+                r_lo = _resistance(p, tab, rf_e, soc - 0.005, t, charging)
+                r_hi = _resistance(p, tab, rf_e, soc + 0.005, t, charging)
+                hvec[X_SOC] = -cur * share * (r_hi - r_lo) / 0.01
+                t_k = t + KELVIN
+                dr_dt = -0.5 * (r_lo + r_hi) * p[P_EA] / (GAS_CONSTANT * t_k * t_k)
+                hvec[X_TEMP] = -cur * share * dr_dt
             hvec[X_VRC] = -1.0
             hvec[X_HYST] = ns
-            hvec[X_TEMP] = -cur * dr_dt
             hvec[X_SOH] = 0.0
             hvec[X_RF] = -cur * r_eff / rf_e
             hvec[X_BIAS] = r_eff if biased else 0.0
             r_var = v_var + (i_std * r_eff) ** 2
             z = residual_out + ns * cell_ocv(soc, tab[T_OCV_SOC], tab[T_OCV_V])
             if voltage_update(cov, hvec, z, ns, r_var, tab[T_OCV_SOC], tab[T_OCV_V], soc, gate,
-                              est[E_RUN], consider, dx):  # fmt: skip
+                              est[E_RUN], consider, dx, wv, wm[1]):  # fmt: skip
                 _apply(s, est, dx, hyst_v)
                 est[E_ACCEPTED] += 1.0
                 est[E_RUN] = 0.0
@@ -525,11 +551,11 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
         if not math.isnan(meas_t[k]):
             t_var = settings[S_T_STD] ** 2
             rejected += _direct_update(cov, s, est, hvec, dx, X_TEMP, meas_t[k] - s[TEMP],
-                                       t_var, gate, consider, hyst_v)  # fmt: skip
+                                       t_var, gate, consider, hyst_v, ph)  # fmt: skip
         if not math.isnan(meas_soc[k]):
             soc_var = settings[S_SOC_STD] ** 2
             rejected += _direct_update(cov, s, est, hvec, dx, X_SOC, meas_soc[k] - s[SOC],
-                                       soc_var, gate, consider, hyst_v)  # fmt: skip
+                                       soc_var, gate, consider, hyst_v, ph)  # fmt: skip
         if rejected > 0:
             est[E_REJECTED] += rejected
             est[E_RUN] += 1.0

@@ -143,8 +143,8 @@ def _tms(p, temp, ambient, mode):
 # Sensitivities of a sample's end state to the estimator's parameters, accumulated over its
 # sub-steps while estimating (models.estimator builds the transition matrix from them).
 SN_SOC_CAP, SN_SOC_BIAS, SN_A, SN_VRC_RF, SN_VRC_BIAS, SN_HYST, SN_D, SN_T_RF = range(8)
-SN_CUR, SN_REFF, SN_CHARGING = range(8, 11)
-N_SENS = 11
+SN_CUR, SN_REFF, SN_CHARGING, SN_SHARE = range(8, 12)
+N_SENS = 12
 
 
 @jit
@@ -221,7 +221,8 @@ def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s,
         heat = cur * (cur * r0 + v_rc_mean) + q_tms
         s[TEMP] = lumped_temperature(temp, ambient_c[k], heat, g_th, d_th)
         s[V_RC] = s[V_RC] * a_rc + cur * r1 * (1.0 - a_rc)
-        s[HYST] = hysteresis_update(s[HYST], cur, dt, cap_as, p[P_HYST_V], p[P_HYST_RATE])
+        h_before = s[HYST]
+        s[HYST] = hysteresis_update(h_before, cur, dt, cap_as, p[P_HYST_V], p[P_HYST_RATE])
         new_soc = soc - cur * dt / cap_as
         s[SOC] = new_soc
         flags |= aging.step(model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah)
@@ -232,12 +233,18 @@ def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s,
             sens[SN_VRC_RF] = sens[SN_VRC_RF] * a_rc + (1.0 - a_rc) * cur * r1
             sens[SN_VRC_BIAS] = sens[SN_VRC_BIAS] * a_rc + (1.0 - a_rc) * r1
             if cur != 0.0 and p[P_HYST_V] != 0.0:
-                sens[SN_HYST] *= math.exp(-p[P_HYST_RATE] * abs(cur) * dt / cap_as)
+                # the decay hysteresis_update applied: (h - target) shrank by it
+                target = -p[P_HYST_V] if cur > 0.0 else p[P_HYST_V]
+                if h_before != target:
+                    sens[SN_HYST] *= (s[HYST] - target) / (h_before - target)
+                else:
+                    sens[SN_HYST] *= math.exp(-p[P_HYST_RATE] * abs(cur) * dt / cap_as)
             sens[SN_D] *= d_th
             sens[SN_T_RF] = sens[SN_T_RF] * d_th + (1.0 - d_th) * (heat - q_tms) / g_th
             sens[SN_CUR] = cur
             sens[SN_REFF] = r_eff
             sens[SN_CHARGING] = 1.0 if charging else 0.0
+            sens[SN_SHARE] = share
         else:
             soh = aging.state_of_health(s, capacity_terms)
             rf = aging.resistance_factor(s, resistance_terms)

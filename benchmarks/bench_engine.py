@@ -1,5 +1,7 @@
 """Engine: one hour of 10 Hz samples (36,000) through the full model, in-process and through
-POST /step, against the simplest plain-Python 1-RC cell loop in the same run."""
+POST /step, against the simplest plain-Python 1-RC cell loop in the same run; and the same
+hour as current input, model only against the state estimator with a measured voltage and
+temperature at every sample."""
 
 from __future__ import annotations
 
@@ -11,9 +13,17 @@ import numpy as np
 import orjson
 
 from benchmarks.common import best_of, drive_power_w, machine, service, table
+from twin_service.models import estimator
 from twin_service.models.aging import MODEL_NAMES
 from twin_service.models.cell_data import OCV_SOC_COARSE, OCV_V_COARSE
-from twin_service.models.pack import AgingSettings, DriveInput, new_pack_state, simulate
+from twin_service.models.pack import (
+    AgingSettings,
+    DriveInput,
+    Estimation,
+    PackParams,
+    new_pack_state,
+    simulate,
+)
 from twin_service.presets import PRESETS, VehiclePreset, pack_params
 from validation.common import previous_model_vehicle
 
@@ -36,6 +46,40 @@ def baseline_loop(current_a: list[float], dt_s: float) -> float:
     return v
 
 
+def estimator_rows(params: PackParams, power_w: np.ndarray) -> list[list[object]]:
+    """The drive as pack current (its power over the nominal voltage), model only and with
+    the filter fed a noisy voltage and temperature (from a model-only run) at every sample."""
+    n = power_w.shape[0]
+    current = power_w / params.cells_series / 3.27
+    drive = DriveInput(np.full(n, DT), np.full(n, np.nan), current, np.full(n, 25.0), np.zeros(n))
+    rng = np.random.default_rng(1)
+    truth = simulate(params, new_pack_state(), drive, AgingSettings())
+    settings = estimator.settings_vector(0.5, 0.0, 0.5, 0.5, 0.03, 5.0, False)
+    measured = Estimation(
+        settings,
+        truth.voltage_v + rng.normal(0.0, 0.5, n),
+        truth.temperature_c + rng.normal(0.0, 0.5, n),
+        np.full(n, np.nan),
+    )
+
+    def filtered() -> None:
+        state = new_pack_state(soc=0.8)
+        state.estimator = estimator.new_estimator(1.0, 1.0, 0.25, 0.1, 0.3, 1.0, 1.0, 0.01, 2.0)
+        simulate(params, state, drive, AgingSettings(), measured)
+
+    def model_only() -> None:
+        simulate(params, new_pack_state(), drive, AgingSettings())
+
+    filtered()  # warm
+    plain = best_of(model_only)
+    est = best_of(filtered)
+    return [
+        ["current input, model only", plain * 1e3, plain / n * 1e6, 1.0],
+        ["current input, estimator (voltage + temperature every sample)", est * 1e3,
+         est / n * 1e6, est / plain],
+    ]  # fmt: skip
+
+
 def main() -> None:
     t = np.arange(N) * DT
     power = drive_power_w(t)
@@ -48,7 +92,11 @@ def main() -> None:
     for model in MODEL_NAMES:
         settings = AgingSettings(model)
         simulate(params, new_pack_state(), drive, settings)  # warm
-        el = best_of(lambda s=settings: simulate(params, new_pack_state(), drive, s))
+
+        def run(s: AgingSettings = settings) -> None:
+            simulate(params, new_pack_state(), drive, s)
+
+        el = best_of(run)
         rows.append([f"full model in-process, aging {model}", el * 1e3, el / N * 1e6, base / el])
     # The pack model before issue 12 (one resistance, coarse OCV, no hysteresis, taper or
     # thermal management) in today's core: what this round's pack physics costs.
@@ -93,6 +141,13 @@ def main() -> None:
         rows,
     )
     print("\nGoals: in-process >= 5x baseline, through HTTP >= 1x.")
+    table(
+        f"Engine with the state estimator: {N} current samples at 10 Hz, aging naumann "
+        f"({machine()})",
+        ["path", "ms", "us/sample", "x model only"],
+        estimator_rows(params, power),
+    )
+    print("\nGoal: the estimator <= 3x the model-only step.")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ if str(REPO) not in sys.path:  # validation/ is a repository folder, not an inst
 
 from validation import (  # noqa: E402
     calendar_aging,
+    common,  # noqa: E402
     cycle_aging,
     demo_timeline,
     ev_pack,
@@ -268,7 +269,7 @@ def test_fast_charge_section_before_and_after(twin: Twin) -> None:
 def test_heating_and_pulse_sections_run_without_the_peers(
     twin: Twin, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(ev_pack, "PEERS_PY", tmp_path / "missing" / "python")
+    monkeypatch.setattr(common, "PEERS_PY", tmp_path / "missing" / "python")
     monkeypatch.setattr(ev_pack, "HEAT_PASSES", 2)
     runs = ev_pack.compute_heating(twin)
     by_amb = {r.ambient_c: r for r in runs}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
+import os
+import subprocess
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -180,3 +183,31 @@ def vehicle_without_computed(preset: dict[str, Any]) -> dict[str, Any]:
         if k not in ("capacity_ah", "nominal_voltage_v", "nominal_energy_kwh")
     }
     return vehicle
+
+
+PEERS_PY = REPO_ROOT / ".venv-peers" / "bin" / "python"
+PEER_TIMEOUT_S = 300.0
+
+
+def run_peer(module: str, worker: str, job: dict[str, Any]) -> dict[str, Any]:
+    """One worker of a peers' module (validation.peers_ev, validation.peers_estimation) run in
+    the peers' venv with `job` on stdin; its last stdout line as JSON, or {"skipped": why}."""
+    if not PEERS_PY.exists():
+        return {"skipped": "skipped: the peers' venv is missing (`make bench-peers-venv`)"}
+    env = {**os.environ, "PYBAMM_DISABLE_TELEMETRY": "true", "PYTHONWARNINGS": "ignore"}
+    try:
+        out = subprocess.run(
+            [str(PEERS_PY), "-m", module, worker],
+            input=json.dumps(job),
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=PEER_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"skipped": f"skipped: {worker} failed ({exc})"}
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or ["no output"]
+        return {"skipped": f"skipped: {worker} exited {out.returncode} ({tail[0][:200]})"}
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -11,16 +11,13 @@ window, no taper, no thermal management).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from validation import common
 from validation.common import (
-    REPO_ROOT,
     Figure,
     Section,
     Twin,
@@ -29,9 +26,6 @@ from validation.common import (
     previous_model_vehicle,
     vehicle_without_computed,
 )
-
-PEERS_PY = REPO_ROOT / ".venv-peers" / "bin" / "python"
-PEER_TIMEOUT_S = 300.0
 
 CHARGERS = (("Model3_2024", 250.0), ("Model3_2024", 150.0), ("sv1ev3", 150.0))
 CHARGE_AMBIENTS = (0.0, 25.0, 35.0)
@@ -50,26 +44,8 @@ PULSE_TEMPERATURES = (10.0, 25.0, 40.0)
 
 
 def run_peer(worker: str, job: dict[str, Any]) -> dict[str, Any]:
-    """One worker of validation/peers_ev.py in the peers' venv, or {"skipped": reason}."""
-    if not PEERS_PY.exists():
-        return {"skipped": "skipped: the peers' venv is missing (`make bench-peers-venv`)"}
-    env = {**os.environ, "PYBAMM_DISABLE_TELEMETRY": "true", "PYTHONWARNINGS": "ignore"}
-    try:
-        out = subprocess.run(
-            [str(PEERS_PY), "-m", "validation.peers_ev", worker],
-            input=json.dumps(job),
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=PEER_TIMEOUT_S,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"skipped": f"skipped: {worker} failed ({exc})"}
-    if out.returncode != 0:
-        tail = out.stderr.strip().splitlines()[-1:] or ["no output"]
-        return {"skipped": f"skipped: {worker} exited {out.returncode} ({tail[0][:200]})"}
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    """One worker of validation.peers_ev in the peers' venv, or {"skipped": reason}."""
+    return common.run_peer("validation.peers_ev", worker, job)
 
 
 # --------------------------------------------------------------------------- (a) fast charge

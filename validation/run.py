@@ -21,6 +21,7 @@ from validation import (
     calendar_aging,
     cycle_aging,
     demo_timeline,
+    estimation,
     ev_pack,
     forecast_consistency,
     invariants,
@@ -44,6 +45,7 @@ SECTION_KEYS = (
     "heating",
     "pulses",
     "limits",
+    "estimation",
 )
 
 
@@ -117,6 +119,7 @@ def run_sections(keys: tuple[str, ...]) -> list[Section]:
         timed("heating", lambda: ev_pack.render_heating(ev_pack.compute_heating(tw)))
         timed("pulses", lambda: ev_pack.render_pulses(ev_pack.compute_pulses(tw)))
         timed("limits", lambda: limits.render(limits.compute(tw)))
+        timed("estimation", lambda: estimation.render(estimation.compute()))
     return sections
 
 

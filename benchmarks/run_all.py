@@ -41,7 +41,8 @@ NOTES = """
   evaluates only the branch the demand takes (the charge map and taper while charging, the
   discharge map otherwise). `nrel_lfp250` costs about 1.5-2x `naumann` (its anode potential
   alone is six transcendental functions per sub-step). Cold, the first process compiles for
-  about 25 s; later ones load the on-disk cache in about 1 s.
+  about 100-110 s (25 s before the state estimator, whose loop inlines the sample's body and
+  the filter); later ones load the on-disk cache in about 1-2 s.
 - HTTP, single-sample `POST /step`, is about 0.62-0.72x `GET /health` (goal 0.6x). It is
   served from a plain ASGI route (the FastAPI route still documents it), a plain-Python path
   for batches of up to 16 valid samples (anything else goes through the column-wise

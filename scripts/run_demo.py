@@ -37,8 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STARTUP_TIMEOUT_S = 60.0
-BRIDGE_STOP_TIMEOUT_S = 20.0  # the bridge flushes its buffer on SIGINT
+# The first start compiles the model core (numba; about 2 minutes on 2 cores), later ones load
+# it from the on-disk cache in seconds.
+STARTUP_TIMEOUT_S = 300.0
+COMPILING_NOTICE_S = 10.0
+# The bridge flushes its buffer on SIGINT for up to 30 s (bridge.__main__); a little more here.
+BRIDGE_STOP_TIMEOUT_S = 35.0
 SERVICE_STOP_TIMEOUT_S = 10.0
 HURRY_TIMEOUT_S = 3.0
 POLL_S = 0.2
@@ -121,10 +125,16 @@ def port_in_use(host: str, port: int) -> bool:
 
 def wait_healthy(url: str, child: Child, timeout_s: float, stopping: Callable[[], bool]) -> bool:
     """True once GET /health answers 200; False if a stop was requested meanwhile."""
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
+    noticed = False
     while time.monotonic() < deadline:
         if stopping():
             return False
+        if not noticed and time.monotonic() - started > COMPILING_NOTICE_S:
+            noticed = True
+            msg = "run: the service is compiling the model (the first start takes about 2 minutes)"
+            print(msg, file=sys.stderr, flush=True)
         if child.exit_code is not None:
             raise RunError(f"the twin service exited with code {child.exit_code} during startup")
         try:

@@ -21,12 +21,12 @@ from twin_service.models.pack import new_pack_state
 from twin_service.settings import Settings
 
 TRUE_SOH, TRUE_RF = 0.88, 1.4
-# Known limitation: the other states given SOC are Gaussian with a mean linear in SOC. With the
-# resistance unknown, the voltage under load ties SOC and resistance along a ridge that
-# LFP's OCV bends (flat upper plateau, the 72-78 % step), a line fits it badly, and while
-# converging the filter is surer than it should be (an exact posterior on a grid of start SOC
-# and resistance, 60 s from 55 % for 85 %: SOC sigma 3.6 %-points, the filter's 0.8).
-_RIDGE = "others given SOC are linear in SOC: overconfident on the SOC-resistance ridge"
+# Known limitation: converging from a wrong start on LFP's plateau, the Gaussian filter
+# re-applies the plateau's "somewhere in here" each sample, so its SOC sigma shrinks faster
+# than the error; started below a truth on the upper plateau it can settle on the wrong side
+# of the 72-78 % step (from 60 % for 90 %: 3.7 %-points off after 30 minutes; from 55 % for
+# 85 %: 18 %-points).
+_BELOW = "the Gaussian SOC posterior is overconfident while converging on the plateau"
 
 
 def _truth(soc: float = 0.55):
@@ -39,10 +39,8 @@ def _truth(soc: float = 0.55):
         (0.55, 0.85),
         (0.3, 0.6),
         (0.6, 0.3),
-        (0.85, 0.55),
-        (0.4, 0.7),
-        pytest.param(0.9, 0.6, marks=pytest.mark.xfail(strict=True, reason=_RIDGE)),
-        pytest.param(0.8, 0.5, marks=pytest.mark.xfail(strict=True, reason=_RIDGE)),
+        pytest.param(0.9, 0.6, marks=pytest.mark.xfail(strict=True, reason=_BELOW)),
+        pytest.param(0.85, 0.55, marks=pytest.mark.xfail(strict=True, reason=_BELOW)),
     ],
 )
 def test_soc_converges_within_30_minutes_from_30_points_off(true_soc, start_soc) -> None:
@@ -58,24 +56,7 @@ def test_soc_converges_within_30_minutes_from_30_points_off(true_soc, start_soc)
     assert abs(cc[-1] - t.result.soc[-1]) > 5 * abs(err[-1])
 
 
-@pytest.mark.parametrize(("true_soc", "start_soc"), [(0.85, 0.55), (0.7, 0.4)])
-def test_soc_density_covers_the_error_across_the_plateau_step(true_soc, start_soc) -> None:
-    """SOC's density (not a Gaussian) while converging from 30 %-points below, across LFP's
-    plateau step, the capacity, resistance and current offset known: the true SOC is within
-    2 sigma in 99 % and 90 % of the samples (asserted: 85 %); a Gaussian posterior, which the
-    plateau re-truncates at every sample, covered 84 % and 75 %."""
-    rng = np.random.default_rng(11)
-    n = 1800
-    t = measure(new_pack_state(soc=true_soc), np.ones(n), mixed_drive(n, rng), rng, bias_a=0.0)
-    state = new_pack_state(soc=start_soc)
-    state.estimator = E.new_estimator(1.0, 1.0, 0.25, 1e-6, 1e-6, 1e-6, 1.06, 0.01, 2.0)
-    res = estimate(state, t)
-    err = res.soc - t.result.soc
-    assert np.mean(np.abs(err) <= 2 * res.estimate[:, E.EO_SOC_STD]) >= 0.85
-    assert abs(err[-1]) < 0.01
-
-
-@pytest.mark.xfail(strict=True, reason=_RIDGE)
+@pytest.mark.xfail(strict=True, reason=_BELOW)
 def test_two_sigma_covers_the_soc_error_while_converging() -> None:
     rng = np.random.default_rng(11)
     n = 1800
@@ -233,18 +214,6 @@ def test_assimilate_reanchors_the_aging_model(client) -> None:
         ({"soh": 3.0}, "soh"),
         ({"accepted": 1.5}, "accepted"),
         ({"extra": 1}, "extra"),
-        (
-            {
-                "soc_density": {
-                    "offset": -0.1,
-                    "step": 0.01,
-                    "variance": 1e-3,
-                    "weights": [0.5] * 32,
-                }
-            },
-            "soc_density",
-        ),
-        ({"soc_density": {"offset": -0.1, "step": 0.01}}, "soc_density"),
     ],
 )
 def test_a_bad_estimator_state_gets_422(client, patch, where) -> None:
@@ -264,55 +233,3 @@ def test_bad_measurements_get_422_naming_the_sample(client) -> None:
                                    "options": {"store": False}})  # fmt: skip
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "samples", 3, "measured_soc"]
-
-
-def test_a_state_without_a_density_continues_from_a_gaussian(client) -> None:
-    _, measured = _samples(20)
-    state = _step(client, measured[:10])["state"]
-    density = state["estimator"].pop("soc_density")
-    assert len(density["weights"]) == E.GRID_N and abs(sum(density["weights"]) - 1) < 1e-9
-    r = _step(client, measured[10:], state=state)
-    assert 0 < r["estimate"]["soc_std"] < 0.25
-    assert len(r["state"]["estimator"]["soc_density"]["weights"]) == E.GRID_N
-
-
-def test_grid_update_matches_monte_carlo() -> None:
-    """One voltage update from a random correlated Gaussian prior on LFP's plateau: the mean
-    and covariance of the point-mass update against importance-weighted Monte Carlo."""
-    from support.truth import PARAMS
-
-    from twin_service.models.laws import cell_ocv
-
-    rng = np.random.default_rng(7)
-    a = rng.normal(size=(E.NX, E.NX))
-    stds = np.array([0.08, 0.3, 0.005, 1.0, 0.05, 0.2, 0.5])
-    corr = np.corrcoef(a @ a.T + 4 * np.eye(E.NX))
-    cov = corr * np.outer(stds, stds)
-    m_s = 0.62
-    ns = PARAMS.cells_series
-    tab = np.array(PARAMS.tables.ocv_soc), np.array(PARAMS.tables.ocv_v)
-    h = np.array([-2.0, -1.0, ns, 0.05, 0.0, -8.0, 0.1])
-    r_var = 0.25
-    x = rng.multivariate_normal(np.zeros(E.NX), cov, 400_000)
-    soc = m_s + x[:, 0]
-    inside = (soc >= 0) & (soc <= 1)
-    x, soc = x[inside], soc[inside]
-    ocv = np.interp(soc, *tab)
-    z = ns * cell_ocv(0.66, *tab) + 0.3  # a voltage that puts SOC above the prior's mean
-    pred = ns * ocv + x[:, 1:] @ h[1:] + h[0] * x[:, 0]
-    w = np.exp(-0.5 * (z - pred) ** 2 / r_var)
-    w /= w.sum()
-    mc_mean = w @ x
-    mc_cov = (x - mc_mean).T @ ((x - mc_mean) * w[:, None])
-
-    est = E.new_estimator(1.0, 1.0, *stds)
-    est[E.E_COV : E.E_COV + E.N_COV] = [cov[i, j] for i in range(E.NX) for j in range(i, E.NX)]
-    E.density_init(est, cov[0, 0])
-    c = cov.copy()
-    dx = np.zeros(E.NX)
-    ok = E.grid_update(c, est, h, z, ns, r_var, *tab, m_s, 0.0, 50.0, 0.0, False, dx,
-                       np.zeros((E.W_ROWS, E.GRID_N)), np.zeros((E.NX, E.NX)))  # fmt: skip
-    assert ok
-    assert np.all(np.abs(dx - mc_mean) < 0.03 * stds), (dx, mc_mean)
-    sd, mc_sd = np.sqrt(np.diag(c)), np.sqrt(np.diag(mc_cov))
-    assert np.all(np.abs(sd - mc_sd) < 0.03 * stds), (sd, mc_sd)

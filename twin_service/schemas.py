@@ -189,18 +189,6 @@ AgingState: type[BaseModel] = create_model(  # type: ignore[call-overload]
 )
 
 
-class SocDensityWire(_Wire):
-    """The estimated SOC's distribution: weights on evenly spaced points, relative to the
-    state's SOC (LFP's flat, stepped OCV makes it far from Gaussian while converging)."""
-
-    offset: float = Field(ge=-2, le=0, strict=True, description="first point minus the SOC")
-    step: float = Field(ge=1e-12, le=1, strict=True, description="spacing of the points")
-    variance: float = Field(ge=1e-14, le=1, strict=True)
-    weights: list[float] = Field(
-        min_length=estimator.GRID_N, max_length=estimator.GRID_N, description="summing to 1"
-    )
-
-
 class EstimatorStateWire(_Wire):
     """The state estimator: its parameters, covariance and counters (written by the service;
     absent until a step carries measurements)."""
@@ -221,9 +209,6 @@ class EstimatorStateWire(_Wire):
     accepted: int = Field(ge=0, le=MAX_REV, strict=True)
     rejected: int = Field(ge=0, le=MAX_REV, strict=True)
     rejected_run: int = Field(ge=0, le=MAX_REV, strict=True)
-    soc_density: SocDensityWire | None = Field(
-        None, description="absent (a state from before it): a Gaussian from the covariance"
-    )
 
 
 PackStateWire: type[BaseModel] = create_model(  # type: ignore[call-overload]

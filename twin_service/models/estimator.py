@@ -5,29 +5,20 @@ factor, current-sensor offset). The first four are the twin's own state (correct
 the last three are the filter's parameters, kept with the covariance in `state.estimator`.
 
 Why this filter:
-- The voltage belongs to the sample: the model reports it from the state at the sample's start
-  (the OCV at its mid-SOC), so the voltage updates the start state with the sensitivities of
-  the reported voltage (kernel SN_V_*), and the correction is carried to the sample's end
-  through the transition.
 - Prediction is the twin's own step (kernel._sample): for a given current the dynamics are
   linear in x (Coulomb counting, the exact RC, hysteresis and lumped-thermal updates), so the
   covariance propagates exactly through the transition matrix F built from the sample's
   sensitivities (EKF prediction, no approximation beyond holding the current).
 - The voltage's strong nonlinearity is OCV(SOC), and on LFP it is flat with steps: the local
-  slope an EKF uses is ~0 on the plateau, and a Gaussian posterior re-applies the plateau's
-  "SOC is somewhere in here" with every sample, shrinking faster than the error. So SOC keeps a
-  density on GRID_N moving points (a point-mass filter, Bucy and Senne 1971), carried in the
-  state: the twin's step moves it, the added variance blurs it, and each measurement
-  multiplies it by its likelihood; the points are regridded to where the mass is. Since the
-  voltage is linear in every other state, those are Gaussian given SOC with a mean linear in
-  SOC (Rao-Blackwellised), and their moments follow from weighted sums over the points
-  (grid_update; checked against Monte Carlo). An unscented filter would need sigma points
-  through the whole step for every sample and would still be Gaussian.
-- Known limit: "a mean linear in SOC" is where it is still overconfident. With the resistance
-  unknown, the voltage under load ties SOC and resistance along a ridge that the OCV curve
-  bends, and while converging from a wrong start on the upper plateau the filter is surer than
-  it should be (per-point conditional means, a full Rao-Blackwellised point-mass filter, would
-  remove it).
+  slope an EKF uses is ~0 on the plateau, so the filter would neither see that a voltage several
+  volts off means "SOC is elsewhere" nor know how little the plateau says. Since the voltage is
+  linear in every other state, the update computes SOC's posterior on a grid over the prior
+  (+-4 sigma, refined where the likelihood is narrower) with the others Gaussian given SOC, and
+  matches the moments (voltage_update; checked against Monte Carlo). An unscented filter would
+  need sigma points through the whole step for every sample; this costs 21 OCV look-ups.
+- Known limit: a Gaussian posterior re-applies the plateau's "SOC is somewhere in here" with
+  each sample, so while it converges from a wrong start on the plateau its SOC sigma shrinks
+  faster than the error.
 - Measurements are processed one at a time (voltage, temperature, BMS SOC). An innovation beyond
   `gate_sigma` standard deviations is rejected and counted (a sensor spike); after
   MAX_REJECT_RUN rejections in a row the covariance is inflated to admit it (the pack, not the
@@ -48,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from twin_service.models import aging
+from twin_service.models.constants import GAS_CONSTANT, KELVIN
 from twin_service.models.jit import jit
 from twin_service.models.kernel import (
     HYST,
@@ -57,6 +49,7 @@ from twin_service.models.kernel import (
     O_SOH,
     O_T,
     O_V,
+    P_EA,
     P_HYST_V,
     P_SERIES,
     SN_A,
@@ -69,11 +62,6 @@ from twin_service.models.kernel import (
     SN_SOC_BIAS,
     SN_SOC_CAP,
     SN_T_RF,
-    SN_V_BIAS,
-    SN_V_HYST,
-    SN_V_RF,
-    SN_V_T,
-    SN_V_VRC,
     SN_VRC_BIAS,
     SN_VRC_RF,
     SOC,
@@ -98,12 +86,7 @@ E_SOH, E_RF, E_BIAS = 0, 1, 2
 E_COV = 3
 E_MS = E_COV + N_COV
 E_ACCEPTED, E_REJECTED, E_RUN = E_MS + 1, E_MS + 2, E_MS + 3
-# SOC's marginal density: weights (summing to 1) on GRID_N points spaced E_D_STEP apart, the
-# first E_D_LO from the SOC estimate (so the twin's step moves it), and its variance.
-GRID_N = 32
-E_D_LO, E_D_STEP, E_D_VAR = E_MS + 4, E_MS + 5, E_MS + 6
-E_D = E_MS + 7
-N_EST = E_D + GRID_N
+N_EST = E_MS + 4
 # Settings vector (settings_vector): sensor noise, the gate, assimilation on (1) or off (0)
 S_V_STD, S_V_BIAS, S_I_STD, S_T_STD, S_SOC_STD, S_GATE, S_ASSIMILATE = range(7)
 N_SETTINGS = 7
@@ -127,12 +110,13 @@ Q_BIAS = 0.05**2 / 3600.0
 ASSIMILATE_SOH_STD = 0.01
 ASSIMILATE_RF_STD = 0.05
 CONSIDER_SOC_STD = 0.02
-GRID_HALF_WIDTH = 6.0  # a new or regridded density spans +-this many standard deviations
-EDGE_MASS = 1e-6  # the density is widened before its outer bins hold more than this
-BLUR_MIN = 0.05  # variance (in squared bins) the density may lag the covariance by before a blur
+GRID_N = 21  # SOC points of the voltage update
+GRID_HALF_WIDTH = 4.0  # prior standard deviations each side
+# exp(-u^2 / 2) at the grid's points when it spans the prior's +-GRID_HALF_WIDTH sigma
+PRIOR_WEIGHTS = np.exp(-0.5 * np.linspace(-GRID_HALF_WIDTH, GRID_HALF_WIDTH, GRID_N) ** 2)
 # Rows of the updates' scratch (GRID_N wide; the NX-long ones use the first NX entries)
-W_GRID, W_G, W_LOGW, W_K, W_SH, W_GK, W_KC, W_PH, W_POST, W_PRIOR = range(10)
-W_ROWS = 10
+W_GRID, W_G, W_LOGW, W_K, W_SH, W_GK, W_KC, W_PH = range(8)
+W_ROWS = 8
 SOH_RANGE = (0.05, 1.5)
 RF_RANGE = (0.2, 20.0)
 
@@ -188,12 +172,6 @@ def predict(cov, a04, a06, a11, a15, a16, a22, a33, a35, q, tmp):
 
 
 @jit
-def _considered(i):
-    """The consider parameters: capacity and the current offset."""
-    return i == X_SOH or i == X_BIAS
-
-
-@jit
 def scalar_update(cov, h, residual, r_var, dx, consider, ph):
     """One scalar measurement: fills dx = K * residual and updates cov. With `consider`, the
     capacity and the current offset are consider parameters (Schmidt-Kalman): their
@@ -213,9 +191,9 @@ def scalar_update(cov, h, residual, r_var, dx, consider, ph):
         dx[X_SOH] = 0.0
         dx[X_BIAS] = 0.0
     for i in range(NX):
-        ci = consider and _considered(i)
+        ci = consider and (i == X_SOH or i == X_BIAS)
         for j in range(NX):
-            if ci and _considered(j):
+            if ci and (j == X_SOH or j == X_BIAS):
                 continue
             cov[i, j] -= ph[i] * ph[j] / s
     for i in range(NX):
@@ -233,206 +211,83 @@ def innovation_variance(cov, h, r_var):
 
 
 @jit
-def density_recentre(est):
-    """Normalise the SOC density, shift its offsets so its mean is 0 and store its variance."""
-    lo = est[E_D_LO]
-    step = est[E_D_STEP]
-    sw = 0.0
-    su = 0.0
-    suu = 0.0
-    for i in range(GRID_N):
-        w = est[E_D + i]
-        u = lo + i * step
-        sw += w
-        su += w * u
-        suu += w * u * u
-    m = su / sw
-    for i in range(GRID_N):
-        est[E_D + i] /= sw
-    est[E_D_LO] = lo - m
-    est[E_D_VAR] = max(suu / sw - m * m, 1e-14)
-
-
-@jit
-def density_init(est, var):
-    """A Gaussian SOC density of variance `var` over +-GRID_HALF_WIDTH sigma."""
-    sd = math.sqrt(max(var, 1e-14))
-    step = 2.0 * GRID_HALF_WIDTH * sd / (GRID_N - 1)
-    est[E_D_LO] = -GRID_HALF_WIDTH * sd
-    est[E_D_STEP] = step
-    for i in range(GRID_N):
-        u = (est[E_D_LO] + i * step) / sd
-        est[E_D + i] = math.exp(-0.5 * u * u)
-    density_recentre(est)
-
-
-@jit
-def density_scale(est, f):
-    """Stretch the SOC density about its mean by f (its variance by f^2)."""
-    est[E_D_LO] *= f
-    est[E_D_STEP] *= f
-    est[E_D_VAR] *= f * f
-
-
-@jit
-def _density_widen(est, tmp):
-    """Twice the span: neighbouring bins merged pairwise into the middle half, the outer
-    quarters empty."""
-    q = GRID_N // 4
-    step = est[E_D_STEP]
-    tmp[:] = 0.0
-    for m in range(GRID_N // 2):
-        tmp[q + m] = est[E_D + 2 * m] + est[E_D + 2 * m + 1]
-    for i in range(GRID_N):
-        est[E_D + i] = tmp[i]
-    # pair m's centre, lo + (2m + 1/2) step, is the new bin q + m
-    est[E_D_LO] += 0.5 * step - 2.0 * q * step
-    est[E_D_STEP] = 2.0 * step
-
-
-@jit
-def _edge_mass(est, bins):
-    m = 0.0
-    for i in range(bins):
-        m += est[E_D + i] + est[E_D + GRID_N - 1 - i]
-    return m
-
-
-@jit
-def density_blur(est, extra, tmp):
-    """Convolve the SOC density with a kernel of variance `extra` (passes of the 3-point kernel
-    (a, 1 - 2a, a), each adding 2 a step^2 with a <= 1/4), widened first where mass would reach
-    the edges."""
-    passes = 1
-    for _ in range(40):
-        step = est[E_D_STEP]
-        passes = max(1, math.ceil(extra / (0.5 * step * step)))
-        if passes <= 4 and _edge_mass(est, passes + 1) <= EDGE_MASS:
-            break
-        _density_widen(est, tmp)
-    step = est[E_D_STEP]
-    a = extra / (2.0 * step * step * passes)
-    for _ in range(passes):
-        left = 0.0
-        for i in range(GRID_N):
-            here = est[E_D + i]
-            right = est[E_D + i + 1] if i < GRID_N - 1 else 0.0
-            tmp[i] = (1.0 - 2.0 * a) * here + a * (left + right)
-            left = here
-        for i in range(GRID_N):
-            est[E_D + i] = tmp[i]
-    density_recentre(est)
-
-
-@jit
-def density_follow(est, p_ss, tmp):
-    """Bring the SOC density's variance to the covariance's: blurred where the prediction
-    added variance, narrowed where an update without the grid removed some."""
-    extra = p_ss - est[E_D_VAR]
-    step = est[E_D_STEP]
-    if extra > BLUR_MIN * step * step:
-        density_blur(est, extra, tmp)
-    elif extra < -BLUR_MIN * step * step:
-        density_scale(est, math.sqrt(p_ss / est[E_D_VAR]))
-
-
-@jit
-def _interp_density(est, x0, step, out):
-    """The SOC density (weights) at GRID_N offsets from x0 spaced `step`, by linear
-    interpolation between its points (0 outside them)."""
-    lo = est[E_D_LO]
-    ostep = est[E_D_STEP]
-    for j in range(GRID_N):
-        f = (x0 + j * step - lo) / ostep
-        i = int(math.floor(f))
-        if i < 0 or i > GRID_N - 1:
-            out[j] = 0.0
-        elif i == GRID_N - 1:
-            out[j] = est[E_D + i] if f == i else 0.0
-        else:
-            f -= i
-            out[j] = (1.0 - f) * est[E_D + i] + f * est[E_D + i + 1]
-
-
-@jit
-def _likelihood(x0, step, m_s, shift, z, c, s_o, ns, h_soc, soc_nodes, v_nodes, grid, g, ll):
-    """Log likelihood of z at GRID_N SOC points from x0 spaced `step` (-inf outside [0, 1]);
-    g gets the measurement's SOC part, ns OCV(soc + shift) + h_soc (soc - m_s) (the OCV's
-    argument clamped into [0, 1])."""
+def _grid_pass(lo, hi, m_s, sd, z, c, s_o, ns, h_soc, soc_nodes, v_nodes, grid, g, logw):
+    """Log prior x likelihood of SOC on GRID_N points over [lo, hi]; g gets the voltage's SOC
+    part (ns OCV + h_soc (soc - m_s)). Returns the index of the largest."""
+    step = (hi - lo) / (GRID_N - 1)
+    best = 0
     n = soc_nodes.shape[0]
     j = 0  # the grid ascends: walk the OCV table instead of searching it per point
     for i in range(GRID_N):
-        x = x0 + i * step
+        x = lo + i * step
         grid[i] = x
-        xc = min(max(x + shift, 0.0), 1.0)
-        ocv = 0.0
-        if ns != 0.0:
-            # laws.interp's value, found by walking
-            if xc >= soc_nodes[n - 1]:
-                ocv = v_nodes[n - 1]
-            elif xc <= soc_nodes[0]:
-                ocv = v_nodes[0]
+        # laws.interp's value, found by walking
+        if x >= soc_nodes[n - 1]:
+            ocv = v_nodes[n - 1]
+        elif x <= soc_nodes[0]:
+            ocv = v_nodes[0]
+        else:
+            while soc_nodes[j + 1] <= x:
+                j += 1
+            if soc_nodes[j] == x:
+                ocv = v_nodes[j]
             else:
-                while soc_nodes[j + 1] <= xc:
-                    j += 1
-                if soc_nodes[j] == xc:
-                    ocv = v_nodes[j]
-                else:
-                    slope = (v_nodes[j + 1] - v_nodes[j]) / (soc_nodes[j + 1] - soc_nodes[j])
-                    ocv = slope * (xc - soc_nodes[j]) + v_nodes[j]
+                slope = (v_nodes[j + 1] - v_nodes[j]) / (soc_nodes[j + 1] - soc_nodes[j])
+                ocv = slope * (x - soc_nodes[j]) + v_nodes[j]
         g[i] = ns * ocv + h_soc * (x - m_s)
+        u = (x - m_s) / sd
         e = z - g[i] - c * (x - m_s)
-        ll[i] = -0.5 * e * e / s_o if 0.0 <= x <= 1.0 else -math.inf
+        logw[i] = -0.5 * u * u - 0.5 * e * e / s_o
+        if logw[i] > logw[best]:
+            best = i
+    return best
 
 
 @jit
-def _posterior(prior, ll, post):
-    """post = prior x exp(ll - max), over the points with prior weight; returns (sum, sum of
-    squares, index of the largest) or a zero sum when no point has both."""
-    top = -math.inf
-    for i in range(GRID_N):
-        if prior[i] > 0.0 and ll[i] > top:
-            top = ll[i]
+def _posterior_sums(grid, g, logw, top, m_s, z):
+    """Weighted sums over the grid (weights exp(logw - top)): of 1, w (for the effective
+    number of points), u = soc - m_s, u^2, r = z - g, r^2 and u r."""
     sw = 0.0
     sw2 = 0.0
-    best = 0
-    if top == -math.inf:
-        return 0.0, 0.0, best
+    su = 0.0
+    suu = 0.0
+    sr = 0.0
+    srr = 0.0
+    sur = 0.0
     for i in range(GRID_N):
-        w = prior[i] * math.exp(ll[i] - top) if prior[i] > 0.0 else 0.0
-        post[i] = w
+        w = math.exp(logw[i] - top)
+        u = grid[i] - m_s
+        r = z - g[i]
         sw += w
         sw2 += w * w
-        if w > post[best]:
-            best = i
-    return sw, sw2, best
+        su += w * u
+        suu += w * u * u
+        sr += w * r
+        srr += w * r * r
+        sur += w * u * r
+    return sw, sw2, su, suu, sr, srr, sur
 
 
 @jit
-def grid_update(cov, est, h, z, ns, r_var, soc_nodes, v_nodes, m_s, shift, gate, run, consider,
-                dx, wv, new):  # fmt: skip
-    """A measurement z = ns*OCV(soc + shift) + h.(x - mean) + noise (h: the linear part, its SOC
-    entry e.g. the resistance's dependence on SOC; ns = 0 for the BMS's SOC), with SOC's density
-    carried on its grid: the other states are Gaussian given SOC (mean linear in SOC), so the
-    posterior density is prior x likelihood point by point and every moment of the others
-    follows from weighted sums (a Rao-Blackwellised point-mass update, Bucy and Senne 1971).
-    Fills dx, updates cov and the density (offsets from the updated SOC); False (nothing
-    changed) when the innovation is beyond `gate` sigma of its predicted spread (unless `run`
-    rejections came in a row). wv (W_ROWS x GRID_N) and new (NX x NX) are scratch."""
+def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, consider, dx,
+                   wv, new):  # fmt: skip
+    """The voltage measurement z = ns*OCV(soc) + h.(x - mean) + noise (h: the linear part; its
+    SOC entry is the resistance's dependence on SOC), with the OCV's nonlinearity in SOC
+    handled exactly on a grid: the other states are Gaussian given SOC, so SOC's posterior is
+    computed point by point and every moment follows from six weighted sums (a
+    Rao-Blackwellised, moment-matched update).
+    Fills dx and updates cov; False (nothing changed) when the innovation is beyond `gate`
+    sigma of its predicted spread (unless `run` rejections came in a row). wv (W_ROWS x
+    GRID_N) and new (NX x NX) are scratch."""
     grid = wv[W_GRID]
     g = wv[W_G]
-    ll = wv[W_LOGW]
-    post = wv[W_POST]
-    prior = est[E_D : E_D + GRID_N]
+    logw = wv[W_LOGW]
     k = wv[W_K, :NX]
     sh = wv[W_SH, :NX]
     sh[:] = 0.0
-    density_follow(est, cov[X_SOC, X_SOC], wv[W_PRIOR])
-    p_ss = cov[X_SOC, X_SOC]
-    c = 0.0
-    s_o = r_var
     for attempt in range(2):
         p_ss = cov[X_SOC, X_SOC]
+        sd = math.sqrt(p_ss)
         for i in range(NX):
             k[i] = cov[i, X_SOC] / p_ss
         k[X_SOC] = 0.0
@@ -448,79 +303,53 @@ def grid_update(cov, est, h, z, ns, r_var, soc_nodes, v_nodes, m_s, shift, gate,
         s_o = r_var
         for i in range(1, NX):
             s_o += h[i] * sh[i]
-        _likelihood(m_s + est[E_D_LO], est[E_D_STEP], m_s, shift, z, c, s_o, ns, h[X_SOC],
-                    soc_nodes, v_nodes, grid, g, ll)  # fmt: skip
-        # Gate on the predicted spread of z under the prior.
+        lo = max(0.0, m_s - GRID_HALF_WIDTH * sd)
+        hi = min(1.0, m_s + GRID_HALF_WIDTH * sd)
+        if hi <= lo:
+            return False
+        best = _grid_pass(
+            lo, hi, m_s, sd, z, c, s_o, ns, h[X_SOC], soc_nodes, v_nodes, grid, g, logw
+        )
+        # Gate on the predicted spread of z under the prior (the grid's prior weights).
+        wsum = 0.0
         zm = 0.0
         zz = 0.0
+        clipped = lo > m_s - GRID_HALF_WIDTH * sd or hi < m_s + GRID_HALF_WIDTH * sd
         for i in range(GRID_N):
+            if clipped:
+                u = (grid[i] - m_s) / sd
+                w = math.exp(-0.5 * u * u)
+            else:
+                w = PRIOR_WEIGHTS[i]
             zi = g[i] + c * (grid[i] - m_s)
-            zm += prior[i] * zi
-            zz += prior[i] * zi * zi
-        var_z = max(zz - zm * zm, 0.0) + s_o
+            wsum += w
+            zm += w * zi
+            zz += w * zi * zi
+        zm /= wsum
+        var_z = max(zz / wsum - zm * zm, 0.0) + s_o
         nis = (z - zm) ** 2 / var_z
         if nis > gate * gate:
             if run < MAX_REJECT_RUN or attempt == 1:
                 return False
-            f = nis / (gate * gate)  # admit it: the prior was too sure
-            cov *= f
-            density_scale(est, math.sqrt(f))
+            cov *= nis / (gate * gate)  # admit it: the prior was too sure
             continue
         break
-    sw, sw2, best = _posterior(prior, ll, post)
-    if sw == 0.0:
-        return False
-    step = est[E_D_STEP]
+    # Posterior weights; where the likelihood is narrower than the grid, a finer grid
+    # around its peak.
+    sw, sw2, su, suu, sr, srr, sur = _posterior_sums(grid, g, logw, logw[best], m_s, z)
     if sw * sw / sw2 < 3.0:
-        # The likelihood is narrower than the grid: a finer one around its peak.
-        x0 = grid[best] - 2.0 * step
-        step *= 4.0 / (GRID_N - 1)
-        fine = wv[W_PRIOR]
-        _interp_density(est, x0 - m_s, step, fine)
-        _likelihood(x0, step, m_s, shift, z, c, s_o, ns, h[X_SOC], soc_nodes, v_nodes, grid, g, ll)
-        sw, sw2, best = _posterior(fine, ll, post)
-        if sw == 0.0:
-            return False
-    su = 0.0
-    suu = 0.0
-    sr = 0.0
-    srr = 0.0
-    sur = 0.0
-    first = GRID_N
-    last = -1
-    for i in range(GRID_N):
-        w = post[i] / sw
-        post[i] = w
-        if w > 1e-12:
-            first = min(first, i)
-            last = i
-        u = grid[i] - m_s
-        r = z - g[i]
-        su += w * u
-        suu += w * u * u
-        sr += w * r
-        srr += w * r * r
-        sur += w * u * r
-    ub = su
-    rb = sr
-    vu = max(suu - ub * ub, 1e-14)
-    vr = max(srr - rb * rb, 0.0)
-    cur_ = sur - ub * rb
-    # The density becomes the posterior, offsets from the new mean.
-    for i in range(GRID_N):
-        est[E_D + i] = post[i]
-    est[E_D_LO] = grid[0] - m_s - ub
-    est[E_D_STEP] = step
-    est[E_D_VAR] = vu
-    if last - first < GRID_N // 2:
-        # It narrowed to under half the points: regrid over where its mass is.
-        lo = est[E_D_LO] + (first - 1) * step
-        _interp_density(est, lo, (last - first + 2) * step / (GRID_N - 1), wv[W_PRIOR])
-        for i in range(GRID_N):
-            est[E_D + i] = wv[W_PRIOR, i]
-        est[E_D_LO] = lo
-        est[E_D_STEP] = (last - first + 2) * step / (GRID_N - 1)
-        density_recentre(est)
+        step = (hi - lo) / (GRID_N - 1)
+        lo2 = max(0.0, grid[best] - 2.0 * step)
+        hi2 = min(1.0, grid[best] + 2.0 * step)
+        best = _grid_pass(
+            lo2, hi2, m_s, sd, z, c, s_o, ns, h[X_SOC], soc_nodes, v_nodes, grid, g, logw
+        )
+        sw, sw2, su, suu, sr, srr, sur = _posterior_sums(grid, g, logw, logw[best], m_s, z)
+    ub = su / sw
+    rb = sr / sw
+    vu = max(suu / sw - ub * ub, 1e-14)
+    vr = max(srr / sw - rb * rb, 0.0)
+    cur_ = sur / sw - ub * rb
     gk = wv[W_GK, :NX]  # gain of the others on r, given SOC
     kc = wv[W_KC, :NX]
     gk[:] = 0.0
@@ -528,6 +357,7 @@ def grid_update(cov, est, h, z, ns, r_var, soc_nodes, v_nodes, m_s, shift, gate,
     for i in range(1, NX):
         gk[i] = sh[i] / s_o
         kc[i] = k[i] - gk[i] * c
+    old_cc = (cov[X_SOH, X_SOH], cov[X_SOH, X_BIAS], cov[X_BIAS, X_BIAS])
     for i in range(1, NX):
         for j in range(1, NX):
             cond = cov[i, j] - cov[i, X_SOC] * cov[X_SOC, j] / p_ss
@@ -544,13 +374,14 @@ def grid_update(cov, est, h, z, ns, r_var, soc_nodes, v_nodes, m_s, shift, gate,
     dx[X_SOC] = ub
     for i in range(1, NX):
         dx[i] = kc[i] * ub + gk[i] * rb
+    if consider:
+        dx[X_SOH] = 0.0
+        dx[X_BIAS] = 0.0
+        new[X_SOH, X_SOH], new[X_SOH, X_BIAS], new[X_BIAS, X_BIAS] = old_cc
+        new[X_BIAS, X_SOH] = new[X_SOH, X_BIAS]
     for i in range(NX):
-        ci = consider and _considered(i)
-        if ci:
-            dx[i] = 0.0
         for j in range(NX):
-            if not (ci and _considered(j)):
-                cov[i, j] = new[i, j]
+            cov[i, j] = new[i, j]
         if cov[i, i] < 1e-30:
             cov[i, i] = 1e-30
     return True
@@ -589,17 +420,13 @@ def _apply(s, est, dx, hyst_v):
 
 @jit
 def _direct_update(cov, s, est, h, dx, index, residual, r_var, gate, consider, hyst_v, ph):
-    """A measurement of filter state `index` itself (the temperature), gated; returns 1 if it
-    was rejected, else 0."""
+    """A measurement of filter state `index` itself (temperature, the BMS's SOC), gated;
+    returns 1 if it was rejected, else 0."""
     h[:] = 0.0
     h[index] = 1.0
-    p_ss = cov[X_SOC, X_SOC]
     if not _gate(cov, h, residual, r_var, gate, est[E_RUN]):
         return 1
     scalar_update(cov, h, residual, r_var, dx, consider, ph)
-    # SOC moves with what it correlates with: its density is moved and stretched alike (from
-    # before _gate's inflation, if any).
-    density_scale(est, math.sqrt(cov[X_SOC, X_SOC] / p_ss))
     _apply(s, est, dx, hyst_v)
     est[E_ACCEPTED] += 1.0
     return 0
@@ -661,64 +488,13 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
         sens[SN_D] = 1.0
         soh_e = est[E_SOH]
         rf_e = est[E_RF]
-        soc0 = s[SOC]
-        t0 = s[TEMP]
         _sample(k, dt_s, power_w, cur_in, ambient_c, distance_m, mode, p, tab, s, model_id,
                 off, capacity_terms, resistance_terms, multiplier, out, soh_e, rf_e, True,
                 sens)  # fmt: skip
-        # The sample's transition (F of predict) from its sensitivities.
-        dt = dt_s[k]
-        a04 = sens[SN_SOC_CAP] / soh_e
-        a06 = sens[SN_SOC_BIAS] if biased else 0.0
-        a11 = sens[SN_A]
-        a15 = sens[SN_VRC_RF] / rf_e
-        a16 = -sens[SN_VRC_BIAS] if biased else 0.0
-        a22 = sens[SN_HYST]
-        a33 = sens[SN_D]
-        a35 = sens[SN_T_RF] / rf_e
-        ph = wv[W_PH, :NX]
-
-        rejected = 0
-        residual_out = math.nan
-        # While SOC is far from known, a voltage residual says where SOC is, not what the
-        # capacity or the current offset are: both are held (consider parameters).
-        consider = cov[X_SOC, X_SOC] > CONSIDER_SOC_STD**2
-        # The voltage is the sample's own, so it updates the state at the sample's start
-        # (then carried through the transition): its OCV at the sample's mid-SOC.
-        if not math.isnan(meas_v[k]):
-            cur = sens[SN_CUR]
-            residual_out = meas_v[k] - out[k, O_V]
-            mid_shift = 0.5 * (s[SOC] - soc0)
-            hvec[X_SOC] = 0.0
-            if cur != 0.0:
-                # the resistance's dependence on SOC, from its map
-                charging = sens[SN_CHARGING] != 0.0
-                r_lo = _resistance(p, tab, rf_e, soc0 - 0.005, t0, charging)
-                r_hi = _resistance(p, tab, rf_e, soc0 + 0.005, t0, charging)
-                hvec[X_SOC] = -cur * sens[SN_SHARE] * (r_hi - r_lo) / 0.01
-            hvec[X_VRC] = sens[SN_V_VRC]
-            hvec[X_HYST] = sens[SN_V_HYST]
-            hvec[X_TEMP] = sens[SN_V_T]
-            hvec[X_SOH] = 0.0
-            hvec[X_RF] = sens[SN_V_RF]
-            hvec[X_BIAS] = sens[SN_V_BIAS] if biased else 0.0
-            r_var = v_var + (i_std * sens[SN_REFF]) ** 2
-            z = residual_out + ns * cell_ocv(soc0 + mid_shift, tab[T_OCV_SOC], tab[T_OCV_V])
-            if grid_update(cov, est, hvec, z, ns, r_var, tab[T_OCV_SOC], tab[T_OCV_V], soc0,
-                           mid_shift, gate, est[E_RUN], consider, dx, wv, wm[1]):  # fmt: skip
-                # the start's correction at the sample's end
-                dx[X_SOC] += a04 * dx[X_SOH] + a06 * dx[X_BIAS]
-                dx[X_VRC] = a11 * dx[X_VRC] + a15 * dx[X_RF] + a16 * dx[X_BIAS]
-                dx[X_HYST] *= a22
-                dx[X_TEMP] = a33 * dx[X_TEMP] + a35 * dx[X_RF]
-                _apply(s, est, dx, hyst_v)
-                est[E_ACCEPTED] += 1.0
-                est[E_RUN] = 0.0
-            else:
-                rejected += 1
-            w = -math.expm1(-dt / RESIDUAL_WINDOW_S)
-            est[E_MS] += (residual_out * residual_out - est[E_MS]) * w
         # Covariance prediction through the sample.
+        a06 = sens[SN_SOC_BIAS] if biased else 0.0
+        a16 = -sens[SN_VRC_BIAS] if biased else 0.0
+        dt = dt_s[k]
         soc_per_a = sens[SN_SOC_BIAS]  # SOC moved per ampere over the sample
         q[X_SOC] = Q_SOC * dt + (i_std * soc_per_a) ** 2
         q[X_VRC] = Q_VRC_CELL * ns * ns * dt
@@ -727,27 +503,59 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
         q[X_SOH] = Q_SOH * dt
         q[X_RF] = Q_RF * dt
         q[X_BIAS] = Q_BIAS * dt
-        # SOC's spread given the parameters scales by 1 + beta (their regression on SOC), the
-        # rest of the added variance blurs its density at the next update.
-        beta = (a04 * cov[X_SOC, X_SOH] + a06 * cov[X_SOC, X_BIAS]) / cov[X_SOC, X_SOC]
-        predict(cov, a04, a06, a11, a15, a16, a22, a33, a35, q, wm[0])
-        if beta > -0.5:
-            density_scale(est, 1.0 + beta)
+        predict(cov, sens[SN_SOC_CAP] / soh_e, a06, sens[SN_A], sens[SN_VRC_RF] / rf_e, a16,
+                sens[SN_HYST], sens[SN_D], sens[SN_T_RF] / rf_e, q, wm[0])  # fmt: skip
+        ph = wv[W_PH, :NX]
+
+        rejected = 0
+        residual_out = math.nan
+        # While SOC is far from known, a voltage residual says where SOC is, not what the
+        # capacity or the current offset are: both are held (consider parameters).
+        consider = cov[X_SOC, X_SOC] > CONSIDER_SOC_STD**2
+        cur = sens[SN_CUR]
+        r_eff = sens[SN_REFF]
+        if not math.isnan(meas_v[k]):
+            soc = s[SOC]
+            residual_out = meas_v[k] - out[k, O_V]
+            charging = sens[SN_CHARGING] != 0.0
+            share = sens[SN_SHARE]
+            t = s[TEMP]
+            hvec[X_SOC] = 0.0
+            hvec[X_TEMP] = 0.0
+            if cur != 0.0:
+                # The resistance's dependence on SOC (from its map) and on temperature
+                # (Arrhenius with the pack's activation energy: the map's own slope is close,
+                # and the temperature is the filter's best-known state).
+                r_lo = _resistance(p, tab, rf_e, soc - 0.005, t, charging)
+                r_hi = _resistance(p, tab, rf_e, soc + 0.005, t, charging)
+                hvec[X_SOC] = -cur * share * (r_hi - r_lo) / 0.01
+                t_k = t + KELVIN
+                dr_dt = -0.5 * (r_lo + r_hi) * p[P_EA] / (GAS_CONSTANT * t_k * t_k)
+                hvec[X_TEMP] = -cur * share * dr_dt
+            hvec[X_VRC] = -1.0
+            hvec[X_HYST] = ns
+            hvec[X_SOH] = 0.0
+            hvec[X_RF] = -cur * r_eff / rf_e
+            hvec[X_BIAS] = r_eff if biased else 0.0
+            r_var = v_var + (i_std * r_eff) ** 2
+            z = residual_out + ns * cell_ocv(soc, tab[T_OCV_SOC], tab[T_OCV_V])
+            if voltage_update(cov, hvec, z, ns, r_var, tab[T_OCV_SOC], tab[T_OCV_V], soc, gate,
+                              est[E_RUN], consider, dx, wv, wm[1]):  # fmt: skip
+                _apply(s, est, dx, hyst_v)
+                est[E_ACCEPTED] += 1.0
+                est[E_RUN] = 0.0
+            else:
+                rejected += 1
+            w = -math.expm1(-dt / RESIDUAL_WINDOW_S)
+            est[E_MS] += (residual_out * residual_out - est[E_MS]) * w
         if not math.isnan(meas_t[k]):
             t_var = settings[S_T_STD] ** 2
             rejected += _direct_update(cov, s, est, hvec, dx, X_TEMP, meas_t[k] - s[TEMP],
                                        t_var, gate, consider, hyst_v, ph)  # fmt: skip
         if not math.isnan(meas_soc[k]):
-            # The BMS's SOC on the grid too: it can tell the plateau's modes apart.
-            hvec[:] = 0.0
-            hvec[X_SOC] = 1.0
-            if grid_update(cov, est, hvec, meas_soc[k] - s[SOC], 0.0, settings[S_SOC_STD] ** 2,
-                           tab[T_OCV_SOC], tab[T_OCV_V], s[SOC], 0.0, gate, est[E_RUN],
-                           consider, dx, wv, wm[1]):  # fmt: skip
-                _apply(s, est, dx, hyst_v)
-                est[E_ACCEPTED] += 1.0
-            else:
-                rejected += 1
+            soc_var = settings[S_SOC_STD] ** 2
+            rejected += _direct_update(cov, s, est, hvec, dx, X_SOC, meas_soc[k] - s[SOC],
+                                       soc_var, gate, consider, hyst_v, ph)  # fmt: skip
         if rejected > 0:
             est[E_REJECTED] += rejected
             est[E_RUN] += 1.0
@@ -825,7 +633,6 @@ def new_estimator(
             resistance_factor_std, current_bias_std_a)  # fmt: skip
     for i, sd in enumerate(stds):
         est[E_COV + cov_index(i, i)] = max(sd, 1e-12) ** 2
-    density_init(est, est[E_COV + cov_index(X_SOC, X_SOC)])
     return est
 
 
@@ -851,19 +658,11 @@ def to_wire(est: np.ndarray) -> dict[str, object]:
         "accepted": int(v[E_ACCEPTED]),
         "rejected": int(v[E_REJECTED]),
         "rejected_run": int(v[E_RUN]),
-        "soc_density": {
-            "offset": v[E_D_LO],
-            "step": v[E_D_STEP],
-            "variance": v[E_D_VAR],
-            "weights": v[E_D : E_D + GRID_N],
-        },
     }
 
 
 WIRE_KEYS = frozenset(("soh", "resistance_factor", "current_bias_a", "covariance",
                        "residual_ms_v2", "accepted", "rejected", "rejected_run"))  # fmt: skip
-OPTIONAL_KEYS = frozenset(("soc_density",))
-DENSITY_KEYS = frozenset(("offset", "step", "variance", "weights"))
 MAX_COUNT = 2**53 - 1
 MAX_BIAS_A = 1e5
 
@@ -874,7 +673,7 @@ def problems(raw: object) -> list[tuple[list[str | int], str]]:
         return [([], "Input should be an object")]
     out: list[tuple[list[str | int], str]] = []
     missing = sorted(WIRE_KEYS - raw.keys())
-    extra = sorted(raw.keys() - WIRE_KEYS - OPTIONAL_KEYS)
+    extra = sorted(raw.keys() - WIRE_KEYS)
     out += [([k], "Field required") for k in missing]
     out += [([k], "Extra inputs are not permitted") for k in extra]
     if out:
@@ -893,8 +692,6 @@ def problems(raw: object) -> list[tuple[list[str | int], str]]:
         v = raw[key]
         if type(v) is not int or not 0 <= v <= MAX_COUNT:
             out.append(([key], f"Input should be an integer in [0, {MAX_COUNT}]"))
-    if "soc_density" in raw:
-        out += [(["soc_density", *loc], msg) for loc, msg in _density_problems(raw["soc_density"])]
     cov = raw["covariance"]
     if (
         type(cov) is not list
@@ -914,29 +711,6 @@ def problems(raw: object) -> list[tuple[list[str | int], str]]:
     return out
 
 
-def _density_problems(raw: object) -> list[tuple[list[str | int], str]]:
-    if type(raw) is not dict:
-        return [([], "Input should be an object")]
-    out: list[tuple[list[str | int], str]] = []
-    out += [([k], "Field required") for k in sorted(DENSITY_KEYS - raw.keys())]
-    out += [([k], "Extra inputs are not permitted") for k in sorted(raw.keys() - DENSITY_KEYS)]
-    if out:
-        return out
-    for key, lo, hi in (("offset", -2.0, 0.0), ("step", 1e-12, 1.0), ("variance", 1e-14, 1.0)):
-        v = raw[key]
-        if type(v) not in (int, float) or not lo <= v <= hi:
-            out.append(([key], f"Input should be a number in [{lo:g}, {hi:g}]"))
-    w = raw["weights"]
-    if (
-        type(w) is not list
-        or len(w) != GRID_N
-        or not all(type(x) in (int, float) and 0.0 <= x <= 1.0 for x in w)
-        or abs(sum(w) - 1.0) > 1e-6
-    ):
-        out.append((["weights"], f"Input should be {GRID_N} numbers in [0, 1] summing to 1"))
-    return out
-
-
 def from_wire(raw: dict[str, Any]) -> np.ndarray:
     """The estimator vector of a wire object `problems` found valid."""
     est = np.zeros(N_EST)
@@ -948,12 +722,4 @@ def from_wire(raw: dict[str, Any]) -> np.ndarray:
     est[E_ACCEPTED] = raw["accepted"]
     est[E_REJECTED] = raw["rejected"]
     est[E_RUN] = raw["rejected_run"]
-    density = raw.get("soc_density")
-    if density is None:  # a filter from before the density: a Gaussian one
-        density_init(est, est[E_COV + cov_index(X_SOC, X_SOC)])
-    else:
-        est[E_D_LO] = density["offset"]
-        est[E_D_STEP] = density["step"]
-        est[E_D_VAR] = density["variance"]
-        est[E_D : E_D + GRID_N] = density["weights"]
     return est

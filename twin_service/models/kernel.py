@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 from twin_service.models import aging
-from twin_service.models.constants import GAS_CONSTANT, KELVIN
 from twin_service.models.jit import jit
 from twin_service.models.laws import (
     SOH_FLOOR,
@@ -143,12 +142,7 @@ def _tms(p, temp, ambient, mode):
 # sub-steps while estimating (models.estimator builds the transition matrix from them).
 SN_SOC_CAP, SN_SOC_BIAS, SN_A, SN_VRC_RF, SN_VRC_BIAS, SN_HYST, SN_D, SN_T_RF = range(8)
 SN_CUR, SN_REFF, SN_CHARGING, SN_SHARE = range(8, 12)
-# The sample's reported voltage against the state at its start: RC voltage, hysteresis,
-# resistance factor, current offset and temperature (charge-weighted over sub-steps as the
-# voltage is; SN_LAST holds the last sub-step's five, reported when no charge moved).
-SN_V_VRC, SN_V_HYST, SN_V_RF, SN_V_BIAS, SN_V_T = range(12, 17)
-SN_LAST = 17
-N_SENS = SN_LAST + 5
+N_SENS = 12
 
 
 @jit
@@ -231,17 +225,6 @@ def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s,
         s[SOC] = new_soc
         flags |= aging.step(model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah)
         if fixed:
-            # This sub-step's voltage against the start state, before the sensitivities
-            # move past it (the resistance's temperature slope from Arrhenius).
-            t_k = temp + KELVIN
-            dv = sens[SN_LAST : SN_LAST + 5]
-            dv[0] = -g_rc * sens[SN_A]
-            dv[1] = p[P_SERIES] * sens[SN_HYST]
-            dv[2] = -(g_rc * sens[SN_VRC_RF] + cur * r_eff) / rf
-            dv[3] = g_rc * sens[SN_VRC_BIAS] + r_eff
-            dv[4] = cur * r_eff * p[P_EA] / (GAS_CONSTANT * t_k * t_k) * sens[SN_D]
-            for j in range(5):
-                sens[SN_V_VRC + j] += cur * dt * dv[j]
             sens[SN_SOC_CAP] += cur * dt / cap_as
             sens[SN_SOC_BIAS] += dt / cap_as
             sens[SN_A] *= a_rc
@@ -277,11 +260,6 @@ def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s,
     out[k, O_SOC] = s[SOC]
     out[k, O_T] = s[TEMP]
     if fixed:
-        for j in range(5):
-            if m > 1 and abs(charge) > 1e-6 * sample_dt:
-                sens[SN_V_VRC + j] /= charge
-            else:
-                sens[SN_V_VRC + j] = sens[SN_LAST + j]
         out[k, O_SOH] = aging.state_of_health(s, capacity_terms)
         out[k, O_RF] = aging.resistance_factor(s, resistance_terms)
     else:

@@ -67,12 +67,15 @@ from twin_service.models.kernel import (
     SOC,
     T_OCV_SOC,
     T_OCV_V,
+    T_R_CHG,
+    T_R_DIS,
+    T_R_SOC,
+    T_R_TEMP,
     TEMP,
     V_RC,
-    _resistance,
     _sample,
 )
-from twin_service.models.laws import cell_ocv
+from twin_service.models.laws import cell_ocv, interp, resistance_row
 
 # Filter states, in covariance order (COVARIANCE_ORDER names them on the wire)
 X_SOC, X_VRC, X_HYST, X_TEMP, X_SOH, X_RF, X_BIAS = range(7)
@@ -211,30 +214,39 @@ def innovation_variance(cov, h, r_var):
 
 
 @jit
-def _grid_pass(lo, hi, m_s, sd, z, c, s_o, ns, h_soc, soc_nodes, v_nodes, grid, g, logw):
+def _walk(x, nodes, values, j):
+    """laws.interp's value at x, searching on from node j (for ascending x); (value, j)."""
+    n = nodes.shape[0]
+    if x >= nodes[n - 1]:
+        return values[n - 1], j
+    if x <= nodes[0]:
+        return values[0], j
+    while nodes[j + 1] <= x:
+        j += 1
+    if nodes[j] == x:
+        return values[j], j
+    slope = (values[j + 1] - values[j]) / (nodes[j + 1] - nodes[j])
+    return slope * (x - nodes[j]) + values[j], j
+
+
+@jit
+def _grid_pass(lo, hi, m_s, sd, z, c, s_o, ns, load, r_mid, r_nodes, r_row, soc_nodes, v_nodes,
+               grid, g, logw):  # fmt: skip
     """Log prior x likelihood of SOC on GRID_N points over [lo, hi]; g gets the voltage's SOC
-    part (ns OCV + h_soc (soc - m_s)). Returns the index of the largest."""
+    part: ns OCV(soc) + load (R(soc) - r_mid), R linear between r_nodes with values r_row (the
+    resistance map at the sample's temperature). Returns the index of the largest."""
     step = (hi - lo) / (GRID_N - 1)
     best = 0
-    n = soc_nodes.shape[0]
-    j = 0  # the grid ascends: walk the OCV table instead of searching it per point
+    j = 0  # the grid ascends: walk the tables instead of searching them per point
+    jr = 0
     for i in range(GRID_N):
         x = lo + i * step
         grid[i] = x
-        # laws.interp's value, found by walking
-        if x >= soc_nodes[n - 1]:
-            ocv = v_nodes[n - 1]
-        elif x <= soc_nodes[0]:
-            ocv = v_nodes[0]
-        else:
-            while soc_nodes[j + 1] <= x:
-                j += 1
-            if soc_nodes[j] == x:
-                ocv = v_nodes[j]
-            else:
-                slope = (v_nodes[j + 1] - v_nodes[j]) / (soc_nodes[j + 1] - soc_nodes[j])
-                ocv = slope * (x - soc_nodes[j]) + v_nodes[j]
-        g[i] = ns * ocv + h_soc * (x - m_s)
+        ocv, j = _walk(x, soc_nodes, v_nodes, j)
+        g[i] = ns * ocv
+        if load != 0.0:
+            r, jr = _walk(x, r_nodes, r_row, jr)
+            g[i] += load * (r - r_mid)
         u = (x - m_s) / sd
         e = z - g[i] - c * (x - m_s)
         logw[i] = -0.5 * u * u - 0.5 * e * e / s_o
@@ -270,12 +282,13 @@ def _posterior_sums(grid, g, logw, top, m_s, z):
 
 @jit
 def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, consider, dx,
-                   wv, new):  # fmt: skip
-    """The voltage measurement z = ns*OCV(soc) + h.(x - mean) + noise (h: the linear part; its
-    SOC entry is the resistance's dependence on SOC), with the OCV's nonlinearity in SOC
-    handled exactly on a grid: the other states are Gaussian given SOC, so SOC's posterior is
-    computed point by point and every moment follows from six weighted sums (a
-    Rao-Blackwellised, moment-matched update).
+                   wv, new, load, r_mid, r_nodes, r_row):  # fmt: skip
+    """The voltage measurement z = ns OCV(soc) + load (R(soc) - r_mid) + h.(x - mean) + noise
+    (h: the linear part, its SOC entry unused; load: -current x the resistance's share; R
+    linear between r_nodes with values r_row, the map at the sample's temperature). Both
+    nonlinearities in SOC, the OCV's and the resistance map's, are handled exactly on a grid:
+    the other states are Gaussian given SOC, so SOC's posterior is computed point by point and
+    every moment follows from six weighted sums (a Rao-Blackwellised, moment-matched update).
     Fills dx and updates cov; False (nothing changed) when the innovation is beyond `gate`
     sigma of its predicted spread (unless `run` rejections came in a row). wv (W_ROWS x
     GRID_N) and new (NX x NX) are scratch."""
@@ -308,7 +321,23 @@ def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, con
         if hi <= lo:
             return False
         best = _grid_pass(
-            lo, hi, m_s, sd, z, c, s_o, ns, h[X_SOC], soc_nodes, v_nodes, grid, g, logw
+            lo,
+            hi,
+            m_s,
+            sd,
+            z,
+            c,
+            s_o,
+            ns,
+            load,
+            r_mid,
+            r_nodes,
+            r_row,
+            soc_nodes,
+            v_nodes,
+            grid,
+            g,
+            logw,
         )
         # Gate on the predicted spread of z under the prior (the grid's prior weights).
         wsum = 0.0
@@ -342,7 +371,23 @@ def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, con
         lo2 = max(0.0, grid[best] - 2.0 * step)
         hi2 = min(1.0, grid[best] + 2.0 * step)
         best = _grid_pass(
-            lo2, hi2, m_s, sd, z, c, s_o, ns, h[X_SOC], soc_nodes, v_nodes, grid, g, logw
+            lo2,
+            hi2,
+            m_s,
+            sd,
+            z,
+            c,
+            s_o,
+            ns,
+            load,
+            r_mid,
+            r_nodes,
+            r_row,
+            soc_nodes,
+            v_nodes,
+            grid,
+            g,
+            logw,
         )
         sw, sw2, su, suu, sr, srr, sur = _posterior_sums(grid, g, logw, logw[best], m_s, z)
     ub = su / sw
@@ -469,6 +514,8 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
     wv = np.zeros((W_ROWS, GRID_N))
     wm = np.zeros((2, NX, NX))
     cur_in = current_a.copy()
+    r_nodes = tab[T_R_SOC]
+    r_row = np.empty(r_nodes.shape[0])
     ns = p[P_SERIES]
     hyst_v = p[P_HYST_V]
     gate = settings[S_GATE]
@@ -522,16 +569,19 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
             t = s[TEMP]
             hvec[X_SOC] = 0.0
             hvec[X_TEMP] = 0.0
+            load = -cur * share
+            r_mid = 0.0
             if cur != 0.0:
-                # The resistance's dependence on SOC (from its map) and on temperature
-                # (Arrhenius with the pack's activation energy: the map's own slope is close,
-                # and the temperature is the filter's best-known state).
-                r_lo = _resistance(p, tab, rf_e, soc - 0.005, t, charging)
-                r_hi = _resistance(p, tab, rf_e, soc + 0.005, t, charging)
-                hvec[X_SOC] = -cur * share * (r_hi - r_lo) / 0.01
+                # The resistance's dependence on SOC is taken from its map at every grid point;
+                # on temperature, Arrhenius with the pack's activation energy (the map's own
+                # slope is close, and the temperature is the filter's best-known state).
+                resistance_row(t, r_nodes.shape[0], tab[T_R_TEMP],
+                               tab[T_R_CHG] if charging else tab[T_R_DIS], p[P_EA], rf_e,
+                               r_row)  # fmt: skip
+                r_mid = interp(soc, r_nodes, r_row)
                 t_k = t + KELVIN
-                dr_dt = -0.5 * (r_lo + r_hi) * p[P_EA] / (GAS_CONSTANT * t_k * t_k)
-                hvec[X_TEMP] = -cur * share * dr_dt
+                dr_dt = -r_mid * p[P_EA] / (GAS_CONSTANT * t_k * t_k)
+                hvec[X_TEMP] = load * dr_dt
             hvec[X_VRC] = -1.0
             hvec[X_HYST] = ns
             hvec[X_SOH] = 0.0
@@ -540,7 +590,8 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
             r_var = v_var + (i_std * r_eff) ** 2
             z = residual_out + ns * cell_ocv(soc, tab[T_OCV_SOC], tab[T_OCV_V])
             if voltage_update(cov, hvec, z, ns, r_var, tab[T_OCV_SOC], tab[T_OCV_V], soc, gate,
-                              est[E_RUN], consider, dx, wv, wm[1]):  # fmt: skip
+                              est[E_RUN], consider, dx, wv, wm[1], load, r_mid, r_nodes,
+                              r_row):  # fmt: skip
                 _apply(s, est, dx, hyst_v)
                 est[E_ACCEPTED] += 1.0
                 est[E_RUN] = 0.0

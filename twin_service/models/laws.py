@@ -46,18 +46,12 @@ def cell_ocv(soc: float, soc_nodes: np.ndarray, v_nodes: np.ndarray) -> float:
 
 
 @jit
-def cell_resistance(
-    soc: float,
-    temperature_c: float,
-    soc_nodes: np.ndarray,
-    temperature_nodes: np.ndarray,
-    table: np.ndarray,
-    activation_energy_j_mol: float,
-) -> float:
-    """Resistance from a map over SOC and temperature (`table` holds one row of len(soc_nodes)
-    values per temperature node, flattened): linear in SOC, linear in temperature between the
-    nodes, Arrhenius with `activation_energy_j_mol` from the nearest node beyond them."""
-    ns = soc_nodes.shape[0]
+def resistance_blend(
+    temperature_c: float, temperature_nodes: np.ndarray, activation_energy_j_mol: float
+) -> tuple[int, int, float, float]:
+    """How the resistance map's rows make the value at `temperature_c`: (row a, row b, weight
+    of b, scale): linear between the nodes (scale 1), Arrhenius with `activation_energy_j_mol`
+    from the nearest node beyond them (a == b)."""
     nt = temperature_nodes.shape[0]
     if temperature_c <= temperature_nodes[0] or nt == 1:
         node = 0
@@ -67,16 +61,56 @@ def cell_resistance(
         hi = 1
         while temperature_nodes[hi] < temperature_c:
             hi += 1
-        lo_r = interp(soc, soc_nodes, table[(hi - 1) * ns : hi * ns])
-        hi_r = interp(soc, soc_nodes, table[hi * ns : (hi + 1) * ns])
         w = (temperature_c - temperature_nodes[hi - 1]) / (
             temperature_nodes[hi] - temperature_nodes[hi - 1]
         )
-        return lo_r + (hi_r - lo_r) * w
-    r = interp(soc, soc_nodes, table[node * ns : (node + 1) * ns])
+        return hi - 1, hi, w, 1.0
     t_k = temperature_c + KELVIN
     t_node = temperature_nodes[node] + KELVIN
-    return r * math.exp(activation_energy_j_mol / GAS_CONSTANT * (1.0 / t_k - 1.0 / t_node))
+    scale = math.exp(activation_energy_j_mol / GAS_CONSTANT * (1.0 / t_k - 1.0 / t_node))
+    return node, node, 0.0, scale
+
+
+@jit
+def cell_resistance(
+    soc: float,
+    temperature_c: float,
+    soc_nodes: np.ndarray,
+    temperature_nodes: np.ndarray,
+    table: np.ndarray,
+    activation_energy_j_mol: float,
+) -> float:
+    """Resistance from a map over SOC and temperature (`table` holds one row of len(soc_nodes)
+    values per temperature node, flattened): linear in SOC, and across temperature as
+    resistance_blend says."""
+    ns = soc_nodes.shape[0]
+    a, b, w, scale = resistance_blend(temperature_c, temperature_nodes, activation_energy_j_mol)
+    r = interp(soc, soc_nodes, table[a * ns : (a + 1) * ns])
+    if a == b:
+        return r * scale
+    hi_r = interp(soc, soc_nodes, table[b * ns : (b + 1) * ns])
+    return r + (hi_r - r) * w
+
+
+@jit
+def resistance_row(
+    temperature_c: float,
+    n_soc: int,
+    temperature_nodes: np.ndarray,
+    table: np.ndarray,
+    activation_energy_j_mol: float,
+    factor: float,
+    out: np.ndarray,
+) -> None:
+    """out[j] = factor x the map's value at SOC node j and `temperature_c` (cell_resistance
+    at every node; linear between them in SOC like it)."""
+    a, b, w, scale = resistance_blend(temperature_c, temperature_nodes, activation_energy_j_mol)
+    for j in range(n_soc):
+        r = table[a * n_soc + j]
+        if a == b:
+            out[j] = factor * (r * scale)
+        else:
+            out[j] = factor * (r + (table[b * n_soc + j] - r) * w)
 
 
 @jit

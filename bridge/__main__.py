@@ -24,6 +24,7 @@ from bridge.poster import (
 )
 from bridge.samples import Sample
 from clients.python import DEFAULT_TWIN_URL, TwinClient, TwinConnectionError, TwinHTTPError
+from clients.python.client import BATCH_FORMATS
 from twin_service.models.aging import MODEL_NAMES
 
 logger = logging.getLogger("bridge")
@@ -155,6 +156,13 @@ def _add_url_and_key(group: argparse._ArgumentGroup, endpoint: str) -> None:
 def _add_twin_options(parser: argparse.ArgumentParser, *, default_pace: str) -> None:
     twin = parser.add_argument_group("twin service")
     _add_url_and_key(twin, "POST /step")
+    twin.add_argument(
+        "--batch-format",
+        choices=BATCH_FORMATS,
+        default="msgpack",
+        help="how batches go to POST /step: columns in msgpack, columns in JSON, or JSON rows "
+        "(default %(default)s)",
+    )
     twin.add_argument(
         "--vehicle-id",
         default="default",
@@ -600,7 +608,9 @@ def _summary(poster: Poster, wall_s: float) -> None:
 def _client(args: argparse.Namespace) -> TwinClient:
     # TWIN_READ_KEY: for reads, and for POST /step when the service sets only a read key.
     read_key = os.environ.get("TWIN_READ_KEY") or None
-    return TwinClient(args.twin_url, api_key=args.api_key, read_key=read_key)
+    return TwinClient(
+        args.twin_url, api_key=args.api_key, read_key=read_key, batch_format=args.batch_format
+    )
 
 
 def cmd_cycle(args: argparse.Namespace) -> int:

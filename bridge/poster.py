@@ -170,8 +170,10 @@ def offending_sample_index(body: Any) -> int | None:
         loc = body.get("loc")
         if isinstance(loc, list | tuple) and "samples" in loc:
             after = list(loc)[list(loc).index("samples") + 1 :]
-            if after and isinstance(after[0], int):
-                return after[0]
+            # rows: samples, i, field; columns: samples, field, i (motors: ..., j, name, i)
+            for at in (0, -1):
+                if after and isinstance(after[at], int) and not isinstance(after[at], bool):
+                    return after[at]
         for key in ("index", "sample_index"):
             if isinstance(body.get(key), int):
                 return int(body[key])

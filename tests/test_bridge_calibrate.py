@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from support.processes import ServiceProcess, free_port
+from support.wire import request_body
 
 from bridge.__main__ import main
 from bridge.calibrate import error_messages, format_report
@@ -91,13 +92,13 @@ def test_calibrate_body_path_and_key() -> None:
     full, bare = seen
     assert full.method == "POST" and full.url.path == "/calibrate"
     assert full.headers["authorization"] == "Bearer w"
-    assert json.loads(full.content) == {
+    assert request_body(full) == {
         "vehicle": "sv1ev3",
         "state": {"soc": 0.9},
         "samples": [SAMPLE],
         "parameters": ["capacity_ah"],
     }
-    assert json.loads(bare.content) == {"state": None, "samples": [SAMPLE]}
+    assert request_body(bare) == {"state": None, "samples": [SAMPLE]}
 
 
 async def test_async_calibrate_sends_the_same_body() -> None:
@@ -108,7 +109,7 @@ async def test_async_calibrate_sends_the_same_body() -> None:
     assert reply["fit"]["samples"] == 1800
     (request,) = seen
     assert request.url.path == "/calibrate" and "authorization" not in request.headers
-    assert json.loads(request.content) == {
+    assert request_body(request) == {
         "vehicle": {"base": "sv1ev3"},
         "state": None,
         "samples": [SAMPLE],

@@ -265,4 +265,6 @@ def test_replay_posts_csv_measurements_the_service_validates(
     bad = _write(tmp_path / "bad.csv", "dt_s,current_a,measured_voltage_v\n1,10,20000\n")
     code, _ = _replay(twin, tmp_path / "bad", str(bad), "--vehicle-id", "csv-bad-voltage")
     assert code == 1
-    assert "service rejected sample" in caplog.text and "'measured_voltage_v']" in caplog.text
+    # (the bridge sends columns: the error names the field, then the sample)
+    assert "service rejected sample" in caplog.text
+    assert "'samples', 'measured_voltage_v', 0]" in caplog.text

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.wire import request_body
 
 from bridge.poster import (
     Poster,
@@ -42,7 +43,7 @@ class ScriptedTwin:
                 if isinstance(failure, int):
                     return httpx.Response(failure, json={"detail": "scripted"})
                 raise failure("scripted", request=request)
-            body = json.loads(request.content)
+            body = request_body(request)
             for index, sample in enumerate(body["samples"]):
                 if self.reject_dt is not None and sample["dt_s"] == self.reject_dt:
                     detail = [{"loc": ["body", "samples", index, "dt_s"], "msg": "bad"}]

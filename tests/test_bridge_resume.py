@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from fakes.pack import FakePack
+from support.wire import request_body
 
 from bridge.poster import (
     Poster,
@@ -65,7 +66,7 @@ class RevTwin:
                     return httpx.Response(404, json={"detail": "unknown vehicle"})
                 return httpx.Response(200, json=snapshot)
             self.posts += 1
-            body = json.loads(request.content)
+            body = request_body(request)
             self.bodies.append(body)
             crash = self.posts == self.crash_on_post
             if crash and not self.crash_after_commit:

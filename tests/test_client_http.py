@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import msgpack
 import pytest
 from support.processes import ServiceProcess, free_port
 
@@ -41,8 +42,29 @@ def _recording_client(status: int = 200, body: object = None, **kwargs: object):
     return TwinClient("http://twin.test/", transport=httpx.MockTransport(handler), **kwargs), seen
 
 
-def test_step_body_and_write_key() -> None:
-    client, seen = _recording_client(api_key="w", read_key="r")
+def _body(request: httpx.Request) -> object:
+    if request.headers["content-type"] == "application/msgpack":
+        return msgpack.unpackb(request.content)
+    return json.loads(request.content)
+
+
+SAMPLE_COLUMNS = {
+    "dt_s": [1.0],
+    "motors": [{"torque_nm": [100.0], "speed_rad_s": [300.0]}],
+    "wheel_speed_m_s": [10.0],
+}
+
+
+@pytest.mark.parametrize(
+    ("batch_format", "content_type", "samples"),
+    [
+        ("msgpack", "application/msgpack", SAMPLE_COLUMNS),
+        ("columns", "application/json", SAMPLE_COLUMNS),
+        ("rows", "application/json", [SAMPLE]),
+    ],
+)
+def test_step_body_and_write_key(batch_format: str, content_type: str, samples: object) -> None:
+    client, seen = _recording_client(api_key="w", read_key="r", batch_format=batch_format)
     client.step(
         [SAMPLE],
         vehicle_id="ev-1",
@@ -54,10 +76,11 @@ def test_step_body_and_write_key() -> None:
     step, presets = seen
     assert step.method == "POST" and step.url.path == "/step"
     assert step.headers["authorization"] == "Bearer w"
-    assert json.loads(step.content) == {
+    assert step.headers["content-type"] == content_type
+    assert _body(step) == {
         "vehicle_id": "ev-1",
         "state": {"soc": 0.5},
-        "samples": [SAMPLE],
+        "samples": samples,
         "vehicle": "Model3_2024",
         "options": {"demo_mode": True},
     }
@@ -71,7 +94,7 @@ def test_one_key_serves_reads_and_writes_and_no_key_sends_nothing() -> None:
     anonymous, seen = _recording_client()
     anonymous.step([SAMPLE])
     assert "authorization" not in seen[0].headers
-    assert json.loads(seen[0].content)["state"] is None
+    assert _body(seen[0])["state"] is None  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
@@ -160,13 +183,23 @@ def test_step_then_read_back(twin: ServiceProcess) -> None:
         assert client.preset("Model3_2024")["roadload"]["mass_kg"] == 1752.0
 
 
-def test_service_errors_name_field_and_index(twin: ServiceProcess) -> None:
-    with TwinClient(twin.url) as client:
+@pytest.mark.parametrize(
+    ("batch_format", "loc"),
+    [
+        ("msgpack", ["body", "samples", "dt_s", 1]),  # columns: the field, then the index
+        ("columns", ["body", "samples", "dt_s", 1]),
+        ("rows", ["body", "samples", 1, "dt_s"]),
+    ],
+)
+def test_service_errors_name_field_and_index(
+    twin: ServiceProcess, batch_format: str, loc: list[object]
+) -> None:
+    with TwinClient(twin.url, batch_format=batch_format) as client:
         bad = [SAMPLE, {**SAMPLE, "dt_s": -1.0}]
         with pytest.raises(TwinValidationError) as caught:
             client.step(bad, vehicle_id="client-bad")
         assert caught.value.status_code == 422
-        assert ["body", "samples", 1, "dt_s"] in [e["loc"] for e in caught.value.detail]
+        assert [e["loc"] for e in caught.value.detail] == [loc]
         with pytest.raises(TwinNotFound):
             client.vehicle("never-stepped")
 

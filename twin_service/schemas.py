@@ -79,6 +79,39 @@ class Sample(_Wire):
     )
 
 
+def _columns_of(model: type[BaseModel], name: str, doc: str, **extra: Any) -> type[BaseModel]:
+    """A model with one array per field of `model`, each item the field's type (bounds kept)
+    or null."""
+    fields: dict[str, Any] = {}
+    for key, f in model.model_fields.items():
+        if key in extra:
+            continue
+        item = f.annotation
+        if f.metadata:
+            item = Annotated[(item, *f.metadata)]  # type: ignore[assignment]
+        description = "one per sample" + (f" ({f.description})" if f.description else "")
+        if f.is_required():
+            fields[key] = (list[item], Field(min_length=1, description=description))  # type: ignore[valid-type]
+        else:
+            fields[key] = (list[item | None] | None, Field(None, description=description))  # type: ignore[valid-type]
+    fields.update(extra)
+    base = model.__base__ if issubclass(model, _Wire) else BaseModel
+    return create_model(name, __base__=base, __doc__=doc, **fields)
+
+
+MotorColumns = _columns_of(Motor, "MotorColumns", "One motor's torque and speed per sample.")
+SampleColumns = _columns_of(
+    Sample,
+    "SampleColumns",
+    "The samples as columns: arrays of equal length, null where a sample has no value; the "
+    "same rules as the rows (`Sample`).",
+    motors=(
+        list[MotorColumns] | None,  # type: ignore[valid-type]
+        Field(None, min_length=1, max_length=16, description="every motor, one array each"),
+    ),
+)
+
+
 class SensorOverrides(_Wire):
     """Sensor errors (1 sigma) that replace the vehicle's `sensors` for one request."""
 
@@ -112,6 +145,9 @@ class StepOptions(_Wire):
         None, description="default: the preset's pack.aging_model; seed in demo mode"
     )
     trace: bool = False
+    trace_format: Literal["rows", "columns"] = Field(
+        "rows", description="columns: the trace as one array per field (TraceColumns)"
+    )
     store: bool = Field(
         True, description="false: compute only (a what-if run); nothing stored or published"
     )
@@ -258,7 +294,9 @@ class StepRequest(_Wire):
         "default_vehicle), a full vehicle of that shape, or {base, ...overrides}",
     )
     state: PackStateWire | PackSeed | None = None
-    samples: list[Sample] = Field(min_length=1)
+    samples: Annotated[list[Sample], Field(min_length=1)] | SampleColumns = Field(  # type: ignore[valid-type]
+        description="rows (a list of samples) or columns (an object of equal-length arrays)"
+    )
     options: StepOptions = Field(default_factory=StepOptions)
 
 
@@ -343,6 +381,11 @@ class TraceRow(BaseModel):
     rejected: bool | None = None
 
 
+TraceColumns = _columns_of(
+    TraceRow, "TraceColumns", "The trace as columns (options.trace_format: columns)."
+)
+
+
 class Estimate(BaseModel):
     """The state estimator after the step (fractions for soc and soh)."""
 
@@ -371,7 +414,7 @@ class StepResponse(BaseModel):
     rev: int
     state: PackStateWire
     telemetry: Telemetry
-    trace: list[TraceRow] | None = None
+    trace: list[TraceRow] | TraceColumns | None = None  # type: ignore[valid-type]
     estimate: Estimate | None = Field(None, description="null without measurements")
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import time
 
+import msgpack
 import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
@@ -11,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from twin_service.deps import LiveDep, MetricsDep, SettingsDep, require_write_key
 from twin_service.errors import ApiError, error_item
+from twin_service.limits import MSGPACK, media_type
 from twin_service.live import LiveBackend
 from twin_service.live.base import RevConflict
 from twin_service.metrics import Metrics
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 # Bodies above this size (~2000 samples) run in a worker thread so the event loop keeps serving.
 THREAD_THRESHOLD_BYTES = 100_000
+JSON_TYPE = "application/json"
+MSGPACK_TYPE = "application/msgpack"
 
 
 def rev_conflict(exc: RevConflict) -> ApiError:
@@ -68,15 +72,15 @@ class _StepApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
         state = request.app.state
-        body = await _step(request, state.settings, state.live, state.metrics)
-        # What Response(body, media_type="application/json") sends.
+        body, media = await _step(request, state.settings, state.live, state.metrics)
+        # What Response(body, media_type=media) sends.
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
                 "headers": [
                     (b"content-length", str(len(body)).encode("latin-1")),
-                    (b"content-type", b"application/json"),
+                    (b"content-type", media.encode("latin-1")),
                 ],
             }
         )
@@ -101,9 +105,18 @@ router.add_route("/step", _StepApp(), methods=["POST"], include_in_schema=False)
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/StepRequest"}}
+                "application/json": {"schema": {"$ref": "#/components/schemas/StepRequest"}},
+                "application/msgpack": {"schema": {"$ref": "#/components/schemas/StepRequest"}},
             },
-        }
+        },
+        "responses": {
+            "200": {
+                "content": {
+                    "application/msgpack": {"schema": {"$ref": "#/components/schemas/StepResponse"}}
+                },
+                "description": "With `Accept: application/msgpack` the same object as msgpack",
+            }
+        },
     },
 )
 async def step(
@@ -111,17 +124,34 @@ async def step(
 ) -> Response:
     """Advance one vehicle's pack over a batch of samples. Stateless: the returned `state` is
     what the next call sends back."""
-    return Response(await _step(request, settings, live, metrics), media_type="application/json")
+    body, media = await _step(request, settings, live, metrics)
+    return Response(body, media_type=media)
 
 
-async def _step(request: Request, settings: Settings, live: LiveBackend, metrics: Metrics) -> bytes:
-    """The response body of a successful step; raises ApiError for bad requests."""
+def wants_msgpack(request: Request) -> bool:
+    """Whether the Accept header asks for msgpack (before JSON, or without JSON)."""
+    accept = request.headers.get("accept")
+    if not accept or MSGPACK_TYPE not in accept:
+        return False
+    kinds = [part.split(";", 1)[0].strip().lower() for part in accept.split(",")]
+    if MSGPACK_TYPE not in kinds:
+        return False
+    json_at = kinds.index(JSON_TYPE) if JSON_TYPE in kinds else len(kinds)
+    return kinds.index(MSGPACK_TYPE) < json_at
+
+
+async def _step(
+    request: Request, settings: Settings, live: LiveBackend, metrics: Metrics
+) -> tuple[bytes, str]:
+    """The response body of a successful step and its media type; raises ApiError for bad
+    requests."""
     started = time.perf_counter()
     try:
         require_write_key(request, settings)
         body = await read_body(request)
+        packed = media_type(request.headers.get("content-type", "").encode("latin-1")) == MSGPACK
         args = (body, settings.default_vehicle, settings.max_samples_per_request,
-                settings.live_trace_points)  # fmt: skip
+                settings.live_trace_points, packed)  # fmt: skip
         if len(body) > THREAD_THRESHOLD_BYTES:
             outcome = await run_in_threadpool(run_step_body, *args)
         else:
@@ -154,7 +184,10 @@ async def _step(request: Request, settings: Settings, live: LiveBackend, metrics
         response["trace"] = outcome.trace
     if outcome.estimate is not None:
         response["estimate"] = outcome.estimate
-    body_out = orjson.dumps(response)
+    if wants_msgpack(request):
+        body_out, media = msgpack.packb(response), MSGPACK_TYPE
+    else:
+        body_out, media = orjson.dumps(response), JSON_TYPE
     metrics.steps.inc()
     metrics.samples.inc(outcome.samples)
     metrics.step_seconds.observe(time.perf_counter() - started)
@@ -166,4 +199,4 @@ async def _step(request: Request, settings: Settings, live: LiveBackend, metrics
             outcome.samples,
             (time.perf_counter() - started) * 1000,
         )
-    return body_out
+    return body_out, media

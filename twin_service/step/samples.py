@@ -1,11 +1,15 @@
 """Column-wise validation of /step samples: one numpy array per field, no object per sample.
 
-The rules are those of `schemas.Sample`; errors name the field and the sample index.
+Samples come as rows (a list of sample objects) or as columns (one object of equal-length
+arrays, SPEC "Batch formats"). The rules are those of `schemas.Sample` either way; errors name
+the field and the sample index: `["body", "samples", i, field]` for rows,
+`["body", "samples", field, i]` for columns.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,15 +80,22 @@ class SampleColumns:
 
 
 class _Errors:
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
+    """Error items at `prefix` + (index, field) for rows, + (field, index) for columns."""
+
+    def __init__(
+        self,
+        prefix: tuple[str | int, ...] = ("body", "samples"),
+        columnar: bool = False,
+        items: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.items: list[dict[str, Any]] = [] if items is None else items
+        self.prefix = prefix
+        self.columnar = columnar
 
     def add(self, index: int | None, field: str | None, msg: str, type_: str) -> None:
-        loc: list[str | int] = ["body", "samples"]
-        if index is not None:
-            loc.append(index)
-        if field is not None:
-            loc.append(field)
+        loc: list[str | int] = list(self.prefix)
+        parts = (field, index) if self.columnar else (index, field)
+        loc += [p for p in parts if p is not None]
         self.items.append(error_item(loc, msg, type_))
 
     def raise_if_any(self) -> None:
@@ -96,9 +107,8 @@ def _is_number(v: Any) -> bool:
     return type(v) in _NUMBER_TYPES
 
 
-def _column(samples: list[dict], name: str, errors: _Errors) -> tuple[np.ndarray, np.ndarray]:
-    """The field as floats (NaN where absent or null) and where it was given."""
-    values = [s.get(name) for s in samples]
+def _column(values: list[Any], name: str, errors: _Errors) -> tuple[np.ndarray, np.ndarray]:
+    """A field's values as floats (NaN where absent or null) and where they were given."""
     n = len(values)
     types = set(map(type, values))
     if not types <= {int, float, type(None)}:
@@ -107,10 +117,7 @@ def _column(samples: list[dict], name: str, errors: _Errors) -> tuple[np.ndarray
                 errors.add(i, name, "Input should be a valid number", "float_type")
         # Only the numbers go on to the range checks.
         numeric = [_is_number(v) for v in values]
-        floats = [
-            float(v) if ok else math.nan  # type: ignore[arg-type]
-            for v, ok in zip(values, numeric, strict=True)
-        ]
+        floats = [float(v) if ok else math.nan for v, ok in zip(values, numeric, strict=True)]
         return np.array(floats), np.array(numeric, dtype=bool)
     given = np.ones(n, dtype=bool)
     if type(None) in types:
@@ -121,6 +128,15 @@ def _column(samples: list[dict], name: str, errors: _Errors) -> tuple[np.ndarray
     except OverflowError:
         errors.add(None, name, "number out of range", "float_parsing")
         return np.full(n, np.nan), np.zeros(n, dtype=bool)
+
+
+def _flag(values: list[Any], name: str, errors: _Errors) -> np.ndarray:
+    """A boolean field's values (False where absent or null)."""
+    if not set(map(type, values)) <= {bool, type(None)}:
+        for i, v in enumerate(values):
+            if v is not None and type(v) is not bool:
+                errors.add(i, name, "Input should be a valid boolean", "bool_type")
+    return np.array([v is True for v in values], dtype=bool)
 
 
 def _check_range(
@@ -273,13 +289,7 @@ def columns_from_small(ss: SmallSamples) -> SampleColumns:
     )  # fmt: skip
 
 
-def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
-    """Validate the samples list and return it as columns, or raise ApiError(422/413)."""
-    errors = _Errors()
-    if not isinstance(samples, list):
-        errors.add(None, None, "Field required: a list of samples", "missing")
-        errors.raise_if_any()
-    n = len(samples)
+def _check_count(n: int, max_samples: int, errors: _Errors) -> None:
     if n == 0:
         errors.add(None, None, "At least one sample is required", "too_short")
         errors.raise_if_any()
@@ -294,6 +304,21 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
                 )
             ],
         )
+
+
+def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
+    """Validate the samples, rows or columns, and return them as columns, or raise
+    ApiError(422/413)."""
+    if type(samples) is dict:
+        return parse_columnar(samples, max_samples)
+    errors = _Errors()
+    if not isinstance(samples, list):
+        errors.add(
+            None, None, "Field required: a list of samples or an object of arrays", "missing"
+        )
+        errors.raise_if_any()
+    n = len(samples)
+    _check_count(n, max_samples, errors)
     if set(map(type, samples)) != {dict}:
         not_dicts = [i for i, s in enumerate(samples) if type(s) is not dict]
         for i in not_dicts[:5]:
@@ -314,7 +339,7 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
         if name not in seen:
             cols[name], present[name] = nan_column, np.zeros(n, dtype=bool)
             continue
-        col, given = _column(samples, name, errors)
+        col, given = _column([s.get(name) for s in samples], name, errors)
         # Literal nulls count as absent; NaN or inf sent as numbers (non-standard JSON) are
         # errors.
         _check_range(col, given, name, bounds, errors)
@@ -328,12 +353,7 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
     for name in BOOL_FIELDS:
         flags[name] = np.zeros(n, dtype=bool)
         if name in seen:
-            raw = [s.get(name) for s in samples]
-            if not set(map(type, raw)) <= {bool, type(None)}:
-                for i, v in enumerate(raw):
-                    if v is not None and type(v) is not bool:
-                        errors.add(i, name, "Input should be a valid boolean", "bool_type")
-            flags[name] = np.array([v is True for v in raw], dtype=bool)
+            flags[name] = _flag([s.get(name) for s in samples], name, errors)
 
     has_motors = np.zeros(n, dtype=bool)
     motor_sample, torque, speed = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
@@ -342,6 +362,23 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
         has_motors = np.array([m is not None for m in motors_raw], dtype=bool)
         motor_sample, torque, speed = _parse_motors(motors_raw, errors)
 
+    return _finish(n, cols, present, flags, has_motors, motor_sample, torque, speed, seen, errors)
+
+
+def _finish(
+    n: int,
+    cols: dict[str, np.ndarray],
+    present: dict[str, np.ndarray],
+    flags: dict[str, np.ndarray],
+    has_motors: np.ndarray,
+    motor_sample: np.ndarray,
+    torque: np.ndarray,
+    speed: np.ndarray,
+    seen: set[str],
+    errors: _Errors,
+) -> SampleColumns:
+    """The checks across fields (one drive input per sample, aux_kw not with current_a), then
+    the columns; raises the errors found so far and these."""
     n_inputs = has_motors.astype(np.int8) + present["power_kw"] + present["current_a"]
     if not (n_inputs == 1).all():
         for i in np.flatnonzero(n_inputs == 0)[:5]:
@@ -390,7 +427,48 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
     )
 
 
+_TORQUE = operator.itemgetter("torque_nm")
+_SPEED = operator.itemgetter("speed_rad_s")
+_MOTOR_KEYS = len(MOTOR_FIELDS)
+
+
 def _parse_motors(
+    motors_raw: list[Any], errors: _Errors
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sample index, torque, speed) of every motor entry, sample by sample. Valid input takes
+    C-level passes over the entries only; anything else goes to _motors_checked, which names
+    each problem."""
+    lists = [m for m in motors_raw if m is not None]
+    if set(map(type, lists)) <= {list}:
+        counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        flat = [m for ms in lists for m in ms]
+        if (
+            (counts.size == 0 or counts.max() <= MAX_MOTORS)
+            and set(map(type, flat)) <= {dict}
+            and sum(map(len, flat)) == _MOTOR_KEYS * len(flat)
+        ):
+            try:
+                torque = list(map(_TORQUE, flat))
+                speed = list(map(_SPEED, flat))
+            except KeyError:
+                pass
+            else:
+                if set(map(type, torque)) | set(map(type, speed)) <= _NUMBER_TYPES:
+                    t = np.array(torque, dtype=float)
+                    w = np.array(speed, dtype=float)
+                    lo_t, hi_t = MOTOR_FIELDS["torque_nm"]
+                    lo_w, hi_w = MOTOR_FIELDS["speed_rad_s"]
+                    with np.errstate(invalid="ignore"):
+                        ok = bool(
+                            ((t >= lo_t) & (t <= hi_t)).all() and ((w >= lo_w) & (w <= hi_w)).all()
+                        )
+                    if ok:
+                        given = np.flatnonzero([m is not None for m in motors_raw])
+                        return np.repeat(given, counts), t, w
+    return _motors_checked(motors_raw, errors)
+
+
+def _motors_checked(
     motors_raw: list[Any], errors: _Errors
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sample_idx: list[int] = []
@@ -455,3 +533,102 @@ def _parse_motors(
         np.array(torque, dtype=float),
         np.array(speed, dtype=float),
     )
+
+
+def _array(value: Any, n: int, errors: _Errors, field: str | int) -> list[Any] | None:
+    """A column's list when it is one of n values; else an error at the column."""
+    if type(value) is not list:
+        errors.add(None, field, f"Input should be an array of {n} values", "list_type")  # type: ignore[arg-type]
+        return None
+    if len(value) != n:
+        msg = f"Input should have {n} values (as many as dt_s), not {len(value)}"
+        errors.add(None, field, msg, "length_mismatch")  # type: ignore[arg-type]
+        return None
+    return value
+
+
+def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
+    """Columns as SPEC "Batch formats" has them: `{"dt_s": [...], "power_kw": [...], ...}`,
+    `motors` a list of `{"torque_nm": [...], "speed_rad_s": [...]}`, null where a sample has
+    no value; the same rules and the same columns as the row form of the same samples."""
+    errors = _Errors(columnar=True)
+    fields = {k: v for k, v in samples.items() if v is not None}
+    seen = set(fields)
+    for extra in sorted(seen - ALLOWED_FIELDS, key=str):
+        errors.add(None, extra, "Extra inputs are not permitted", "extra_forbidden")
+    dt = fields.get("dt_s")
+    if not isinstance(dt, list):
+        errors.add(None, "dt_s", "Field required: an array of the samples' dt_s", "missing")
+        raise ApiError(422, errors.items)
+    n = len(dt)
+    _check_count(n, max_samples, errors)
+    arrays = {}
+    for name in seen & ALLOWED_FIELDS:
+        if name != "motors":
+            arrays[name] = _array(fields[name], n, errors, name)
+    motors_raw = fields.get("motors")
+    if motors_raw is not None and (
+        type(motors_raw) is not list or not 0 < len(motors_raw) <= MAX_MOTORS
+    ):
+        msg = (
+            f"Input should be a list of 1 to {MAX_MOTORS} motors "
+            "({torque_nm: [...], speed_rad_s: [...]})"
+        )
+        errors.add(None, "motors", msg, "list_type")
+        motors_raw = None
+    motor_cols: list[dict[str, list[Any] | None]] = []
+    for j, m in enumerate(motors_raw or []):
+        sub = _Errors(("body", "samples", "motors", j), columnar=True, items=errors.items)
+        if type(m) is not dict or m.keys() != MOTOR_FIELDS.keys():
+            sub.add(
+                None, None, "Each motor needs exactly torque_nm and speed_rad_s", "motor_fields"
+            )
+            continue
+        motor_cols.append({name: _array(m[name], n, sub, name) for name in MOTOR_FIELDS})
+    errors.raise_if_any()  # the structure is sound: every column is a list of n values
+
+    nan_column = np.full(n, np.nan)
+    cols: dict[str, np.ndarray] = {}
+    present: dict[str, np.ndarray] = {}
+    for name, bounds in NUMERIC_FIELDS.items():
+        values = arrays.get(name)
+        if values is None:
+            cols[name], present[name] = nan_column, np.zeros(n, dtype=bool)
+            continue
+        col, given = _column(values, name, errors)
+        _check_range(col, given, name, bounds, errors)
+        cols[name], present[name] = col, given
+    if not present["dt_s"].all():
+        for i in np.flatnonzero(~present["dt_s"])[:5]:
+            errors.add(int(i), "dt_s", "Field required", "missing")
+    flags = {}
+    for name in BOOL_FIELDS:
+        values = arrays.get(name)
+        flags[name] = np.zeros(n, dtype=bool) if values is None else _flag(values, name, errors)
+
+    has_motors = np.zeros(n, dtype=bool)
+    motor_sample, torque, speed = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
+    if motor_cols:
+        parsed = []
+        for j, m in enumerate(motor_cols):
+            sub = _Errors(("body", "samples", "motors", j), columnar=True, items=errors.items)
+            for name, (low, high) in MOTOR_FIELDS.items():
+                col, given = _column(m[name], name, sub)  # type: ignore[arg-type]
+                _check_range(col, given, name, (low, high, False), sub)
+                parsed.append((j, name, col, given))
+        given_all = np.stack([g for _, _, _, g in parsed])
+        has_motors = np.asarray(given_all.all(axis=0))
+        partial = given_all.any(axis=0) & ~has_motors
+        for i in np.flatnonzero(partial)[:5]:
+            j, name = next((j, name) for j, name, _, g in parsed if not g[i])
+            sub = _Errors(("body", "samples", "motors", j), columnar=True, items=errors.items)
+            msg = "Field required: a sample with motors has every motor's torque_nm and speed_rad_s"
+            sub.add(int(i), name, msg, "missing")
+        k = len(motor_cols)
+        rows = np.flatnonzero(has_motors)
+        motor_sample = np.repeat(rows, k)
+        torque = np.stack([c for _, name, c, _ in parsed if name == "torque_nm"])[:, rows].T.ravel()
+        speed = np.stack([c for _, name, c, _ in parsed if name == "speed_rad_s"])[
+            :, rows
+        ].T.ravel()
+    return _finish(n, cols, present, flags, has_motors, motor_sample, torque, speed, seen, errors)

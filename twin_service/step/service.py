@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgpack
 import numpy as np
 import orjson
 from pydantic import ValidationError
@@ -61,7 +62,7 @@ class StepOutcome:
     vehicle_id: str
     state: dict[str, Any]
     telemetry: dict[str, Any]  # without rev; the live store assigns it
-    trace: list[dict[str, float]] | None
+    trace: list[dict[str, Any]] | dict[str, list[Any]] | None  # rows or columns
     samples: int
     base_rev: int | None = None  # the rev the request's state carried
     store: bool = True
@@ -122,14 +123,30 @@ def gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
+def decode_msgpack(body: bytes) -> Any:
+    """Parse a msgpack request body: string keys only, one object, nothing after it."""
+    try:
+        return msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except msgpack.ExtraData:
+        msg = "msgpack decode error: data after the first object"
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        msg = f"msgpack decode error: {exc or type(exc).__name__}"
+    raise ApiError(422, [error_item(["body"], msg, "msgpack_invalid")])
+
+
 def run_step_body(
-    body: bytes, default_vehicle: str, max_samples: int, trace_points: int = 0
+    body: bytes,
+    default_vehicle: str,
+    max_samples: int,
+    trace_points: int = 0,
+    packed: bool = False,
 ) -> StepOutcome:
-    """Decode a /step body and run it (see run_step)."""
+    """Decode a /step body, JSON or (`packed`) msgpack, and run it (see run_step)."""
+    decode = decode_msgpack if packed else decode_json
     if len(body) <= GC_PAUSE_MIN_BYTES:  # few objects: pausing the collector costs more
-        return run_step(decode_json(body), default_vehicle, max_samples, trace_points)
+        return run_step(decode(body), default_vehicle, max_samples, trace_points)
     with gc_paused():
-        return run_step(decode_json(body), default_vehicle, max_samples, trace_points)
+        return run_step(decode(body), default_vehicle, max_samples, trace_points)
 
 
 def resolve_vehicle(vehicle: str | VehiclePreset | None, default_vehicle: str) -> VehiclePreset:
@@ -409,7 +426,10 @@ def run_step(
     if estimation is not None:
         estimate = estimate_of(result, env.options.assimilate, cols.measurement_count)
         add_estimate_telemetry(telemetry, result, estimation)
-    trace = build_trace(result, estimation) if env.options.trace else None
+    trace: list[dict[str, Any]] | dict[str, list[Any]] | None = None
+    if env.options.trace:
+        columns = env.options.trace_format == "columns"
+        trace = (trace_columns if columns else build_trace)(result, estimation)
     return StepOutcome(
         env.vehicle_id, wire_state, telemetry, trace, cols.n, base_rev,
         env.options.store, env.options.replace,
@@ -582,41 +602,33 @@ def live_trace(
     return out
 
 
-def build_trace(result: StepResult, estimation: Estimation | None = None) -> list[dict[str, float]]:
-    if estimation is not None and result.estimate is not None:
-        return _estimated_trace(result, estimation)
-    cols = (
-        result.t_s.tolist(),
-        np.clip(result.soc, 0.0, 1.0).tolist(),
-        result.voltage_v.tolist(),
-        result.current_a.tolist(),
-        (result.power_w / 1000.0).tolist(),
-        result.temperature_c.tolist(),
-        result.soh.tolist(),
-        (result.tms_w / 1000.0).tolist(),
-        result.limited.tolist(),
-    )
-    keys = ("t_s", "soc", "voltage", "current", "power_kw", "temperature", "soh", "tms_kw",
-            "power_limited")  # fmt: skip
-    return [dict(zip(keys, row, strict=True)) for row in zip(*cols, strict=True)]
-
-
-def _estimated_trace(result: StepResult, estimation: Estimation) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = build_trace(result)
-    e = estimator
+def trace_columns(result: StepResult, estimation: Estimation | None = None) -> dict[str, list[Any]]:
+    """The trace as one list per TraceRow field (the estimator's fields with one)."""
+    cols: dict[str, list[Any]] = {
+        "t_s": result.t_s.tolist(),
+        "soc": np.clip(result.soc, 0.0, 1.0).tolist(),
+        "voltage": result.voltage_v.tolist(),
+        "current": result.current_a.tolist(),
+        "power_kw": (result.power_w / 1000.0).tolist(),
+        "temperature": result.temperature_c.tolist(),
+        "soh": result.soh.tolist(),
+        "tms_kw": (result.tms_w / 1000.0).tolist(),
+        "power_limited": result.limited.tolist(),
+    }
     est = result.estimate
-    assert est is not None
-    soc_std = est[:, e.EO_SOC_STD].tolist()
-    measured = _nullable(estimation.measured_voltage_v)
-    residual = _nullable(est[:, e.EO_RESIDUAL])
-    soh = est[:, e.EO_SOH].tolist()
-    rf = est[:, e.EO_RF].tolist()
-    rejected = (est[:, e.EO_REJECTED] > 0).tolist()
-    for i, row in enumerate(rows):
-        row["soc_std"] = soc_std[i]
-        row["measured_voltage"] = measured[i]
-        row["voltage_residual"] = residual[i]
-        row["soh_estimated"] = soh[i]
-        row["resistance_factor_estimated"] = rf[i]
-        row["rejected"] = rejected[i]
-    return rows
+    if estimation is not None and est is not None:
+        e = estimator
+        cols["soc_std"] = est[:, e.EO_SOC_STD].tolist()
+        cols["measured_voltage"] = _nullable(estimation.measured_voltage_v)
+        cols["voltage_residual"] = _nullable(est[:, e.EO_RESIDUAL])
+        cols["soh_estimated"] = est[:, e.EO_SOH].tolist()
+        cols["resistance_factor_estimated"] = est[:, e.EO_RF].tolist()
+        cols["rejected"] = (est[:, e.EO_REJECTED] > 0).tolist()
+    return cols
+
+
+def build_trace(result: StepResult, estimation: Estimation | None = None) -> list[dict[str, Any]]:
+    """The trace as rows (TraceRow)."""
+    cols = trace_columns(result, estimation)
+    keys = tuple(cols)
+    return [dict(zip(keys, row, strict=True)) for row in zip(*cols.values(), strict=True)]

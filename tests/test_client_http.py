@@ -4,11 +4,13 @@ service process."""
 from __future__ import annotations
 
 import json
+import struct
 
 import httpx
 import msgpack
 import pytest
 from support.processes import ServiceProcess, free_port
+from support.wire import request_body
 
 from clients.python import (
     AsyncTwinClient,
@@ -43,9 +45,7 @@ def _recording_client(status: int = 200, body: object = None, **kwargs: object):
 
 
 def _body(request: httpx.Request) -> object:
-    if request.headers["content-type"] == "application/msgpack":
-        return msgpack.unpackb(request.content)
-    return json.loads(request.content)
+    return request_body(request, as_rows=False)
 
 
 SAMPLE_COLUMNS = {
@@ -77,6 +77,10 @@ def test_step_body_and_write_key(batch_format: str, content_type: str, samples: 
     assert step.method == "POST" and step.url.path == "/step"
     assert step.headers["authorization"] == "Bearer w"
     assert step.headers["content-type"] == content_type
+    if batch_format == "msgpack":  # numbers as float64 bytes
+        raw = msgpack.unpackb(step.content)["samples"]
+        assert raw["dt_s"] == struct.pack("<d", 1.0)
+        assert raw["motors"][0]["torque_nm"] == struct.pack("<d", 100.0)
     assert _body(step) == {
         "vehicle_id": "ev-1",
         "state": {"soc": 0.5},

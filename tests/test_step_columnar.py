@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.wire import rows_of
 
-from clients.python.columns import to_columns
+from clients.python.columns import binary_columns, to_columns
 from twin_service.app import create_app
 from twin_service.errors import ApiError
 from twin_service.settings import Settings
@@ -112,6 +112,9 @@ def test_columns_parse_to_the_same_arrays_as_rows(rows: list[dict[str, Any]]) ->
     _same_columns(parse_samples(rows, 1000), parse_samples(columns, 1000))
     packed = msgpack.unpackb(msgpack.packb(columns))
     _same_columns(parse_samples(rows, 1000), parse_samples(packed, 1000))
+    binary = msgpack.unpackb(msgpack.packb(binary_columns(columns)))
+    assert isinstance(binary["dt_s"], bytes)
+    _same_columns(parse_samples(rows, 1000), parse_samples(binary, 1000))
 
 
 def _post(client: TestClient, samples: Any, *, packed: bool = False, accept: str = "", **opts):
@@ -141,6 +144,7 @@ def test_rows_json_columns_and_msgpack_give_the_same_step(client, rows) -> None:
         _decoded(_post(client, columns)),
         _decoded(_post(client, columns, packed=True)),
         _decoded(_post(client, columns, packed=True, accept=MSGPACK)),
+        _decoded(_post(client, binary_columns(columns), packed=True, accept=MSGPACK)),
     ]
     for r in results:
         r["telemetry"].pop("timestamp")
@@ -222,6 +226,38 @@ def test_bad_columns_name_the_field_and_the_index(client, samples, loc, kind) ->
         assert {"loc": ["body", "samples", *loc], "type": kind} in [
             {"loc": d["loc"], "type": d["type"]} for d in detail
         ], detail
+
+
+def _f8(*values: float) -> bytes:
+    return np.array(values, dtype="<f8").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("samples", "loc", "kind"),
+    [
+        ({**GOOD, "power_kw": _f8(1.0, 2.0)}, ["power_kw"], "length_mismatch"),
+        ({**GOOD, "power_kw": b"\x00" * 20}, ["power_kw"], "list_type"),
+        ({**GOOD, "power_kw": _f8(1.0, math.inf, 1.0)}, ["power_kw", 1], "finite_number"),
+        ({**GOOD, "power_kw": _f8(1.0, 2e4, 1.0)}, ["power_kw", 1], "out_of_range"),
+        ({**GOOD, "dt_s": _f8(1.0, math.nan, 1.0)}, ["dt_s", 1], "missing"),
+        ({**GOOD, "charging": _f8(0.0, 0.0, 0.0)}, ["charging"], "list_type"),
+        (
+            {
+                "dt_s": _f8(1.0, 1.0, 1.0),
+                "motors": [{**MOTORS, "speed_rad_s": _f8(1, math.nan, 1)}],
+            },
+            ["motors", 0, "speed_rad_s", 1],
+            "missing",
+        ),  # fmt: skip
+    ],
+)
+def test_bad_binary_columns_name_the_field_and_the_index(client, samples, loc, kind) -> None:
+    response = _post(client, samples, packed=True)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert {"loc": ["body", "samples", *loc], "type": kind} in [
+        {"loc": d["loc"], "type": d["type"]} for d in detail
+    ], detail
 
 
 def test_nan_and_infinity_in_msgpack_are_refused_by_name(client) -> None:

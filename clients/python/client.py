@@ -23,7 +23,7 @@ from websockets.asyncio.client import connect as ws_connect_async
 from websockets.sync.client import connect as ws_connect_sync
 from websockets.typing import Subprotocol
 
-from .columns import to_columns
+from .columns import binary_columns, to_columns
 from .errors import (
     TwinAuthError,
     TwinConnectionError,
@@ -146,6 +146,9 @@ class _ClientBase:
         if self.batch_format == "msgpack":
             headers["Content-Type"] = MSGPACK_TYPE
             headers["Accept"] = f"{MSGPACK_TYPE}, {JSON_TYPE};q=0.5"
+            samples = body.get("samples")
+            if isinstance(samples, Mapping):
+                body = {**body, "samples": binary_columns(samples)}
             return cast(bytes, msgpack.packb(body, default=_plain))
         headers["Content-Type"] = JSON_TYPE
         return self._json(body)

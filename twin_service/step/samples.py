@@ -8,6 +8,7 @@ the field and the sample index: `["body", "samples", i, field]` for rows,
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from dataclasses import dataclass
@@ -339,7 +340,7 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
         if name not in seen:
             cols[name], present[name] = nan_column, np.zeros(n, dtype=bool)
             continue
-        col, given = _column([s.get(name) for s in samples], name, errors)
+        col, given = _column(_field(samples, name), name, errors)
         # Literal nulls count as absent; NaN or inf sent as numbers (non-standard JSON) are
         # errors.
         _check_range(col, given, name, bounds, errors)
@@ -353,13 +354,13 @@ def parse_samples(samples: Any, max_samples: int) -> SampleColumns:
     for name in BOOL_FIELDS:
         flags[name] = np.zeros(n, dtype=bool)
         if name in seen:
-            flags[name] = _flag([s.get(name) for s in samples], name, errors)
+            flags[name] = _flag(_field(samples, name), name, errors)
 
     has_motors = np.zeros(n, dtype=bool)
     motor_sample, torque, speed = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
     if "motors" in seen:
-        motors_raw = [s.get("motors") for s in samples]
-        has_motors = np.array([m is not None for m in motors_raw], dtype=bool)
+        motors_raw = _field(samples, "motors")
+        has_motors = _given(motors_raw)
         motor_sample, torque, speed = _parse_motors(motors_raw, errors)
 
     return _finish(n, cols, present, flags, has_motors, motor_sample, torque, speed, seen, errors)
@@ -432,16 +433,28 @@ _SPEED = operator.itemgetter("speed_rad_s")
 _MOTOR_KEYS = len(MOTOR_FIELDS)
 
 
+def _field(samples: list[dict[str, Any]], name: str) -> list[Any]:
+    """Every sample's value of `name` (None where absent), in one C-level pass."""
+    return list(map(dict.get, samples, itertools.repeat(name)))
+
+
+def _given(values: list[Any]) -> np.ndarray:
+    """Where `values` are not None."""
+    if None not in values:
+        return np.ones(len(values), dtype=bool)
+    return np.fromiter(map(operator.is_not, values, itertools.repeat(None)), dtype=bool)
+
+
 def _parse_motors(
     motors_raw: list[Any], errors: _Errors
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sample index, torque, speed) of every motor entry, sample by sample. Valid input takes
     C-level passes over the entries only; anything else goes to _motors_checked, which names
     each problem."""
-    lists = [m for m in motors_raw if m is not None]
+    lists = [m for m in motors_raw if m is not None] if None in motors_raw else motors_raw
     if set(map(type, lists)) <= {list}:
         counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-        flat = [m for ms in lists for m in ms]
+        flat = list(itertools.chain.from_iterable(lists))
         if (
             (counts.size == 0 or counts.max() <= MAX_MOTORS)
             and set(map(type, flat)) <= {dict}
@@ -463,7 +476,7 @@ def _parse_motors(
                             ((t >= lo_t) & (t <= hi_t)).all() and ((w >= lo_w) & (w <= hi_w)).all()
                         )
                     if ok:
-                        given = np.flatnonzero([m is not None for m in motors_raw])
+                        given = np.flatnonzero(_given(motors_raw))
                         return np.repeat(given, counts), t, w
     return _motors_checked(motors_raw, errors)
 
@@ -535,32 +548,55 @@ def _motors_checked(
     )
 
 
-def _array(value: Any, n: int, errors: _Errors, field: str | int) -> list[Any] | None:
-    """A column's list when it is one of n values; else an error at the column."""
-    if type(value) is not list:
-        errors.add(None, field, f"Input should be an array of {n} values", "list_type")  # type: ignore[arg-type]
+def _length(value: Any) -> int | None:
+    """Values in a column: a list's length, or a bin's float64 count (None: not a column)."""
+    if type(value) is list:
+        return len(value)
+    if type(value) is bytes and len(value) % 8 == 0:
+        return len(value) // 8
+    return None
+
+
+def _array(value: Any, n: int, errors: _Errors, field: str) -> list[Any] | bytes | None:
+    """A column when it holds n values; else an error at the column."""
+    length = _length(value)
+    if length is None:
+        msg = f"Input should be an array of {n} values (or {8 * n} bytes of float64)"
+        errors.add(None, field, msg, "list_type")
         return None
-    if len(value) != n:
-        msg = f"Input should have {n} values (as many as dt_s), not {len(value)}"
-        errors.add(None, field, msg, "length_mismatch")  # type: ignore[arg-type]
+    if length != n:
+        msg = f"Input should have {n} values (as many as dt_s), not {length}"
+        errors.add(None, field, msg, "length_mismatch")
         return None
     return value
+
+
+def _numbers(
+    values: list[Any] | bytes, name: str, errors: _Errors
+) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric column as floats and where values were given: a list (null: none), or bytes
+    of little-endian float64 (NaN: none)."""
+    if type(values) is bytes:
+        col = np.frombuffer(values, dtype="<f8").astype(np.float64)
+        return col, ~np.isnan(col)
+    return _column(values, name, errors)  # type: ignore[arg-type]
 
 
 def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
     """Columns as SPEC "Batch formats" has them: `{"dt_s": [...], "power_kw": [...], ...}`,
     `motors` a list of `{"torque_nm": [...], "speed_rad_s": [...]}`, null where a sample has
-    no value; the same rules and the same columns as the row form of the same samples."""
+    no value; the same rules and the same columns as the row form of the same samples. A
+    numeric column may also be bytes (a msgpack bin) of little-endian float64, NaN where a
+    sample has no value: msgpack then carries it without a value per number."""
     errors = _Errors(columnar=True)
     fields = {k: v for k, v in samples.items() if v is not None}
     seen = set(fields)
     for extra in sorted(seen - ALLOWED_FIELDS, key=str):
         errors.add(None, extra, "Extra inputs are not permitted", "extra_forbidden")
-    dt = fields.get("dt_s")
-    if not isinstance(dt, list):
+    n = _length(fields.get("dt_s"))
+    if n is None:
         errors.add(None, "dt_s", "Field required: an array of the samples' dt_s", "missing")
         raise ApiError(422, errors.items)
-    n = len(dt)
     _check_count(n, max_samples, errors)
     arrays = {}
     for name in seen & ALLOWED_FIELDS:
@@ -576,7 +612,7 @@ def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
         )
         errors.add(None, "motors", msg, "list_type")
         motors_raw = None
-    motor_cols: list[dict[str, list[Any] | None]] = []
+    motor_cols: list[dict[str, list[Any] | bytes | None]] = []
     for j, m in enumerate(motors_raw or []):
         sub = _Errors(("body", "samples", "motors", j), columnar=True, items=errors.items)
         if type(m) is not dict or m.keys() != MOTOR_FIELDS.keys():
@@ -585,7 +621,7 @@ def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
             )
             continue
         motor_cols.append({name: _array(m[name], n, sub, name) for name in MOTOR_FIELDS})
-    errors.raise_if_any()  # the structure is sound: every column is a list of n values
+    errors.raise_if_any()  # the structure is sound: every column holds n values
 
     nan_column = np.full(n, np.nan)
     cols: dict[str, np.ndarray] = {}
@@ -595,7 +631,7 @@ def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
         if values is None:
             cols[name], present[name] = nan_column, np.zeros(n, dtype=bool)
             continue
-        col, given = _column(values, name, errors)
+        col, given = _numbers(values, name, errors)
         _check_range(col, given, name, bounds, errors)
         cols[name], present[name] = col, given
     if not present["dt_s"].all():
@@ -604,7 +640,13 @@ def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
     flags = {}
     for name in BOOL_FIELDS:
         values = arrays.get(name)
-        flags[name] = np.zeros(n, dtype=bool) if values is None else _flag(values, name, errors)
+        if values is None:
+            flags[name] = np.zeros(n, dtype=bool)
+        elif type(values) is bytes:
+            errors.add(None, name, "Input should be an array of booleans", "list_type")
+            flags[name] = np.zeros(n, dtype=bool)
+        else:
+            flags[name] = _flag(values, name, errors)  # type: ignore[arg-type]
 
     has_motors = np.zeros(n, dtype=bool)
     motor_sample, torque, speed = np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
@@ -613,7 +655,7 @@ def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
         for j, m in enumerate(motor_cols):
             sub = _Errors(("body", "samples", "motors", j), columnar=True, items=errors.items)
             for name, (low, high) in MOTOR_FIELDS.items():
-                col, given = _column(m[name], name, sub)  # type: ignore[arg-type]
+                col, given = _numbers(m[name], name, sub)  # type: ignore[arg-type]
                 _check_range(col, given, name, (low, high, False), sub)
                 parsed.append((j, name, col, given))
         given_all = np.stack([g for _, _, _, g in parsed])

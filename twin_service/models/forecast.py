@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from twin_service.models.jit import jit
+
 if TYPE_CHECKING:
     from twin_service.models.aging.base import ForecastStart
 
@@ -54,6 +56,10 @@ def col(x: np.ndarray | float) -> np.ndarray:
     return np.atleast_1d(np.asarray(x, dtype=float))[:, None]
 
 
+VehicleColumns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                       np.ndarray]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class UsageDays:
     """The repeating day as (V, 1) columns, and the weekly time grid."""
@@ -70,15 +76,24 @@ class UsageDays:
     charge_c: np.ndarray  # mean C-rate while charging (AC and DC fast mixed)
     drive_h: np.ndarray
 
-    def swing(self, soh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Depth of the daily swing and swings per day on the pack aged to `soh`."""
-        usable = self.capacity_kwh * np.maximum(soh, 0.05)  # kWh per unit SOC
-        doc = np.minimum(self.daily_kwh / usable, self.window)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cycles_per_day = np.where(
-                doc > 0, self.daily_kwh / (usable * np.where(doc > 0, doc, 1)), 0
-            )
-        return doc, cycles_per_day
+    def vehicle_columns(self) -> VehicleColumns:
+        """(capacity_kwh, daily_kwh, window, soc_max, ambient_c, drive_c, charge_c) as
+        contiguous (V,) arrays, for the compiled forecasts."""
+        cols = (self.capacity_kwh, self.daily_kwh, self.window, self.soc_max, self.ambient_c,
+                self.drive_c, self.charge_c)  # fmt: skip
+        c = [np.ascontiguousarray(x[:, 0]) for x in cols]
+        return c[0], c[1], c[2], c[3], c[4], c[5], c[6]
+
+
+@jit
+def swing(capacity_kwh, daily_kwh, window, soh):
+    """(depth of the daily swing, swings per day) of a pack aged to `soh`: one swing of the
+    day's energy, or several of the usable window when it does not fit."""
+    usable = capacity_kwh * max(soh, 0.05)  # kWh per unit SOC
+    doc = min(daily_kwh / usable, window)
+    if doc > 0.0:
+        return doc, daily_kwh / (usable * doc)
+    return doc, 0.0
 
 
 def forecast_steps(years: float) -> int:

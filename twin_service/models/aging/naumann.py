@@ -34,7 +34,14 @@ from twin_service.models.aging.base import (
     mean_c_rate,
     temperature_flag,
 )
-from twin_service.models.forecast import Forecast, Usage, UsageDays, forecast_in_blocks, usage_days
+from twin_service.models.forecast import (
+    Forecast,
+    Usage,
+    UsageDays,
+    forecast_in_blocks,
+    swing,
+    usage_days,
+)
 from twin_service.models.jit import jit
 from twin_service.models.laws import arrhenius
 from twin_service.models.state import StateBlock, StateField
@@ -188,44 +195,77 @@ _SWEEPS = 2  # DOC depends on the faded capacity; a second sweep leaves < 0.3 %-
 def _forecast_block(
     start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
 ) -> Forecast:
-    """The repeating day of `usage_days`: each charge event is one discharge and one charge
-    half-cycle of the same depth, and the pack rests half the time near each end of the swing.
-    Squared capacity losses add up over time / FEC, so a step's stress adds k^2 * dt."""
     days: UsageDays = usage_days(usage, capacity_kwh, years)
-    b = start.block
-    cal0, calr0 = b[:, CAL, None], b[:, CAL_R, None]
-    cyc0, cycr0 = b[:, CYC, None], b[:, CYC_R, None]
-    other = start.other_capacity_loss[:, None]
-    other_r = start.other_resistance_increase[:, None]
-    soh0 = 1.0 - cal0 - cyc0 - other
-    # Stress that does not change with time: computed once per vehicle.
-    k_hi_sq = calendar_capacity_rate(days.soc_max, days.ambient_c) ** 2
-    kr_hi = calendar_resistance_rate(days.soc_max, days.ambient_c)
-    # The first sweep assumes no fade over the horizon; the next uses the first's SOH.
+    n = start.block.shape[0]
     n_steps = days.t_years.shape[0] - 1
-    soh = np.broadcast_to(soh0, (b.shape[0], n_steps))
-    for _ in range(_SWEEPS):
-        doc, cycles_per_day = days.swing(soh)
-        soc_low = days.soc_max - doc
-        # Calendar: half the time at each end of the swing (squared rates average exactly).
-        k_sq = 0.5 * (k_hi_sq + calendar_capacity_rate(soc_low, days.ambient_c) ** 2)
-        # Cycle: per charge event a discharge and a charge half-cycle of depth `doc`.
-        fec_half = cycles_per_day * doc * (days.step_days / 2.0)
-        kd = cycle_capacity_factor(days.drive_c, doc)
-        kc = cycle_capacity_factor(days.charge_c, doc)
-        cal = np.sqrt(cal0**2 + np.cumsum(k_sq * days.step_s, axis=1))
-        cyc = np.sqrt(cyc0**2 + np.cumsum(fec_half * (kd * kd + kc * kc), axis=1))
-        new_soh = 1.0 - cal - cyc - other
-        soh = np.concatenate((soh0, new_soh[:, :-1]), axis=1)
-    kr = 0.5 * (kr_hi + calendar_resistance_rate(soc_low, days.ambient_c))
-    cyc_r_inc = fec_half * (
-        cycle_resistance_factor(days.drive_c, doc) + cycle_resistance_factor(days.charge_c, doc)
-    )
-    rf0 = 1.0 + calr0 + cycr0 + other_r
-    res = rf0 + np.cumsum(kr * days.step_s + cyc_r_inc, axis=1)
-    soh_all = np.concatenate((soh0, new_soh), axis=1)
-    rf_all = np.concatenate((rf0, res), axis=1)
-    return Forecast(days.t_years, np.clip(soh_all, 0.0, 1.0), rf_all)
+    soh = np.empty((n, n_steps + 1))
+    rf = np.empty((n, n_steps + 1))
+    b = np.ascontiguousarray(start.block)
+    _forecast_kernel(
+        b[:, CAL].copy(), b[:, CAL_R].copy(), b[:, CYC].copy(), b[:, CYC_R].copy(),
+        np.ascontiguousarray(start.other_capacity_loss, dtype=float),
+        np.ascontiguousarray(start.other_resistance_increase, dtype=float),
+        *days.vehicle_columns(), days.step_days, days.step_s, soh, rf,
+    )  # fmt: skip
+    return Forecast(days.t_years, soh, rf)
+
+
+@jit
+def _forecast_kernel(cal0, calr0, cyc0, cycr0, other, other_r, cap_kwh, daily_kwh, window,
+                     soc_max, ambient_c, drive_c, charge_c, step_days, step_s, soh_out,
+                     rf_out):  # fmt: skip
+    """The repeating day of `usage_days`, vehicle by vehicle and week by week: each charge
+    event is one discharge and one charge half-cycle of the same depth, and the pack rests
+    half the time near each end of the swing. Squared capacity losses add up over time / FEC,
+    so a week's stress adds k^2 * dt. The depth depends on the faded capacity: the first
+    sweep takes the start's SOH over the whole horizon, the second the first's."""
+    n, width = soh_out.shape
+    n_steps = width - 1
+    soh = np.empty(n_steps)  # the SOH each week's swing sees
+    doc = np.empty(n_steps)
+    fec_half = np.empty(n_steps)
+    for v in range(n):
+        amb = ambient_c[v]
+        soh0 = 1.0 - cal0[v] - cyc0[v] - other[v]
+        # Stress that does not change with time.
+        k_hi = calendar_capacity_rate(soc_max[v], amb)
+        k_hi_sq = k_hi * k_hi
+        kr_hi = calendar_resistance_rate(soc_max[v], amb)
+        cal_sq0 = cal0[v] * cal0[v]
+        cyc_sq0 = cyc0[v] * cyc0[v]
+        soh[:] = soh0
+        soh_out[v, 0] = soh0
+        for _ in range(_SWEEPS):
+            cal_sum = 0.0
+            cyc_sum = 0.0
+            for t in range(n_steps):
+                d, cycles_per_day = swing(cap_kwh[v], daily_kwh[v], window[v], soh[t])
+                doc[t] = d
+                # Calendar: half the time at each end of the swing (squared rates average).
+                k_lo = calendar_capacity_rate(soc_max[v] - d, amb)
+                cal_sum += 0.5 * (k_hi_sq + k_lo * k_lo) * step_s
+                # Cycle: per charge event a discharge and a charge half-cycle of depth d.
+                fec_half[t] = cycles_per_day * d * (step_days / 2.0)
+                kd = cycle_capacity_factor(drive_c[v], d)
+                kc = cycle_capacity_factor(charge_c[v], d)
+                cyc_sum += fec_half[t] * (kd * kd + kc * kc)
+                soh_out[v, t + 1] = (
+                    1.0 - math.sqrt(cal_sq0 + cal_sum) - math.sqrt(cyc_sq0 + cyc_sum) - other[v]
+                )
+            for t in range(1, n_steps):
+                soh[t] = soh_out[v, t]
+        rf0 = 1.0 + calr0[v] + cycr0[v] + other_r[v]
+        rf_out[v, 0] = rf0
+        increase = 0.0
+        for t in range(n_steps):
+            kr = 0.5 * (kr_hi + calendar_resistance_rate(soc_max[v] - doc[t], amb))
+            increase += kr * step_s + fec_half[t] * (
+                cycle_resistance_factor(drive_c[v], doc[t])
+                + cycle_resistance_factor(charge_c[v], doc[t])
+            )
+            rf_out[v, t + 1] = rf0 + increase
+        for t in range(width):
+            soh_out[v, t] = min(max(soh_out[v, t], 0.0), 1.0)
 
 
 MODEL = AgingModel(

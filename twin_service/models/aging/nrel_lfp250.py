@@ -34,7 +34,7 @@ from twin_service.models.aging.base import (
     temperature_flag,
 )
 from twin_service.models.constants import KELVIN, SECONDS_PER_DAY
-from twin_service.models.forecast import Forecast, Usage, forecast_in_blocks, usage_days
+from twin_service.models.forecast import Forecast, Usage, forecast_in_blocks, swing, usage_days
 from twin_service.models.jit import jit
 from twin_service.models.state import StateBlock, StateField
 
@@ -207,35 +207,59 @@ _SWEEPS = 2  # the swing depends on the faded capacity; see naumann._forecast_bl
 def _forecast_block(
     start: ForecastStart, usage: Usage, capacity_kwh: np.ndarray, years: float
 ) -> Forecast:
-    """The repeating day: each swing of depth `doc` is two windows (discharge, then charge),
-    each half of the swing's share of the day, resting at its end. Under stress held over a
-    weekly step, y = k x^p continues exactly on virtual x: y^(1/p) grows by k^(1/p) dx (the
-    state equation above is its first-order form), so the weeks add up with a cumulative sum.
-    """
     days = usage_days(usage, capacity_kwh, years)
-    b = start.block
-    cal0, cyc0 = b[:, CAL, None], b[:, CYC, None]
-    other = start.other_capacity_loss[:, None] + b[:, OPEN, None]
-    soh0 = 1.0 - cal0 - cyc0 - other
-    k_cal_hi = calendar_rate(days.soc_max, days.ambient_c)
-    f_t = cycle_temperature_factor(days.ambient_c)
+    n = start.block.shape[0]
     n_steps = days.t_years.shape[0] - 1
-    soh = np.broadcast_to(soh0, (b.shape[0], n_steps))
-    for _ in range(_SWEEPS):
-        doc, cycles_per_day = days.swing(soh)
-        soc_low = days.soc_max - doc
-        k_cal = 0.5 * (k_cal_hi + calendar_rate(soc_low, days.ambient_c))
-        window_h = np.where(cycles_per_day > 0, 12.0 / np.maximum(cycles_per_day, 1e-12), 24.0)
-        c_rate = doc / window_h
-        k_cyc = cycle_rate(doc, c_rate, f_t)
-        efc_step = cycles_per_day * doc * np.maximum(soh, 0.0) * days.step_days
-        z_cal = cal0 ** (1.0 / P_CAL) + np.cumsum(k_cal ** (1.0 / P_CAL) * days.step_days, axis=1)
-        z_cyc = cyc0 ** (1.0 / P_CYC) + np.cumsum(k_cyc ** (1.0 / P_CYC) * efc_step, axis=1)
-        new_soh = 1.0 - z_cal**P_CAL - z_cyc**P_CYC - other
-        soh = np.concatenate((soh0, new_soh[:, :-1]), axis=1)
-    soh_all = np.concatenate((soh0, new_soh), axis=1)
-    rf = np.broadcast_to(1.0 + start.other_resistance_increase[:, None], soh_all.shape)
-    return Forecast(days.t_years, np.clip(soh_all, 0.0, 1.0), rf.copy())
+    soh = np.empty((n, n_steps + 1))
+    b = np.ascontiguousarray(start.block)
+    other = np.ascontiguousarray(start.other_capacity_loss, dtype=float) + b[:, OPEN]
+    _forecast_kernel(b[:, CAL].copy(), b[:, CYC].copy(), other, *days.vehicle_columns(),
+                     days.step_days, soh)  # fmt: skip
+    rf = np.broadcast_to(1.0 + start.other_resistance_increase[:, None], soh.shape)
+    return Forecast(days.t_years, soh, rf.copy())
+
+
+@jit
+def _forecast_kernel(cal0, cyc0, other, cap_kwh, daily_kwh, window, soc_max, ambient_c,
+                     drive_c, charge_c, step_days, soh_out):  # fmt: skip
+    """The repeating day, vehicle by vehicle and week by week: each swing of depth `doc` is
+    two windows (discharge, then charge), each half of the swing's share of the day, resting
+    at its end. Under stress held over a weekly step, y = k x^p continues exactly on virtual
+    x: y^(1/p) grows by k^(1/p) dx (the state equation above is its first-order form). The
+    depth depends on the faded capacity: two sweeps, as in naumann's forecast."""
+    n, width = soh_out.shape
+    n_steps = width - 1
+    soh = np.empty(n_steps)
+    for v in range(n):
+        amb = ambient_c[v]
+        soh0 = 1.0 - cal0[v] - cyc0[v] - other[v]
+        k_cal_hi = calendar_rate(soc_max[v], amb)
+        f_t = cycle_temperature_factor(amb)
+        z_cal0 = cal0[v] ** (1.0 / P_CAL)
+        z_cyc0 = cyc0[v] ** (1.0 / P_CYC)
+        soh[:] = soh0
+        soh_out[v, 0] = soh0
+        for _ in range(_SWEEPS):
+            cal_sum = 0.0
+            cyc_sum = 0.0
+            for t in range(n_steps):
+                doc, cycles_per_day = swing(cap_kwh[v], daily_kwh[v], window[v], soh[t])
+                k_cal = 0.5 * (k_cal_hi + calendar_rate(soc_max[v] - doc, amb))
+                if cycles_per_day > 0.0:
+                    window_h = 12.0 / max(cycles_per_day, 1e-12)
+                else:
+                    window_h = 24.0
+                k_cyc = cycle_rate(doc, doc / window_h, f_t)
+                efc_step = cycles_per_day * doc * max(soh[t], 0.0) * step_days
+                cal_sum += k_cal ** (1.0 / P_CAL) * step_days
+                cyc_sum += k_cyc ** (1.0 / P_CYC) * efc_step
+                z_cal = z_cal0 + cal_sum
+                z_cyc = z_cyc0 + cyc_sum
+                soh_out[v, t + 1] = 1.0 - z_cal**P_CAL - z_cyc**P_CYC - other[v]
+            for t in range(1, n_steps):
+                soh[t] = soh_out[v, t]
+        for t in range(width):
+            soh_out[v, t] = min(max(soh_out[v, t], 0.0), 1.0)
 
 
 MODEL = AgingModel(

@@ -7,13 +7,13 @@ validates with pydantic (everything but the samples).
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from twin_service.calibrate.fit import PARAMETERS, Fit, scaled_resistance
 from twin_service.presets import PRESETS, VehicleOverride, VehiclePreset, VehicleRef
-from twin_service.schemas import PackSeed, PackStateWire, Sample
+from twin_service.schemas import PackSeed, PackStateWire, Sample, SampleColumns
 
 ParameterName = Literal["capacity_ah", "r0_ohm", "r1_ohm", "tau1_s", "ocv_offset_v", "initial_soc"]
 assert get_args(ParameterName) == PARAMETERS
@@ -47,10 +47,9 @@ _PARAMETERS_DOC = (
 class CalibrateRequest(_Wire):
     vehicle: VehicleRef | None = Field(None, description=_VEHICLE_DOC)
     state: PackStateWire | PackSeed | None = Field(None, description=_STATE_DOC)
-    samples: list[Sample] = Field(
-        min_length=1,
-        description="/step samples, usually current_a with measured_voltage_v (and "
-        "measured_temperature_c, which the model's pack temperature then follows)",
+    samples: Annotated[list[Sample], Field(min_length=1)] | SampleColumns = Field(  # type: ignore[valid-type]
+        description="/step samples, rows or columns, usually current_a with measured_voltage_v "
+        "(and measured_temperature_c, which the model's pack temperature then follows)",
     )
     parameters: list[ParameterName] | None = Field(
         None, min_length=1, max_length=6, description=_PARAMETERS_DOC

@@ -20,7 +20,14 @@ from clients.python.columns import binary_columns, to_columns
 from twin_service.app import create_app
 from twin_service.errors import ApiError
 from twin_service.settings import Settings
-from twin_service.step.samples import SampleColumns, parse_samples
+from twin_service.step.samples import (
+    SMALL_BATCH,
+    SampleColumns,
+    columns_from_small,
+    parse_samples,
+    parse_small,
+    rows_of_small_columns,
+)
 
 MSGPACK = "application/msgpack"
 
@@ -93,8 +100,11 @@ def batches(draw: st.DrawFn) -> list[dict[str, Any]]:
     return rows
 
 
-def _same_columns(a: SampleColumns, b: SampleColumns) -> None:
+def _same_columns(a: SampleColumns, b: SampleColumns, skip: tuple[str, ...] = ()) -> None:
+    assert a.measurement_count == b.measurement_count
     for name, value in vars(a).items():
+        if name in skip:
+            continue
         other = getattr(b, name)
         if isinstance(value, np.ndarray):
             assert value.dtype == other.dtype, name
@@ -115,6 +125,13 @@ def test_columns_parse_to_the_same_arrays_as_rows(rows: list[dict[str, Any]]) ->
     binary = msgpack.unpackb(msgpack.packb(binary_columns(columns)))
     assert isinstance(binary["dt_s"], bytes)
     _same_columns(parse_samples(rows, 1000), parse_samples(binary, 1000))
+    # A small batch of columns takes the rows' plain-Python path, with the same result.
+    for form in (columns, binary):
+        small = parse_small(rows_of_small_columns(form), 1000)
+        assert (small is not None) == (len(rows) <= SMALL_BATCH)
+        if small is not None:
+            # (measured_seen is only a shortcut: with nulls only, neither path counts any)
+            _same_columns(parse_samples(rows, 1000), columns_from_small(small), ("measured_seen",))
 
 
 def _post(client: TestClient, samples: Any, *, packed: bool = False, accept: str = "", **opts):

@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from twin_service.deps import LiveDep, MetricsDep, SettingsDep, require_write_key
 from twin_service.errors import ApiError, error_item
-from twin_service.limits import MSGPACK, media_type
+from twin_service.limits import JSON, MSGPACK, media_type
 from twin_service.live import LiveBackend
 from twin_service.live.base import RevConflict
 from twin_service.metrics import Metrics
@@ -128,16 +128,23 @@ async def step(
     return Response(body, media_type=media)
 
 
-def wants_msgpack(request: Request) -> bool:
-    """Whether the Accept header asks for msgpack (before JSON, or without JSON)."""
-    accept = request.headers.get("accept")
-    if not accept or MSGPACK_TYPE not in accept:
-        return False
-    kinds = [part.split(";", 1)[0].strip().lower() for part in accept.split(",")]
-    if MSGPACK_TYPE not in kinds:
-        return False
-    json_at = kinds.index(JSON_TYPE) if JSON_TYPE in kinds else len(kinds)
-    return kinds.index(MSGPACK_TYPE) < json_at
+def body_formats(scope: Scope) -> tuple[bool, bool]:
+    """(the body is msgpack, the answer should be msgpack): Content-Type, and Accept naming
+    msgpack before JSON (or without JSON). Read from the raw headers: no Headers object."""
+    content_type = accept = None
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value
+        elif name == b"accept":
+            accept = value
+    packed = media_type(content_type) == MSGPACK
+    if accept is None or MSGPACK not in accept:
+        return packed, False
+    kinds = [part.split(b";", 1)[0].strip().lower() for part in accept.split(b",")]
+    if MSGPACK not in kinds:
+        return packed, False
+    json_at = kinds.index(JSON) if JSON in kinds else len(kinds)
+    return packed, kinds.index(MSGPACK) < json_at
 
 
 async def _step(
@@ -149,7 +156,7 @@ async def _step(
     try:
         require_write_key(request, settings)
         body = await read_body(request)
-        packed = media_type(request.headers.get("content-type", "").encode("latin-1")) == MSGPACK
+        packed, answer_packed = body_formats(request.scope)
         args = (body, settings.default_vehicle, settings.max_samples_per_request,
                 settings.live_trace_points, packed)  # fmt: skip
         if len(body) > THREAD_THRESHOLD_BYTES:
@@ -184,7 +191,7 @@ async def _step(
         response["trace"] = outcome.trace
     if outcome.estimate is not None:
         response["estimate"] = outcome.estimate
-    if wants_msgpack(request):
+    if answer_packed:
         body_out, media = msgpack.packb(response), MSGPACK_TYPE
     else:
         body_out, media = orjson.dumps(response), JSON_TYPE

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -264,6 +265,52 @@ def parse_small(samples: Any, max_samples: int) -> SmallSamples | None:
         measured=[cols[name] for name in MEASURED_FIELDS],
         measured_seen=measured_seen,
     )
+
+
+def _small_column(values: Any, n: int) -> list[Any] | None:
+    if type(values) is list:
+        return values if len(values) == n else None
+    if type(values) is bytes and len(values) == 8 * n:
+        return [None if v != v else v for v in struct.unpack(f"<{n}d", values)]
+    return None
+
+
+def rows_of_small_columns(samples: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """A columnar batch of at most SMALL_BATCH samples as rows (for parse_small), or None when
+    it is larger or not plainly shaped (parse_columnar then reads it and names any problem).
+    Float64-bytes columns become numbers, their NaN none."""
+    dt = samples.get("dt_s")
+    n = len(dt) if type(dt) is list else len(dt) // 8 if type(dt) is bytes else 0
+    if not 0 < n <= SMALL_BATCH:
+        return None
+    rows: list[dict[str, Any]] = [{} for _ in range(n)]
+    for name, values in samples.items():
+        if values is None:
+            continue
+        if name == "motors":
+            if type(values) is not list or not values:
+                return None
+            motors = []
+            for m in values:
+                if type(m) is not dict or m.keys() != MOTOR_FIELDS.keys():
+                    return None
+                t, w = _small_column(m["torque_nm"], n), _small_column(m["speed_rad_s"], n)
+                if t is None or w is None:
+                    return None
+                motors.append((t, w))
+            for i, row in enumerate(rows):
+                entries = [(t[i], w[i]) for t, w in motors]
+                if all(t is None and w is None for t, w in entries):
+                    continue
+                row["motors"] = [{"torque_nm": t, "speed_rad_s": w} for t, w in entries]
+            continue
+        column = _small_column(values, n)
+        if column is None:
+            return None
+        for row, v in zip(rows, column, strict=True):
+            if v is not None:
+                row[name] = v
+    return rows
 
 
 def columns_from_small(ss: SmallSamples) -> SampleColumns:

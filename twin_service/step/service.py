@@ -50,7 +50,13 @@ from twin_service.schemas import (
     StepEnvelope,
     StepOptions,
 )
-from twin_service.step.samples import SampleColumns, columns_from_small, parse_samples, parse_small
+from twin_service.step.samples import (
+    SampleColumns,
+    columns_from_small,
+    parse_samples,
+    parse_small,
+    rows_of_small_columns,
+)
 
 DEMO_TIME_MULTIPLIER = 10_000.0
 DEFAULT_AMBIENT_C = 25.0
@@ -395,7 +401,10 @@ def run_step(
             422, [error_item(["body", "state"], "Input should be an object or null", "dict_type")]
         )
     preset = resolve_vehicle(env.vehicle, default_vehicle)
-    small = parse_small(env.samples, max_samples)
+    samples = env.samples
+    if type(samples) is dict:  # columns: a small batch takes the rows' plain-Python path
+        samples = rows_of_small_columns(samples)
+    small = parse_small(samples, max_samples)
     cols = (
         columns_from_small(small) if small is not None else parse_samples(env.samples, max_samples)
     )

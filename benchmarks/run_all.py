@@ -20,47 +20,72 @@ BENCHMARKS = [
     ("benchmarks.bench_store", "Memory store"),
     ("benchmarks.bench_peers", "Peers"),
     ("benchmarks.bench_health_latency", "Event loop under the largest requests"),
+    ("benchmarks.bench_scale", "Scale per core"),
 ]
 OUTPUT = ROOT / "docs" / "performance.md"
 
 NOTES = """
 ## Where the goals stand, and what is in the way
 
-- Forecast for a fleet, WebSocket fan-out and the peers meet their goals in the tables below;
-  the engine is at the edge of its goal. The step kernel is one numba-compiled loop calling
-  each law once (models/laws.py and the aging models' modules), inlined; golden tests pin its
-  numbers and property tests its invariants. With the EV pack physics (resistance map over
-  SOC and temperature, 129-node OCV read at each sub-step's start and again at its mid-SOC
-  with the current solved twice, hysteresis, SOC window, charge taper, thermal management)
-  the 36,000-sample run takes 9-10 ms against 5.7-6.0 ms after the previous round: 4.6-5x the
-  plain-Python 1-RC loop when that loop runs fast (44-46 ms), 8-9x when it runs slow (80 ms)
-  on this noisy machine. The row with the previous pack parameters costs about the same in
-  the same run, so the cost is in the loop's new steps, not in the tables: the mid-SOC
-  re-solve is about 1.6 ms of it (8.0 ms with it switched off); the rest is spread over the
-  hysteresis, the table lookups and the branches (not measured one by one). The loop
-  evaluates only the branch the demand takes (the charge map and taper while charging, the
-  discharge map otherwise). `nrel_lfp250` costs about 1.5-2x `naumann` (its anode potential
-  alone is six transcendental functions per sub-step). Cold, the first process compiles for
-  about 100-110 s (25 s before the state estimator, whose loop inlines the sample's body and
-  the filter); later ones load the on-disk cache in about 1-2 s.
-- HTTP, single-sample `POST /step`, is about 0.62-0.72x `GET /health` (goal 0.6x). It is
-  served from a plain ASGI route (the FastAPI route still documents it), a plain-Python path
-  for batches of up to 16 valid samples (anything else goes through the column-wise
-  validator, which names the errors), one compiled pass that prepares the drive columns, and
-  a state reader and writer that follow precomputed key sets. What remains is uvicorn's cost
-  for a POST with a body, the state's 38 fields in and out, the hub commit and the metrics.
-- Forecast for one vehicle is about 25-45x the per-cell loop per vehicle-year (goal 100x):
-  one 10-year run is ~100 numpy calls on 522 weekly points, dominated by call overhead. For
-  10,000 vehicles at once `naumann` is above 100x; `nrel_lfp250` is about 40-50x (the anode
-  potential over the vehicles x weeks array).
-- The state estimator (models/estimator.py) costs 4-6.5x the model-only step per sample
-  with a measured voltage and temperature on every sample (1.6-2.9 us against 0.3-0.45 us
-  over runs on this noisy machine; goal <= 3x, not met). The filter itself is most of it:
-  the voltage update's 21-point SOC grid (the OCV table walked along it, one exponential per
-  point) and the 7x7 covariance work; the rest is the sample's body reached through an
-  inlined call (kernel._sample), which numba compiles about twice as slow as the body written
-  in place, as the model-only loop keeps it. Without measurements the step does not run the
-  filter.
+All ratios are against a baseline measured in the same run; this 2-core machine is shared and
+its speed varies from run to run (the plain-Python baseline loop took 42-80 ms for the same
+36,000 samples on different runs), so read the ratios, and expect a spread of about +-20 %.
+
+- Engine, in-process. The step kernel is one numba-compiled loop calling each law once
+  (models/laws.py and the aging models' modules), inlined; golden tests pin its numbers and
+  property tests its invariants. With the EV pack physics (resistance map over SOC and
+  temperature, 129-node OCV read at each sub-step's start and again at its mid-SOC with the
+  current solved twice, hysteresis, SOC window, charge taper, thermal management) the
+  36,000-sample run takes 9-14 ms (5.7-6.0 ms before that physics): 3-5x the baseline loop
+  (goal 5x). The mid-SOC re-solve is about 1.6 ms of it; the rest is spread over the
+  hysteresis, the table lookups and the branches (not measured one by one). `nrel_lfp250`
+  costs about 1.5-2x `naumann` in its own aging (the anode potential is six transcendental
+  functions per sub-step). Cold, the first process compiles for about 100-110 s; later ones
+  load the on-disk cache in about 1-2 s.
+- Engine through `POST /step`, the same hour in four forms (issue 16). Measured in-process
+  (`run_step_body`) on one run: power rows 29 ms, motor rows 68-71 ms, motor columns in JSON
+  23 ms, motor columns in msgpack with numbers as float64 bins (what the bridge and the
+  Python client send) 12.3 ms, of which the model takes 10-11 ms; through HTTP in the table
+  below 1.2x, 0.55x, 1.4x and 2.6x the baseline. Goals: motor rows >= 1x, columns in JSON
+  >= 3x, in msgpack >= 4x: none of the three is met. What limits each:
+  - Motor rows: orjson builds three Python objects per sample (the row, its motors list and
+    the motor) in about 25 ms, freeing them costs about 6 ms, gathering the fields about
+    15 ms (C-level map/chain passes, no per-sample Python code); with the model that is
+    already more than the baseline. Only a parser that does not build objects (not written)
+    would lift it.
+  - Columns in JSON: orjson about 9 ms for the number lists, the type checks and conversion
+    about 1.5 ms per column.
+  - Columns in msgpack: decoding and reading the float64 bins take about 1.5 ms; the model's
+    10-11 ms is the wall, so 4x needs a faster kernel (or a slower baseline run).
+- HTTP, single-sample `POST /step`: 0.48-0.53x `GET /health` for a JSON row and 0.41-0.48x
+  for msgpack columns over two runs today (goal 0.7x); the code of before this round measured 0.49x
+  in the same conditions, 0.62-0.72x in earlier runs on a quieter machine. The request costs
+  about 120 us of our code in-process (envelope, state read and write, model, telemetry) on
+  top of uvicorn's cost for a POST with a body; `/health` costs about 180 us per request in
+  all. Already done: a plain ASGI route, httptools, a plain-Python path for batches of up to
+  16 samples (columns included), precomputed state key sets, orjson. Not done: a py-spy
+  profile under load and trying uvloop's and uvicorn's options one by one.
+- Scale (bench_scale): vehicles posting a 1 s batch of 10 Hz samples each second, open loop,
+  p99 under 100 ms. One replica on a Redis hub sustained 600-700 vehicles (6,000-7,000
+  samples/s) over two runs; two replicas behind nginx on one Redis 1,000-1,100 (1.57-1.67x,
+  goal 1.7x). The replicas, nginx, Redis and the load generator share 2 cores, so two
+  replicas cannot get two whole cores; past the knee p99 jumps to 110-1,000 ms within one
+  step of 100 vehicles (queueing behind one busy event loop).
+- Forecast: every aging model's forecast is one compiled loop over vehicles and weeks
+  calling the step's own rate laws. One vehicle, 10 years of `naumann`: about 39 us (140x the
+  per-cell loop per vehicle-year, goal 100x); 10,000 vehicles about 2 us per vehicle-year
+  (270x). `nrel_lfp250` costs about 20 us per vehicle-year for one vehicle or many (28x): its
+  anode potential and the power laws' fractional exponents, evaluated for each week of both
+  sweeps. The baseline loop is Naumann's equations, so the `nrel_lfp250` rows compare a
+  heavier model with it.
+- The state estimator (models/estimator.py) costs 4-7x the model-only step per sample with
+  a measured voltage and temperature on every sample (1.6-2.9 us against 0.26-0.45 us over
+  runs; 6.7x in a quiet run after the grid took the resistance map at every point, 5.6x
+  before; goal <= 3x, not met). The filter itself is most of it: the voltage update's
+  21-point SOC grid (the OCV table and the resistance map at the sample's temperature walked
+  along it, one exponential per point) and the 7x7 covariance work; the rest is the sample's
+  body reached through an inlined call (kernel._sample), which numba compiles about twice as
+  slow as the body written in place. Without measurements the step does not run the filter.
 - WebSocket fan-out to 1,000 clients met p99 < 100 ms only after tuning the service's garbage
   collector (start-up objects frozen, gen0 threshold 10,000): each WebSocket connection holds
   ~300 tracked objects, and default thresholds caused ~200 ms full collections (p99 238 ms).

@@ -25,9 +25,9 @@ STEP_DAYS = 7.0  # integration step; stress changes slowly as capacity fades
 DRIVE_SPEED_KMH = 40.0  # assumed mean speed to turn daily km into driving hours
 DC_FAST_C_RATE = 1.5  # assumed C-rate of DC fast charging
 # Vehicles are run in blocks of at most VEHICLE_BLOCK vehicles and BLOCK_CELLS vehicle-steps:
-# the (vehicles x weeks) arrays stay in cache, and one compiled law over a block, which holds
-# the GIL, stays short, so the service's event loop keeps running beside a forecast
-# (nrel_lfp250's calendar_rate takes ~75 ms on 256 x 522 cells, ~20 ms on 32,768).
+# each block's (vehicles x weeks) outputs stay small, and the Python between the compiled
+# calls (which release the GIL) stays short, so the service's event loop keeps running beside
+# a large fleet forecast.
 VEHICLE_BLOCK = 256
 BLOCK_CELLS = 32_768
 

@@ -292,14 +292,19 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_
     has_tms = p[P_TMS] != 0.0
     soh = aging.state_of_health(s, capacity_terms)
     rf = aging.resistance_factor(s, resistance_terms)
+    # The step's decay factors depend on dt only: computed again when dt changes.
+    last_dt = math.nan
+    a_rc = g_rc = d_th = 0.0
     for k in range(dt_s.shape[0]):
         active = sample_active(power_w[k], current_a[k], mode[k])
         m = substep_count(dt_s[k], active)
         tms_on = has_tms and active
         dt = dt_s[k] / m
         dta = dt * multiplier
-        a_rc, g_rc = rc_factors(dt, p[P_TAU])
-        d_th = thermal_decay(dt, g_th, p[P_HEATCAP])
+        if dt != last_dt:
+            a_rc, g_rc = rc_factors(dt, p[P_TAU])
+            d_th = thermal_decay(dt, g_th, p[P_HEATCAP])
+            last_dt = dt
         charge = 0.0
         energy = 0.0
         tms_energy = 0.0

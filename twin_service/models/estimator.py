@@ -320,25 +320,8 @@ def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, con
         hi = min(1.0, m_s + GRID_HALF_WIDTH * sd)
         if hi <= lo:
             return False
-        best = _grid_pass(
-            lo,
-            hi,
-            m_s,
-            sd,
-            z,
-            c,
-            s_o,
-            ns,
-            load,
-            r_mid,
-            r_nodes,
-            r_row,
-            soc_nodes,
-            v_nodes,
-            grid,
-            g,
-            logw,
-        )
+        best = _grid_pass(lo, hi, m_s, sd, z, c, s_o, ns, load, r_mid, r_nodes, r_row,
+                          soc_nodes, v_nodes, grid, g, logw)  # fmt: skip
         # Gate on the predicted spread of z under the prior (the grid's prior weights).
         wsum = 0.0
         zm = 0.0
@@ -370,25 +353,8 @@ def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, con
         step = (hi - lo) / (GRID_N - 1)
         lo2 = max(0.0, grid[best] - 2.0 * step)
         hi2 = min(1.0, grid[best] + 2.0 * step)
-        best = _grid_pass(
-            lo2,
-            hi2,
-            m_s,
-            sd,
-            z,
-            c,
-            s_o,
-            ns,
-            load,
-            r_mid,
-            r_nodes,
-            r_row,
-            soc_nodes,
-            v_nodes,
-            grid,
-            g,
-            logw,
-        )
+        best = _grid_pass(lo2, hi2, m_s, sd, z, c, s_o, ns, load, r_mid, r_nodes, r_row,
+                          soc_nodes, v_nodes, grid, g, logw)  # fmt: skip
         sw, sw2, su, suu, sr, srr, sur = _posterior_sums(grid, g, logw, logw[best], m_s, z)
     ub = su / sw
     rb = sr / sw

@@ -100,6 +100,10 @@ class _Errors:
         loc += [p for p in parts if p is not None]
         self.items.append(error_item(loc, msg, type_))
 
+    def under(self, *path: str | int) -> _Errors:
+        """A reporter at `path` below this one's prefix, adding to the same items."""
+        return _Errors((*self.prefix, *path), self.columnar, self.items)
+
     def raise_if_any(self) -> None:
         if self.items:
             raise ApiError(422, self.items)
@@ -279,8 +283,7 @@ def rows_of_small_columns(samples: dict[str, Any]) -> list[dict[str, Any]] | Non
     """A columnar batch of at most SMALL_BATCH samples as rows (for parse_small), or None when
     it is larger or not plainly shaped (parse_columnar then reads it and names any problem).
     Float64-bytes columns become numbers, their NaN none."""
-    dt = samples.get("dt_s")
-    n = len(dt) if type(dt) is list else len(dt) // 8 if type(dt) is bytes else 0
+    n = _length(samples.get("dt_s")) or 0
     if not 0 < n <= SMALL_BATCH:
         return None
     rows: list[dict[str, Any]] = [{} for _ in range(n)]
@@ -661,7 +664,7 @@ def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
         motors_raw = None
     motor_cols: list[dict[str, list[Any] | bytes | None]] = []
     for j, m in enumerate(motors_raw or []):
-        sub = _Errors(("body", "samples", "motors", j), columnar=True, items=errors.items)
+        sub = errors.under("motors", j)
         if type(m) is not dict or m.keys() != MOTOR_FIELDS.keys():
             sub.add(
                 None, None, "Each motor needs exactly torque_nm and speed_rad_s", "motor_fields"
@@ -700,7 +703,7 @@ def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
     if motor_cols:
         parsed = []
         for j, m in enumerate(motor_cols):
-            sub = _Errors(("body", "samples", "motors", j), columnar=True, items=errors.items)
+            sub = errors.under("motors", j)
             for name, (low, high) in MOTOR_FIELDS.items():
                 col, given = _numbers(m[name], name, sub)  # type: ignore[arg-type]
                 _check_range(col, given, name, (low, high, False), sub)
@@ -710,7 +713,7 @@ def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
         partial = given_all.any(axis=0) & ~has_motors
         for i in np.flatnonzero(partial)[:5]:
             j, name = next((j, name) for j, name, _, g in parsed if not g[i])
-            sub = _Errors(("body", "samples", "motors", j), columnar=True, items=errors.items)
+            sub = errors.under("motors", j)
             msg = "Field required: a sample with motors has every motor's torque_nm and speed_rad_s"
             sub.add(int(i), name, msg, "missing")
         k = len(motor_cols)

@@ -43,7 +43,7 @@ run: $(VENV)/.installed
 	$(PY) scripts/run_demo.py --port $(PORT) $(RUN_ARGS)
 
 check-deploy: $(VENV)/.installed-test
-	$(PY) -m pytest -q -rs tests/test_deploy_checks.py tests/test_deploy_run.py tests/test_deploy_e2e.py
+	$(PY) -m pytest -q -rs tests/test_deploy_checks.py tests/test_deploy_k8s.py tests/test_deploy_run.py tests/test_deploy_e2e.py
 
 # Benchmarks: prints the tables and records them in docs/performance.md (wrk for the HTTP table;
 # the peers run only when `make bench-peers-venv` has been done).

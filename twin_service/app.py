@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # garbage collector's full scans.
         gc.collect()
         gc.freeze()
-        log.info("twin service ready (hub %s)", settings.hub_url)
+        log.info("twin service ready (hub %s, store %s)", _redact(settings.hub_url),
+                 _redact(settings.store))  # fmt: skip
         try:
             yield
         finally:
@@ -111,3 +112,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schemas["StepRequest"] = step_schema
     app.openapi_schema = doc
     return doc
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for the log."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"

@@ -212,7 +212,19 @@ class Metrics:
             )
         )
         self.hub_up = self._add(
-            Gauge("twin_hub_up", "1 while the hub and store are reachable and subscribed.")
+            Gauge("twin_hub_up", "1 while the hub is reachable and subscribed.")
+        )
+        self.store_up = self._add(
+            Gauge("twin_store_up", "1 while the store (snapshots and history) is reachable.")
+        )
+        self.store_transactions = self._add(
+            Counter(
+                "twin_store_transactions_total",
+                "SQL store transactions (each commits a group of concurrent steps).",
+            )
+        )
+        self.store_committed = self._add(
+            Counter("twin_store_committed_steps_total", "Steps the SQL store committed.")
         )
         self.hub_reconnects = self._add(
             Counter(

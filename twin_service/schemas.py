@@ -363,6 +363,34 @@ class Telemetry(BaseModel):
     )
 
 
+class HistoryBucket(BaseModel):
+    """GET /vehicles/{id}/history?every=: the records of one bucket. Null: no value in it."""
+
+    vehicle_id: str
+    timestamp: str = Field(description="the bucket's start (UTC)")
+    count: int = Field(description="records in the bucket")
+    rev: int = Field(description="the last rev in the bucket")
+    soc: float | None = Field(description="%, mean")
+    soc_min: float | None
+    soc_max: float | None
+    soh: float | None = Field(description="%, mean")
+    temperature: float | None = Field(description="degC, mean")
+    temperature_min: float | None
+    temperature_max: float | None
+    voltage: float | None = Field(description="V, mean")
+    current: float | None = Field(description="A, mean")
+    power_kw: float | None = Field(description="mean, discharge > 0")
+    power_kw_min: float | None
+    power_kw_max: float | None
+    ambient_c: float | None = Field(description="degC, mean")
+    resistance_factor: float | None = Field(description="mean")
+    total_distance_km: float | None = Field(description="the highest in the bucket")
+    energy_throughput_kwh: float | None = Field(description="the highest in the bucket")
+    cycle_count: float | None = Field(description="the highest in the bucket")
+    simulated_days: float | None = Field(description="the highest in the bucket")
+    tms_energy_kwh: float | None = Field(description="the highest in the bucket")
+
+
 class TraceRow(BaseModel):
     t_s: float
     soc: float

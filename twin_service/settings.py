@@ -20,6 +20,9 @@ class Settings(BaseModel):
     port: int = Field(8008, ge=1, le=65535)
     default_vehicle: str = "sv1ev3"
     hub_url: str = "memory://"
+    # Where snapshots and history are kept: memory://, redis://..., postgresql://... or
+    # sqlite:///path. None: the hub's URL (memory with a memory hub, the hub's Redis).
+    store_url: str | None = None
     max_samples_per_request: int = Field(200_000, ge=1)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     # Samples of each batch published with the step for live charts (0: telemetry only).
@@ -34,6 +37,15 @@ class Settings(BaseModel):
     max_forecast_points: int = Field(100_000, ge=1)
     history_recent: int = Field(2000, ge=10)
     history_tail: int = Field(2000, ge=0)
+    # Memory and Redis stores: the states of the newest N revs of each vehicle are kept for
+    # GET /vehicles/{id}?rev= (the SQL stores keep every state within the retention).
+    history_states: int = Field(100, ge=1)
+    # SQL stores: every step at full resolution (with its state) for history_retention_days,
+    # the 1-minute buckets for history_rollup_days, the hourly buckets for ever.
+    history_retention_days: float = Field(30.0, gt=0)
+    history_rollup_days: float = Field(400.0, gt=0)
+    # SQL stores: at most this many steps share one transaction (group commit).
+    store_batch_max: int = Field(256, ge=1)
     api_key: str | None = None
     read_key: str | None = None
     # Failed-auth throttle per client address: after auth_fail_limit wrong keys within
@@ -68,6 +80,25 @@ class Settings(BaseModel):
         if not (value.startswith("memory://") or value.startswith(("redis://", "rediss://"))):
             raise ValueError("hub_url must be memory:// or redis://host:port/db")
         return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _known_store(cls, value: str | None) -> str | None:
+        schemes = ("memory://", "redis://", "rediss://", "postgresql://", "postgres://",
+                   "sqlite:///")  # fmt: skip
+        if value in (None, ""):
+            return None
+        if not value.startswith(schemes):
+            raise ValueError(
+                "store_url must be memory://, redis://host:port/db, "
+                "postgresql://user@host:port/db or sqlite:///path"
+            )
+        return value
+
+    @property
+    def store(self) -> str:
+        """The store's URL (store_url, else the hub's)."""
+        return self.store_url or self.hub_url
 
     @model_validator(mode="after")
     def _room_for_http(self) -> Settings:

@@ -185,9 +185,11 @@ def start_services(
 
 
 class RedisServer:
-    """A private redis-server without persistence; `stop()` and `start()` keep the port."""
+    """A private redis-server, without persistence unless `appendonly` (then its append-only
+    file, fsynced on every write, survives `stop()` and `start()`, which keep the port)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, appendonly: bool = False) -> None:
+        self.appendonly = appendonly
         binary = shutil.which("redis-server")
         if binary is None:
             raise MissingTool("redis-server is not installed (apt-get install redis-server)")
@@ -220,7 +222,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(self.dir),
                 "--daemonize",

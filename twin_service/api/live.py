@@ -28,7 +28,8 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketState
 
 from twin_service.deps import LiveDep, MetricsDep, SettingsDep, accept_websocket
-from twin_service.live.base import LiveBackend, LiveUnavailable, encode_message
+from twin_service.live import LiveBackend
+from twin_service.live.base import LiveUnavailable, encode_message
 from twin_service.live.fanout import KickReason, Subscriber
 from twin_service.metrics import Metrics
 from twin_service.schemas import VEHICLE_ID_PATTERN

@@ -16,6 +16,8 @@ class Readiness(BaseModel):
     status: str
     hub: str
     hub_up: bool
+    store: str
+    store_up: bool
 
 
 @router.get(
@@ -26,7 +28,8 @@ class Readiness(BaseModel):
 )
 async def ready(live: LiveDep) -> JSONResponse:
     """Readiness: 200 while the hub and store are reachable (and, for Redis, this process is
-    subscribed), 503 otherwise. /step keeps answering either way."""
+    subscribed), 503 otherwise. /step keeps answering with a volatile store (memory, Redis);
+    a durable one (SQL) must be reachable for /step to store and answer."""
     ok = await live.ready()
     body = {"status": "ready" if ok else "not_ready", **live.status()}
     return JSONResponse(body, status_code=200 if ok else 503)

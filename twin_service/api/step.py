@@ -14,7 +14,7 @@ from twin_service.deps import LiveDep, MetricsDep, SettingsDep, require_write_ke
 from twin_service.errors import ApiError, error_item
 from twin_service.limits import JSON, MSGPACK, media_type
 from twin_service.live import LiveBackend
-from twin_service.live.base import RevConflict
+from twin_service.live.base import RevConflict, StoreUnavailable
 from twin_service.metrics import Metrics
 from twin_service.schemas import ErrorResponse, StepResponse
 from twin_service.settings import Settings
@@ -39,6 +39,14 @@ def rev_conflict(exc: RevConflict) -> ApiError:
     item = error_item(["body", "state", "rev"], msg, "rev_conflict")
     item["current_rev"] = exc.current_rev
     return ApiError(409, [item])
+
+
+def store_unavailable(exc: StoreUnavailable) -> ApiError:
+    """503: the durable store did not commit the step (nothing stored; post it again). The
+    details (host, error) go to the log only."""
+    log.warning("step not committed, store unavailable: %s", exc)
+    item = error_item(["store"], "store unavailable: the step was not stored; retry", "unavailable")
+    return ApiError(503, [item], headers={"Retry-After": "1"})
 
 
 async def read_body(request: Request) -> bytes:
@@ -100,6 +108,7 @@ router.add_route("/step", _StepApp(), methods=["POST"], include_in_schema=False)
         409: {"model": ErrorResponse, "description": "rev_conflict: the state is not the latest"},
         413: {"model": ErrorResponse},
         422: {"model": ErrorResponse},
+        503: {"model": ErrorResponse, "description": "a durable store did not commit the step"},
     },
     openapi_extra={
         "requestBody": {
@@ -178,6 +187,9 @@ async def _step(
         except RevConflict as exc:
             metrics.steps_rejected.inc(status="409")
             raise rev_conflict(exc) from None
+        except StoreUnavailable as exc:
+            metrics.steps_rejected.inc(status="503")
+            raise store_unavailable(exc) from None
     else:
         rev = outcome.base_rev or 0
         outcome.telemetry["rev"] = rev

@@ -171,3 +171,76 @@ class Fanout:
             now = time.monotonic()
             for sub in self._all():
                 sub.check_lag(now)
+
+
+# How long a message ahead of a missing rev waits for it before it is delivered anyway.
+REORDER_HOLD_S = 0.25
+
+
+class InOrder:
+    """Hands each vehicle's messages to the fan-out in rev order, whatever order the hub
+    delivered them in (replicas publish after their commits, so two replicas' messages of one
+    vehicle can cross). A message ahead of a missing rev waits up to `hold_s` for it (a rev
+    can be missing for good: a step stored but not published); a message at or below the last
+    delivered rev is dropped, unless the store began a new counter (`first`: it lost its
+    data), which is delivered as a reset."""
+
+    def __init__(self, fanout: Fanout, metrics: Metrics, hold_s: float = REORDER_HOLD_S) -> None:
+        self.fanout = fanout
+        self.metrics = metrics
+        self.hold_s = hold_s
+        self._seen: dict[str, int] = {}
+        self._held: dict[str, dict[int, Message]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def known_rev(self, vehicle_id: str) -> int:
+        held = self._held.get(vehicle_id)
+        return max(self._seen.get(vehicle_id, 0), max(held) if held else 0)
+
+    def deliver(self, message: Message, first: bool = False) -> None:
+        vehicle_id, rev = message.vehicle_id, message.rev
+        seen = self._seen.get(vehicle_id, 0)
+        if rev <= seen:
+            if not first:
+                return  # overtaken by a later rev: clients have moved past it
+            log.warning(
+                "rev of %s went back from %d to %d: the store lost its data", vehicle_id, seen, rev
+            )
+            self._forget(vehicle_id)
+            self._emit(Message(vehicle_id, rev, message.text, True, message.fleet_text))
+            return
+        if seen and rev > seen + 1:
+            held = self._held.setdefault(vehicle_id, {})
+            if not held:
+                self._timers[vehicle_id] = asyncio.get_running_loop().call_later(
+                    self.hold_s, self._release, vehicle_id
+                )
+            held[rev] = message
+            return
+        self._emit(message)
+        pending = self._held.get(vehicle_id)
+        while pending:
+            nxt = pending.pop(self._seen[vehicle_id] + 1, None)
+            if nxt is None:
+                return
+            self._emit(nxt)
+        self._forget(vehicle_id)
+
+    def _forget(self, vehicle_id: str) -> None:
+        self._held.pop(vehicle_id, None)
+        timer = self._timers.pop(vehicle_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _emit(self, message: Message) -> None:
+        self._seen[message.vehicle_id] = message.rev
+        self.metrics.messages.inc()
+        self.fanout.publish(message)
+
+    def _release(self, vehicle_id: str) -> None:
+        """The hold ran out: the missing revs are not coming; deliver what waited."""
+        held = self._held.pop(vehicle_id, None) or {}
+        self._timers.pop(vehicle_id, None)
+        for rev in sorted(held):
+            if rev > self._seen.get(vehicle_id, 0):
+                self._emit(held[rev])

@@ -1,37 +1,40 @@
 """Redis hub and store: replicas share nothing but Redis.
 
-Keys (prefix from settings.redis_prefix, default "twin:"):
+Keys of the store (prefix from settings.redis_prefix, default "twin:"):
     {p}rev:{id}     INCR counter, the vehicle's last rev
     {p}snap:{id}    {"vehicle_id", "rev", "state", "telemetry"} of the latest step (JSON)
     {p}latest       hash vehicle_id -> latest telemetry (JSON); GET /vehicles, fleet snapshots
     {p}hist:{id}    list, the recent full-resolution telemetry (oldest first)
     {p}tail:{id}    list, the downsampled older telemetry (see live/history.py for the scheme)
     {p}hmeta:{id}   hash {evicted, stride} of the downsampling
+    {p}hstate:{id}  list, "rev state-JSON" of the newest history_states revs
     {p}ids          sorted set of vehicle ids (score 0, lexicographic): GET /vehicles pages
     {p}recent       sorted set vehicle id -> time of its last step (us): fleet snapshots
-    {p}steps        pub/sub channel; every message is a "state" wire message
+The hub's channel is {p}steps; every message is a "state" wire message, prefixed with "!" when
+the store began a new rev counter for the vehicle (see Committed.first).
 
-One Lua script commits a step: the rev check, SET, HSET, history append and PUBLISH run
-atomically, so the publish order equals the rev order for every vehicle even with many
-replicas, and two writers of one vehicle cannot interleave (the second gets RevConflict).
+One Lua script commits a step: the rev check, the snapshot, the indexes and the history append
+run atomically, so two writers of one vehicle cannot interleave (the second gets RevConflict).
+The hub publishes after the commit; the listener of every replica puts each vehicle's messages
+back in rev order (fanout.InOrder).
 
 A frozen Redis costs a step at most `redis_command_timeout_s` (plus a 100 ms margin for the
-reply): the commit then counts as failed, the hub is marked down so the next steps fall back at
-once, and the listener's liveness PING finds the hub again. The script carries a deadline in
-Redis's clock (the offset is measured at every subscription) and stores nothing when it runs
-after it, so a step reported as not stored does not appear later when Redis wakes up.
+reply): the commit then counts as failed, the store is marked down so the next steps fall back
+at once, and a liveness PING finds it again. The script carries a deadline in Redis's clock (the
+offset is measured when the store connects) and stores nothing when it runs after it, so a step
+reported as not stored does not appear later when Redis wakes up.
 
 One listener task per process subscribes to the channel and feeds the process's fan-out. It is
 supervised: on any Redis error it marks the hub down (GET /ready answers 503), retries with
 backoff, re-subscribes, and re-sends the latest state of watched vehicles as "snapshot"
 messages so clients catch up with what was published while it was away.
 
-Revs while Redis is unreachable: POST /step still answers. `commit` then returns this
-process's last known rev of the vehicle + 1 and stores and publishes nothing (counted in
-twin_publish_failures_total). Every Redis commit passes the last rev this process knows as a
-floor, and after a reconnect the listener raises the Redis counters to it, so revs never go
-backwards even if Redis restarted empty. During an outage two replicas stepping the same
-vehicle may return the same rev; those steps are not in the store and clients see a gap.
+Revs while Redis is unreachable (a volatile store): POST /step still answers. The step then
+gets the last rev this process knows of the vehicle + 1 and is stored and published nowhere
+(counted in twin_publish_failures_total). Every commit passes the last rev this process knows
+(its own steps and the channel's) as a floor, so revs never go backwards even if Redis
+restarted empty. During an outage two replicas stepping the same vehicle may return the same
+rev; those steps are not in the store and clients see a gap.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import contextlib
 import logging
 import random
 import time
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -52,11 +56,15 @@ from redis.exceptions import RedisError
 from twin_service.live.base import (
     DEFAULT_HISTORY_LIMIT,
     TRACE_MEMBER,
+    CatchUp,
+    Committed,
     LiveUnavailable,
     RevConflict,
+    StoreUnavailable,
     encode_message,
 )
-from twin_service.live.fanout import Fanout, Message, Subscriber
+from twin_service.live.fanout import Fanout, InOrder, Message, Subscriber
+from twin_service.live.history import bucketize, in_range, record_time, snapshot_at
 from twin_service.metrics import Metrics
 from twin_service.settings import Settings
 
@@ -74,19 +82,22 @@ LIVENESS_TIMEOUT_S = 0.5
 RECONNECT_FIRST_S = 0.1
 RECONNECT_MAX_S = 2.0
 REPAIR_BATCH = 500
+FIRST_MARK = b"!"
 
-# KEYS: rev, snap, latest, hist, tail, hmeta, ids, recent
+# KEYS: rev, snap, latest, hist, tail, hmeta, ids, recent, hstate
 # ARGV: vehicle_id, vehicle_id as JSON, floor rev, state JSON without rev, telemetry JSON
-#       without rev, recent capacity, tail capacity, channel, expected rev (-1: none),
-#       deadline (us, Redis clock), the message's extra members (',"trace":{...}' or '')
-# Returns the new rev; 0 when past the deadline; -(stored rev) on a rev conflict.
+#       without rev, recent capacity, tail capacity, states kept, expected rev (-1: none),
+#       deadline (us, Redis clock)
+# Returns {rev, first}: rev 0 when past the deadline, -(stored rev) on a rev conflict; first 1
+# when the rev counter did not exist.
 COMMIT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if now > tonumber(ARGV[10]) then return 0 end
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now > tonumber(ARGV[10]) then return {0, 0} end
+local raw = redis.call('GET', KEYS[1])
+local cur = tonumber(raw or '0')
 local expect = tonumber(ARGV[9])
-if expect >= 0 and cur > 0 and expect ~= cur then return -cur end
+if expect >= 0 and cur > 0 and expect ~= cur then return {-cur, 0} end
 local rev = cur
 if expect > rev then rev = expect end
 local floor = tonumber(ARGV[3])
@@ -99,12 +110,15 @@ local function with_rev(json)
   return '{"rev":' .. rev .. ',' .. string.sub(json, 2)
 end
 local tel = with_rev(ARGV[5])
+local state = with_rev(ARGV[4])
 redis.call('SET', KEYS[2],
-  '{"vehicle_id":' .. vid .. ',"rev":' .. rev .. ',"state":' .. with_rev(ARGV[4]) ..
+  '{"vehicle_id":' .. vid .. ',"rev":' .. rev .. ',"state":' .. state ..
   ',"telemetry":' .. tel .. '}')
 redis.call('HSET', KEYS[3], ARGV[1], tel)
 redis.call('ZADD', KEYS[7], 0, ARGV[1])
 redis.call('ZADD', KEYS[8], now, ARGV[1])
+redis.call('RPUSH', KEYS[9], rev .. ' ' .. state)
+redis.call('LTRIM', KEYS[9], -tonumber(ARGV[8]), -1)
 local recent_cap = tonumber(ARGV[6])
 local tail_cap = tonumber(ARGV[7])
 local n = redis.call('RPUSH', KEYS[4], tel)
@@ -133,50 +147,275 @@ while n > recent_cap do
     end
   end
 end
-redis.call('PUBLISH', ARGV[8],
-  '{"type":"state","vehicle_id":' .. vid .. ',"rev":' .. rev .. ',"telemetry":' .. tel ..
-  ARGV[11] .. '}')
-return rev
-"""
-
-# KEYS: rev counters; ARGV: the floor for each. Raises, never lowers.
-RAISE_REVS_LUA = """
-for i, key in ipairs(KEYS) do
-  local floor = tonumber(ARGV[i])
-  local cur = tonumber(redis.call('GET', key) or '0')
-  if cur < floor then redis.call('SET', key, floor) end
-end
-return #KEYS
+if raw then return {rev, 0} end
+return {rev, 1}
 """
 
 
-class RedisLive:
+def _client(url: str, settings: Settings) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=settings.redis_command_timeout_s + REPLY_MARGIN_S,
+        health_check_interval=HEALTH_CHECK_S,
+        # Fail fast: /step must not wait on retries while Redis is down; the listener
+        # and the liveness check do the reconnecting.
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+class RedisStore:
+    durable = False
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.prefix = settings.redis_prefix
+        self._redis = _client(settings.store, settings)
+        self._commit_script = self._redis.register_script(COMMIT_LUA)
+        self._up = False
+        # Redis's clock minus this process's (s), measured when the store connects.
+        self._clock_offset_s = 0.0
+        self._checker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await self._connect()
+        self._checker = asyncio.create_task(self._check_forever(), name="redis-store-check")
+
+    async def close(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
+            self._checker = None
+        await self._redis.aclose()
+
+    async def _connect(self) -> None:
+        before = time.time()
+        seconds, micros = await self._redis.time()
+        after = time.time()
+        self._clock_offset_s = seconds + micros / 1e6 - (before + after) / 2
+        await self._index_vehicles()
+        if not self._up:
+            log.info("redis store reachable")
+        self._set_up(True)
+
+    def _set_up(self, up: bool) -> None:
+        self._up = up
+        self.metrics.store_up.set(1 if up else 0)
+
+    async def _check_forever(self) -> None:
+        """While the store is marked down, try it again every RECONNECT_MAX_S at most."""
+        delay_s = RECONNECT_FIRST_S
+        while True:
+            await asyncio.sleep(delay_s if not self._up else HEALTH_CHECK_S)
+            if self._up:
+                continue
+            try:
+                await asyncio.wait_for(self._connect(), LIVENESS_TIMEOUT_S * 4)
+                delay_s = RECONNECT_FIRST_S
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.debug("redis store still unreachable: %s", exc)
+                delay_s = min(delay_s * 2, RECONNECT_MAX_S)
+
+    async def ready(self) -> bool:
+        if not self._up:
+            return False
+        try:
+            await asyncio.wait_for(self._redis.ping(), READY_PING_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError):
+            return False
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {"store": "redis", "store_up": self._up}
+
+    def _keys(self, vehicle_id: str) -> list[str]:
+        p = self.prefix
+        return [
+            f"{p}rev:{vehicle_id}",
+            f"{p}snap:{vehicle_id}",
+            f"{p}latest",
+            f"{p}hist:{vehicle_id}",
+            f"{p}tail:{vehicle_id}",
+            f"{p}hmeta:{vehicle_id}",
+            f"{p}ids",
+            f"{p}recent",
+            f"{p}hstate:{vehicle_id}",
+        ]
+
+    async def commit(
+        self,
+        vehicle_id: str,
+        state: dict[str, Any],
+        telemetry: dict[str, Any],
+        expect_rev: int | None = None,
+        floor_rev: int = 0,
+    ) -> Committed:
+        telemetry.pop("rev", None)
+        state.pop("rev", None)
+        if not self._up:
+            raise StoreUnavailable("redis store marked down")
+        deadline_us = (
+            time.time() + self._clock_offset_s + self.settings.redis_command_timeout_s
+        ) * 1e6
+        try:
+            rev, first = await self._commit_script(
+                keys=self._keys(vehicle_id),
+                args=[
+                    vehicle_id,
+                    orjson.dumps(vehicle_id),
+                    floor_rev,
+                    orjson.dumps(state),
+                    orjson.dumps(telemetry),
+                    self.settings.history_recent,
+                    self.settings.history_tail,
+                    self.settings.history_states,
+                    -1 if expect_rev is None else expect_rev,
+                    int(deadline_us),
+                ],
+            )
+        except (RedisError, OSError) as exc:
+            # A timeout: Redis may be frozen. Steps fall back until the check finds it.
+            self._set_up(False)
+            raise StoreUnavailable(str(exc)) from exc
+        rev = int(rev)
+        if rev < 0:
+            raise RevConflict(vehicle_id, -rev, expect_rev)
+        if rev == 0:
+            raise StoreUnavailable("the commit ran past its deadline, not stored")
+        state["rev"] = rev
+        telemetry["rev"] = rev
+        return Committed(rev, bool(first))
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def _read(self, command: Any) -> Any:
+        try:
+            return await command
+        except (RedisError, OSError) as exc:
+            raise LiveUnavailable(str(exc)) from exc
+
+    async def snapshot(
+        self, vehicle_id: str, rev: int | None = None, at: datetime | None = None
+    ) -> dict[str, Any] | None:
+        raw = await self._read(self._redis.get(f"{self.prefix}snap:{vehicle_id}"))
+        current = None if raw is None else orjson.loads(raw)
+        if current is None or (rev is None and at is None):
+            return current
+        p = self.prefix
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(f"{p}tail:{vehicle_id}", 0, -1)
+            pipe.lrange(f"{p}hist:{vehicle_id}", 0, -1)
+            pipe.lrange(f"{p}hstate:{vehicle_id}", 0, -1)
+            tail, recent, states = await self._read(pipe.execute())
+        records = [orjson.loads(r) for r in tail + recent]
+
+        def find_rev(at_s: float) -> int | None:
+            for record in reversed(records):
+                t = record_time(record)
+                if t is not None and t <= at_s:
+                    return int(record.get("rev", 0))
+            return None
+
+        def find(wanted: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+            head = f"{wanted} ".encode()
+            state = next((s[len(head) :] for s in states if s.startswith(head)), None)
+            telemetry = next((r for r in records if r.get("rev") == wanted), None)
+            if state is None or telemetry is None:
+                return None
+            return telemetry, orjson.loads(state)
+
+        return snapshot_at(vehicle_id, current, rev, at, find_rev, find)
+
+    async def latest(self, vehicle_id: str) -> list[dict[str, Any]]:
+        raw = await self._read(self._redis.hget(f"{self.prefix}latest", vehicle_id))
+        return [] if raw is None else [orjson.loads(raw)]
+
+    async def telemetry_of(self, names: list[bytes]) -> list[dict[str, Any]]:
+        if not names:
+            return []
+        values = await self._read(self._redis.hmget(f"{self.prefix}latest", names))
+        return [orjson.loads(v) for v in values if v is not None]
+
+    async def page(self, limit: int, after: str | None = None) -> list[dict[str, Any]]:
+        start = b"-" if after is None else b"(" + after.encode()
+        names = await self._read(
+            self._redis.zrangebylex(f"{self.prefix}ids", start, b"+", start=0, num=limit)
+        )
+        return await self.telemetry_of(names)
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        names = await self._read(self._redis.zrevrange(f"{self.prefix}recent", 0, limit - 1))
+        return await self.telemetry_of(names)
+
+    async def count(self) -> int:
+        return int(await self._read(self._redis.zcard(f"{self.prefix}ids")))
+
+    async def _records(self, vehicle_id: str, limit: int | None) -> list[dict[str, Any]]:
+        """The newest `limit` history records (all with None), oldest first."""
+        p = self.prefix
+        first = 0 if limit is None else -limit
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(f"{p}tail:{vehicle_id}", first, -1)
+            pipe.lrange(f"{p}hist:{vehicle_id}", first, -1)
+            tail, recent = await self._read(pipe.execute())
+        rows = tail + recent if limit is None else (tail + recent)[-limit:]
+        return [orjson.loads(r) for r in rows]
+
+    async def history(
+        self,
+        vehicle_id: str,
+        limit: int = DEFAULT_HISTORY_LIMIT,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        if since is None and until is None:
+            return await self._records(vehicle_id, limit)
+        return in_range(await self._records(vehicle_id, None), since, until)[-limit:]
+
+    async def buckets(
+        self,
+        vehicle_id: str,
+        every_s: float,
+        limit: int = DEFAULT_HISTORY_LIMIT,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        records = in_range(await self._records(vehicle_id, None), since, until)
+        return bucketize(vehicle_id, records, every_s)[-limit:]
+
+    async def _index_vehicles(self) -> None:
+        """Fill the id index of a store written before it existed."""
+        p = self.prefix
+        if await self._redis.exists(f"{p}ids") or not await self._redis.exists(f"{p}latest"):
+            return
+        names: list[bytes] = await self._redis.hkeys(f"{p}latest")  # type: ignore[misc]
+        for start in range(0, len(names), REPAIR_BATCH):
+            batch = names[start : start + REPAIR_BATCH]
+            await self._redis.zadd(f"{p}ids", dict.fromkeys(batch, 0))
+            await self._redis.zadd(f"{p}recent", dict.fromkeys(batch, 0))
+
+
+class RedisHub:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.fanout = Fanout(settings.ws_queue_size, settings.ws_lag_timeout_s, self.metrics)
-        self.prefix = settings.redis_prefix
-        self.channel = f"{self.prefix}steps"
-        self._redis = aioredis.Redis.from_url(
-            settings.hub_url,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=settings.redis_command_timeout_s + REPLY_MARGIN_S,
-            health_check_interval=HEALTH_CHECK_S,
-            # Fail fast: /step must not wait on retries while Redis is down; the listener
-            # does the reconnecting.
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._commit_script = self._redis.register_script(COMMIT_LUA)
-        self._raise_script = self._redis.register_script(RAISE_REVS_LUA)
-        # Highest rev this process knows per vehicle (own commits and the channel): the floor.
-        self._known_rev: dict[str, int] = {}
-        # Highest rev seen on the channel per vehicle: a lower one means Redis lost its data.
-        self._seen_rev: dict[str, int] = {}
+        self.channel = f"{settings.redis_prefix}steps"
+        self._redis = _client(settings.hub_url, settings)
+        self._order = InOrder(self.fanout, self.metrics)
         self._hub_up = False
-        # Redis's clock minus this process's (s), measured at every subscription.
-        self._clock_offset_s = 0.0
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self.catch_up: CatchUp | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -209,140 +448,20 @@ class RedisLive:
     def status(self) -> dict[str, Any]:
         return {"hub": "redis", "hub_up": self._hub_up}
 
-    # -- writes ----------------------------------------------------------------------------
+    def known_rev(self, vehicle_id: str) -> int:
+        return self._order.known_rev(vehicle_id)
 
-    def _keys(self, vehicle_id: str) -> list[str]:
-        p = self.prefix
-        return [
-            f"{p}rev:{vehicle_id}",
-            f"{p}snap:{vehicle_id}",
-            f"{p}latest",
-            f"{p}hist:{vehicle_id}",
-            f"{p}tail:{vehicle_id}",
-            f"{p}hmeta:{vehicle_id}",
-            f"{p}ids",
-            f"{p}recent",
-        ]
-
-    def _note_rev(self, vehicle_id: str, rev: int) -> None:
-        if rev > self._known_rev.get(vehicle_id, 0):
-            self._known_rev[vehicle_id] = rev
-
-    async def commit(
-        self,
-        vehicle_id: str,
-        state: dict[str, Any],
-        telemetry: dict[str, Any],
-        expect_rev: int | None = None,
-        trace: dict[str, list[float | None]] | None = None,
-    ) -> int:
-        telemetry.pop("rev", None)
-        state.pop("rev", None)
-        if self._hub_up:
-            deadline_us = (
-                time.time() + self._clock_offset_s + self.settings.redis_command_timeout_s
-            ) * 1e6
-            try:
-                rev = int(
-                    await self._commit_script(
-                        keys=self._keys(vehicle_id),
-                        args=[
-                            vehicle_id,
-                            orjson.dumps(vehicle_id),
-                            self._known_rev.get(vehicle_id, 0),
-                            orjson.dumps(state),
-                            orjson.dumps(telemetry),
-                            self.settings.history_recent,
-                            self.settings.history_tail,
-                            self.channel,
-                            -1 if expect_rev is None else expect_rev,
-                            int(deadline_us),
-                            b"" if trace is None else TRACE_MEMBER.encode() + orjson.dumps(trace),
-                        ],
-                    )
-                )
-            except (RedisError, OSError) as exc:
-                # A timeout: Redis may be frozen. Steps fall back until the listener finds it.
-                self._set_hub_up(False)
-                log.warning(
-                    "commit of %s failed, step not stored or published: %s", vehicle_id, exc
-                )
-            else:
-                if rev < 0:
-                    raise RevConflict(vehicle_id, -rev, expect_rev)
-                if rev > 0:
-                    self._note_rev(vehicle_id, rev)
-                    state["rev"] = rev
-                    telemetry["rev"] = rev
-                    return rev
-                log.warning("commit of %s ran past its deadline, not stored", vehicle_id)
-        self.metrics.publish_failures.inc()
-        rev = max(self._known_rev.get(vehicle_id, 0), expect_rev or 0) + 1
-        self._known_rev[vehicle_id] = rev
-        state["rev"] = rev
-        telemetry["rev"] = rev
-        return rev
-
-    # -- reads -----------------------------------------------------------------------------
-
-    async def snapshot(self, vehicle_id: str) -> dict[str, Any] | None:
+    async def publish(self, message: Message, first: bool = False) -> None:
+        if not self._hub_up:
+            self.metrics.publish_failures.inc()
+            return
+        data = message.text.encode()
         try:
-            raw = await self._redis.get(f"{self.prefix}snap:{vehicle_id}")
+            await self._redis.publish(self.channel, FIRST_MARK + data if first else data)
         except (RedisError, OSError) as exc:
-            raise LiveUnavailable(str(exc)) from exc
-        return None if raw is None else orjson.loads(raw)
-
-    async def latest(self, vehicle_id: str) -> list[dict[str, Any]]:
-        try:
-            raw = await self._redis.hget(f"{self.prefix}latest", vehicle_id)
-        except (RedisError, OSError) as exc:
-            raise LiveUnavailable(str(exc)) from exc
-        return [] if raw is None else [orjson.loads(raw)]
-
-    async def _telemetry_of(self, names: list[bytes]) -> list[dict[str, Any]]:
-        if not names:
-            return []
-        values = await self._redis.hmget(f"{self.prefix}latest", names)
-        return [orjson.loads(v) for v in values if v is not None]
-
-    async def page(self, limit: int, after: str | None = None) -> list[dict[str, Any]]:
-        start = b"-" if after is None else b"(" + after.encode()
-        try:
-            names = await self._redis.zrangebylex(
-                f"{self.prefix}ids", start, b"+", start=0, num=limit
-            )
-            return await self._telemetry_of(names)
-        except (RedisError, OSError) as exc:
-            raise LiveUnavailable(str(exc)) from exc
-
-    async def recent(self, limit: int) -> list[dict[str, Any]]:
-        if limit <= 0:
-            return []
-        try:
-            names = await self._redis.zrevrange(f"{self.prefix}recent", 0, limit - 1)
-            return await self._telemetry_of(names)
-        except (RedisError, OSError) as exc:
-            raise LiveUnavailable(str(exc)) from exc
-
-    async def count(self) -> int:
-        try:
-            return int(await self._redis.zcard(f"{self.prefix}ids"))
-        except (RedisError, OSError) as exc:
-            raise LiveUnavailable(str(exc)) from exc
-
-    async def history(
-        self, vehicle_id: str, limit: int = DEFAULT_HISTORY_LIMIT
-    ) -> list[dict[str, Any]]:
-        p = self.prefix
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.lrange(f"{p}tail:{vehicle_id}", -limit, -1)
-                pipe.lrange(f"{p}hist:{vehicle_id}", -limit, -1)
-                tail, recent = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise LiveUnavailable(str(exc)) from exc
-        rows = (tail + recent)[-limit:] if limit > 0 else []
-        return [orjson.loads(r) for r in rows]
+            self._set_hub_up(False)
+            self.metrics.publish_failures.inc()
+            log.warning("publish of %s rev %d failed: %s", message.vehicle_id, message.rev, exc)
 
     # -- fan-out ---------------------------------------------------------------------------
 
@@ -353,28 +472,20 @@ class RedisLive:
         self.fanout.unsubscribe(sub)
 
     def _deliver(self, data: bytes) -> None:
+        first = data.startswith(FIRST_MARK)
+        if first:
+            data = data[len(FIRST_MARK) :]
         try:
             head = orjson.loads(data)
             vehicle_id, rev = str(head["vehicle_id"]), int(head["rev"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("ignoring malformed message on %s: %.200r", self.channel, data)
             return
-        self.metrics.messages.inc()
-        seen = self._seen_rev.get(vehicle_id, 0)
-        # The channel delivers each vehicle's revs in increasing order; going back means Redis
-        # restarted empty and no replica could carry the counter over.
-        reset = rev <= seen
-        if reset:
-            log.warning(
-                "rev of %s went back from %d to %d: the store lost its data", vehicle_id, seen, rev
-            )
-        self._seen_rev[vehicle_id] = rev
-        self._note_rev(vehicle_id, rev)
         text = data.decode()
         fleet_text = None
         if "trace" in head:
             fleet_text = text[: text.rindex(TRACE_MEMBER)] + "}"
-        self.fanout.publish(Message(vehicle_id, rev, text, reset, fleet_text))
+        self._order.deliver(Message(vehicle_id, rev, text, False, fleet_text), first)
 
     # -- the supervised listener -----------------------------------------------------------
 
@@ -389,11 +500,11 @@ class RedisLive:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
-                await self._after_subscribe()
+                self._set_hub_up(True)
+                await self._resync_watchers()
                 if failures:
                     log.info("redis hub back after %d failed attempts", failures)
                     self.metrics.hub_reconnects.inc()
-                self._set_hub_up(True)
                 self._subscribed.set()
                 failures, delay_s = 0, RECONNECT_FIRST_S
                 checked = time.monotonic()
@@ -433,56 +544,21 @@ class RedisLive:
             log.info("redis hub answers again")
             self._set_hub_up(True)
 
-    async def _after_subscribe(self) -> None:
-        """Runs once subscribed: measure the clock offset, repair counters, then catch
-        clients up."""
-        await self._measure_clock()
-        await self._raise_counters()
-        await self._resync_watchers()
-        await self._index_vehicles()
-
-    async def _measure_clock(self) -> None:
-        before = time.time()
-        seconds, micros = await self._redis.time()
-        after = time.time()
-        self._clock_offset_s = seconds + micros / 1e6 - (before + after) / 2
-
-    async def _index_vehicles(self) -> None:
-        """Fill the id index of a store written before it existed."""
-        p = self.prefix
-        if await self._redis.exists(f"{p}ids") or not await self._redis.exists(f"{p}latest"):
-            return
-        names = await self._redis.hkeys(f"{p}latest")
-        for start in range(0, len(names), REPAIR_BATCH):
-            batch = names[start : start + REPAIR_BATCH]
-            await self._redis.zadd(f"{p}ids", dict.fromkeys(batch, 0))
-            await self._redis.zadd(f"{p}recent", dict.fromkeys(batch, 0))
-
-    async def _raise_counters(self) -> None:
-        """Raise the Redis rev counters to what this process knows (no-op unless Redis lost
-        its data), so the next commit of any replica continues above it."""
-        items = list(self._known_rev.items())
-        for start in range(0, len(items), REPAIR_BATCH):
-            batch = items[start : start + REPAIR_BATCH]
-            await self._raise_script(
-                keys=[f"{self.prefix}rev:{v}" for v, _ in batch], args=[r for _, r in batch]
-            )
-
     async def _resync_watchers(self) -> None:
         """Send watched vehicles' latest telemetry as snapshots when it is newer than what the
         channel delivered (something was published while this process was not subscribed)."""
         watched = self.fanout.watched_vehicles()
-        if watched is not None and not watched:
+        if self.catch_up is None or (watched is not None and not watched):
             return
-        if watched is None:
-            records = await self.recent(self.settings.fleet_snapshot_limit)
-        else:
-            records = await self._telemetry_of([n.encode() for n in sorted(watched)])
+        try:
+            records = await self.catch_up(None if watched is None else sorted(watched))
+        except LiveUnavailable as exc:
+            log.info("no catch-up snapshots after the reconnect: %s", exc)
+            return
         for telemetry in records:
             vehicle_id = str(telemetry["vehicle_id"])
             rev = int(telemetry.get("rev", 0))
-            # _seen_rev is left alone: it tracks the channel's order only. Channel messages at
+            # The order's revs are left alone: they track the channel only. Channel messages at
             # or below this rev that are still in flight are dropped by the clients' dedup.
-            if rev > self._seen_rev.get(vehicle_id, 0):
-                self._note_rev(vehicle_id, rev)
+            if rev > self._order.known_rev(vehicle_id):
                 self.fanout.publish(encode_message("snapshot", vehicle_id, rev, telemetry))

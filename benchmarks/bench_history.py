@@ -10,7 +10,11 @@
    whole year, loaded as the store writes them. Best of 5 requests, response decoded.
 
 Needs PostgreSQL on 127.0.0.1:5432 (a fresh database is made and dropped); without it those
-rows are skipped. `--raw-days N` loads fewer full-resolution days (faster, less disk).
+rows are skipped. `make bench` loads 2 full-resolution days (`--raw-days`; 30, the default
+retention, takes about 11 GB of disk and 4 minutes more): the day queries read an index range,
+so their cost does not depend on how many other days the table holds.
+3. POST /step through HTTP (wrk, 32 connections, single samples for 64 vehicles in turn): what
+   the store's commit adds to the user's path, against the memory store.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import shutil
 import tempfile
 import time
 import uuid
@@ -255,11 +260,48 @@ def query_times(url: str, vehicle_id: str) -> list[tuple[str, int, float]]:
         t0 = time.perf_counter()
         client.get(f"{base}/vehicles/{vehicle_id}", params={"rev": rev - 5000}).raise_for_status()
         out.append(("the state at a rev (?rev=)", 1, (time.perf_counter() - t0) * 1e3))
-        at = (END - timedelta(days=2, hours=3)).isoformat()
+        at = (END - timedelta(hours=27)).isoformat()
         t0 = time.perf_counter()
         client.get(f"{base}/vehicles/{vehicle_id}", params={"at": at}).raise_for_status()
         out.append(("the state at a time (?at=)", 1, (time.perf_counter() - t0) * 1e3))
     return out
+
+
+STEP_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"vehicle_id":"wrk-' .. (n % 64) .. '","samples":[{"dt_s":1.0,"power_kw":20.0}],'
+    .. '"options":{"replace":true}}'
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def http_steps(stores: list[tuple[str, str | None]], tmp: Path) -> None:
+    if shutil.which("wrk") is None:
+        print("bench_history: the HTTP rows need wrk (apt-get install wrk)")
+        return
+    from benchmarks.bench_http import wrk
+
+    script = tmp / "steps.lua"
+    script.write_text(STEP_LUA)
+    rows = []
+    base = None
+    for name, url in stores:
+        env = {"TWIN_STORE_URL": url} if url else {}
+        with service(env) as base_url:
+            wrk(base_url + "/step", script)  # warm-up
+            rps, p50, p99 = wrk(base_url + "/step", script)
+        base = base or rps
+        rows.append([name, rps, p50, p99, rps / base])
+    table(
+        "POST /step through HTTP, one sample, 64 vehicles in turn, wrk -c32",
+        ["store", "req/s", "p50 ms", "p99 ms", "x memory"],
+        rows,
+    )
 
 
 async def run(raw_days: int) -> None:
@@ -288,6 +330,9 @@ async def run(raw_days: int) -> None:
                 ],  # fmt: skip
                 rows,
             )
+            http_stores = [(n, u if n != "sqlite" else f"sqlite:///{Path(tmp) / 'h.sqlite3'}")
+                           for n, u in stores]  # fmt: skip
+            await asyncio.to_thread(http_steps, http_stores, Path(tmp))
             for name, url in stores[1:]:
                 assert url is not None
                 if name == "sqlite":
@@ -306,7 +351,7 @@ async def run(raw_days: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--raw-days", type=int, default=30)
+    parser.add_argument("--raw-days", type=int, default=2)
     args = parser.parse_args()
     asyncio.run(run(args.raw_days))
 

@@ -1,15 +1,17 @@
 """Run the twin service and a demo bridge together (what `make run` calls).
 
-Starts ``python -m twin_service`` on 127.0.0.1:8008 with the in-process hub (no Redis), waits
-until it answers /health, then starts ``python -m bridge cycle``: a demo day of two UDDS passes
-(24 km) at 10x real time, then parked for the rest of the 24 h day (an hour per wall second),
-plugged in overnight at 11 kW when SOC is below 30 %; the pack ages with its preset's physical
-model (naumann) at DEMO_TIME_MULTIPLIER x (aging time only, never SOC or temperature), so a
-forecast from its history sees an ordinary car. ``--toy-aging`` runs the original demo model
-(seed, 10,000x) instead. It prints the dashboard URL and what the feed is, and runs until
-Ctrl-C or SIGTERM. Then it stops the bridge first (it sends what it has buffered), then the
-service, and exits 0. If either child exits on its own, the other is stopped and its exit code
-is returned.
+Starts ``python -m twin_service`` on 127.0.0.1:8008 with the in-process hub (no Redis) and an
+SQLite store in .twin/history.sqlite3 (so the history, and the demo car's pack, survive a
+restart; ``--store-url memory://`` keeps nothing), waits until it answers /health, then starts
+``python -m bridge cycle`` (continuing from the stored pack when there is one): a demo day of
+two UDDS passes (24 km) at 10x real time, then parked for the rest of the 24 h day (an hour per
+wall second), plugged in overnight at 11 kW when SOC is below 30 %; the pack ages with its
+preset's physical model (naumann) at DEMO_TIME_MULTIPLIER x (aging time only, never SOC or
+temperature), so a forecast from its history sees an ordinary car. ``--toy-aging`` runs the
+original demo model (seed, 10,000x) instead. It prints the dashboard URL and what the feed is,
+and runs until Ctrl-C or SIGTERM. Then it stops the bridge first (it sends what it has
+buffered), then the service, and exits 0. If either child exits on its own, the other is
+stopped and its exit code is returned.
 
 The children run in process groups of their own, so a Ctrl-C in the terminal reaches only this
 runner, which stops them in order; on Linux they are also told to exit if the runner is killed
@@ -48,6 +50,7 @@ HURRY_TIMEOUT_S = 3.0
 POLL_S = 0.2
 PR_SET_PDEATHSIG = 1
 DEMO_TIME_MULTIPLIER = 10.0  # a simulated day ages the pack like 10 days
+DEFAULT_STORE = f"sqlite:///{REPO_ROOT / '.twin' / 'history.sqlite3'}"
 
 
 class RunError(RuntimeError):
@@ -171,6 +174,7 @@ def service_child(args: argparse.Namespace) -> Child:
     ]
     if args.config:
         argv += ["--config", args.config]
+    argv += ["--store-url", args.store_url]
     return Child("twin service", argv, signal.SIGTERM, SERVICE_STOP_TIMEOUT_S)
 
 
@@ -202,6 +206,7 @@ def bridge_child(args: argparse.Namespace, url: str) -> Child:
         str(args.charge_below),
         "--charge-kw",
         str(args.charge_kw),
+        "--resume-from-service",  # the pack the store holds, if any
     ]
     if args.toy_aging:
         argv += ["--demo"]  # seed at its 10,000x
@@ -241,6 +246,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--service-log-level",
         default="warning",
         help="service log level (%(default)s; info shows every request)",
+    )
+    parser.add_argument(
+        "--store-url",
+        default=DEFAULT_STORE,
+        help="where the service keeps snapshots and history (%(default)s; memory:// keeps "
+        "nothing across restarts)",
     )
     parser.add_argument("--no-bridge", action="store_true", help="run the service alone")
     demo = parser.add_argument_group("bridge (python -m bridge cycle)")

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.browser import Offline, chromium
+from support.browser import WAIT_MS, DashboardPage, chromium
 from support.live import post_step
 from support.processes import ServiceProcess, free_port, start_service
 
@@ -32,7 +32,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_DIR = REPO_ROOT / "test-output" / "dashboard"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-WAIT_MS = 15_000
 LIVE_CHARTS = ("soc", "power", "soh")
 
 
@@ -46,78 +45,6 @@ def browser() -> Iterator[Any]:
 def service() -> Iterator[str]:
     with start_service() as url:
         yield url
-
-
-class DashboardPage:
-    """A page on the dashboard, offline but for the service, that records console errors and
-    uncaught exceptions. `options` become window.TWIN_DASHBOARD_OPTIONS."""
-
-    def __init__(
-        self,
-        browser: Any,
-        url: str,
-        viewport: dict[str, int],
-        before_load: Any = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
-        self.offline = Offline(
-            browser, url, viewport=viewport, color_scheme="dark", accept_downloads=True
-        )
-        self.context = self.offline.context
-        self.page = self.offline.page
-        if options:
-            self.page.add_init_script(f"window.TWIN_DASHBOARD_OPTIONS = {json.dumps(options)};")
-        if before_load is not None:
-            before_load(self.page)
-        self.errors = self.offline.errors
-        self.page.on(
-            "console",
-            lambda msg: (
-                self.errors.append(f"console.{msg.type}: {msg.text}")
-                if msg.type == "error"
-                else None
-            ),
-        )
-        self.page.goto(url)
-        self.wait_for("document.querySelector('#status-connection').dataset.state === 'live'")
-
-    def wait_for(self, expression: str, arg: Any = None) -> None:
-        self.page.wait_for_function(f"(arg) => {expression}", arg=arg, timeout=WAIT_MS)
-
-    def attr(self, selector: str, name: str) -> str | None:
-        return self.page.get_attribute(selector, name)
-
-    def chart(self, name: str) -> dict[str, Any]:
-        """The uPlot chart's data, x range and series (labels, scales)."""
-        return self.page.evaluate(
-            """(name) => {
-                const u = window.twinDashboard.chart(name);
-                return u && {
-                    data: u.data,
-                    min: u.scales.x.min,
-                    max: u.scales.x.max,
-                    labels: u.series.map((s) => s.label),
-                    scales: u.series.map((s) => s.scale),
-                    axes: u.axes.length,
-                    idx: u.cursor.idx,
-                };
-            }""",
-            name,
-        )
-
-    def points(self, name: str = "soc") -> int:
-        return int(self.attr(f"#chart-{name}", "data-points") or 0)
-
-    def selected(self) -> str:
-        return self.page.evaluate("document.querySelector('#vehicle-select').value")
-
-    def options(self) -> list[str]:
-        return self.page.eval_on_selector_all(
-            "#vehicle-select option", "els => els.map(e => e.value)"
-        )
-
-    def close(self) -> None:
-        self.context.close()
 
 
 @pytest.fixture

@@ -104,3 +104,29 @@ def test_run_stops_the_bridge_when_the_service_dies(runner: Runner) -> None:
     assert code != 0
     assert "twin service exited" in runner.log()
     assert not alive(bridge)
+
+
+def test_run_keeps_history_and_the_pack_across_a_restart(tmp_path: Path) -> None:
+    """make run's SQLite store: after a restart the history is still there and the demo car
+    continues from its stored pack (its rev and driven distance go on)."""
+    first = Runner(free_port(), tmp_path / "run.log")
+    try:
+        first.wait_for(lambda: first.rev() >= 3, "the bridge's steps")
+        os.killpg(first.process.pid, signal.SIGINT)
+        assert first.process.wait(STOP_TIMEOUT_S) == 0, first.log()
+    finally:
+        first.kill()
+    second = Runner(free_port(), tmp_path / "run.log")  # the same store file
+    try:
+        second.wait_for(lambda: second.rev() >= 1, "the service")
+        history = httpx.get(f"{second.url}/vehicles/ev-1/history", timeout=5).json()
+        revs = [r["rev"] for r in history]
+        assert revs[:3] == [1, 2, 3] and revs == sorted(revs)
+        stored_distance = history[-1]["total_distance_km"]
+        assert stored_distance > 0
+        second.wait_for(lambda: second.rev() > revs[-1] + 2, "steps after the restart")
+        latest = httpx.get(f"{second.url}/vehicles/ev-1", timeout=5).json()["telemetry"]
+        assert latest["total_distance_km"] >= stored_distance  # the same pack, driven on
+        assert "409" not in second.log()
+    finally:
+        second.kill()

@@ -400,3 +400,39 @@ async def test_a_new_hold_waits_its_full_time(hubs: tuple[Hub, Hub]) -> None:
         assert [m["rev"] for m in await received(sub, 2)] == [4, 5]
     finally:
         b.unsubscribe(sub)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+async def test_sql_retention_drops_old_records_and_keeps_their_buckets(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Beyond history_retention_days the records (and their states) go; the 1-minute buckets
+    stay for history_rollup_days and the hourly ones for ever."""
+    s = store_settings(kind, request, history_retention_days=30, history_rollup_days=60)
+    store = create_store(s)
+    backend = Live(store, MemoryHub(s), s)
+    await backend.start()
+    try:
+        v = vid("ret")
+        now = T0 + timedelta(days=100)
+        ages_days = [90, 90, 45, 45, 1, 0]
+        times = [(now - timedelta(days=d) - T0).total_seconds() + i for i, d in
+                 enumerate(ages_days)]  # fmt: skip
+        records = await drive(backend, v, times)
+        for rec, rev in zip(records, itertools.count(1), strict=False):
+            rec["rev"] = rev
+        await store.prune(now.timestamp())  # type: ignore[attr-defined]
+        assert [r["rev"] for r in await backend.history(v, 100)] == [5, 6]
+        hourly = await backend.buckets(v, 3600.0, 100)
+        assert [b["count"] for b in hourly] == [2, 2, 1, 1]
+        assert_buckets_equal(hourly, bucketize(v, records, 3600.0))
+        minutes = await backend.buckets(v, 60.0, 100, since=now - timedelta(days=59))
+        assert [b["count"] for b in minutes] == [2, 1, 1]
+        with pytest.raises(StateNotKept):
+            await backend.snapshot(v, rev=2)
+        with pytest.raises(StateNotKept):
+            await backend.snapshot(v, at=now - timedelta(days=44))
+        latest = await backend.snapshot(v, rev=6)
+        assert latest is not None and latest["rev"] == 6
+    finally:
+        await backend.close()

@@ -30,10 +30,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="port (config: port, default 8008)")
     parser.add_argument("--config", help="YAML config file (default: config.yaml)")
     parser.add_argument("--hub-url", help="memory:// or redis://host:port/db")
+    parser.add_argument(
+        "--store-url",
+        help="memory://, redis://..., postgresql://... or sqlite:///path (config: store_url)",
+    )
     parser.add_argument("--log-level", help="debug, info, warning, error")
     args = parser.parse_args(argv)
     settings = load_settings(
-        args.config, host=args.host, port=args.port, hub_url=args.hub_url, log_level=args.log_level
+        args.config,
+        host=args.host,
+        port=args.port,
+        hub_url=args.hub_url,
+        store_url=args.store_url,
+        log_level=args.log_level,
     )
     tune_gc()
     # Every handler redacts keys (?token=, Bearer) before a line is written; uvicorn's access

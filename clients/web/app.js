@@ -9,6 +9,11 @@
 // GET /vehicles) on every (re)connect of the fleet socket and every FLEET_RELIST_MS, so vehicles
 // the service dropped leave the selector. Rendering is throttled to the selected refresh
 // interval; data is collected between renders.
+//
+// History views (1 day, 7 days, 30 days of wall-clock time) draw buckets of
+// GET /vehicles/{id}/history?since=&every= instead of the live points, re-read every
+// HISTORY_REFRESH_MS and on selection; live messages meanwhile update the gauges and numbers
+// (and the live points, drawn again when a live range is chosen).
 "use strict";
 
 (() => {
@@ -31,7 +36,14 @@
   const TOKEN_NOTICE =
     "This service needs a read key: open the dashboard as /#token=YOUR_KEY (or /?token=YOUR_KEY).";
   const TOKEN_STORAGE = "twin.token";
-  const RANGE_STORAGE = "twin.rangeS";
+  const RANGE_STORAGE = "twin.rangeS"; // "600", "3600", "all" or "history:<span s>"
+  const HISTORY_SPANS_S = [86400, 604800, 2592000]; // the history views: 1 day, 7 days, 30 days
+  const HISTORY_BUCKETS = 720; // at most about this many buckets in a view
+  // Bucket lengths of whole minutes, so that the SQL stores answer from their 1-minute and
+  // hourly tiers (since is put on the same grid): 1 day -> 120 s, 7 days -> 900 s, 30 days -> 1 h.
+  const BUCKET_STEPS_S = [60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400];
+  const HISTORY_BUCKET_LIMIT = 1000;
+  const HISTORY_REFRESH_MS = positive(OPTIONS.historyRefreshMs, 60000);
   // WebSocket auth: the key travels as a subprotocol, never in a URL (see twin_service/auth.py)
   const WS_PROTOCOL = "twin";
   const WS_AUTH_PREFIX = "twin-auth.";
@@ -87,6 +99,12 @@
     points: [], // {rev, x, soc, soh, voltage, current, power, temperature, ...ESTIMATE_FIELDS}
     pointsVersion: 0, // bumped on every change of `points`
     rangeS: null, // time range of the live charts in simulated seconds; null: all
+    // the history view shown instead of the live charts, null: live. {spanS, everyS, buckets
+    // (null until loaded), error}; historyVersion is bumped on every change of it
+    history: null,
+    historyVersion: 0,
+    historySeq: 0, // counts history fetches and views: an answer to an older one is dropped
+    historyTimer: null,
     zoom: null, // {min, max} of a drag-zoom on the live charts, null when not zoomed
     forecast: null,
     forecastNote: "10-year horizon",
@@ -555,6 +573,12 @@
     state.zoom = null;
     state.forecast = null;
     state.forecastNote = state.selected ? "loading…" : "10-year horizon";
+    if (state.history) {
+      state.history.buckets = null;
+      state.history.error = null;
+      state.historyVersion++;
+      renderNotice();
+    }
   }
 
   function clearSelection() {
@@ -592,6 +616,7 @@
       },
     });
     resync();
+    if (state.history) loadHistory();
     clearTimeout(state.forecastTimer);
     loadForecast(vehicleId);
     scheduleRender(true);
@@ -670,6 +695,58 @@
     state.forecastTimer = setTimeout(() => loadForecast(vehicleId), FORECAST_EVERY_MS);
   }
 
+  /** The bucket length of a history view: the shortest step giving at most HISTORY_BUCKETS. */
+  function bucketSeconds(spanS) {
+    return BUCKET_STEPS_S.find((s) => spanS / s <= HISTORY_BUCKETS) ?? BUCKET_STEPS_S.at(-1);
+  }
+
+  /** Show the history view of the last `spanS` seconds (wall-clock), or (null) the live charts. */
+  function showHistory(spanS) {
+    clearTimeout(state.historyTimer);
+    state.historySeq++;
+    state.historyVersion++;
+    state.history = spanS ? { spanS, everyS: bucketSeconds(spanS), buckets: null, error: null } : null;
+    renderNotice();
+    if (state.history) loadHistory();
+  }
+
+  /**
+   * Fetch the history view's buckets of the selected vehicle: since = now - span on the bucket
+   * grid, until open. A failure keeps the buckets drawn (if any) and says so; tried again with
+   * the next refresh.
+   */
+  async function loadHistory() {
+    clearTimeout(state.historyTimer);
+    const view = state.history;
+    const vehicleId = state.selected;
+    if (!view || !vehicleId) return;
+    const seq = ++state.historySeq;
+    // an answer after another fetch, a change of view or of vehicle is dropped
+    const stale = () =>
+      seq !== state.historySeq || view !== state.history || vehicleId !== state.selected;
+    const since = Math.floor((Date.now() / 1000 - view.spanS) / view.everyS) * view.everyS;
+    const query = {
+      since: new Date(since * 1000).toISOString(),
+      every: view.everyS,
+      limit: HISTORY_BUCKET_LIMIT,
+    };
+    try {
+      const body = await api(`/vehicles/${encodeURIComponent(vehicleId)}/history`, { query });
+      if (stale()) return;
+      view.buckets = (Array.isArray(body) ? body : []).filter((b) => b && typeof b.timestamp === "string");
+      view.error = null;
+    } catch (err) {
+      if (stale()) return;
+      console.warn("GET /vehicles/{id}/history?every= failed", err);
+      const status = err.status ? ` (HTTP ${err.status})` : "";
+      view.error = `history unavailable${status}; trying again in ${fmtDuration(HISTORY_REFRESH_MS / 1000)}`;
+    }
+    state.historyVersion++;
+    renderNotice();
+    scheduleRender(true);
+    state.historyTimer = setTimeout(loadHistory, HISTORY_REFRESH_MS);
+  }
+
   // ---------------------------------------------------------------- formatting
 
   function el(id) {
@@ -720,6 +797,20 @@
     const s = Math.round(seconds);
     const clock = `${Math.floor(s / 3600)}:${pad2(Math.floor((s % 3600) / 60))}`;
     return step < 60 ? `${clock}:${pad2(s % 60)}` : clock;
+  }
+
+  /** A bucket length or wait: "30 s", "15 min", "1 h". */
+  function fmtDuration(seconds) {
+    if (seconds < 60) return `${fmt(seconds, Number.isInteger(seconds) ? 0 : 1)} s`;
+    return seconds < 3600 ? `${fmt(seconds / 60, 0)} min` : `${fmt(seconds / 3600, 0)} h`;
+  }
+
+  /** A bucket's start (epoch seconds) for the legend, in local time: "2026-11-03 14:00". */
+  function fmtDateTime(seconds) {
+    if (typeof seconds !== "number" || !Number.isFinite(seconds)) return "—";
+    const d = new Date(seconds * 1000);
+    const day = `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())}`;
+    return `${day} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
   }
 
   function ageSeconds() {
@@ -841,7 +932,10 @@
   // The voltage chart is drawn only for a vehicle with measured voltages (state estimation).
   const LIVE_CHARTS = ["soc", "power", "soh", "voltage"];
   const LIVE_SYNC = "twin-live"; // cursor, drag-zoom and double-click shared by the live charts
-  const CHART_HEIGHT = { soc: 124, power: 116, soh: 96, voltage: 104, forecast: 104 };
+  // The temperature chart is drawn only in history views (its buckets' mean, min and max).
+  const HISTORY_CHARTS = ["soc", "power", "temperature", "soh"];
+  const SHARED_X_CHARTS = [...LIVE_CHARTS, "temperature"];
+  const CHART_HEIGHT = { soc: 124, power: 116, soh: 96, voltage: 104, temperature: 104, forecast: 104 };
   const SIGMAS = 2; // the shaded bands of the estimates: ±2σ
   // Tick steps that read well as durations (seconds).
   const TIME_STEPS_S = [
@@ -893,6 +987,7 @@
       soh: cssVar("--soh"),
       estimate: cssVar("--estimate"),
       voltage: cssVar("--voltage"),
+      temperature: cssVar("--temperature"),
       measured: cssVar("--measured"),
       discharge: cssVar("--discharge"),
       regen: cssVar("--regen"),
@@ -915,6 +1010,12 @@
       size: 26,
       values: (u, splits, axisIdx, space, step) => splits.map((v) => fmtTick(v, step)),
     };
+  }
+
+  /** The x axis of a history view: uPlot's date and time ticks (local time). */
+  function timeAxisOptions(colors) {
+    const { incrs, values, ...axis } = xAxisOptions(colors);
+    return axis;
   }
 
   function yAxisOptions(colors, scale, unit, digits = null) {
@@ -986,6 +1087,13 @@
     if (min === null || max === null) return [0, 1];
     const pad = Math.max(1, (max - min) * 0.08);
     return [min - pad, max + pad];
+  }
+
+  /** A temperature range with some room, at least 2 °C. */
+  function temperatureRange(u, min, max) {
+    if (min === null || max === null) return [0, 40];
+    const pad = Math.max(1, (max - min) * 0.1);
+    return [Math.floor(min - pad), Math.ceil(max + pad)];
   }
 
   /** The last value that is not null (measurements are null where a sample had none). */
@@ -1164,14 +1272,14 @@
     };
   }
 
-  /** A zoom (drag, or double-click back) on one live chart; uPlot's sync did the others. */
+  /** A zoom (drag, or double-click back) on one chart of the view; uPlot's sync did the others. */
   function onLiveScale(u, key) {
     if (key !== "x") return;
-    const xs = liveColumns ? liveColumns.x : [];
+    const xs = state.history ? historyColumns().x : liveColumns ? liveColumns.x : [];
     const { min, max } = u.scales.x;
     const full = !xs.length || min === null || (min <= xs[0] + 1e-9 && max >= xs[xs.length - 1] - 1e-9);
     state.zoom = full ? null : { min, max };
-    for (const name of LIVE_CHARTS) updateChartAttrs(name);
+    for (const name of SHARED_X_CHARTS) updateChartAttrs(name);
   }
 
   /** Points the live charts draw: the current pack's, within the chosen time range. */
@@ -1238,7 +1346,7 @@
     return charts[name];
   }
 
-  let drawnLive = null; // what the live charts last drew: columns key and zoom
+  let drawnLive = null; // what the charts last drew: the view, its columns key and zoom
 
   /** Drop live chart `name` when its layout changed (or it is no longer drawn). */
   function dropChart(name, layout) {
@@ -1249,12 +1357,57 @@
     liveLayout[name] = layout;
   }
 
+  /** Make chart `name` (anew when missing) draw `data` when it `changed`, keeping a zoom. */
+  function drawChart(name, makeOptions, data, changed) {
+    const fresh = !charts[name];
+    const u = ensureChart(name, makeOptions, data);
+    if (!u) {
+      setOverlay(el(`chart-${name}`), "charts unavailable (uPlot did not load)");
+      return;
+    }
+    if (fresh && state.zoom) u.setScale("x", { ...state.zoom }); // made anew while zoomed
+    if (changed && !fresh) {
+      if (state.zoom) {
+        u.setData(data, false);
+        u.setScale("x", { ...state.zoom });
+      } else {
+        u.setData(data);
+      }
+    }
+    updateChartAttrs(name);
+  }
+
+  /** Whether the charts' data or zoom changed since they last drew (`view`: its columns key). */
+  function chartsChanged(view) {
+    const drawn = `${view}|${state.zoom ? `${state.zoom.min},${state.zoom.max}` : ""}`;
+    const changed = drawn !== drawnLive;
+    drawnLive = drawn;
+    return changed;
+  }
+
+  function renderCharts() {
+    if (state.history) renderHistoryCharts();
+    else renderLiveCharts();
+    renderHints();
+  }
+
+  function renderHints() {
+    const every = state.history ? fmtDuration(state.history.everyS) : "";
+    const set = (id, text) => {
+      if (el(id).textContent !== text) el(id).textContent = text;
+    };
+    const drive = `wall-clock time · ${every} buckets: mean, shaded min–max · drag to zoom`;
+    set("drive-hint", every ? drive : DRIVE_HINT);
+    set("soh-hint", every ? `mean of ${every} buckets, wall-clock time` : SOH_HINT);
+  }
+
   function renderLiveCharts() {
     const cols = buildLiveColumns();
     const count = cols.x.length;
-    const drawn = `${cols.key}|${state.zoom ? `${state.zoom.min},${state.zoom.max}` : ""}`;
-    const changed = drawn !== drawnLive;
-    drawnLive = drawn;
+    const changed = chartsChanged(`live|${cols.key}`);
+    el("temperature-block").hidden = true;
+    Object.assign(el("chart-temperature").dataset, { points: "0", layout: "" });
+    dropChart("temperature", null);
     for (const name of LIVE_CHARTS) {
       const container = el(`chart-${name}`);
       const layout = chartLayout(name, cols);
@@ -1270,64 +1423,222 @@
       }
       container.dataset.points = String(count);
       setOverlay(container, count < 2 ? emptyChartText() : null);
-      const data = liveData(name, layout, cols);
-      const fresh = !charts[name];
-      const u = ensureChart(name, liveChartOptions, data);
-      if (!u) {
-        setOverlay(container, "charts unavailable (uPlot did not load)");
-        continue;
-      }
-      if (fresh && state.zoom) u.setScale("x", { ...state.zoom }); // made anew while zoomed
-      if (changed && !fresh) {
-        if (state.zoom) {
-          u.setData(data, false);
-          u.setScale("x", { ...state.zoom });
-        } else {
-          u.setData(data);
-        }
-      }
-      updateChartAttrs(name);
+      drawChart(name, liveChartOptions, liveData(name, layout, cols), changed);
     }
   }
 
-  function setRange(rangeS) {
-    state.rangeS = rangeS;
+  // History charts: name -> the bucket member drawn (its mean), label, scale, unit, digits,
+  // colour; `band`: its min and max (members <field>_min, <field>_max) are drawn as a band.
+  const HISTORY_SERIES = {
+    soc: { field: "soc", label: "SOC", scale: "soc", unit: "%", digits: 1, color: "soc", band: true },
+    power: { field: "power_kw", label: "power", scale: "kW", unit: "kW", digits: 1, color: "discharge", band: true },
+    temperature: {
+      field: "temperature",
+      label: "temperature",
+      scale: "°C",
+      unit: "°C",
+      digits: 1,
+      color: "temperature",
+      band: true,
+    },
+    soh: { field: "soh", label: "SOH", scale: "soh", unit: "%", digits: 3, color: "soh", band: false },
+  };
+  const HISTORY_RANGES = { soc: socRange, power: powerRange, temperature: temperatureRange, soh: sohRange };
+  const HISTORY_CSV_COLUMNS = [
+    ["bucket start (UTC)", "timestamp"],
+    ["records", "count", 0],
+    ["SOC [%]", "soc", 4],
+    ["SOC min [%]", "soc_min", 4],
+    ["SOC max [%]", "soc_max", 4],
+    ["SOH [%]", "soh", 5],
+    ["voltage [V]", "voltage", 3],
+    ["current [A]", "current", 3],
+    ["power [kW]", "power_kw", 3],
+    ["power min [kW]", "power_kw_min", 3],
+    ["power max [kW]", "power_kw_max", 3],
+    ["temperature [°C]", "temperature", 3],
+    ["temperature min [°C]", "temperature_min", 3],
+    ["temperature max [°C]", "temperature_max", 3],
+    ["ambient [°C]", "ambient_c", 2],
+    ["distance [km]", "total_distance_km", 3],
+    ["throughput [kWh]", "energy_throughput_kwh", 3],
+  ];
+  const DRIVE_HINT = "simulated time · drag to zoom, double-click resets";
+  const SOH_HINT = "over simulated time";
+
+  let historyCols = null;
+
+  /**
+   * The history view's buckets as chart columns, x their start (epoch seconds). Where buckets
+   * are missing (no records) a row of nulls breaks the lines; `buckets` are the buckets alone.
+   */
+  function historyColumns() {
+    const key = String(state.historyVersion);
+    if (historyCols && historyCols.key === key) return historyCols;
+    const every = state.history.everyS;
+    const buckets = (state.history.buckets || [])
+      .map((b) => ({ ...b, x: Date.parse(b.timestamp) / 1000 }))
+      .filter((b) => Number.isFinite(b.x));
+    const fields = Object.values(HISTORY_SERIES).flatMap(({ field, band }) =>
+      band ? [field, `${field}_min`, `${field}_max`] : [field],
+    );
+    const cols = { key, buckets, x: [] };
+    for (const field of fields) cols[field] = [];
+    let previous = null;
+    for (const b of buckets) {
+      if (previous !== null && b.x - previous > every * 1.5) {
+        cols.x.push(previous + every);
+        for (const field of fields) cols[field].push(null);
+      }
+      cols.x.push(b.x);
+      for (const field of fields) cols[field].push(num(b[field]));
+      previous = b.x;
+    }
+    historyCols = cols;
+    return cols;
+  }
+
+  /** The data of history chart `name`: x, then min, max and mean (or the mean alone). */
+  function historyData(name, cols) {
+    const { field, band } = HISTORY_SERIES[name];
+    return band ? [cols.x, cols[`${field}_min`], cols[`${field}_max`], cols[field]] : [cols.x, cols[field]];
+  }
+
+  /** A history legend value: the bucket's mean, then its min … max: "62.1 % (58.0 … 66.3)". */
+  function meanWithRange(digits, unit) {
+    return (u, v, si, idx) => {
+      const i = idx === null || idx === undefined ? u.data[0].length - 1 : idx;
+      const [lo, hi, mean] = [u.data[1][i], u.data[2][i], u.data[si][i]];
+      const text = fmt(mean, digits, unit);
+      if (typeof lo !== "number" || typeof hi !== "number") return text;
+      return `${text} (${fmt(lo, digits)} … ${fmt(hi, digits)})`;
+    };
+  }
+
+  function historyChartOptions(name, container) {
+    const colors = palette();
+    const { label, scale, unit, digits, color, band } = HISTORY_SERIES[name];
+    // power: discharge colour above 0 kW, regen below, as on the live chart
+    const tint = (a) =>
+      name === "power"
+        ? (u) => splitAtZero(u, "kW", alpha(colors.discharge, a), alpha(colors.regen, a))
+        : alpha(colors[color], a);
+    const time = { label: "time", value: legendValue(fmtDateTime) };
+    const mean = { label, scale, stroke: tint(1), width: 1.5 };
+    mean.value = band ? meanWithRange(digits, unit) : legendValue((v) => fmt(v, digits, unit));
+    const edge = (which) => ({
+      label: `${label} ${which}`,
+      scale,
+      stroke: tint(0.45),
+      width: 1,
+      class: "legend-hidden",
+    });
+    const series = band ? [time, edge("min"), edge("max"), mean] : [time, mean];
+    return {
+      width: chartWidth(container),
+      height: CHART_HEIGHT[name],
+      cursor: {
+        sync: { key: LIVE_SYNC, setSeries: false },
+        drag: { x: true, y: false, setScale: true },
+        // no hover dot on the band's edges
+        points: { size: 6, show: (u, si) => (band && si < 3 ? null : document.createElement("div")) },
+      },
+      scales: { x: { time: true }, [scale]: { range: HISTORY_RANGES[name] } },
+      axes: [timeAxisOptions(colors), yAxisOptions(colors, scale, unit, name === "soh" ? null : 0)],
+      series,
+      bands: band ? [{ series: [2, 1], fill: tint(name === "power" ? 0.3 : 0.2) }] : [],
+      legend: {
+        mount: (u, table) => el(`legend-${name}`).replaceChildren(table),
+        markers: { stroke: () => colors[color], fill: () => colors[color] },
+      },
+      hooks: { setScale: [onLiveScale] },
+    };
+  }
+
+  function renderHistoryCharts() {
+    const view = state.history;
+    const cols = historyColumns();
+    const count = cols.buckets.length;
+    const changed = chartsChanged(`history|${cols.key}`);
+    el("voltage-block").hidden = true;
+    Object.assign(el("chart-voltage").dataset, { points: "0", layout: "" });
+    dropChart("voltage", null);
+    el("temperature-block").hidden = false;
+    let note = null;
+    if (!state.selected) note = emptyChartText();
+    else if (view.buckets === null) note = view.error || "loading history…";
+    else if (!count) note = view.error || "no history in this range";
+    for (const name of HISTORY_CHARTS) {
+      const container = el(`chart-${name}`);
+      dropChart(name, "history");
+      container.dataset.layout = "history";
+      container.dataset.points = String(count);
+      if (name === "soc" || name === "soh") container.title = "";
+      setOverlay(container, note);
+      drawChart(name, historyChartOptions, historyData(name, cols), changed);
+    }
+  }
+
+  /**
+   * Choose a time range: a live one (`rangeS` of simulated time, null: all) or, with
+   * `historyS`, the history view of that many seconds up to now.
+   */
+  function setRange(rangeS, historyS = null) {
+    state.rangeS = historyS ? null : rangeS;
     state.zoom = null;
     try {
-      window.localStorage.setItem(RANGE_STORAGE, rangeS ? String(rangeS) : "all");
+      const saved = historyS ? `history:${historyS}` : rangeS ? String(rangeS) : "all";
+      window.localStorage.setItem(RANGE_STORAGE, saved);
     } catch (err) {
       /* private mode: the choice lasts for this page */
     }
     for (const button of el("range-buttons").querySelectorAll("button")) {
-      const value = button.dataset.range === "all" ? null : Number(button.dataset.range);
-      button.setAttribute("aria-pressed", value === rangeS ? "true" : "false");
+      const [range, history] = rangeChoice(button);
+      const pressed = historyS ? history === historyS : history === null && range === rangeS;
+      button.setAttribute("aria-pressed", pressed ? "true" : "false");
     }
+    showHistory(historyS);
     scheduleRender(true);
   }
 
-  /** The points the live charts show (range and zoom) as CSV, with units in the header. */
-  function shownCsv() {
-    const cols = buildLiveColumns();
+  /** A range button's [live range in simulated s (null: all), history span in s (null: live)]. */
+  function rangeChoice(button) {
+    if (button.dataset.history) return [null, Number(button.dataset.history)];
+    return [button.dataset.range === "all" ? null : Number(button.dataset.range), null];
+  }
+
+  /** `rows` within the charts' x range as CSV: a header of `columns` titles, then their cells. */
+  function csvOf(columns, rows) {
     const u = charts.soc;
     const min = u && u.scales.x.min !== null ? u.scales.x.min : -Infinity;
     const max = u && u.scales.x.max !== null ? u.scales.x.max : Infinity;
-    const columns = [...CSV_COLUMNS];
-    // the estimator's columns when the current pack has estimates, else the CSV as ever
-    for (const column of CSV_ESTIMATE_COLUMNS) if (cols.has[column[1]]) columns.push(column);
     const lines = [columns.map(([title]) => title).join(",")];
-    for (const p of cols.points) {
+    for (const p of rows) {
       if (p.x < min || p.x > max) continue;
-      const cells = columns.map(([, field, digits]) =>
-        typeof p[field] === "number" ? p[field].toFixed(digits) : "",
-      );
+      const cells = columns.map(([, field, digits]) => {
+        const v = p[field];
+        return typeof v === "number" ? v.toFixed(digits) : typeof v === "string" ? v : "";
+      });
       lines.push(cells.join(","));
     }
     return { text: `${lines.join("\n")}\n`, rows: lines.length - 1 };
   }
 
+  /** What the charts show (range and zoom) as CSV, with units in the header: the live points
+   * or the history view's buckets. */
+  function shownCsv() {
+    if (state.history) return csvOf(HISTORY_CSV_COLUMNS, historyColumns().buckets);
+    const cols = buildLiveColumns();
+    const columns = [...CSV_COLUMNS];
+    // the estimator's columns when the current pack has estimates, else the CSV as ever
+    for (const column of CSV_ESTIMATE_COLUMNS) if (cols.has[column[1]]) columns.push(column);
+    return csvOf(columns, cols.points);
+  }
+
   function downloadCsv() {
     const { text } = shownCsv();
-    const range = state.rangeS ? `last-${state.rangeS}s` : "all";
+    const days = state.history ? state.history.spanS / 86400 : 0;
+    const range = days ? `history-${days}d` : state.rangeS ? `last-${state.rangeS}s` : "all";
     const link = document.createElement("a");
     link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
     link.download = `${state.selected || "twin"}-${state.zoom ? "zoom" : range}.csv`;
@@ -1647,7 +1958,7 @@
     renderGauges();
     renderStatus();
     renderDetails();
-    renderLiveCharts();
+    renderCharts();
     renderStats();
     renderAgingRange();
     renderVehicleOptionLabels();
@@ -1859,10 +2170,18 @@
     }
   }
 
+  let noticeText = null; // the service's notice (a read key is needed); else the history's error
+
   function showNotice(text) {
+    noticeText = text || null;
+    renderNotice();
+  }
+
+  function renderNotice() {
+    const text = noticeText || (state.history && state.history.error) || "";
     const notice = el("notice");
     notice.hidden = !text;
-    notice.textContent = text || "";
+    if (notice.textContent !== text) notice.textContent = text;
   }
 
   // ---------------------------------------------------------------- start
@@ -1888,21 +2207,24 @@
       selectVehicle(event.target.value);
     });
     for (const button of el("range-buttons").querySelectorAll("button")) {
-      button.addEventListener("click", () =>
-        setRange(button.dataset.range === "all" ? null : Number(button.dataset.range)),
-      );
+      button.addEventListener("click", () => setRange(...rangeChoice(button)));
     }
-    let savedRange = null;
+    let stored = "";
     try {
-      savedRange = Number(window.localStorage.getItem(RANGE_STORAGE)) || null;
+      stored = window.localStorage.getItem(RANGE_STORAGE) || "";
     } catch (err) {
-      savedRange = null;
+      stored = "";
     }
-    setRange([600, 3600].includes(savedRange) ? savedRange : null);
+    const savedRange = Number(stored) || null;
+    const savedHistory = Number((/^history:(\d+)$/.exec(stored) || [])[1]) || null;
+    setRange(
+      [600, 3600].includes(savedRange) ? savedRange : null,
+      HISTORY_SPANS_S.includes(savedHistory) ? savedHistory : null,
+    );
     el("csv-export").addEventListener("click", downloadCsv);
     if (typeof ResizeObserver === "function") {
       const observer = new ResizeObserver(() => resizeCharts());
-      for (const name of [...LIVE_CHARTS, "forecast"]) observer.observe(el(`chart-${name}`));
+      for (const name of [...SHARED_X_CHARTS, "forecast"]) observer.observe(el(`chart-${name}`));
     }
     window.addEventListener("resize", () => {
       resizeCharts();

@@ -27,7 +27,17 @@ class Runner:
         with open(log_path, "wb") as log:
             # A session of its own, like a terminal's foreground job: Ctrl-C goes to its group.
             self.process = subprocess.Popen(
-                [sys.executable, str(RUNNER), "--port", str(port), "--speedup", "100", *extra],
+                [
+                    sys.executable,
+                    str(RUNNER),
+                    "--port",
+                    str(port),
+                    "--speedup",
+                    "100",
+                    "--store-url",
+                    f"sqlite:///{log_path.with_suffix('.sqlite3')}",
+                    *extra,
+                ],  # fmt: skip
                 cwd=REPO_ROOT,
                 env=env,
                 stdout=log,

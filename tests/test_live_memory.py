@@ -219,3 +219,33 @@ def wait_until(predicate: Any, timeout_s: float = 2.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_history_and_earlier_revs_through_the_api(client: TestClient) -> None:
+    answers = []
+    for _ in range(4):
+        answers.append(step(client, "mem-when"))
+        time.sleep(0.005)  # distinct timestamps (they have milliseconds)
+    stamps = [a["telemetry"]["timestamp"] for a in answers]
+    got = client.get("/vehicles/mem-when/history", params={"since": stamps[1], "until": stamps[3]})
+    assert [r["rev"] for r in got.json()] == [2, 3]
+    plus_as_space = stamps[1].replace("+", " ")  # what an unescaped "+" in a URL becomes
+    assert client.get(f"/vehicles/mem-when/history?since={plus_as_space}").json()[0]["rev"] == 2
+    buckets = client.get("/vehicles/mem-when/history", params={"every": 3600}).json()
+    assert sum(b["count"] for b in buckets) == 4 and buckets[-1]["rev"] == 4
+    second = client.get("/vehicles/mem-when", params={"rev": 2}).json()
+    assert second["state"] == answers[1]["state"] and second["telemetry"] == answers[1]["telemetry"]
+    assert client.get("/vehicles/mem-when", params={"at": stamps[2]}).json()["rev"] == 3
+    for params, status in (
+        ({"rev": 9}, 404),
+        ({"at": "2000-01-01T00:00:00Z"}, 404),
+        ({"at": "yesterday"}, 422),
+        ({"rev": 0}, 422),
+        ({"rev": 2, "at": stamps[0]}, 422),
+    ):
+        resp = client.get("/vehicles/mem-when", params=params)
+        assert resp.status_code == status, (params, resp.text)
+        assert resp.json()["detail"][0]["msg"]
+    bad = client.get("/vehicles/mem-when/history", params={"since": stamps[3], "until": stamps[0]})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "until"]
+    assert client.get("/vehicles/nobody/history", params={"every": 60}).status_code == 404

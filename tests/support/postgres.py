@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +58,66 @@ def fresh_database() -> Iterator[str]:
     finally:
         with contextlib.suppress(Exception):
             _run(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+class PostgresServer:
+    """A private PostgreSQL server in a temporary directory (initdb as the `postgres` user, trust
+    auth), for tests that stop and start the database; `stop()` and `start()` keep the data
+    and the port."""
+
+    def __init__(self) -> None:
+        import glob
+        import shutil
+        import tempfile
+
+        from support.processes import free_port
+
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not found or shutil.which("runuser") is None:
+            raise RuntimeError("PostgreSQL's server programs are not installed")
+        self.bin = Path(found[-1]).parent
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="twin-pg-"))
+        self.data = self.dir / "data"
+        shutil.chown(self.dir, "postgres", "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust",
+                          "-U", "postgres", "--no-sync")  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, *argv: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=on"
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
+                          "-l", str(self.dir / "log"), "-w", "start")  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
+                              "stop")  # fmt: skip
+
+    def remove(self) -> None:
+        import shutil
+
+        self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer()
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc}; required in CI")
+        pytest.skip(str(exc))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()

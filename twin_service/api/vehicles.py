@@ -6,6 +6,7 @@ GET /vehicles/presets is served by api/presets.py, which the app includes first.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -95,6 +96,8 @@ def _when(value: str | None, name: str) -> datetime | None:
     """An ISO 8601 time of a query parameter (UTC when it names no zone)."""
     if value is None:
         return None
+    # A "+" left unescaped in a query string arrives as a space: ...T08:00:00 01:00
+    value = re.sub(r"(T[\d:.]+) (\d\d:\d\d)$", r"\1+\2", value)
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
@@ -208,6 +211,9 @@ async def get_vehicle_history(
     ever (buckets whose length is a whole number of minutes or hours, over a range on that
     grid, are read from them)."""
     lo, hi = _when(since, "since"), _when(until, "until")
+    if lo is not None and hi is not None and lo >= hi:
+        item = error_item(["query", "until"], "until must be after since", "value_error")
+        raise ApiError(422, [item])
     try:
         if every is None:
             records = await live.history(vehicle_id, limit, lo, hi)

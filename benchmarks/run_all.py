@@ -89,21 +89,21 @@ its speed varies from run to run (the plain-Python baseline loop took 42-80 ms f
   slow as the body written in place. Without measurements the step does not run the filter.
 - History stores (bench_history). Group commit: one writer per process commits every step
   queued meanwhile in one transaction, answered after the commit. In-process, with a real
-  step's state and telemetry, PostgreSQL on this machine committed about 600-730 steps/s one
-  at a time (1.2-1.3 ms each, the WAL flush) and 3,100-6,100 steps/s with 16-64 concurrent
-  writers (16-64 steps per transaction); SQLite (WAL, synchronous=FULL) 1,400-1,700 and
-  6,200-9,700. Through HTTP (single samples, 32 connections) the durable stores kept
-  0.78-0.87x the memory store's requests per second in one run, so the commit is a small
-  part of a step. Query times for one vehicle with a year of 1 Hz data, measured once with
-  30 days at full resolution (the default retention: 2.6 million rows with states, ~11 GB in
-  SQLite) and 1-minute and hourly buckets for the year, through HTTP with the JSON decoded
-  by the client: PostgreSQL a day of every record (86,400) 1.6 s, a day in 10 s buckets
-  (computed from the full-resolution rows) 0.23 s, a day in 1 min buckets 22 ms, a month in
-  1 h buckets 12 ms, a month in 1 min buckets (43,200) 0.62 s, a year in 1 h buckets (8,760)
-  0.13 s, a year in days 15 ms, a state at a rev or a time 2 ms; SQLite within 1.2-1.7x of
-  those. The big answers are dominated by building and decoding JSON (about 1 KB per record,
-  ~0.6 KB per bucket), not by the database. `make bench` loads 2 days at full resolution
-  (the day queries read an index range, so their cost does not depend on the other days).
+  step's state and telemetry, PostgreSQL on this machine committed about 600-730 steps/s one at
+  a time (1.2-1.3 ms each, the WAL flush) and 3,100-6,100 steps/s with 16-64 concurrent writers
+  (16-64 steps per transaction); SQLite (WAL, synchronous=FULL) 1,400-1,700 and 6,200-9,700.
+  Through HTTP (single samples, 32 connections) the durable stores kept 0.68-0.87x the memory
+  store's requests per second over two runs (2,150-2,200 steps/s). Query times for one vehicle
+  with a year of 1 Hz data, measured once with 30 days at full resolution (the default
+  retention: 2.6 million rows with states, ~11 GB in SQLite) and 1-minute and hourly buckets
+  for the year, through HTTP with the JSON decoded by the client: PostgreSQL a day of every
+  record (86,400) 1.6 s, a day in 10 s buckets (computed from the full-resolution rows) 0.23 s,
+  a day in 1 min buckets 22 ms, a month in 1 h buckets 12 ms, a month in 1 min buckets (43,200)
+  0.62 s, a year in 1 h buckets (8,760) 0.13 s, a year in days 15 ms, a state at a rev or a
+  time 2 ms; SQLite within 1.2-1.7x of those. The big answers are dominated by building and
+  decoding JSON (about 1 KB per record, ~0.6 KB per bucket), not by the database. `make bench`
+  loads 2 days at full resolution (the day queries read an index range, so their cost does not
+  depend on the other days).
 - WebSocket fan-out to 1,000 clients met p99 < 100 ms only after tuning the service's garbage
   collector (start-up objects frozen, gen0 threshold 10,000): each WebSocket connection holds
   ~300 tracked objects, and default thresholds caused ~200 ms full collections (p99 238 ms).

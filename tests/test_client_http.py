@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+from datetime import datetime, timedelta
 
 import httpx
 import msgpack
@@ -181,6 +182,15 @@ def test_step_then_read_back(twin: ServiceProcess) -> None:
         assert latest["rev"] == second["rev"] and latest["state"] == second["state"]
         history = client.history("client-1", limit=10)
         assert history[-1]["soc"] == pytest.approx(second["telemetry"]["soc"])
+        assert client.vehicle("client-1", rev=first["rev"])["state"] == first["state"]
+        at = datetime.fromisoformat(first["telemetry"]["timestamp"])
+        assert client.vehicle("client-1", at=at)["rev"] >= first["rev"]
+        since = at - timedelta(hours=1)
+        ranged = client.history("client-1", since=since, until=since + timedelta(days=1))
+        assert ranged[-1]["rev"] == second["rev"]
+        buckets = client.history("client-1", since=since, every=60)
+        assert sum(b["count"] for b in buckets) == len(ranged)
+        assert buckets[-1]["rev"] == second["rev"]
         known = client.vehicles()
         ids = [t["vehicle_id"] for t in (known.values() if isinstance(known, dict) else known)]
         assert "client-1" in ids

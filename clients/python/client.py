@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -42,7 +43,6 @@ from .types import (
     StepOptions,
     StepResponse,
     StepSample,
-    Telemetry,
 )
 
 logger = logging.getLogger(__name__)
@@ -233,6 +233,44 @@ class _ClientBase:
         return orjson.loads(response.content)
 
 
+# A time for the history queries: an aware datetime (a naive one is taken as UTC) or ISO 8601.
+When = datetime | str
+
+
+def _iso(when: When) -> str:
+    if isinstance(when, datetime):
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat()
+    return when
+
+
+def _vehicle_query(
+    vehicle_id: str, rev: int | None, at: When | None
+) -> tuple[str, dict[str, Any] | None]:
+    params: dict[str, Any] = {}
+    if rev is not None:
+        params["rev"] = rev
+    if at is not None:
+        params["at"] = _iso(at)
+    return f"/vehicles/{quote(vehicle_id, safe='')}", params or None
+
+
+def _history_query(
+    vehicle_id: str,
+    limit: int | None,
+    since: When | None,
+    until: When | None,
+    every: float | None,
+) -> tuple[str, dict[str, Any] | None]:
+    params: dict[str, Any] = {}
+    for name, value in (("limit", limit), ("every", every)):
+        if value is not None:
+            params[name] = value
+    for name, when in (("since", since), ("until", until)):
+        if when is not None:
+            params[name] = _iso(when)
+    return f"/vehicles/{quote(vehicle_id, safe='')}/history", params or None
+
+
 def _plain(value: Any) -> Any:
     """numpy scalars and arrays for msgpack (as orjson's OPT_SERIALIZE_NUMPY does)."""
     tolist = getattr(value, "tolist", None)
@@ -357,15 +395,26 @@ class TwinClient(_ClientBase):
         """``GET /vehicles?order=recent``: the ``limit`` most recently updated, newest first."""
         return self._request("GET", "/vehicles", params={"order": "recent", "limit": limit})
 
-    def vehicle(self, vehicle_id: str) -> StepResponse:
-        """``GET /vehicles/{id}``: the latest step response; :class:`TwinNotFound` if unknown."""
-        return cast(StepResponse, self._request("GET", f"/vehicles/{quote(vehicle_id, safe='')}"))
+    def vehicle(
+        self, vehicle_id: str, rev: int | None = None, at: When | None = None
+    ) -> StepResponse:
+        """``GET /vehicles/{id}``: the latest step response, or the one after ``rev`` or at
+        the time ``at``; :class:`TwinNotFound` if unknown."""
+        path, params = _vehicle_query(vehicle_id, rev, at)
+        return cast(StepResponse, self._request("GET", path, params=params))
 
-    def history(self, vehicle_id: str, limit: int | None = None) -> list[Telemetry]:
-        """``GET /vehicles/{id}/history``: recent telemetry, oldest first."""
-        params = {"limit": limit} if limit is not None else None
-        path = f"/vehicles/{quote(vehicle_id, safe='')}/history"
-        return cast(list[Telemetry], self._request("GET", path, params=params))
+    def history(
+        self,
+        vehicle_id: str,
+        limit: int | None = None,
+        since: When | None = None,
+        until: When | None = None,
+        every: float | None = None,
+    ) -> list[Any]:
+        """``GET /vehicles/{id}/history``: telemetry with since <= timestamp < until, oldest
+        first (the newest ``limit``); with ``every`` (s), buckets of that length."""
+        path, params = _history_query(vehicle_id, limit, since, until, every)
+        return cast(list[Any], self._request("GET", path, params=params))
 
     def presets(self) -> Any:
         """``GET /vehicles/presets`` as the service returns it."""
@@ -519,16 +568,24 @@ class AsyncTwinClient(_ClientBase):
         params = {"order": "recent", "limit": limit}
         return await self._request("GET", "/vehicles", params=params)
 
-    async def vehicle(self, vehicle_id: str) -> StepResponse:
-        """``GET /vehicles/{id}``."""
-        path = f"/vehicles/{quote(vehicle_id, safe='')}"
-        return cast(StepResponse, await self._request("GET", path))
+    async def vehicle(
+        self, vehicle_id: str, rev: int | None = None, at: When | None = None
+    ) -> StepResponse:
+        """``GET /vehicles/{id}`` (see :meth:`TwinClient.vehicle`)."""
+        path, params = _vehicle_query(vehicle_id, rev, at)
+        return cast(StepResponse, await self._request("GET", path, params=params))
 
-    async def history(self, vehicle_id: str, limit: int | None = None) -> list[Telemetry]:
-        """``GET /vehicles/{id}/history``."""
-        params = {"limit": limit} if limit is not None else None
-        path = f"/vehicles/{quote(vehicle_id, safe='')}/history"
-        return cast(list[Telemetry], await self._request("GET", path, params=params))
+    async def history(
+        self,
+        vehicle_id: str,
+        limit: int | None = None,
+        since: When | None = None,
+        until: When | None = None,
+        every: float | None = None,
+    ) -> list[Any]:
+        """``GET /vehicles/{id}/history`` (see :meth:`TwinClient.history`)."""
+        path, params = _history_query(vehicle_id, limit, since, until, every)
+        return cast(list[Any], await self._request("GET", path, params=params))
 
     async def presets(self) -> Any:
         """``GET /vehicles/presets``."""

@@ -120,15 +120,18 @@ def update_snapshot(d: Dialect) -> str:
     )
 
 
-def insert_history(d: Dialect) -> str:
-    cols = ["vehicle_id", "rev", "ts", *VALUE_COLUMNS, "state", "telemetry"]
+def _insert(table: str, cols: list[str]) -> str:
     marks = ", ".join(f"${i + 1}" for i in range(len(cols)))
-    return d.sql(f"INSERT INTO twin_history ({', '.join(cols)}) VALUES ({marks})")
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})"
+
+
+def insert_history(d: Dialect) -> str:
+    return d.sql(_insert("twin_history", ["vehicle_id", "rev", "ts", *VALUE_COLUMNS, "state",
+                                          "telemetry"]))  # fmt: skip
 
 
 def upsert_bucket(d: Dialect, tier: str) -> str:
     cols = ["vehicle_id", "bucket", "n", "rev", *rollup_columns()]
-    marks = ", ".join(f"${i + 1}" for i in range(len(cols)))
     sets = ["n = t.n + excluded.n", f"rev = {d.greatest}(t.rev, excluded.rev)"]
     for col in rollup_columns():
         if col.endswith(("_sum", "_n")):
@@ -139,10 +142,8 @@ def upsert_bucket(d: Dialect, tier: str) -> str:
                 f"{col} = {pick}(coalesce(t.{col}, excluded.{col}), "
                 f"coalesce(excluded.{col}, t.{col}))"
             )
-    return d.sql(
-        f"INSERT INTO twin_history_{tier} AS t ({', '.join(cols)}) VALUES ({marks}) "
-        f"ON CONFLICT (vehicle_id, bucket) DO UPDATE SET {', '.join(sets)}"
-    )
+    insert = _insert(f"twin_history_{tier} AS t", cols)
+    return d.sql(f"{insert} ON CONFLICT (vehicle_id, bucket) DO UPDATE SET {', '.join(sets)}")
 
 
 def snapshot(d: Dialect) -> str:
@@ -193,18 +194,24 @@ def history(d: Dialect) -> str:
     )
 
 
+def _aggregates(mean: str, low: str, high: str, last: str) -> str:
+    """The bucket members after count and rev, in history.bucket_members() order; each
+    argument formats a field name into its SQL aggregate."""
+    cols = []
+    for field in MEAN_FIELDS:
+        cols.append(mean.format(field))
+        if field in RANGE_FIELDS:
+            cols += [low.format(field), high.format(field)]
+    cols += [last.format(field) for field in LAST_FIELDS]
+    return ", ".join(cols)
+
+
 def buckets_raw(d: Dialect) -> str:
     """Buckets of $5 seconds over the full-resolution records, newest first; the columns are
     (bucket, count, rev, then history.bucket_members() from the mean fields on)."""
-    key = d.floor("ts / $5")
-    cols = []
-    for field in MEAN_FIELDS:
-        cols.append(f"avg({field})")
-        if field in RANGE_FIELDS:
-            cols += [f"min({field})", f"max({field})"]
-    cols += [f"max({field})" for field in LAST_FIELDS]
+    values = _aggregates("avg({})", "min({})", "max({})", "max({})")
     return d.sql(
-        f"SELECT {key} AS b, count(*), max(rev), {', '.join(cols)} FROM twin_history "
+        f"SELECT {d.floor('ts / $5')} AS b, count(*), max(rev), {values} FROM twin_history "
         "WHERE vehicle_id = $1 AND ts >= $2 AND ts < $3 GROUP BY b ORDER BY b DESC LIMIT $4"
     )
 
@@ -212,17 +219,13 @@ def buckets_raw(d: Dialect) -> str:
 def buckets_tier(d: Dialect, tier: str) -> str:
     """The same from a bucket tier: $2 <= bucket < $3 in the tier's units, $5 the output
     bucket's width in tier buckets."""
-    key = d.floor("bucket / $5")
-    cols = []
-    for field in MEAN_FIELDS:
-        cols.append(f"sum({field}_sum) / NULLIF(sum({field}_n), 0)")
-        if field in RANGE_FIELDS:
-            cols += [f"min({field}_min)", f"max({field}_max)"]
-    cols += [f"max({field}_max)" for field in LAST_FIELDS]
+    values = _aggregates(
+        "sum({0}_sum) / NULLIF(sum({0}_n), 0)", "min({}_min)", "max({}_max)", "max({}_max)"
+    )
     return d.sql(
-        f"SELECT {key} AS b, sum(n), max(rev), {', '.join(cols)} FROM twin_history_{tier} "
-        "WHERE vehicle_id = $1 AND bucket >= $2 AND bucket < $3 GROUP BY b "
-        "ORDER BY b DESC LIMIT $4"
+        f"SELECT {d.floor('bucket / $5')} AS b, sum(n), max(rev), {values} "
+        f"FROM twin_history_{tier} WHERE vehicle_id = $1 AND bucket >= $2 AND bucket < $3 "
+        "GROUP BY b ORDER BY b DESC LIMIT $4"
     )
 
 

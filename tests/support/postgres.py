@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from support.processes import free_port
 
 HOST, PORT, USER = "127.0.0.1", 5432, "postgres"
 ADMIN_URL = f"postgresql://{USER}@{HOST}:{PORT}/postgres"
@@ -66,12 +71,6 @@ class PostgresServer:
     and the port."""
 
     def __init__(self) -> None:
-        import glob
-        import shutil
-        import tempfile
-
-        from support.processes import free_port
-
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
         if not found or shutil.which("runuser") is None:
             raise RuntimeError("PostgreSQL's server programs are not installed")
@@ -102,8 +101,6 @@ class PostgresServer:
                               "stop")  # fmt: skip
 
     def remove(self) -> None:
-        import shutil
-
         self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from twin_service.live.base import (
     DEFAULT_HISTORY_LIMIT,
-    Committed,
     Hub,
     LiveUnavailable,
     Store,
@@ -86,13 +85,11 @@ class Live:
                 raise
             log.warning("step of %s not stored or published: %s", vehicle_id, exc)
             self.metrics.publish_failures.inc()
-            committed = Committed(max(floor, expect_rev or 0) + 1)
-            state["rev"] = telemetry["rev"] = committed.rev
-            self._known_rev[vehicle_id] = committed.rev
-            return committed.rev
+            rev = max(floor, expect_rev or 0) + 1
+            state["rev"] = telemetry["rev"] = self._known_rev[vehicle_id] = rev
+            return rev
         rev = committed.rev
-        if rev > self._known_rev.get(vehicle_id, 0):
-            self._known_rev[vehicle_id] = rev
+        self._known_rev[vehicle_id] = max(rev, self._known_rev.get(vehicle_id, 0))
         await self.hub.publish(
             encode_message("state", vehicle_id, rev, telemetry, trace=trace), committed.first
         )

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from itertools import chain, islice
 from typing import Any
 
+from twin_service.live.base import StateNotKept
+
 # A bucket: vehicle_id, timestamp (the bucket's start), count, rev (the last in it), the mean of
 # MEAN_FIELDS, the min and max of RANGE_FIELDS (as soc_min, soc_max, ...) and the highest value
 # of the running totals in LAST_FIELDS. Members with no value in the bucket are null.
@@ -77,7 +79,8 @@ def in_range(
     return out
 
 
-def _number(value: Any) -> float | None:
+def number(value: Any) -> float | None:
+    """A finite number as a float, else None (booleans are not numbers here)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
@@ -113,13 +116,13 @@ def bucketize(
             "rev": max(int(r.get("rev", 0)) for r in rows),
         }
         for field in MEAN_FIELDS:
-            values = [v for v in (_number(r.get(field)) for r in rows) if v is not None]
+            values = [v for v in (number(r.get(field)) for r in rows) if v is not None]
             bucket[field] = math.fsum(values) / len(values) if values else None
             if field in RANGE_FIELDS:
                 bucket[f"{field}_min"] = min(values) if values else None
                 bucket[f"{field}_max"] = max(values) if values else None
         for field in LAST_FIELDS:
-            values = [v for v in (_number(r.get(field)) for r in rows) if v is not None]
+            values = [v for v in (number(r.get(field)) for r in rows) if v is not None]
             bucket[field] = max(values) if values else None
         out.append(bucket)
     return out
@@ -178,12 +181,16 @@ class BoundedHistory:
         return None
 
     def rev_at(self, at_s: float) -> int | None:
-        """The rev of the last point stored at or before `at_s` (epoch seconds)."""
-        for point in chain(reversed(self.recent), reversed(self.tail)):
-            t = record_time(point)
-            if t is not None and t <= at_s:
-                return int(point.get("rev", 0))
-        return None
+        return rev_at(chain(reversed(self.recent), reversed(self.tail)), at_s)
+
+
+def rev_at(newest_first: Iterable[dict[str, Any]], at_s: float) -> int | None:
+    """The rev of the last record stored at or before `at_s` (epoch seconds)."""
+    for record in newest_first:
+        t = record_time(record)
+        if t is not None and t <= at_s:
+            return int(record.get("rev", 0))
+    return None
 
 
 def snapshot_at(
@@ -196,8 +203,6 @@ def snapshot_at(
 ) -> dict[str, Any] | None:
     """The shared rule of snapshot(rev=, at=) for stores that keep recent states: `find_rev(at_s)`
     gives the rev stored at or before a time, `find(rev)` gives (telemetry, state) or None."""
-    from twin_service.live.base import StateNotKept
-
     if current is None:
         return None
     if at is not None:

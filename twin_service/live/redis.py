@@ -64,7 +64,7 @@ from twin_service.live.base import (
     encode_message,
 )
 from twin_service.live.fanout import Fanout, InOrder, Message, Subscriber
-from twin_service.live.history import bucketize, in_range, record_time, snapshot_at
+from twin_service.live.history import bucketize, in_range, rev_at, snapshot_at
 from twin_service.metrics import Metrics
 from twin_service.settings import Settings
 
@@ -313,11 +313,7 @@ class RedisStore:
         records = [orjson.loads(r) for r in tail + recent]
 
         def find_rev(at_s: float) -> int | None:
-            for record in reversed(records):
-                t = record_time(record)
-                if t is not None and t <= at_s:
-                    return int(record.get("rev", 0))
-            return None
+            return rev_at(reversed(records), at_s)
 
         def find(wanted: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
             head = f"{wanted} ".encode()

@@ -50,6 +50,7 @@ from twin_service.live.history import (
     bucket_members,
     epoch_of,
     iso_of,
+    number,
     record_time,
 )
 from twin_service.metrics import Metrics
@@ -85,25 +86,23 @@ class _Raced(Exception):
     """Another writer created a vehicle this batch was creating: retry the batch."""
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
+Outcome = Committed | RevConflict
 
 
 def _plan(
     batch: Sequence[_Pending], stored: dict[str, int], now_us: int
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, Any]]:
-    """Decide each step's rev (or conflict) in order; the rows to write and each outcome."""
-    inserts: list[tuple[Any, ...]] = []
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[Outcome]]:
+    """Decide each step's rev (or conflict) in order: the snapshot rows to insert and to
+    update (the last one per vehicle), the history rows, and each step's outcome."""
+    inserts: dict[str, tuple[Any, ...]] = {}
     updates: dict[str, tuple[Any, ...]] = {}
     history: list[tuple[Any, ...]] = []
-    outcome: dict[str, Any] = {}
+    outcome: list[Outcome] = []
     revs = dict(stored)
     for i, item in enumerate(batch):
         cur = revs.get(item.vehicle_id, 0)
         if item.expect_rev is not None and cur > 0 and item.expect_rev != cur:
-            outcome[str(i)] = RevConflict(item.vehicle_id, cur, item.expect_rev)
+            outcome.append(RevConflict(item.vehicle_id, cur, item.expect_rev))
             continue
         rev = max(cur, item.expect_rev or 0, item.floor_rev) + 1
         revs[item.vehicle_id] = rev
@@ -112,17 +111,11 @@ def _plan(
         state_json = orjson.dumps(state).decode()
         tel_json = orjson.dumps(telemetry).decode()
         row = (item.vehicle_id, rev, item.ts, now_us + i, state_json, tel_json)
-        if item.vehicle_id in stored or item.vehicle_id in updates:
-            updates[item.vehicle_id] = row
-        elif any(r[0] == item.vehicle_id for r in inserts):
-            inserts = [r for r in inserts if r[0] != item.vehicle_id]
-            inserts.append(row)
-        else:
-            inserts.append(row)
-        values = tuple(_number(telemetry.get(c)) for c in sql.VALUE_COLUMNS)
+        (updates if item.vehicle_id in stored else inserts)[item.vehicle_id] = row
+        values = tuple(number(telemetry.get(c)) for c in sql.VALUE_COLUMNS)
         history.append((item.vehicle_id, rev, item.ts, *values, state_json, tel_json))
-        outcome[str(i)] = Committed(rev, cur == 0 and item.vehicle_id not in stored)
-    return inserts, list(updates.values()), history, outcome
+        outcome.append(Committed(rev, cur == 0))
+    return list(inserts.values()), list(updates.values()), history, outcome
 
 
 def _bucket_rows(history: list[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
@@ -171,7 +164,7 @@ class _Driver(Protocol):
 
     async def close(self) -> None: ...
 
-    async def write(self, batch: list[_Pending], now_us: int) -> dict[str, Any]: ...
+    async def write(self, batch: list[_Pending], now_us: int) -> list[Outcome]: ...
 
     async def fetch(self, query: str, *args: Any) -> list[Sequence[Any]]: ...
 
@@ -206,7 +199,7 @@ class _Postgres(_Driver):
                 await self.pool.close()
         self.writer = self.pool = None
 
-    async def write(self, batch: list[_Pending], now_us: int) -> dict[str, Any]:
+    async def write(self, batch: list[_Pending], now_us: int) -> list[Outcome]:
         d = self.dialect
         conn = self.writer
         async with conn.transaction():
@@ -302,10 +295,10 @@ class _Sqlite(_Driver):
             with contextlib.suppress(Exception):
                 await self._run(pool, close_conn)
 
-    async def write(self, batch: list[_Pending], now_us: int) -> dict[str, Any]:
+    async def write(self, batch: list[_Pending], now_us: int) -> list[Outcome]:
         d = self.dialect
 
-        def transaction() -> dict[str, Any]:
+        def transaction() -> list[Outcome]:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -474,11 +467,8 @@ class SqlStore:
                     if not item.future.done():
                         item.future.set_exception(StoreUnavailable(str(exc)))
                 return
-            self.metrics.store_committed.inc(
-                sum(1 for r in outcome.values() if isinstance(r, Committed))
-            )
-            for i, item in enumerate(batch):
-                result = outcome[str(i)]
+            self.metrics.store_committed.inc(sum(isinstance(r, Committed) for r in outcome))
+            for item, result in zip(batch, outcome, strict=True):
                 if item.future.done():
                     continue
                 if isinstance(result, Exception):

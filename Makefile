@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8008
 
-.PHONY: venv install test run check-deploy lint format openapi bench bench-peers-venv validate clean
+.PHONY: venv install test run check-deploy lint format openapi bench bench-peers-venv validate fmu clean
 
 # The service, bridge and clients (what `make run` needs).
 $(VENV)/.installed: pyproject.toml
@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 # Test tools, Playwright (drives the system Chromium), the deploy linters and beamngpy, so the
 # BeamNG adapter runs its real code against the fake simulator.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[test,beamng]'
+	$(PY) -m pip install -q -e '.[test,beamng,fmu,logs]'
 	touch $@
 
 venv install: $(VENV)/.installed
@@ -60,5 +60,10 @@ validate: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[validate]'
 	$(PY) -m validation.run
 
+# The FMI 2.0 co-simulation FMU of the pack (docs/fmu.md), checked with fmpy.validate.
+fmu: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[fmu]'
+	$(PY) -m twin_service.fmu --out dist/EVBatteryTwin.fmu
+
 clean:
-	rm -rf $(VENV) .pytest_cache test-output
+	rm -rf $(VENV) .pytest_cache test-output dist

@@ -50,8 +50,14 @@ exit codes:
   3    service unreachable
   130  interrupted (Ctrl-C, SIGTERM)"""
 LOG_GAP_HELP = (
-    "longer gaps between readings count as idle (default 1 s for BeamNG polls, 60 s for BDF rows)"
+    "longer gaps between readings count as idle (default 1 s for BeamNG polls, 60 s for BDF "
+    "rows, 5 s in MDF4/CAN logs)"
 )
+SIGNAL_MAP_HELP = (
+    "YAML map of an MDF4 (.mf4/.mdf) or CAN (.blf/.asc) log's channels to sample fields "
+    "(bridge/signal_maps/example.yaml)"
+)
+DBC_HELP = "DBC that decodes a CAN log's frames (overrides the signal map's dbc:)"
 URL = "http://127.0.0.1:8008"
 # Not in EXAMPLES: those feed a twin (--vehicle-id); calibrate only asks the service.
 CALIBRATE_EXAMPLE = f"""\
@@ -68,7 +74,9 @@ EXAMPLES = {
     "replay": f"""\
   python -m bridge replay --twin-url {URL} --vehicle-id rec-1 \\
       tests/fixtures/beamng/Model3_2024_powertrain_20250911_123812.json \\
-      tests/fixtures/beamng/Model3_2024_electrics_20250911_123812.json""",
+      tests/fixtures/beamng/Model3_2024_electrics_20250911_123812.json
+  python -m bridge replay --twin-url {URL} --vehicle-id fleet-7 \\
+      fleet7_drive_20260101.mf4 --signal-map fleet7.yaml""",
     "beamng": f"""\
   python -m bridge beamng --twin-url {URL} --vehicle-id bng --no-launch --model Model3_2024""",
     "explore": """\
@@ -331,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser(
         "replay",
-        help="recorded BeamNG JSON, CSV or JSONL logs",
+        help="recorded BeamNG JSON, CSV, JSONL, BDF, MDF4 or CAN logs",
         epilog=_epilog("replay"),
         formatter_class=raw,
     )
@@ -339,14 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--motors", type=_names, help="motor device names, comma-separated")
     replay.add_argument("--ambient-c", type=float, help="ambient temperature, °C")
     replay.add_argument("--max-gap-s", type=_positive, help=LOG_GAP_HELP)
+    replay.add_argument("--signal-map", type=Path, metavar="FILE", help=SIGNAL_MAP_HELP)
+    replay.add_argument("--dbc", type=Path, metavar="FILE", help=DBC_HELP)
     _add_twin_options(replay, default_pace="fast")
 
     calibrate = sub.add_parser(
         "calibrate",
         help="fit the pack to a log with measured voltage (POST /calibrate)",
-        description="Read a log with measured voltage (CSV, JSONL, a /step body or a Battery "
-        "Data Format file), fit the pack's parameters to it in one POST /calibrate and print "
-        "them against the preset's; --out saves the fitted vehicle and state for /step.",
+        description="Read a log with measured voltage (CSV, JSONL, a /step body, a Battery "
+        "Data Format file, or MDF4/CAN with --signal-map), fit the pack's parameters to it in "
+        "one POST /calibrate and print them against the preset's; --out saves the fitted "
+        "vehicle and state for /step.",
         epilog=f"examples:\n{CALIBRATE_EXAMPLE}\n\n{CALIBRATE_EXIT_CODES}",
         formatter_class=raw,
     )
@@ -363,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--initial-soc", type=_fraction, help="SOC at the log's start (0..1)")
     calibrate.add_argument("--ambient-c", type=float, help="ambient temperature, °C")
     calibrate.add_argument("--max-gap-s", type=_positive, help=LOG_GAP_HELP)
+    calibrate.add_argument("--signal-map", type=Path, metavar="FILE", help=SIGNAL_MAP_HELP)
+    calibrate.add_argument("--dbc", type=Path, metavar="FILE", help=DBC_HELP)
     service = calibrate.add_argument_group("twin service")
     _add_url_and_key(service, "POST /calibrate")
     service.add_argument(
@@ -701,6 +714,10 @@ def cmd_charge(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from bridge.sources.replay import replay_samples
+    from bridge.sources.signal_map import load_signal_map
+
+    # A bad map fails here (exit 2), before the service is asked.
+    signal_map = load_signal_map(args.signal_map) if args.signal_map else None
 
     def make(poster: Poster) -> Iterator[Sample]:
         start = poster.resume_position
@@ -710,9 +727,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
             ambient_c=args.ambient_c,
             max_gap_s=args.max_gap_s,
             start=int(start["index"]) if start else 0,
+            signal_map=signal_map,
+            dbc=args.dbc,
         )
 
-    source = {"kind": "replay", "files": [str(path) for path in args.files]}
+    source: dict[str, Any] = {"kind": "replay", "files": [str(path) for path in args.files]}
+    if args.signal_map:  # another map makes other samples: positions do not carry over
+        source["signal_map"] = str(args.signal_map)
     with _client(args) as client:
         vehicle = args.vehicle or _recording_preset(
             args.files, client, _config_default_vehicle(args.config)
@@ -723,7 +744,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from bridge.calibrate import load_samples, run
 
-    samples = load_samples(args.files, ambient_c=args.ambient_c, max_gap_s=args.max_gap_s)
+    samples = load_samples(
+        args.files,
+        ambient_c=args.ambient_c,
+        max_gap_s=args.max_gap_s,
+        signal_map=args.signal_map,
+        dbc=args.dbc,
+    )
     read_key = os.environ.get("TWIN_READ_KEY") or None
     with TwinClient(
         args.twin_url, api_key=args.api_key, read_key=read_key, timeout_s=args.timeout_s

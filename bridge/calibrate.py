@@ -44,17 +44,27 @@ _DEFAULT_FORMAT = (".5g", ".2g")
 
 
 def load_samples(
-    files: Sequence[Path], *, ambient_c: float | None = None, max_gap_s: float | None = None
+    files: Sequence[Path],
+    *,
+    ambient_c: float | None = None,
+    max_gap_s: float | None = None,
+    signal_map: Path | None = None,
+    dbc: Path | None = None,
 ) -> list[Sample]:
-    """The log's samples; ValueError when it has none or none with a measured voltage."""
-    samples = list(replay_samples(files, ambient_c=ambient_c, max_gap_s=max_gap_s))
+    """The log's samples; ValueError when it has none or none with a measured voltage.
+    ``signal_map`` and ``dbc``: for MDF4 and CAN logs (see ``replay_samples``)."""
+    samples = list(
+        replay_samples(
+            files, ambient_c=ambient_c, max_gap_s=max_gap_s, signal_map=signal_map, dbc=dbc
+        )
+    )
     names = ", ".join(str(f) for f in files)
     if not samples:
         raise ValueError(f"{names}: no samples")
     if not any(s.measured_voltage_v is not None for s in samples):
         raise ValueError(
             f"{names}: no measured voltage to fit to (a measured_voltage_v, voltage_v or "
-            "pack_voltage_v column, or a BDF file's Voltage / V)"
+            "pack_voltage_v column, a BDF file's Voltage / V, or a signal map's pack_voltage)"
         )
     return samples
 

@@ -1,4 +1,4 @@
-"""Replay source: recorded BeamNG JSON, CSV logs, JSONL logs and BDF files → samples.
+"""Replay source: recorded BeamNG JSON, CSV, JSONL, BDF, MDF4 and CAN logs → samples.
 
 - ``*.json``: a PowertrainSensor poll (int or string keys, or ``[]``), an Electrics poll
   (held for the powertrain file of the same recording: ``<model>_electrics_<ts>.json`` goes
@@ -11,6 +11,9 @@
 - A Battery Data Format file (``*.csv``, ``*.bdf.csv``, ``*.bdf`` whose header has BDF's
   ``Test Time / s``, ``Voltage / V`` and ``Current / A``): see :mod:`bridge.sources.bdf`
   (charge-positive current negated, voltage and temperature T1 as measurements).
+- Vehicle logs, ASAM MDF4 (``*.mf4``, ``*.mdf``) and CAN traces (``*.blf``, ``*.asc``, with
+  a DBC), through a YAML signal map (``signal_map``): see :mod:`bridge.sources.vehicle_log`
+  (resampled onto the map's grid; measurements are the latest value, no look-ahead).
 
 Measurements (not drive inputs; a row still needs one of motors / power_kw / current_a, and
 ``current_a`` is the pack current, discharge > 0) in CSV, JSONL and lists of samples:
@@ -36,7 +39,7 @@ import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.samples import WIRE_FIELDS, Sample
 from bridge.sources.bdf import bdf_samples, is_bdf_file
@@ -48,7 +51,13 @@ from bridge.sources.powertrain import (
     normalize_poll,
 )
 
+if TYPE_CHECKING:
+    from bridge.sources.signal_map import SignalMap
+
 logger = logging.getLogger(__name__)
+
+#: Vehicle logs (bridge/sources/vehicle_log.py), read only through a signal map.
+VEHICLE_LOG_SUFFIXES = (".mf4", ".mdf", ".blf", ".asc")
 
 _MOTOR_COLUMN = re.compile(r"^motors?[._]?(\d+)[._](torque_nm|speed_rad_s)$")
 
@@ -109,15 +118,23 @@ def replay_samples(
     ambient_c: float | None = None,
     max_gap_s: float | None = None,
     start: int = 0,
+    signal_map: Path | SignalMap | None = None,
+    dbc: Path | None = None,
 ) -> Iterator[Sample]:
     """Samples of every file in order (electrics files only provide held values).
 
     A sample's ``position`` is ``{"index": n}``: n samples of the replay are done with it;
     ``start`` skips that many (they are still read: a powertrain poll is integrated in order).
     ``max_gap_s`` (None: each format's default, 1 s between BeamNG readings, 60 s between
-    BDF rows) is the longest gap integrated as it was logged; longer ones count as idle.
+    BDF rows, 5 s in a vehicle log's drive input) is the longest gap integrated as it was
+    logged; longer ones count as idle. ``signal_map`` (a YAML file or a loaded map) is needed
+    by MDF4 and CAN logs; ``dbc`` overrides the map's DBC.
     """
-    loaded = [(Path(p), _load(Path(p), max_gap_s)) for p in paths]
+    vehicle_map = _signal_map(signal_map)
+    if vehicle_map is not None and not any(_is_vehicle_log(Path(p)) for p in paths):
+        suffixes = ", ".join(VEHICLE_LOG_SUFFIXES)
+        logger.warning("--signal-map is only read for MDF4 and CAN logs (%s)", suffixes)
+    loaded = [(Path(p), _load(Path(p), max_gap_s, vehicle_map, dbc)) for p in paths]
     electrics = {recording_key(p): d for p, (kind, d) in loaded if kind == "electrics"}
     lone_electrics = next(iter(electrics.values())) if len(electrics) == 1 else None
     produced = 0
@@ -160,8 +177,34 @@ def replay_samples(
         logger.info("replay: continued after sample %d of %d", min(start, produced), produced)
 
 
-def _load(path: Path, max_gap_s: float | None = None) -> tuple[str, Any]:
+def _signal_map(signal_map: Path | SignalMap | None) -> SignalMap | None:
+    if signal_map is None or not isinstance(signal_map, str | Path):
+        return signal_map
+    from bridge.sources.signal_map import load_signal_map
+
+    return load_signal_map(Path(signal_map))
+
+
+def _is_vehicle_log(path: Path) -> bool:
+    return path.suffix.lower() in VEHICLE_LOG_SUFFIXES
+
+
+def _load(
+    path: Path,
+    max_gap_s: float | None = None,
+    signal_map: SignalMap | None = None,
+    dbc: Path | None = None,
+) -> tuple[str, Any]:
     suffix = path.suffix.lower()
+    if _is_vehicle_log(path):
+        if signal_map is None:
+            raise ValueError(
+                f"{path}: an MDF4 or CAN log needs a signal map (--signal-map MAP.yaml; "
+                "bridge/signal_maps/example.yaml shows every key)"
+            )
+        from bridge.sources.vehicle_log import vehicle_log_samples
+
+        return "samples", vehicle_log_samples(path, signal_map, dbc=dbc, max_gap_s=max_gap_s)
     if suffix in (".csv", ".bdf"):
         if is_bdf_file(path):
             return "samples", list(bdf_samples(path, max_gap_s=max_gap_s))
@@ -170,7 +213,10 @@ def _load(path: Path, max_gap_s: float | None = None) -> tuple[str, Any]:
     if suffix in (".jsonl", ".ndjson"):
         return "samples", list(jsonl_samples(path))
     if suffix != ".json":
-        raise ValueError(f"{path}: unknown log type (use .json, .csv, .jsonl or a BDF .csv)")
+        raise ValueError(
+            f"{path}: unknown log type (use .json, .csv, .jsonl, a BDF .csv, or .mf4, .mdf, "
+            ".blf, .asc with --signal-map)"
+        )
     data = json.loads(path.read_text())
     if data == [] or is_powertrain_poll(data):
         return "powertrain", data

@@ -36,10 +36,10 @@ from twin_service.schemas import ErrorResponse
 from twin_service.step.samples import parse_samples
 from twin_service.step.service import (
     DEFAULT_AMBIENT_C,
-    _preset_params,
     decode_json,
     drive_input,
     pop_rev,
+    preset_params,
     resolve_vehicle,
     state_from_wire,
 )
@@ -101,7 +101,7 @@ def run_calibration(body: bytes, default_vehicle: str, max_samples: int) -> byte
     )
     names = tuple(env.parameters) if env.parameters is not None else PARAMETERS
     try:
-        fit = fit_log(_preset_params(preset)[1], log, names, spec_bounds(preset))
+        fit = fit_log(preset_params(preset)[1], log, names, spec_bounds(preset))
     except CalibrationInputError as exc:
         raise ApiError(422, [error_item(["body", "samples"], str(exc), exc.kind)]) from None
     temps = cols.measured_temperature_c[~np.isnan(cols.measured_temperature_c)]

@@ -305,7 +305,7 @@ def drive_input(cols: SampleColumns, preset: VehiclePreset, ambient_start_c: flo
     power_w, current_a, ambient_c, distance_m = drive_columns(
         cols.dt_s, cols.power_kw, cols.current_a, cols.aux_kw, cols.wheel_speed_m_s,
         cols.ambient_c, float(ambient_start_c), cols.motor_sample, cols.motor_torque_nm,
-        cols.motor_speed_rad_s, cols.has_motors, _preset_params(preset)[2],
+        cols.motor_speed_rad_s, cols.has_motors, preset_params(preset)[2],
     )  # fmt: skip
     mode = cols.charging * MODE_CHARGING + cols.precondition * MODE_PRECONDITION
     return DriveInput(cols.dt_s, power_w, current_a, ambient_c, distance_m, mode.astype(np.int64))
@@ -314,7 +314,7 @@ def drive_input(cols: SampleColumns, preset: VehiclePreset, ambient_start_c: flo
 _PRESET_PARAMS: dict[str, tuple[VehiclePreset, PackParams, DrivetrainParams]] = {}
 
 
-def _preset_params(preset: VehiclePreset) -> tuple[VehiclePreset, PackParams, DrivetrainParams]:
+def preset_params(preset: VehiclePreset) -> tuple[VehiclePreset, PackParams, DrivetrainParams]:
     """Model parameters of a preset, kept for the built-in (immutable) presets."""
     hit = _PRESET_PARAMS.get(preset.id)
     if hit is not None and hit[0] is preset:
@@ -419,7 +419,7 @@ def run_step(
         ambient_start = float(given[0]) if given.size else DEFAULT_AMBIENT_C
         state = state_from_wire(env.state, ambient_start, aging.model)
     drive = drive_input(cols, preset, ambient_start)
-    params = _preset_params(preset)[1]
+    params = preset_params(preset)[1]
     estimation = estimation_for(env.options, preset, state, cols)
     try:
         result = simulate(params, state, drive, aging, estimation)

@@ -1,0 +1,5 @@
+import sys
+
+from twin_service.fmu.build import main
+
+sys.exit(main())

@@ -292,6 +292,26 @@ def test_make_fmu_builds_and_a_fresh_python_runs_it(tmp_path: Path) -> None:
     assert soc == 0.5 and 300.0 < voltage < 450.0  # no input: the pack rests
 
 
+def test_a_python_without_the_package_is_told_what_to_install(fmu: Path, tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'twin_service':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "import fmpy\n"
+        "try:\n"
+        "    fmpy.simulate_fmu(sys.argv[1], stop_time=1, debug_logging=True)\n"
+        "except Exception as exc:\n"
+        "    print('failed:', exc)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(fmu)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "failed: Failed to instantiate model" in run.stdout, run.stdout + run.stderr
+    assert "pip install 'ev-battery-twin[fmu]'" in run.stdout
+
+
 def test_a_c_master_runs_it_as_a_non_python_tool_would(fmu: Path, tmp_path: Path) -> None:
     """OpenModelica and Simulink load the FMU's binary into a process without Python: a C
     master does the same here, with libpython preloaded as docs/fmu.md says, and gets the

@@ -24,7 +24,16 @@ DEFAULT_OUT = Path("dist") / f"{MODEL_NAME}.fmu"
 ENTRY_MODULE = "ev_battery_twin_fmu"
 ENTRY = f'''"""Entry of the {MODEL_NAME} FMU: the slave lives in the installed ev-battery-twin."""
 
-from twin_service.fmu.slave import {MODEL_NAME}, hold_entry_globals
+import sys
+
+try:
+    from twin_service.fmu.slave import {MODEL_NAME}, hold_entry_globals
+except ImportError as exc:
+    raise ImportError(
+        f"{MODEL_NAME}.fmu runs the model of the ev-battery-twin package, which this Python "
+        f"({{sys.executable or 'embedded'}}) cannot import ({{exc}}): pip install "
+        "'ev-battery-twin[fmu]' there, or run the master with the environment that has it"
+    ) from exc
 
 hold_entry_globals(globals())
 '''

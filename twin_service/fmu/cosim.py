@@ -27,7 +27,6 @@ from pydantic import ValidationError
 from twin_service.errors import ApiError, pydantic_errors
 from twin_service.models import kernel
 from twin_service.models.aging import CAPACITY_TERMS, LAYOUT, RESISTANCE_TERMS
-from twin_service.models.laws import cell_ocv
 from twin_service.models.pack import PackState, simulate
 from twin_service.presets import VehiclePreset
 from twin_service.schemas import StepEnvelope, StepOptions
@@ -126,21 +125,19 @@ class PackCosim:
     initial_soc: float = 0.85  # as /step seeds a pack
     initial_soh: float = 1.0
     initial_resistance_factor: float = 1.0
-    initial_temperature_c: float = math.nan  # NaN: the ambient temperature at the start
     aging_model: str = ""  # "": the preset's
     time_multiplier: float = 1.0
     current_a: float = 0.0
     power_kw: float = 0.0
     ambient_c: float = 25.0
     charging: bool = False
-    time_s: float = 0.0
-    held_s: float = 0.0
+    held_s: float = 0.0  # a step too short to take, added to the next
     outputs: Outputs | None = None
     _state: PackState | None = field(default=None, repr=False)
 
     def start(self) -> Outputs:
         """Check the parameters and make the initial pack (as `/step` seeds one from
-        {soc, soh, resistance_factor, temperature_c} at the first sample's ambient)."""
+        {soc, soh, resistance_factor} at the first sample's ambient)."""
         mode = _MODE_OF.get(self.input_mode.strip())
         if mode is None:
             known = ", ".join(repr(m) for m in _MODE_OF)
@@ -160,8 +157,6 @@ class PackCosim:
             "soh": self.initial_soh,
             "resistance_factor": self.initial_resistance_factor,
         }
-        if not math.isnan(self.initial_temperature_c):
-            seed["temperature_c"] = self.initial_temperature_c
         self._check_input("ambient_c", self.ambient_c)
         try:
             self._state = state_from_wire(seed, float(self.ambient_c), self._aging.model)
@@ -174,6 +169,11 @@ class PackCosim:
         low, high, _ = NUMERIC_FIELDS[name]
         if not (math.isfinite(value) and low <= value <= high):
             raise CosimError(f"{name} must be a finite number in [{low:g}, {high:g}], got {value}")
+
+    @property
+    def time_s(self) -> float:
+        """Simulated time since start(), held steps included."""
+        return float(self.state.vector[kernel.ELAPSED]) + self.held_s
 
     @property
     def state(self) -> PackState:
@@ -204,7 +204,6 @@ class PackCosim:
         samples = self.samples(dt_s)
         if not samples:
             self.held_s += dt_s
-            self.time_s += dt_s
             return self._out()
         try:
             small = parse_small(samples, len(samples))
@@ -218,7 +217,6 @@ class PackCosim:
             raise CosimError(str(exc)) from None
         self._state = result.state
         self.held_s = 0.0
-        self.time_s += dt_s
         self.outputs = Outputs(
             soc=min(1.0, max(0.0, float(result.soc[-1]))),
             voltage_v=float(result.voltage_v[-1]),
@@ -243,13 +241,10 @@ class PackCosim:
         s = self.state
         p = self._params.kernel_vector
         tab = self._params.kernel_tables
-        v = s.vector
-        ocv = cell_ocv(v[kernel.SOC], tab[kernel.T_OCV_SOC], tab[kernel.T_OCV_V])
-        emf = p[kernel.P_SERIES] * (ocv + v[kernel.HYST]) - v[kernel.V_RC]
-        max_dis, max_reg = kernel.pulse_limits(p, tab, v, CAPACITY_TERMS, RESISTANCE_TERMS)
+        max_dis, max_reg = kernel.pulse_limits(p, tab, s.vector, CAPACITY_TERMS, RESISTANCE_TERMS)
         return Outputs(
             soc=min(1.0, max(0.0, s.soc)),
-            voltage_v=float(emf),
+            voltage_v=float(kernel.rest_voltage(p, tab, s.vector)),
             current_a=0.0,
             power_kw=0.0,
             temperature_c=s.temperature_c,
@@ -270,7 +265,6 @@ class PackCosim:
         return {
             "format": STATE_FORMAT,
             "vector": self.state.vector.tolist(),
-            "time_s": self.time_s,
             "held_s": self.held_s,
             "outputs": None if self.outputs is None else dict(self.outputs.__dict__),
         }
@@ -282,7 +276,6 @@ class PackCosim:
         if vector.shape != (LAYOUT.size,):
             raise CosimError(f"saved state has {vector.size} values, the model {LAYOUT.size}")
         self._state = PackState(vector)
-        self.time_s = float(saved["time_s"])
         self.held_s = float(saved["held_s"])
         out = saved.get("outputs")
         self.outputs = None if out is None else Outputs(**out)

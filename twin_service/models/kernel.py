@@ -92,6 +92,12 @@ def _terms(p, tab, s, soh, soc, g_rc):
 
 
 @jit
+def rest_voltage(p, tab, s):
+    """Terminal voltage at state `s` with no current: the EMF, the RC branch as it stands."""
+    return _terms(p, tab, s, 1.0, s[SOC], 1.0)[1]
+
+
+@jit
 def _limits(p, emf, r_dis_eff, r_chg_eff, soc, cap_as, dt, accept):
     """Current and power limits over a step of dt (laws.operating_limits)."""
     return operating_limits(

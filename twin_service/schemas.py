@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from twin_service.models import estimator
 from twin_service.models.aging import LAYOUT, MODEL_NAMES, MODELS
@@ -487,7 +487,7 @@ class ResolvedUsage(BaseModel):
     ambient_c: float
     charge_c_rate: float
     dc_fast_share: float
-    source: dict[str, Literal["request", "history", "default"]]
+    source: dict[str, Literal["request", "history", "default", "policy"]]
 
 
 class ForecastItem(_Wire):
@@ -508,6 +508,42 @@ class ForecastRequest(ForecastItem):
     compare_models: bool = Field(
         False, description="also forecast with every physical aging model (`by_model`)"
     )
+
+
+MAX_POLICIES = 8
+
+
+class Policy(_Wire):
+    """A charging or software policy applied to the vehicle's usage. Omitted fields keep the
+    usage as it is; a policy with only a name is the usage as shown."""
+
+    name: str = Field(min_length=1, max_length=64)
+    charge_limit: float | None = Field(
+        None, ge=0.5, le=1.0, description="highest SOC any charge goes to (caps soc_max)"
+    )
+    dc_fast_share: float | None = Field(
+        None, ge=0, le=1, description="share of the charged energy from DC fast charging"
+    )
+    max_discharge_kw: float | None = Field(
+        None, gt=0, le=10_000, description="battery power cap while driving (an OTA derate)"
+    )
+    preconditioning: bool | None = Field(
+        None,
+        description="bring the pack to its preconditioning target before a DC fast "
+        "charge (default true)",
+    )
+
+
+def _unique_names(policies: list[Policy] | None) -> list[Policy] | None:
+    names = [p.name for p in policies or []]
+    if len(set(names)) != len(names):
+        raise ValueError("policy names must be unique")
+    return policies
+
+
+class Warranty(_Wire):
+    years: float = Field(8.0, gt=0, le=50, description="warranty age")
+    soh: float = Field(0.7, gt=0, lt=1, description="SOH the warranty guarantees at that age")
 
 
 class ForecastPoint(BaseModel):
@@ -543,6 +579,52 @@ class ForecastResponse(ModelForecast):
     )
 
 
+class ForecastCompareRequest(ForecastItem):
+    years: float = Field(10.0, gt=0, le=50)
+    aging_model: AgingModelName | None = Field(
+        None,
+        description="default: the model the vehicle was last stepped with, else the preset's",
+    )
+    policies: Annotated[list[Policy], AfterValidator(_unique_names)] = Field(
+        min_length=1, max_length=MAX_POLICIES
+    )
+    warranty: Warranty = Field(default_factory=Warranty)
+
+
+class Duty(BaseModel):
+    """The pack's day under a policy (models/duty.py): C-rates, and hours per day and mean
+    pack temperature of each operating period; the rest of the day the pack is at ambient."""
+
+    drive_c_rate: float = Field(description="1/h, mean while driving")
+    ac_c_rate: float = Field(description="1/h, of AC charging (at most what the pack accepts)")
+    dc_c_rate: float = Field(description="1/h, mean of DC fast charging (derated)")
+    hours_per_day: dict[str, float]
+    temperature_c: dict[str, float]
+
+
+class PolicyBand(ModelBand):
+    soh_at_warranty: list[float]
+
+
+class PolicyForecast(ModelForecast):
+    name: str
+    policy: Policy
+    usage: ResolvedUsage = Field(description="the usage with the policy applied")
+    duty: Duty
+    soh_at_warranty: float
+    below_warranty: bool = Field(description="SOH at the warranty age below its threshold")
+    by_model: list[ModelForecast] = Field(description="the same policy under each physical model")
+    band: PolicyBand = Field(description="the spread of by_model, the model uncertainty")
+
+
+class ForecastCompareResponse(BaseModel):
+    vehicle_id: str | None
+    years: float
+    warranty: Warranty
+    usage: ResolvedUsage = Field(description="the usage the vehicle has shown (or was given)")
+    policies: list[PolicyForecast]
+
+
 class FleetForecastRequest(_Wire):
     items: list[ForecastItem] = Field(
         min_length=1,
@@ -555,6 +637,12 @@ class FleetForecastRequest(_Wire):
         None, description="default: each vehicle's last model, else its preset's"
     )
     include_points: bool = False
+    policies: Annotated[list[Policy] | None, AfterValidator(_unique_names)] = Field(
+        None,
+        max_length=MAX_POLICIES,
+        description="also forecast every vehicle under each policy (`policies` in the response)",
+    )
+    warranty: Warranty = Field(default_factory=Warranty)
 
 
 class FleetForecastResult(BaseModel):
@@ -563,12 +651,30 @@ class FleetForecastResult(BaseModel):
     soh_in_2_years: float
     years_to_80: float | None = Field(description="null when not reached within the horizon")
     fade_pct_per_year: float
+    soh_at_warranty: float
     points: list[ForecastPoint] | None = None
+
+
+class WarrantyShare(Warranty):
+    vehicles: int
+    vehicles_below: int = Field(description="projected below `soh` at `years`")
+    share_below: float
+
+
+class FleetPolicyResult(BaseModel):
+    name: str
+    policy: Policy
+    results: list[FleetForecastResult]
+    warranty: WarrantyShare
+    mean_fade_pct_per_year: float
+    mean_soh_at_warranty: float
 
 
 class FleetForecastResponse(BaseModel):
     years: float
     results: list[FleetForecastResult]
+    warranty: WarrantyShare = Field(description="the fleet as it is used (no policy)")
+    policies: list[FleetPolicyResult] | None = None
 
 
 class AgingValidity(BaseModel):

@@ -1,4 +1,4 @@
-"""POST /forecast and POST /forecast/fleet.
+"""POST /forecast, POST /forecast/compare and POST /forecast/fleet.
 
 A request's work is bounded before anything runs (`check_single`, `check_fleet`: vehicles,
 vehicle-steps, points returned; 413 naming the limit), and everything that costs CPU runs in
@@ -11,6 +11,7 @@ between chunks. As for /step, each operation is served by a plain route register
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -21,6 +22,12 @@ from starlette.concurrency import run_in_threadpool
 from twin_service.api.vehicles import store_unavailable
 from twin_service.deps import LiveDep, ReadAuth, SettingsDep, require_read_key
 from twin_service.errors import MAX_REPORTED_ERRORS, ApiError, pydantic_errors
+from twin_service.forecast.policy import (
+    apply_policy,
+    check_compare,
+    compare_forecast,
+    warranty_share,
+)
 from twin_service.forecast.service import (
     Resolved,
     check_fleet,
@@ -36,6 +43,8 @@ from twin_service.schemas import (
     ErrorResponse,
     FleetForecastRequest,
     FleetForecastResponse,
+    ForecastCompareRequest,
+    ForecastCompareResponse,
     ForecastItem,
     ForecastRequest,
     ForecastResponse,
@@ -80,7 +89,8 @@ def _validate_fleet(payload: Any, settings: Settings) -> FleetForecastRequest:
     errors: list[dict[str, Any]] = []
     try:  # everything but the items
         head = FleetForecastRequest.model_validate({**payload, "items": [{}]})
-        check_fleet(settings, len(raw), head.years, head.include_points)
+        check_fleet(settings, len(raw), head.years, head.include_points,
+                    len(head.policies or ()), head.warranty.years)  # fmt: skip
     except ValidationError as exc:
         errors = pydantic_errors(exc, ["body"])
     items: list[ForecastItem] = []
@@ -155,15 +165,53 @@ def _resolve_chunk(
     ]
 
 
-def _results_chunk(resolved: list[Resolved], body: FleetForecastRequest, first: int) -> bytes:
-    """The chunk's results as JSON list members (without the brackets)."""
+def _results_chunk(
+    resolved: list[Resolved], body: FleetForecastRequest, first: int
+) -> list[list[dict[str, Any]]]:
+    """The chunk's results: as used, then per policy."""
     ids = [item.vehicle_id for item in body.items[first : first + len(resolved)]]
-    results = fleet_results(resolved, ids, body.years, body.aging_model, body.include_points)
-    return orjson.dumps(results)[1:-1]
+    policies = [partial(_with_policy, p) for p in body.policies or ()]
+    return fleet_results(resolved, ids, body.years, body.aging_model, body.include_points,
+                         body.warranty.years, policies)  # fmt: skip
+
+
+def _with_policy(policy: Any, usage: dict[str, Any]) -> dict[str, Any]:
+    return apply_policy(usage, policy)
+
+
+def _fleet_body(body: FleetForecastRequest, parts: list[list[list[dict[str, Any]]]]) -> bytes:
+    """The response from the chunks' results (encoded in a worker thread)."""
+    runs = [[r for part in parts for r in part[k]] for k in range(1 + len(body.policies or ()))]
+    out: dict[str, Any] = {
+        "years": body.years,
+        "results": runs[0],
+        "warranty": warranty_share([r["soh_at_warranty"] for r in runs[0]], body.warranty),
+    }
+    if body.policies is not None:
+        out["policies"] = [
+            {
+                "name": policy.name,
+                "policy": policy.model_dump(exclude_none=True),
+                "results": results,
+                "warranty": warranty_share(
+                    [r["soh_at_warranty"] for r in results], body.warranty
+                ),  # fmt: skip
+                "mean_fade_pct_per_year": _mean([r["fade_pct_per_year"] for r in results]),
+                "mean_soh_at_warranty": _mean([r["soh_at_warranty"] for r in results]),
+            }
+            for policy, results in zip(body.policies, runs[1:], strict=True)
+        ]
+    return orjson.dumps(out)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 async def run_fleet(body: FleetForecastRequest, live: LiveBackend, settings: Settings) -> bytes:
-    check_fleet(settings, len(body.items), body.years, body.include_points)
+    policies = len(body.policies or ())
+    check_fleet(settings, len(body.items), body.years, body.include_points, policies,
+                body.warranty.years)  # fmt: skip
     items = body.items
     resolved: list[Resolved] = []
     # Every item is resolved (404 / 422 for a bad one) before any model runs.
@@ -173,17 +221,35 @@ async def run_fleet(body: FleetForecastRequest, live: LiveBackend, settings: Set
         resolved += await run_in_threadpool(
             _resolve_chunk, chunk, fetched, lo, settings.default_vehicle
         )
+    chunk_size = max(1, FLEET_CHUNK // (1 + policies))
     parts = [
-        await run_in_threadpool(_results_chunk, resolved[lo : lo + FLEET_CHUNK], body, lo)
-        for lo in range(0, len(resolved), FLEET_CHUNK)
+        await run_in_threadpool(_results_chunk, resolved[lo : lo + chunk_size], body, lo)
+        for lo in range(0, len(resolved), chunk_size)
     ]
-    return b'{"years":%s,"results":[%s]}' % (orjson.dumps(body.years), b",".join(parts))
+    return await run_in_threadpool(_fleet_body, body, parts)
+
+
+def _compare(body: ForecastCompareRequest, fetched: tuple[Any, Any], default_vehicle: str) -> bytes:
+    resolved = resolve_item(body, *fetched, default_vehicle, ["body"])
+    return orjson.dumps(compare_forecast(body, resolved))
+
+
+async def run_compare(body: ForecastCompareRequest, live: LiveBackend, settings: Settings) -> bytes:
+    check_compare(settings, body)
+    fetched = await _fetch(body, live)
+    return await run_in_threadpool(_compare, body, fetched, settings.default_vehicle)
 
 
 async def _forecast_endpoint(request: Request) -> Response:
     state = request.app.state
     body = await _parse(request, ForecastRequest, state.settings)
     return _json(await run_single(body, state.live, state.settings))
+
+
+async def _compare_endpoint(request: Request) -> Response:
+    state = request.app.state
+    body = await _parse(request, ForecastCompareRequest, state.settings)
+    return _json(await run_compare(body, state.live, state.settings))
 
 
 async def _fleet_endpoint(request: Request) -> Response:
@@ -194,6 +260,7 @@ async def _fleet_endpoint(request: Request) -> Response:
 
 router.add_route("/forecast", _forecast_endpoint, methods=["POST"], include_in_schema=False)
 router.add_route("/forecast/fleet", _fleet_endpoint, methods=["POST"], include_in_schema=False)
+router.add_route("/forecast/compare", _compare_endpoint, methods=["POST"], include_in_schema=False)
 
 
 @router.post(
@@ -208,6 +275,22 @@ async def forecast(body: ForecastRequest, live: LiveDep, settings: SettingsDep) 
 
 
 @router.post(
+    "/forecast/compare",
+    operation_id="forecast_compare",
+    response_model=ForecastCompareResponse,
+    responses=ERRORS,
+)
+async def forecast_compare(
+    body: ForecastCompareRequest, live: LiveDep, settings: SettingsDep
+) -> Response:
+    """One forecast per policy, side by side, for the usage the vehicle has shown (or the
+    usage given): a policy changes the physics of the day (SOC window, DC C-rate and heat,
+    power cap, preconditioning), each with the band of the physical aging models and its SOH
+    at the warranty age. All policies run as rows of one vectorised run per model."""
+    return _json(await run_compare(body, live, settings))
+
+
+@router.post(
     "/forecast/fleet",
     operation_id="forecast_fleet",
     response_model=FleetForecastResponse,
@@ -217,6 +300,8 @@ async def forecast_fleet(
     body: FleetForecastRequest, live: LiveDep, settings: SettingsDep
 ) -> Response:
     """The forecast for many vehicles in one vectorised run per aging model (summaries;
-    points on request). At most `max_forecast_items` vehicles, `max_forecast_work`
-    vehicle-steps (vehicles x weekly steps) and `max_forecast_points` points (settings)."""
+    points on request), the share of the fleet projected below the warranty threshold, and
+    with `policies` the same under each policy. At most `max_forecast_items` vehicles,
+    `max_forecast_work` vehicle-steps (vehicles x weekly steps x runs) and
+    `max_forecast_points` points (settings)."""
     return _json(await run_fleet(body, live, settings))

@@ -4,7 +4,9 @@ and runs these functions in worker threads."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -13,12 +15,13 @@ import numpy as np
 from twin_service.errors import ApiError, error_item
 from twin_service.models.aging import LAYOUT, MODELS, REGISTRY
 from twin_service.models.aging.base import ForecastStart
+from twin_service.models.duty import Duty, pack_duty
 from twin_service.models.forecast import Forecast, Usage, forecast_steps, years_to_threshold
 from twin_service.models.pack import PackState
 from twin_service.presets import PRESETS, VehiclePreset
 from twin_service.schemas import ForecastItem, ForecastRequest, UsageProfile
 from twin_service.settings import Settings
-from twin_service.step.service import resolve_vehicle, state_from_wire
+from twin_service.step.service import preset_params, resolve_vehicle, state_from_wire
 
 DEFAULT_USAGE = {
     "daily_km": 40.0,
@@ -115,15 +118,24 @@ def check_single(settings: Settings, body: ForecastRequest) -> None:
     )
 
 
-def check_fleet(settings: Settings, items: int, years: float, include_points: bool) -> None:
-    """POST /forecast/fleet runs each vehicle once, over at least FLEET_MIN_HORIZON_YEARS."""
+def check_fleet(
+    settings: Settings,
+    items: int,
+    years: float,
+    include_points: bool,
+    policies: int = 0,
+    warranty_years: float = 0.0,
+) -> None:
+    """POST /forecast/fleet runs each vehicle once as it is used and once per policy, over at
+    least FLEET_MIN_HORIZON_YEARS and the warranty age."""
+    runs = 1 + policies
     check_budget(
         settings,
         items=items,
         years=years,
-        horizon_years=max(years, FLEET_MIN_HORIZON_YEARS),
-        models=1,
-        returned=int(include_points),
+        horizon_years=max(years, warranty_years, FLEET_MIN_HORIZON_YEARS),
+        models=runs,
+        returned=int(include_points) * runs,
         points_loc=["body", "include_points"],
     )
 
@@ -272,6 +284,33 @@ def forecast_start(states: list[PackState], aging_model: str) -> ForecastStart:
     return ForecastStart(block, vectors[:, cap].sum(axis=1), vectors[:, res].sum(axis=1))
 
 
+def duty(
+    states: list[PackState], usages: list[dict[str, Any]], presets: list[VehiclePreset]
+) -> Duty:
+    """The pack's day (models/duty.py) of each vehicle, one compiled call per pack design.
+    A usage may carry a policy's `max_discharge_kw` and `preconditioning` (default: the
+    preset's power limit, preconditioning on)."""
+    n = len(states)
+    out = Duty(np.empty(n), np.empty(n), np.empty(n), np.empty((n, 3)), np.empty((n, 3)))
+    groups: dict[int, list[int]] = {}
+    for i, preset in enumerate(presets):
+        groups.setdefault(id(preset), []).append(i)
+    for idx in groups.values():
+        preset = presets[idx[0]]
+        params = preset_params(preset)[1]
+        rows = [usages[i] for i in idx]
+        limit_w = params.circuit.max_discharge_w
+        cap_w = np.array([min(u.get("max_discharge_kw") or math.inf, limit_w / 1000.0) * 1000.0
+                          for u in rows])  # fmt: skip
+        precondition = np.array([u.get("preconditioning") is not False for u in rows])
+        columns = {k: np.array([u[k] for u in rows], dtype=float) for k in DEFAULT_USAGE}
+        soh = np.array([states[i].soh for i in idx])
+        d = pack_duty(params, preset.pack.nominal_energy_kwh, columns, soh, cap_w, precondition)
+        for name in ("drive_c_rate", "ac_c_rate", "dc_c_rate", "op_fraction", "op_temp_c"):
+            getattr(out, name)[idx] = getattr(d, name)
+    return out
+
+
 def run_forecast(
     states: list[PackState],
     usages: list[dict[str, Any]],
@@ -282,7 +321,11 @@ def run_forecast(
     def arr(key: str) -> np.ndarray:
         return np.array([u[key] for u in usages], dtype=float)
 
+    d = duty(states, usages, presets)
     usage = Usage(*(arr(k) for k in DEFAULT_USAGE))
+    usage = replace(usage, charge_c_rate=d.ac_c_rate, drive_c_rate=d.drive_c_rate,
+                    dc_c_rate=d.dc_c_rate, op_fraction=d.op_fraction,
+                    op_temp_c=d.op_temp_c)  # fmt: skip
     capacity = np.array([p.pack.nominal_energy_kwh for p in presets])
     forecast = MODELS[aging_model].forecast
     return forecast(forecast_start(states, aging_model), usage, capacity, years)
@@ -366,21 +409,33 @@ def fleet_results(
     years: float,
     aging_model: str | None,
     include_points: bool,
-) -> list[dict[str, Any]]:
-    """Results of POST /forecast/fleet for these vehicles: one vectorised run per model."""
-    horizon = max(years, FLEET_MIN_HORIZON_YEARS)
+    warranty_years: float = 0.0,
+    policies: Sequence[Callable[[dict[str, Any]], dict[str, Any]]] = (),
+) -> list[list[dict[str, Any]]]:
+    """Results of POST /forecast/fleet for these vehicles as they are used, then under each
+    of `policies` (functions of the usage): one vectorised run per aging model over every
+    (vehicle, policy) row."""
+    horizon = max(years, warranty_years, FLEET_MIN_HORIZON_YEARS)
+    variants: list[Callable[[dict[str, Any]], dict[str, Any]] | None] = [None, *policies]
     models = [aging_model or r.aging_model for r in resolved]
-    out: list[dict[str, Any]] = [{} for _ in resolved]
+    out: list[list[dict[str, Any]]] = [[{} for _ in resolved] for _ in variants]
     for model in dict.fromkeys(models):
         idx = [i for i, m in enumerate(models) if m == model]
-        fc = run_forecast([resolved[i].state for i in idx], [resolved[i].usage for i in idx],
-                          [resolved[i].preset for i in idx], horizon, model)  # fmt: skip
+        rows = [(k, i) for k in range(len(variants)) for i in idx]
+        usages = [
+            resolved[i].usage if variants[k] is None else variants[k](resolved[i].usage)  # type: ignore[misc]
+            for k, i in rows
+        ]
+        fc = run_forecast([resolved[i].state for _, i in rows], usages,
+                          [resolved[i].preset for _, i in rows], horizon, model)  # fmt: skip
         summary = summarise(fc, years)
-        for row, i in enumerate(idx):
-            out[i] = {
+        at_warranty = np.array([np.interp(warranty_years, fc.years, r) for r in fc.soh])
+        for row, (k, i) in enumerate(rows):
+            out[k][i] = {
                 "vehicle_id": vehicle_ids[i],
                 "aging_model": model,
                 **_summary(summary, row),
+                "soh_at_warranty": float(at_warranty[row]),
                 "points": points(fc, row, years) if include_points else None,
             }
     return out

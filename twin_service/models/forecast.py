@@ -9,7 +9,7 @@ back to `soc_max` after the day's driving; a day's energy is one swing of depth 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,9 +32,15 @@ VEHICLE_BLOCK = 256
 BLOCK_CELLS = 32_768
 
 
+def _absent() -> np.ndarray:
+    return np.empty(0)
+
+
 @dataclass(frozen=True)
 class Usage:
-    """Arrays of shape (V,) or scalars."""
+    """Arrays of shape (V,) or scalars. The duty fields (models.duty fills them) are optional;
+    an empty array means "not given": the drive's C-rate then follows from DRIVE_SPEED_KMH,
+    DC fast charging runs at DC_FAST_C_RATE and the pack sits at ambient all day."""
 
     daily_km: np.ndarray
     wh_per_km: np.ndarray
@@ -43,6 +49,16 @@ class Usage:
     ambient_c: np.ndarray
     charge_c_rate: np.ndarray
     dc_fast_share: np.ndarray
+    drive_c_rate: np.ndarray = field(default_factory=_absent)  # (V,) mean C-rate driving
+    dc_c_rate: np.ndarray = field(default_factory=_absent)  # (V,) mean C-rate of DC charging
+    # (V, K): share of the day and mean pack temperature of each operating period (AC
+    # charging, DC charging, driving); the rest of the day the pack is at ambient.
+    op_fraction: np.ndarray = field(default_factory=_absent)
+    op_temp_c: np.ndarray = field(default_factory=_absent)
+
+
+def given(x: np.ndarray | float) -> bool:
+    return np.asarray(x).size > 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +91,12 @@ class UsageDays:
     drive_c: np.ndarray  # mean C-rate while driving
     charge_c: np.ndarray  # mean C-rate while charging (AC and DC fast mixed)
     drive_h: np.ndarray
+    op_fraction: np.ndarray  # (V, K), K >= 1; all zero when the usage gives no duty
+    op_temp_c: np.ndarray  # (V, K)
+
+    def operating(self) -> tuple[np.ndarray, np.ndarray]:
+        """(op_fraction, op_temp_c) as contiguous (V, K) arrays, for the compiled forecasts."""
+        return np.ascontiguousarray(self.op_fraction), np.ascontiguousarray(self.op_temp_c)
 
     def vehicle_columns(self) -> VehicleColumns:
         """(capacity_kwh, daily_kwh, window, soc_max, ambient_c, drive_c, charge_c) as
@@ -110,6 +132,20 @@ def usage_days(usage: Usage, capacity_kwh: np.ndarray, years: float) -> UsageDay
     n_steps = forecast_steps(years)
     cap = col(capacity_kwh)
     share = col(usage.dc_fast_share)
+    ambient = col(usage.ambient_c)
+    n = max(cap.shape[0], ambient.shape[0], share.shape[0])
+    if given(usage.drive_c_rate):
+        drive_c = col(usage.drive_c_rate)
+    else:
+        drive_c = col(usage.wh_per_km) * DRIVE_SPEED_KMH / 1000.0 / cap
+    dc_c = col(usage.dc_c_rate) if given(usage.dc_c_rate) else DC_FAST_C_RATE
+    if given(usage.op_fraction):
+        k = np.shape(usage.op_fraction)[-1]
+        op_fraction = np.broadcast_to(np.asarray(usage.op_fraction, dtype=float), (n, k))
+        op_temp = np.broadcast_to(np.asarray(usage.op_temp_c, dtype=float), op_fraction.shape)
+    else:
+        op_fraction = np.zeros((n, 1))
+        op_temp = np.broadcast_to(ambient, (n, 1))
     return UsageDays(
         t_years=np.arange(n_steps + 1) * STEP_DAYS / YEAR_DAYS,
         step_days=STEP_DAYS,
@@ -118,11 +154,23 @@ def usage_days(usage: Usage, capacity_kwh: np.ndarray, years: float) -> UsageDay
         daily_kwh=col(usage.daily_km) * col(usage.wh_per_km) / 1000.0,
         window=col(usage.soc_max) - col(usage.soc_min),
         soc_max=col(usage.soc_max),
-        ambient_c=col(usage.ambient_c),
-        drive_c=col(usage.wh_per_km) * DRIVE_SPEED_KMH / 1000.0 / cap,
-        charge_c=(1.0 - share) * col(usage.charge_c_rate) + share * DC_FAST_C_RATE,
+        ambient_c=ambient,
+        drive_c=drive_c,
+        charge_c=(1.0 - share) * col(usage.charge_c_rate) + share * dc_c,
         drive_h=col(usage.daily_km) / DRIVE_SPEED_KMH,
+        op_fraction=op_fraction,
+        op_temp_c=op_temp,
     )
+
+
+def _rows(x: np.ndarray | float, n: int) -> np.ndarray:
+    """`x` as n rows (a (V,) or (V, K) array, or a scalar broadcast); absent stays absent."""
+    a = np.asarray(x)
+    if a.ndim == 0:
+        return np.broadcast_to(a, (n,))
+    if a.size == 0:
+        return a  # sliced, still empty
+    return np.broadcast_to(a, (n, *a.shape[1:])) if a.shape[0] != n else a
 
 
 ForecastBlock = Callable[["ForecastStart", Usage, np.ndarray, float], Forecast]
@@ -144,8 +192,7 @@ def forecast_in_blocks(
     for lo in range(0, n, size):
         sl = slice(lo, lo + size)
         part_start = type(start)(*(getattr(start, f.name)[sl] for f in fields(start)))
-        part_usage = Usage(*(np.broadcast_to(getattr(usage, f.name), (n,))[sl]
-                             for f in fields(usage)))  # fmt: skip
+        part_usage = Usage(*(_rows(getattr(usage, f.name), n)[sl] for f in fields(usage)))
         parts.append(block_fn(part_start, part_usage, np.broadcast_to(capacity_kwh, (n,))[sl],
                               years))  # fmt: skip
     return Forecast(

@@ -8,7 +8,7 @@ and runs the loop.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 
 import numpy as np
@@ -379,6 +379,10 @@ def warm_up() -> None:
     measured = np.array([340.0, np.nan])
     settings = estimator.settings_vector(0.5, 0.0, 0.5, 0.5, 0.03, 5.0, True)
     estimation = Estimation(settings, measured, measured - 315.0, np.array([np.nan, 0.5]))
+    from twin_service.models.duty import pack_duty
+
+    columns = {f.name: getattr(usage, f.name) for f in fields(usage)}
+    pack_duty(params, 54.0, columns, one, one * 1e5, np.ones(1, dtype=bool))
     for model in REGISTRY:
         simulate(params, new_pack_state(), drive, AgingSettings(model.name))
         state = new_pack_state()

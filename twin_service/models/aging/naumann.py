@@ -205,20 +205,23 @@ def _forecast_block(
         b[:, CAL].copy(), b[:, CAL_R].copy(), b[:, CYC].copy(), b[:, CYC_R].copy(),
         np.ascontiguousarray(start.other_capacity_loss, dtype=float),
         np.ascontiguousarray(start.other_resistance_increase, dtype=float),
-        *days.vehicle_columns(), days.step_days, days.step_s, soh, rf,
+        *days.vehicle_columns(), *days.operating(), days.step_days, days.step_s, soh, rf,
     )  # fmt: skip
     return Forecast(days.t_years, soh, rf)
 
 
 @jit
 def _forecast_kernel(cal0, calr0, cyc0, cycr0, other, other_r, cap_kwh, daily_kwh, window,
-                     soc_max, ambient_c, drive_c, charge_c, step_days, step_s, soh_out,
-                     rf_out):  # fmt: skip
+                     soc_max, ambient_c, drive_c, charge_c, op_fraction, op_temp_c, step_days,
+                     step_s, soh_out, rf_out):  # fmt: skip
     """The repeating day of `usage_days`, vehicle by vehicle and week by week: each charge
     event is one discharge and one charge half-cycle of the same depth, and the pack rests
     half the time near each end of the swing. Squared capacity losses add up over time / FEC,
     so a week's stress adds k^2 * dt. The depth depends on the faded capacity: the first
-    sweep takes the start's SOH over the whole horizon, the second the first's."""
+    sweep takes the start's SOH over the whole horizon, the second the first's. The operating
+    periods (share of the day, pack temperature) scale the calendar rates: the temperature
+    enters both as an Arrhenius factor, so the day's mean of k^2 (capacity) and of k
+    (resistance) is the ambient's times a factor that is 1 at ambient all day."""
     n, width = soh_out.shape
     n_steps = width - 1
     soh = np.empty(n_steps)  # the SOH each week's swing sees
@@ -227,6 +230,16 @@ def _forecast_kernel(cal0, calr0, cyc0, cycr0, other, other_r, cap_kwh, daily_kw
     for v in range(n):
         amb = ambient_c[v]
         soh0 = 1.0 - cal0[v] - cyc0[v] - other[v]
+        m_cap = 1.0
+        m_res = 1.0
+        a_cap = arrhenius(amb, CAL_EA)
+        a_res = arrhenius(amb, CAL_R_EA)
+        for j in range(op_fraction.shape[1]):
+            f = op_fraction[v, j]
+            if f > 0.0:
+                r = arrhenius(op_temp_c[v, j], CAL_EA) / a_cap
+                m_cap += f * (r * r - 1.0)
+                m_res += f * (arrhenius(op_temp_c[v, j], CAL_R_EA) / a_res - 1.0)
         # Stress that does not change with time.
         k_hi = calendar_capacity_rate(soc_max[v], amb)
         k_hi_sq = k_hi * k_hi
@@ -243,7 +256,7 @@ def _forecast_kernel(cal0, calr0, cyc0, cycr0, other, other_r, cap_kwh, daily_kw
                 doc[t] = d
                 # Calendar: half the time at each end of the swing (squared rates average).
                 k_lo = calendar_capacity_rate(soc_max[v] - d, amb)
-                cal_sum += 0.5 * (k_hi_sq + k_lo * k_lo) * step_s
+                cal_sum += 0.5 * (k_hi_sq + k_lo * k_lo) * step_s * m_cap
                 # Cycle: per charge event a discharge and a charge half-cycle of depth d.
                 fec_half[t] = cycles_per_day * d * (step_days / 2.0)
                 kd = cycle_capacity_factor(drive_c[v], d)
@@ -259,7 +272,7 @@ def _forecast_kernel(cal0, calr0, cyc0, cycr0, other, other_r, cap_kwh, daily_kw
         increase = 0.0
         for t in range(n_steps):
             kr = 0.5 * (kr_hi + calendar_resistance_rate(soc_max[v] - doc[t], amb))
-            increase += kr * step_s + fec_half[t] * (
+            increase += kr * m_res * step_s + fec_half[t] * (
                 cycle_resistance_factor(drive_c[v], doc[t])
                 + cycle_resistance_factor(charge_c[v], doc[t])
             )

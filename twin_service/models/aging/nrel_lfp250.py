@@ -214,19 +214,22 @@ def _forecast_block(
     b = np.ascontiguousarray(start.block)
     other = np.ascontiguousarray(start.other_capacity_loss, dtype=float) + b[:, OPEN]
     _forecast_kernel(b[:, CAL].copy(), b[:, CYC].copy(), other, *days.vehicle_columns(),
-                     days.step_days, soh)  # fmt: skip
+                     *days.operating(), days.step_days, soh)  # fmt: skip
     rf = np.broadcast_to(1.0 + start.other_resistance_increase[:, None], soh.shape)
     return Forecast(days.t_years, soh, rf.copy())
 
 
 @jit
 def _forecast_kernel(cal0, cyc0, other, cap_kwh, daily_kwh, window, soc_max, ambient_c,
-                     drive_c, charge_c, step_days, soh_out):  # fmt: skip
+                     drive_c, charge_c, op_fraction, op_temp_c, step_days,
+                     soh_out):  # fmt: skip
     """The repeating day, vehicle by vehicle and week by week: each swing of depth `doc` is
     two windows (discharge, then charge), each half of the swing's share of the day, resting
     at its end. Under stress held over a weekly step, y = k x^p continues exactly on virtual
     x: y^(1/p) grows by k^(1/p) dx (the state equation above is its first-order form). The
-    depth depends on the faded capacity: two sweeps, as in naumann's forecast."""
+    depth depends on the faded capacity: two sweeps, as in naumann's forecast. As in the
+    step's windows, k_cal and the cycle temperature factor are time averages over the day: at
+    ambient, and at each operating period's pack temperature for its share of the day."""
     n, width = soh_out.shape
     n_steps = width - 1
     soh = np.empty(n_steps)
@@ -235,6 +238,14 @@ def _forecast_kernel(cal0, cyc0, other, cap_kwh, daily_kwh, window, soc_max, amb
         soh0 = 1.0 - cal0[v] - cyc0[v] - other[v]
         k_cal_hi = calendar_rate(soc_max[v], amb)
         f_t = cycle_temperature_factor(amb)
+        rest = 1.0
+        for j in range(op_fraction.shape[1]):
+            rest -= op_fraction[v, j]
+        operating = rest < 1.0
+        if operating:
+            f_t = rest * f_t
+            for j in range(op_fraction.shape[1]):
+                f_t += op_fraction[v, j] * cycle_temperature_factor(op_temp_c[v, j])
         z_cal0 = cal0[v] ** (1.0 / P_CAL)
         z_cyc0 = cyc0[v] ** (1.0 / P_CYC)
         soh[:] = soh0
@@ -245,6 +256,18 @@ def _forecast_kernel(cal0, cyc0, other, cap_kwh, daily_kwh, window, soc_max, amb
             for t in range(n_steps):
                 doc, cycles_per_day = swing(cap_kwh[v], daily_kwh[v], window[v], soh[t])
                 k_cal = 0.5 * (k_cal_hi + calendar_rate(soc_max[v] - doc, amb))
+                if operating:
+                    k_cal *= rest
+                    for j in range(op_fraction.shape[1]):
+                        t_op = op_temp_c[v, j]
+                        k_cal += (
+                            op_fraction[v, j]
+                            * 0.5
+                            * (
+                                calendar_rate(soc_max[v], t_op)
+                                + calendar_rate(soc_max[v] - doc, t_op)
+                            )
+                        )
                 if cycles_per_day > 0.0:
                     window_h = 12.0 / max(cycles_per_day, 1e-12)
                 else:

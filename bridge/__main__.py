@@ -1,4 +1,4 @@
-"""``python -m bridge {cycle,charge,replay,calibrate,beamng,explore}`` (SPEC §2)."""
+"""``python -m bridge {cycle,charge,replay,calibrate,beamng,explore,fleet}`` (SPEC §2, §6)."""
 
 from __future__ import annotations
 
@@ -82,6 +82,17 @@ EXAMPLES = {
     "explore": """\
   python -m bridge explore --no-launch --model sv1ev3 --duration 5""",
 }
+# Not in EXAMPLES either: a fleet names its twins itself (fleet-0001 …), no --vehicle-id.
+FLEET_EXAMPLE = f"""\
+  python -m bridge fleet --twin-url {URL} --vehicles 1000 --days 30 --seed 1 --fast \\
+      --manifest fleet.json"""
+FLEET_EXIT_CODES = """\
+exit codes:
+  0    every vehicle-day delivered
+  1    the service is unreachable or a vehicle-day was not delivered, or another error
+  2    bad input (preset, option)
+  4    the service already holds the fleet's twins (rerun with --replace)
+  130  interrupted (Ctrl-C, SIGTERM)"""
 
 
 def paced(samples: Iterator[Sample], speedup: float | None) -> Iterator[Sample]:
@@ -420,7 +431,96 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=_positive, default=5.0, help="seconds to record (%(default)s)"
     )
     explore.add_argument("--out-dir", type=Path, default=Path("battery_sensor_data"))
+    _add_fleet_parser(sub)
     return parser
+
+
+def _add_fleet_parser(sub: Any) -> None:
+    from bridge.fleet import CLIMATES, DEFAULT_CONCURRENCY, DEFAULT_SPEEDUP, PROFILES
+
+    fleet = sub.add_parser(
+        "fleet",
+        help="a fleet of vehicles, usage profiles, climates and charging habits",
+        description="Draw a fleet (fleet-0001 …: profiles "
+        + ", ".join(f"{name} {p.share:.0%}" for name, p in PROFILES.items())
+        + "; climates "
+        + ", ".join(CLIMATES)
+        + ") and simulate its days through POST /step, the whole fleet a round of days at "
+        "a time. docs/fleet.md describes the profiles, climates and habits.",
+        epilog=f"examples:\n{FLEET_EXAMPLE}\n\n{FLEET_EXIT_CODES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fleet.add_argument("--vehicles", type=_count, default=100, help="fleet size (%(default)s)")
+    fleet.add_argument("--days", type=_count, default=30, help="days to simulate (%(default)s)")
+    fleet.add_argument("--seed", type=int, default=0, help="the draw's seed (%(default)s)")
+    fleet.add_argument(
+        "--presets",
+        type=_names,
+        help="preset ids to draw from, comma-separated (default sv1ev3,Model3_2024)",
+    )
+    fleet.add_argument(
+        "--start-day",
+        type=int,
+        default=1,
+        help="day of the year the run starts on (1 = 1 January, a Monday; %(default)s)",
+    )
+    fleet.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help="vehicles posted at the same time (%(default)s)",
+    )
+    fleet.add_argument(
+        "--manifest", type=Path, help="write the drawn fleet (and at the end its results) here"
+    )
+    twin = fleet.add_argument_group("twin service")
+    _add_url_and_key(twin, "POST /step")
+    twin.add_argument(
+        "--batch-format",
+        choices=BATCH_FORMATS,
+        default="msgpack",
+        help="how batches go to POST /step (default %(default)s)",
+    )
+    twin.add_argument(
+        "--aging-model", choices=MODEL_NAMES, help="aging model (default: the preset's)"
+    )
+    twin.add_argument("--demo", action="store_true", help="demo aging (options.demo_mode)")
+    twin.add_argument("--time-multiplier", type=_positive, help="aging time multiplier")
+    twin.add_argument(
+        "--replace",
+        action="store_true",
+        help="restart twins the service already holds (fleet ids of an earlier run)",
+    )
+    pace = fleet.add_argument_group("pace")
+    speed = pace.add_mutually_exclusive_group()
+    speed.add_argument(
+        "--speedup",
+        type=_positive,
+        help=f"simulated days at this real-time factor (default {DEFAULT_SPEEDUP:g}: a day "
+        "in 24 s), a round of one day for all vehicles at a time",
+    )
+    speed.add_argument("--fast", action="store_true", help="as fast as the service answers")
+    pace.add_argument(
+        "--round-days",
+        type=int,
+        default=1,
+        help="days of every vehicle per round (and per request): fewer, larger requests "
+        "(default %(default)s)",
+    )
+    pace.add_argument(
+        "--drive-window-s",
+        type=float,
+        default=1.0,
+        help="coarsen drives to windows of this many seconds (fewer samples, a little less "
+        "exact; default %(default)g: the cycles' own 1 s)",
+    )
+    pace.add_argument(
+        "--flush-timeout-s",
+        type=_positive,
+        default=120.0,
+        help="give up when a vehicle-day is not delivered within this (%(default)s)",
+    )
+    pace.add_argument("--no-progress", action="store_true", help="no progress line")
 
 
 def _add_beamng_options(parser: argparse.ArgumentParser) -> None:
@@ -851,6 +951,41 @@ def cmd_beamng(args: argparse.Namespace) -> int:
         return run_source(args, client, vehicle, make)
 
 
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from bridge.fleet import DEFAULT_SPEEDUP, FleetError, draw_fleet, run_fleet
+
+    options: dict[str, Any] = {}
+    if args.demo:
+        options["demo_mode"] = True
+    if args.time_multiplier is not None:
+        options["time_multiplier"] = args.time_multiplier
+    if args.aging_model:
+        options["aging_model"] = args.aging_model
+    fleet = draw_fleet(args.vehicles, args.seed, args.presets)
+    try:
+        with _client(args) as client:
+            result = run_fleet(
+                fleet,
+                args.days,
+                seed=args.seed,
+                client=client,
+                concurrency=args.concurrency,
+                start_day=args.start_day,
+                speedup=None if args.fast else (args.speedup or DEFAULT_SPEEDUP),
+                options=options or None,
+                replace=args.replace,
+                manifest=args.manifest,
+                progress=not args.no_progress,
+                flush_timeout_s=args.flush_timeout_s,
+                drive_window_s=args.drive_window_s,
+                round_days=args.round_days,
+            )
+    except FleetError as exc:
+        logger.error("%s", exc)
+        return exc.code
+    return result.code
+
+
 def cmd_explore(args: argparse.Namespace) -> int:
     from bridge.sources.explore import explore
 
@@ -866,6 +1001,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "calibrate": cmd_calibrate,
     "beamng": cmd_beamng,
     "explore": cmd_explore,
+    "fleet": cmd_fleet,
 }
 
 

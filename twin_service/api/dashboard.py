@@ -1,5 +1,5 @@
-"""The browser dashboard: clients/web served as static files at / and /static/ (vendored
-libraries under /static/vendor/).
+"""The browser dashboards: clients/web served as static files at / (one vehicle), /fleet (the
+fleet page) and /static/ (vendored libraries under /static/vendor/).
 
 The page and its assets hold no data, so they stay open even when `read_key` is set; the page
 passes the key (taken from its own ``?token=``) on every API call and WebSocket it opens.
@@ -62,6 +62,11 @@ def _asset(name: str) -> Path:
 @router.get("/")
 async def dashboard() -> FileResponse:
     return FileResponse(WEB_DIR / "index.html", media_type=MEDIA_TYPES[".html"], headers=NO_CACHE)
+
+
+@router.get("/fleet")
+async def fleet_dashboard() -> FileResponse:
+    return FileResponse(WEB_DIR / "fleet.html", media_type=MEDIA_TYPES[".html"], headers=NO_CACHE)
 
 
 @router.get("/favicon.ico")

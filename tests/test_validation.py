@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -295,3 +296,22 @@ def test_a_rerun_with_the_same_results_leaves_the_report_alone(tmp_path: Path) -
     assert not write_report(out, rerun) and out.read_text() == first
     changed = rerun.replace("| 1 |", "| 2 |")
     assert write_report(out, changed) and out.read_text() == changed
+
+
+def test_fleet_section_runs_a_small_fleet() -> None:
+    from validation import fleet
+
+    case = fleet.compute(vehicles=12, days=3)
+    assert case.vehicle_days == 36 and len(case.simulated) == 12
+    assert all(t["vehicle_id"].startswith("fleet-") for t in case.simulated)
+    section = fleet.render(case)
+    assert "| **fleet** | 12 |" in section.body and "below 70 % at 8 years" in section.body
+    for model in fleet.MODELS:
+        runs = {p["name"]: p for p in case.projected[model]["policies"]}
+        # A lower charge limit never ages the fleet faster on average (and here it helps).
+        assert (
+            runs["charge to 80 %"]["mean_soh_at_warranty"]
+            >= runs["as used"]["mean_soh_at_warranty"]
+        )
+    fades = fleet._fade(case.projected["naumann"]["results"])
+    assert np.all((fades > 0.1) & (fades < 10.0))

@@ -23,6 +23,7 @@ from validation import (
     demo_timeline,
     estimation,
     ev_pack,
+    fleet,
     forecast_consistency,
     invariants,
     limits,
@@ -46,6 +47,7 @@ SECTION_KEYS = (
     "pulses",
     "limits",
     "estimation",
+    "fleet",
 )
 
 
@@ -120,6 +122,7 @@ def run_sections(keys: tuple[str, ...]) -> list[Section]:
         timed("pulses", lambda: ev_pack.render_pulses(ev_pack.compute_pulses(tw)))
         timed("limits", lambda: limits.render(limits.compute(tw)))
         timed("estimation", lambda: estimation.render(estimation.compute()))
+        timed("fleet", lambda: fleet.render(fleet.compute()))
     return sections
 
 

@@ -525,7 +525,7 @@ class Policy(_Wire):
         None, ge=0, le=1, description="share of the charged energy from DC fast charging"
     )
     max_discharge_kw: float | None = Field(
-        None, gt=0, le=10_000, description="battery power cap while driving (an OTA derate)"
+        None, ge=1, le=10_000, description="battery power cap while driving (an OTA derate)"
     )
     preconditioning: bool | None = Field(
         None,

@@ -11,12 +11,13 @@ Assumptions (stated, not fitted):
   distance is covered more slowly, at the same energy per km;
 - charging: the day's energy is put back, a share `dc_fast_share` of it by DC fast charging at
   the pack's accepted current (taper over the swing, derated at the pack temperature, at most
-  DC_FAST_C_RATE), the rest by AC at `charge_c_rate` (at most the accepted current), one
-  session of each per swing, both starting from the driven pack (plugged in on arrival);
+  DC_FAST_C_RATE), the rest by AC at `charge_c_rate` (at most the accepted current), in one
+  session per swing that starts from the driven pack (plugged in on arrival);
 - each period's mean temperature is that of the lumped pack, C dT/dt = I^2 R - G (T - T_0),
-  from T_0 over the period; while active, thermal management heats at most at its heating
-  limit up to its lower set point (for a DC charge: the preconditioning target) and holds the
-  pack near its upper set point; with `preconditioning`, the pack reaches a DC charger at the
+  from T_0 over the period (a charge's AC and DC parts: at their currents over the session);
+  while active, thermal management heats at most at its heating limit up to its lower set
+  point (for a DC charge: the preconditioning target) and holds the pack near its upper set
+  point; with `preconditioning`, the pack reaches a DC charger at the
   preconditioning target; the rest of the day the pack is at ambient. (The step's thermal
   management heats any plugged-in pack to the preconditioning target; the forecast does so for
   DC charging only, since a BMS heats for AC charging only as far as charging needs, and hours
@@ -114,7 +115,7 @@ def _duty(daily_km, wh_per_km, soc_min, soc_max, ambient_c, ac_c, share, cap_w, 
         if daily_km[v] > 0.0 and mean_w > 0.0:
             x = cap_w[v] / mean_w
             ex = math.exp(-x)
-            capped = mean_w * (1.0 - ex)
+            capped = max(mean_w * -math.expm1(-x), 1e-9 * mean_w)
             square = 2.0 * mean_w * mean_w * (1.0 - ex * (1.0 + x))
             drive_c_out[v] = capped / (energy_kwh * 1000.0)
             hours = daily_km[v] / DRIVE_SPEED_KMH * mean_w / capped
@@ -136,40 +137,51 @@ def _duty(daily_km, wh_per_km, soc_min, soc_max, ambient_c, ac_c, share, cap_w, 
             taper += interp(soc, taper_soc, taper_a) / q_ah
         dc_nominal = min(dc_nominal, taper / _TAPER_POINTS, max_charge_a / q_ah)
         dc_c_out[v] = dc_nominal
+        ac_out[v] = min(ac_c[v], dc_nominal)
         if moved <= 0.0:
             continue
-        # An AC charge takes no more than the pack accepts either.
-        ac_out[v] = min(ac_c[v], dc_nominal)
-        if share[v] < 1.0 and ac_out[v] > 0.0:
-            t_ac = t_drive  # plugged in on arrival
-            for _ in range(3):
+        # One charging session per swing: its AC part at the AC rate (no more than the pack
+        # accepts), its DC part at the DC rate; each part's mean temperature is that of the
+        # pack charged at its current over the session's length.
+        has_ac = share[v] < 1.0 and ac_c[v] > 0.0
+        has_dc = share[v] > 0.0
+        c_ac = min(ac_c[v], dc_nominal)
+        c_dc = dc_nominal
+        t_start = t_drive  # plugged in on arrival
+        if has_dc and precondition[v] and tms:
+            t_start = max(t_drive, precond_c)
+        t_ac = t_drive
+        t_dc = t_start
+        h_ac = 0.0
+        h_dc = 0.0
+        for _ in range(3):  # derating and heat at the session's temperatures
+            if has_ac:
                 c = min(ac_c[v], dc_nominal * _derating(t_drive, t_ac, derate_t, derate_f))
-                ac_out[v] = max(c, 0.05 * min(ac_c[v], dc_nominal))
-                hours = (1.0 - share[v]) * moved / ac_out[v]
-                current = ac_out[v] * q_ah
+                c_ac = max(c, 0.05 * min(ac_c[v], dc_nominal))
+                h_ac = (1.0 - share[v]) * moved / c_ac
+            if has_dc:
+                c_dc = max(dc_nominal * _derating(t_start, t_dc, derate_t, derate_f),
+                           0.05 * dc_nominal)  # fmt: skip
+                h_dc = share[v] * moved / c_dc
+            session_h = (h_ac + h_dc) / swings
+            if has_ac:
                 r = pack_resistance(mid, t_ac, True, tab_soc, tab_t, r_dis, r_chg, ea)
-                t_ac = period_temperature(t_drive, current * current * r, hours / swings,
-                                          heat_cap, cond, tms, heat_below, cool_above, gain,
-                                          q_heat, q_cool)  # fmt: skip
-            frac_out[v, AC] = hours / 24.0
-            temp_out[v, AC] = t_ac
-        if share[v] > 0.0:
-            t_start = t_drive
-            if precondition[v] and tms:
-                t_start = max(t_drive, precond_c)
-            t_dc = t_start
-            c = dc_nominal
-            for _ in range(3):  # derating and heat at the session's temperature
-                c = max(dc_nominal * _derating(t_start, t_dc, derate_t, derate_f),
-                        0.05 * dc_nominal)  # fmt: skip
-                hours = share[v] * moved / c
-                current = c * q_ah
-                r = pack_resistance(mid, t_dc, True, tab_soc, tab_t, r_dis, r_chg, ea)
-                t_dc = period_temperature(t_start, current * current * r, hours / swings,
-                                          heat_cap, cond, tms, low, cool_above, gain, q_heat,
+                i = c_ac * q_ah
+                t_ac = period_temperature(t_drive, i * i * r, session_h, heat_cap, cond, tms,
+                                          heat_below, cool_above, gain, q_heat,
                                           q_cool)  # fmt: skip
-            dc_c_out[v] = c
-            frac_out[v, DC] = share[v] * moved / c / 24.0
+            if has_dc:
+                r = pack_resistance(mid, t_dc, True, tab_soc, tab_t, r_dis, r_chg, ea)
+                i = c_dc * q_ah
+                t_dc = period_temperature(t_start, i * i * r, session_h, heat_cap, cond, tms,
+                                          low, cool_above, gain, q_heat, q_cool)  # fmt: skip
+        ac_out[v] = c_ac
+        if has_ac:
+            frac_out[v, AC] = h_ac / 24.0
+            temp_out[v, AC] = t_ac
+        if has_dc:
+            dc_c_out[v] = c_dc
+            frac_out[v, DC] = h_dc / 24.0
             temp_out[v, DC] = t_dc
         total = frac_out[v, AC] + frac_out[v, DC] + frac_out[v, DRIVE]
         if total > 1.0:  # a day holds 24 hours

@@ -124,7 +124,7 @@ URL = re.compile(r"https?://[^\s\"'`)]+")
 
 def test_no_external_resources() -> None:
     """No CDN, no fonts or scripts from elsewhere: the dashboard works offline."""
-    for name in ("index.html", "app.js", "style.css", "favicon.svg"):
+    for name in ("index.html", "app.js", "auth.js", "style.css", "favicon.svg"):
         text = (WEB_DIR / name).read_text()
         urls = set(URL.findall(text))
         assert urls <= {"http://www.w3.org/2000/svg"}, (name, urls)

@@ -35,7 +35,6 @@
   const UNAUTHORIZED_RETRY_MS = 30000;
   const TOKEN_NOTICE =
     "This service needs a read key: open the dashboard as /#token=YOUR_KEY (or /?token=YOUR_KEY).";
-  const TOKEN_STORAGE = "twin.token";
   const RANGE_STORAGE = "twin.rangeS"; // "600", "3600", "all" or "history:<span s>"
   const HISTORY_SPANS_S = [86400, 604800, 2592000]; // the history views: 1 day, 7 days, 30 days
   const HISTORY_BUCKETS = 720; // at most about this many buckets in a view
@@ -46,46 +45,12 @@
   const HISTORY_REFRESH_MS = positive(OPTIONS.historyRefreshMs, 60000);
   // WebSocket auth: the key travels as a subprotocol, never in a URL (see twin_service/auth.py)
   const WS_PROTOCOL = "twin";
-  const WS_AUTH_PREFIX = "twin-auth.";
 
   const params = new URLSearchParams(window.location.search);
+  // The read key (auth.js).
+  const { takeToken, wsAuthProtocol } = window.twinAuth;
   const token = takeToken();
 
-  /**
-   * The read key: taken once from the page's ?token= or #token=, then removed from the address
-   * bar (so it is not bookmarked, shared or left in history) and kept in this tab's
-   * sessionStorage; sent as the Authorization header and the WebSocket subprotocol only.
-   */
-  function takeToken() {
-    const url = new URL(window.location.href);
-    const fragment = new URLSearchParams(url.hash.slice(1));
-    const given = url.searchParams.get("token") || fragment.get("token");
-    if (given) {
-      url.searchParams.delete("token");
-      fragment.delete("token");
-      url.hash = fragment.toString();
-      window.history.replaceState(null, "", url);
-      try {
-        sessionStorage.setItem(TOKEN_STORAGE, given);
-      } catch (err) {
-        console.warn("sessionStorage unavailable: the key lasts until this page is left", err);
-      }
-      return given;
-    }
-    try {
-      return sessionStorage.getItem(TOKEN_STORAGE);
-    } catch (err) {
-      return null;
-    }
-  }
-
-  /** "twin-auth." + base64url(UTF-8 key), without padding: a valid subprotocol token. */
-  function wsAuthProtocol(key) {
-    let binary = "";
-    for (const byte of new TextEncoder().encode(key)) binary += String.fromCharCode(byte);
-    const b64 = btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-    return WS_AUTH_PREFIX + b64;
-  }
 
   const state = {
     vehicles: new Map(), // vehicle_id -> latest telemetry seen (fleet socket, GET /vehicles)

@@ -37,9 +37,7 @@
   const UNAUTHORIZED_RETRY_MS = 30000;
   const TOKEN_NOTICE =
     "This service needs a read key: open the page as /fleet#token=YOUR_KEY (or /fleet?token=YOUR_KEY).";
-  const TOKEN_STORAGE = "twin.token"; // shared with the vehicle dashboard (same tab)
   const WS_PROTOCOL = "twin";
-  const WS_AUTH_PREFIX = "twin-auth.";
   const DEFAULT_POLICIES = [
     { name: "as usual" },
     { name: "80 % limit", charge_limit: 0.8 },
@@ -53,43 +51,10 @@
     { key: "preconditioning", kind: "bool" },
   ];
 
+  // The read key (auth.js).
+  const { takeToken, wsAuthProtocol } = window.twinAuth;
   const token = takeToken();
 
-  /**
-   * The read key, as on the vehicle dashboard (app.js): taken once from ?token= or #token=,
-   * removed from the address bar, kept in this tab's sessionStorage; sent only as the
-   * Authorization header and the WebSocket subprotocol.
-   */
-  function takeToken() {
-    const url = new URL(window.location.href);
-    const fragment = new URLSearchParams(url.hash.slice(1));
-    const given = url.searchParams.get("token") || fragment.get("token");
-    if (given) {
-      url.searchParams.delete("token");
-      fragment.delete("token");
-      url.hash = fragment.toString();
-      window.history.replaceState(null, "", url);
-      try {
-        sessionStorage.setItem(TOKEN_STORAGE, given);
-      } catch (err) {
-        console.warn("sessionStorage unavailable: the key lasts until this page is left", err);
-      }
-      return given;
-    }
-    try {
-      return sessionStorage.getItem(TOKEN_STORAGE);
-    } catch (err) {
-      return null;
-    }
-  }
-
-  /** "twin-auth." + base64url(UTF-8 key), without padding: a valid subprotocol token. */
-  function wsAuthProtocol(key) {
-    let binary = "";
-    for (const byte of new TextEncoder().encode(key)) binary += String.fromCharCode(byte);
-    const b64 = btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-    return WS_AUTH_PREFIX + b64;
-  }
 
   // ---------------------------------------------------------------- state
 

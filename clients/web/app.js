@@ -48,8 +48,9 @@
 
   const params = new URLSearchParams(window.location.search);
   // The read key (auth.js).
-  const { takeToken, wsAuthProtocol } = window.twinAuth;
+  const { takeToken, wsAuthProtocol, serviceUrl, apiClient } = window.twinAuth;
   const token = takeToken();
+  const { apiResponse, api } = apiClient(token);
 
 
   const state = {
@@ -94,35 +95,6 @@
   };
 
   // ---------------------------------------------------------------- HTTP and WebSocket
-
-  function serviceUrl(path, extra) {
-    const url = new URL(path, window.location.origin);
-    if (extra) for (const [k, v] of Object.entries(extra)) url.searchParams.set(k, String(v));
-    return url;
-  }
-
-  /** The response of an API call as {body, headers}; an error with `status` when not 2xx. */
-  async function apiResponse(path, { method = "GET", body, query } = {}) {
-    const headers = { Accept: "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(serviceUrl(path, query), {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-    });
-    if (!response.ok) {
-      const error = new Error(`${method} ${path}: HTTP ${response.status}`);
-      error.status = response.status;
-      throw error;
-    }
-    return { body: await response.json(), headers: response.headers };
-  }
-
-  async function api(path, options) {
-    return (await apiResponse(path, options)).body;
-  }
 
   /** A WebSocket that reconnects with exponential backoff (jittered) until stopped. */
   class LiveSocket {

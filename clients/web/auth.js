@@ -1,5 +1,5 @@
-// EV battery twin — the read key, shared by the vehicle dashboard (app.js) and the fleet page
-// (fleet.js): taken once from the page's ?token= or #token=, then removed from the address bar
+// EV battery twin — the read key and the API calls, shared by the vehicle dashboard (app.js)
+// and the fleet page (fleet.js). The key is taken once from the page's ?token= or #token=, then removed from the address bar
 // (so it is not bookmarked, shared or left in history) and kept in this tab's sessionStorage
 // under one entry for both pages; sent as the Authorization header and the WebSocket
 // subprotocol only.
@@ -40,5 +40,50 @@ window.twinAuth = (() => {
     return WS_AUTH_PREFIX + b64;
   }
 
-  return { takeToken, wsAuthProtocol };
+  /** An absolute URL of the service for `path`, with `extra` as query parameters. */
+  function serviceUrl(path, extra) {
+    const url = new URL(path, window.location.origin);
+    if (extra) for (const [k, v] of Object.entries(extra)) url.searchParams.set(k, String(v));
+    return url;
+  }
+
+  /** The page's API calls, sending `token` (when there is one) as the bearer key. */
+  function apiClient(token) {
+    /**
+     * The response of an API call as {body, headers}; an Error with `status` (and `detail`,
+     * the service's [{loc, msg, type}], when the body has one) when not 2xx.
+     */
+    async function apiResponse(path, { method = "GET", body, query } = {}) {
+      const headers = { Accept: "application/json" };
+      if (token) headers.Authorization = `Bearer ${token}`;
+      if (body !== undefined) headers["Content-Type"] = "application/json";
+      const response = await fetch(serviceUrl(path, query), {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: "no-store",
+      });
+      if (!response.ok) {
+        const error = new Error(`${method} ${path}: HTTP ${response.status}`);
+        error.status = response.status;
+        try {
+          const answer = await response.json();
+          if (answer && Array.isArray(answer.detail)) error.detail = answer.detail;
+          else if (answer && typeof answer.detail === "string") error.detail = [{ loc: [], msg: answer.detail }];
+        } catch (err) {
+          // not JSON: the status says it
+        }
+        throw error;
+      }
+      return { body: await response.json(), headers: response.headers };
+    }
+
+    async function api(path, options) {
+      return (await apiResponse(path, options)).body;
+    }
+
+    return { apiResponse, api };
+  }
+
+  return { takeToken, wsAuthProtocol, serviceUrl, apiClient };
 })();

@@ -52,8 +52,9 @@
   ];
 
   // The read key (auth.js).
-  const { takeToken, wsAuthProtocol } = window.twinAuth;
+  const { takeToken, wsAuthProtocol, serviceUrl, apiClient } = window.twinAuth;
   const token = takeToken();
+  const { apiResponse, api } = apiClient(token);
 
 
   // ---------------------------------------------------------------- state
@@ -82,45 +83,6 @@
   const policyState = { list: DEFAULT_POLICIES.map((p) => ({ ...p })), seq: 0, busy: false, result: null };
 
   // ---------------------------------------------------------------- HTTP and WebSocket
-
-  function serviceUrl(path, extra) {
-    const url = new URL(path, window.location.origin);
-    if (extra) for (const [k, v] of Object.entries(extra)) url.searchParams.set(k, String(v));
-    return url;
-  }
-
-  /**
-   * The response of an API call as {body, headers}; an Error with `status` (and `detail`, the
-   * service's [{loc, msg, type}], when the body has one) when not 2xx.
-   */
-  async function apiResponse(path, { method = "GET", body, query } = {}) {
-    const headers = { Accept: "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(serviceUrl(path, query), {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-    });
-    if (!response.ok) {
-      const error = new Error(`${method} ${path}: HTTP ${response.status}`);
-      error.status = response.status;
-      try {
-        const answer = await response.json();
-        if (answer && Array.isArray(answer.detail)) error.detail = answer.detail;
-        else if (answer && typeof answer.detail === "string") error.detail = [{ loc: [], msg: answer.detail }];
-      } catch (err) {
-        // not JSON: the status says it
-      }
-      throw error;
-    }
-    return { body: await response.json(), headers: response.headers };
-  }
-
-  async function api(path, options) {
-    return (await apiResponse(path, options)).body;
-  }
 
   /** The service's error items as lines "policies.1.charge_limit: Input should be ...". */
   function errorText(err) {

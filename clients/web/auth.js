@@ -1,8 +1,8 @@
 // EV battery twin — the read key and the API calls, shared by the vehicle dashboard (app.js)
-// and the fleet page (fleet.js). The key is taken once from the page's ?token= or #token=, then removed from the address bar
-// (so it is not bookmarked, shared or left in history) and kept in this tab's sessionStorage
-// under one entry for both pages; sent as the Authorization header and the WebSocket
-// subprotocol only.
+// and the fleet page (fleet.js). The key is taken once from the page's ?token= or #token=,
+// then removed from the address bar (so it is not bookmarked, shared or left in history) and
+// kept in this tab's sessionStorage under one entry for both pages; sent as the Authorization
+// header and the WebSocket subprotocol only.
 "use strict";
 
 window.twinAuth = (() => {

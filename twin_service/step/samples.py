@@ -600,14 +600,18 @@ def _motors_checked(
 
 def _length(value: Any) -> int | None:
     """Values in a column: a list's length, or a bin's float64 count (None: not a column)."""
-    if type(value) is list:
+    if type(value) is list or type(value) is np.ndarray:
         return len(value)
     if type(value) is bytes and len(value) % 8 == 0:
         return len(value) // 8
     return None
 
 
-def _array(value: Any, n: int, errors: _Errors, field: str) -> list[Any] | bytes | None:
+# A column as sent: a list, a msgpack bin of float64, or an array json_reader has read
+Column = list[Any] | bytes | np.ndarray
+
+
+def _array(value: Any, n: int, errors: _Errors, field: str) -> Column | None:
     """A column when it holds n values; else an error at the column."""
     length = _length(value)
     if length is None:
@@ -621,11 +625,11 @@ def _array(value: Any, n: int, errors: _Errors, field: str) -> list[Any] | bytes
     return value
 
 
-def _numbers(
-    values: list[Any] | bytes, name: str, errors: _Errors
-) -> tuple[np.ndarray, np.ndarray]:
+def _numbers(values: Column, name: str, errors: _Errors) -> tuple[np.ndarray, np.ndarray]:
     """A numeric column as floats and where values were given: a list (null: none), or bytes
-    of little-endian float64 (NaN: none)."""
+    of little-endian float64 or a float array already read (NaN: none)."""
+    if type(values) is np.ndarray:
+        return values, ~np.isnan(values)
     if type(values) is bytes:
         col = np.frombuffer(values, dtype="<f8").astype(np.float64)
         return col, ~np.isnan(col)
@@ -662,7 +666,7 @@ def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
         )
         errors.add(None, "motors", msg, "list_type")
         motors_raw = None
-    motor_cols: list[dict[str, list[Any] | bytes | None]] = []
+    motor_cols: list[dict[str, Column | None]] = []
     for j, m in enumerate(motors_raw or []):
         sub = errors.under("motors", j)
         if type(m) is not dict or m.keys() != MOTOR_FIELDS.keys():
@@ -692,6 +696,8 @@ def parse_columnar(samples: dict[str, Any], max_samples: int) -> SampleColumns:
         values = arrays.get(name)
         if values is None:
             flags[name] = np.zeros(n, dtype=bool)
+        elif type(values) is np.ndarray:  # booleans already read (json_reader)
+            flags[name] = values
         elif type(values) is bytes:
             errors.add(None, name, "Input should be an array of booleans", "list_type")
             flags[name] = np.zeros(n, dtype=bool)

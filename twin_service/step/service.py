@@ -50,6 +50,7 @@ from twin_service.schemas import (
     StepEnvelope,
     StepOptions,
 )
+from twin_service.step.json_reader import read_step_json
 from twin_service.step.samples import (
     SampleColumns,
     columns_from_small,
@@ -106,6 +107,8 @@ def decode_json(body: bytes) -> Any:
 
 
 GC_PAUSE_MIN_BYTES = 16_384
+# Bodies above this size are first offered to json_reader (below it orjson is as quick).
+READER_MIN_BYTES = 16_384
 _gc_lock = threading.Lock()
 _gc_pausers = 0
 
@@ -149,6 +152,10 @@ def run_step_body(
 ) -> StepOutcome:
     """Decode a /step body, JSON or (`packed`) msgpack, and run it (see run_step)."""
     decode = decode_msgpack if packed else decode_json
+    if not packed and len(body) > READER_MIN_BYTES:
+        read = read_step_json(body, max_samples)
+        if read is not None:
+            return run_step(read[0], default_vehicle, max_samples, trace_points, read[1])
     if len(body) <= GC_PAUSE_MIN_BYTES:  # few objects: pausing the collector costs more
         return run_step(decode(body), default_vehicle, max_samples, trace_points)
     with gc_paused():
@@ -384,10 +391,15 @@ def _envelope_fast(payload: dict[str, Any]) -> _Envelope | None:
 
 
 def run_step(
-    payload: Any, default_vehicle: str, max_samples: int, trace_points: int = 0
+    payload: Any,
+    default_vehicle: str,
+    max_samples: int,
+    trace_points: int = 0,
+    columns: SampleColumns | None = None,
 ) -> StepOutcome:
     """Validate a decoded /step body, run the model and build the response parts (with a
-    live trace of at most `trace_points` samples when stored)."""
+    live trace of at most `trace_points` samples when stored). `columns`: the samples, read
+    and validated already (json_reader; the payload's own are then ignored)."""
     if not isinstance(payload, dict):
         raise ApiError(422, [error_item(["body"], "Input should be a JSON object", "dict_type")])
     env: _Envelope | StepEnvelope | None = _envelope_fast(payload)
@@ -401,13 +413,18 @@ def run_step(
             422, [error_item(["body", "state"], "Input should be an object or null", "dict_type")]
         )
     preset = resolve_vehicle(env.vehicle, default_vehicle)
-    samples = env.samples
-    if type(samples) is dict:  # columns: a small batch takes the rows' plain-Python path
-        samples = rows_of_small_columns(samples)
-    small = parse_small(samples, max_samples)
-    cols = (
-        columns_from_small(small) if small is not None else parse_samples(env.samples, max_samples)
-    )
+    if columns is not None:
+        cols = columns
+    else:
+        samples = env.samples
+        if type(samples) is dict:  # columns: a small batch takes the rows' plain-Python path
+            samples = rows_of_small_columns(samples)
+        small = parse_small(samples, max_samples)
+        cols = (
+            columns_from_small(small)
+            if small is not None
+            else parse_samples(env.samples, max_samples)
+        )
     aging = aging_settings(env.options, preset)
     base_rev = None
     if env.state is not None and "schema_version" in env.state:
@@ -437,8 +454,8 @@ def run_step(
         add_estimate_telemetry(telemetry, result, estimation)
     trace: list[dict[str, Any]] | dict[str, list[Any]] | None = None
     if env.options.trace:
-        columns = env.options.trace_format == "columns"
-        trace = (trace_columns if columns else build_trace)(result, estimation)
+        as_columns = env.options.trace_format == "columns"
+        trace = (trace_columns if as_columns else build_trace)(result, estimation)
     return StepOutcome(
         env.vehicle_id, wire_state, telemetry, trace, cols.n, base_rev,
         env.options.store, env.options.replace,

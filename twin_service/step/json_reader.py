@@ -227,6 +227,19 @@ def _key(buf, i, names, offsets):
 
 
 @jit
+def _member(buf, i):
+    """A sample's or a motor's member from the key's quote at i: (key index, position of its
+    value), index -1 if it is not a known key followed by a colon."""
+    if _at(buf, i) != 34:
+        return -1, i
+    k, i = _key(buf, i, _KEY_BYTES, _KEY_OFF)
+    i = _ws(buf, i)
+    if k < 0 or _at(buf, i) != 58:
+        return -1, i
+    return k, _ws(buf, i + 1)
+
+
+@jit
 def _number(buf, i, t_hi, t_lo, t_exp2):
     """A JSON number at i: (value, position after it, kind), kind 0 read, 1 valid but left to
     float(), -1 not a JSON number. An integer literal reads as the float of the integer
@@ -401,7 +414,6 @@ def read_rows(buf, i, num, flags, has_motors, motor_row, motor, fb, t_hi, t_lo, 
     where absent or null), booleans into flags[row], motors into motor (torque, speed) with
     their row in motor_row. Returns (status, rows, motor entries, fallbacks, seen keys as
     bits, position after the array)."""
-    names, offsets = _KEY_BYTES, _KEY_OFF
     n_rows = n_motors = n_fb = 0
     seen = 0
     i = _ws(buf, i + 1)
@@ -421,16 +433,10 @@ def read_rows(buf, i, num, flags, has_motors, motor_row, motor, fb, t_hi, t_lo, 
         i = _ws(buf, i + 1)
         if _at(buf, i) != 125:
             while True:
-                if _at(buf, i) != 34:
-                    return GIVE_UP, 0, 0, 0, 0, -1
-                k, i = _key(buf, i, names, offsets)
+                k, i = _member(buf, i)
                 if k < 0 or k > K_MOTORS or given & (1 << k):
                     return GIVE_UP, 0, 0, 0, 0, -1
                 given |= 1 << k
-                i = _ws(buf, i)
-                if _at(buf, i) != 58:
-                    return GIVE_UP, 0, 0, 0, 0, -1
-                i = _ws(buf, i + 1)
                 if _literal(buf, i, _NULL):
                     i += 4
                 elif k < NF:
@@ -472,16 +478,10 @@ def read_rows(buf, i, num, flags, has_motors, motor_row, motor, fb, t_hi, t_lo, 
                             mgiven = 0
                             i = _ws(buf, i + 1)
                             for _ in range(2):
-                                if _at(buf, i) != 34:
-                                    return GIVE_UP, 0, 0, 0, 0, -1
-                                mk, i = _key(buf, i, names, offsets)
+                                mk, i = _member(buf, i)
                                 if mk < K_TORQUE or mgiven & (1 << (mk - K_TORQUE)):
                                     return GIVE_UP, 0, 0, 0, 0, -1
                                 mgiven |= 1 << (mk - K_TORQUE)
-                                i = _ws(buf, i)
-                                if _at(buf, i) != 58:
-                                    return GIVE_UP, 0, 0, 0, 0, -1
-                                i = _ws(buf, i + 1)
                                 start = i
                                 v, i, kind = _number(buf, i, t_hi, t_lo, t_exp2)
                                 if kind < 0:
@@ -576,23 +576,16 @@ def read_columns(buf, i, values, table, fb, t_hi, t_lo, t_exp2):
     """Samples as columns from the '{' at i: each array's values appended to values, and per
     array a row of table (key, motor index or -1, first value, count). Returns (status,
     arrays, values, fallbacks, position after the object)."""
-    names, offsets = _KEY_BYTES, _KEY_OFF
     n_cols = n_values = n_fb = 0
     given = 0
     i = _ws(buf, i + 1)
     if _at(buf, i) == 125:
         return GIVE_UP, 0, 0, 0, -1
     while True:
-        if _at(buf, i) != 34:
-            return GIVE_UP, 0, 0, 0, -1
-        k, i = _key(buf, i, names, offsets)
+        k, i = _member(buf, i)
         if k < 0 or k > K_MOTORS or given & (1 << k):
             return GIVE_UP, 0, 0, 0, -1
         given |= 1 << k
-        i = _ws(buf, i)
-        if _at(buf, i) != 58:
-            return GIVE_UP, 0, 0, 0, -1
-        i = _ws(buf, i + 1)
         if _literal(buf, i, _NULL):
             i += 4
         elif _at(buf, i) != 91:
@@ -622,16 +615,10 @@ def read_columns(buf, i, values, table, fb, t_hi, t_lo, t_exp2):
                 mgiven = 0
                 i = _ws(buf, i + 1)
                 for _ in range(2):
-                    if _at(buf, i) != 34:
-                        return GIVE_UP, 0, 0, 0, -1
-                    mk, i = _key(buf, i, names, offsets)
+                    mk, i = _member(buf, i)
                     if mk < K_TORQUE or mgiven & (1 << (mk - K_TORQUE)):
                         return GIVE_UP, 0, 0, 0, -1
                     mgiven |= 1 << (mk - K_TORQUE)
-                    i = _ws(buf, i)
-                    if _at(buf, i) != 58:
-                        return GIVE_UP, 0, 0, 0, -1
-                    i = _ws(buf, i + 1)
                     if _at(buf, i) != 91 or n_cols >= table.shape[0]:
                         return GIVE_UP, 0, 0, 0, -1
                     first = n_values

@@ -40,7 +40,7 @@ import numpy as np
 
 from twin_service.models import aging
 from twin_service.models.constants import GAS_CONSTANT, KELVIN
-from twin_service.models.jit import jit
+from twin_service.models.jit import entry, jit
 from twin_service.models.kernel import (
     HYST,
     N_SENS,
@@ -463,25 +463,28 @@ def reanchor(s, terms, own, target):
         s[own[0]] = want
 
 
-@jit
 def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id,
                    off, capacity_terms, resistance_terms, multiplier, out, meas_v, meas_t,
                    meas_soc, est, settings, own_capacity, own_resistance, eout):  # fmt: skip
     """kernel.run with the filter: after each sample the measurements (NaN: none) correct `s`
     and `est` in place; one row of `eout` per sample (EO_*)."""
+    # The loop's scratch, allocated here so that it compiles as an entry point (models.jit).
+    scratch = (np.empty((NX, NX)), np.zeros(NX), np.zeros(NX), np.zeros(NX), np.zeros(N_SENS),
+               np.zeros((W_ROWS, GRID_N)), np.zeros((2, NX, NX)), current_a.copy(),
+               np.empty(tab[T_R_SOC].shape[0]))  # fmt: skip
+    _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id, off,
+                capacity_terms, resistance_terms, multiplier, out, meas_v, meas_t, meas_soc, est,
+                settings, own_capacity, own_resistance, eout, *scratch)  # fmt: skip
+
+
+@entry
+def _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id,
+                off, capacity_terms, resistance_terms, multiplier, out, meas_v, meas_t,
+                meas_soc, est, settings, own_capacity, own_resistance, eout, cov, q, hvec, dx,
+                sens, wv, wm, cur_in, r_row):  # fmt: skip
     n = dt_s.shape[0]
-    cov = np.empty((NX, NX))
     unpack(est, cov)
-    q = np.zeros(NX)
-    hvec = np.zeros(NX)
-    dx = np.zeros(NX)
-    sens = np.zeros(N_SENS)
-    # scratch of the updates, allocated once per batch
-    wv = np.zeros((W_ROWS, GRID_N))
-    wm = np.zeros((2, NX, NX))
-    cur_in = current_a.copy()
     r_nodes = tab[T_R_SOC]
-    r_row = np.empty(r_nodes.shape[0])
     ns = p[P_SERIES]
     hyst_v = p[P_HYST_V]
     gate = settings[S_GATE]

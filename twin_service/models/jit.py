@@ -80,3 +80,19 @@ def jit(fn: F) -> F:
         return cast(F, numba.njit(cache=cache, inline="always", nogil=True)(fn))
     except RuntimeError:  # pragma: no cover - numba refuses a cache it cannot locate
         return cast(F, numba.njit(cache=False, inline="always", nogil=True)(fn))
+
+
+def entry(fn: F) -> F:
+    """Compile an entry point called from Python that allocates nothing (no arrays, lists or
+    strings: its outputs are arguments it fills and scalars it returns) without numba's
+    reference counting (NRT). Each array passed into an inlined law otherwise costs an atomic
+    increment and decrement: the step kernel ran 7.2 ms with them against 5.2 ms without
+    (36,000 samples, bit for bit the same), the JSON reader 4x slower. Nothing calling it
+    from compiled code may rely on it being inlined."""
+    if not AVAILABLE:  # pragma: no cover
+        return fn
+    cache = _CACHE_DIR is not None
+    try:
+        return cast(F, numba.njit(cache=cache, nogil=True, _nrt=False)(fn))  # type: ignore[call-overload]
+    except RuntimeError:  # pragma: no cover - numba refuses a cache it cannot locate
+        return cast(F, numba.njit(cache=False, nogil=True, _nrt=False)(fn))  # type: ignore[call-overload]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from twin_service.models import aging
-from twin_service.models.jit import jit
+from twin_service.models.jit import entry, jit
 from twin_service.models.laws import (
     SOH_FLOOR,
     cell_ocv,
@@ -58,7 +58,7 @@ N_OUT = 10
 PULSE_S = 10.0  # reported power limits are 10 s pulse limits (HPPC convention)
 
 
-@jit
+@entry
 def total_substeps(dt_s, power_w, current_a, mode):
     n = 0
     for k in range(dt_s.shape[0]):
@@ -118,7 +118,7 @@ def _limits(p, emf, r_dis_eff, r_chg_eff, soc, cap_as, dt, accept):
     )
 
 
-@jit
+@entry
 def pulse_limits(p, tab, s, capacity_terms, resistance_terms):
     """10 s discharge and charge power limits (W) at state `s`."""
     _, g_rc = rc_factors(PULSE_S, p[P_TAU])
@@ -281,7 +281,7 @@ def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s,
 # inlined call per sample makes this loop about twice as slow (36,000 samples: 11.5 ms here
 # against 23-30 ms through _sample, measured). _sample is the same body, with the estimator's
 # additions; tests/test_kernel_paths.py checks that both give the same numbers.
-@jit
+@entry
 def run(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id, off,
         capacity_terms, resistance_terms, multiplier, out):  # fmt: skip
     """Advance state vector `s` in place over all samples; one row of `out` per sample. The

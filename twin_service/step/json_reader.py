@@ -19,13 +19,13 @@ settles (more than 19 significant digits, subnormals, exact ties).
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import orjson
 
 from twin_service.errors import ApiError
-from twin_service.models.jit import AVAILABLE, F, jit, numba
+from twin_service.models.jit import entry, jit
 from twin_service.step.samples import (
     BOOL_FIELDS,
     MAX_MOTORS,
@@ -92,17 +92,6 @@ def _power_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 _T_HI, _T_LO, _T_EXP2 = _power_table()
 _POW10 = np.array([10.0**k for k in range(23)])  # exact in binary64
-
-
-def reader_jit(fn: F) -> F:
-    """Compile a reader entry point with numba without its reference counting (NRT): the
-    readers allocate nothing and return scalars, and the inlined helpers' array arguments
-    otherwise cost an atomic increment and decrement each (about 330 in read_rows; it ran 4x
-    slower with them, measured on the bench's motor rows)."""
-    if not AVAILABLE:  # pragma: no cover
-        return fn
-    jitted = numba.njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
-    return cast(F, jitted(fn))
 
 
 _U32 = np.uint64(32)
@@ -352,7 +341,7 @@ def _skip(buf, i):
 FOUND, END = 0, 1
 
 
-@reader_jit
+@entry
 def top_level(buf, i, first):
     """Walk the members of the body's object from i (its '{' when `first`, else just after
     the samples value) to the "samples" key: (FOUND, position of its value), or (END, n) at
@@ -408,7 +397,7 @@ def _fallback(fb, n_fb, start, end, target, index):
     return True
 
 
-@reader_jit
+@entry
 def read_rows(buf, i, num, flags, has_motors, motor_row, motor, fb, t_hi, t_lo, t_exp2):
     """Samples as rows from the '[' at i: each sample's numeric fields into num[row] (NaN
     where absent or null), booleans into flags[row], motors into motor (torque, speed) with
@@ -571,7 +560,7 @@ def _read_array(buf, i, boolean, values, n_values, fb, n_fb, t_hi, t_lo, t_exp2)
             return -1, n_values, n_fb
 
 
-@reader_jit
+@entry
 def read_columns(buf, i, values, table, fb, t_hi, t_lo, t_exp2):
     """Samples as columns from the '{' at i: each array's values appended to values, and per
     array a row of table (key, motor index or -1, first value, count). Returns (status,

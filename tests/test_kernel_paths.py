@@ -1,5 +1,5 @@
-"""The model-only loop (kernel.run) keeps the sample's body in place for speed; the estimator's
-loop runs the same body through kernel._sample. Both must give the same numbers."""
+"""kernel.run reuses a sample's decay factors for the next sample of the same sub-step length;
+computed afresh for every sample (as the test's own loop does) they give the same numbers."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ def _run_by_samples(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, ta
     rf = aging.resistance_factor(s, resistance_terms)
     sens = np.zeros(kernel.N_SENS)
     for k in range(dt_s.shape[0]):
-        soh, rf = kernel._sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p,
-                                 tab, s, model_id, off, capacity_terms, resistance_terms,
-                                 multiplier, out, soh, rf, False, sens)  # fmt: skip
+        soh, rf, _ = kernel._sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode,
+                                    p, tab, s, model_id, off, capacity_terms,
+                                    resistance_terms, multiplier, out, soh, rf, False, sens,
+                                    kernel.NO_FACTORS)  # fmt: skip
 
 
 def _drive(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:

@@ -44,6 +44,7 @@ from twin_service.models.jit import entry, jit
 from twin_service.models.kernel import (
     HYST,
     N_SENS,
+    NO_FACTORS,
     O_RF,
     O_SOC,
     O_SOH,
@@ -484,6 +485,7 @@ def _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s
                 sens, wv, wm, cur_in, r_row):  # fmt: skip
     n = dt_s.shape[0]
     unpack(est, cov)
+    factors = NO_FACTORS
     r_nodes = tab[T_R_SOC]
     ns = p[P_SERIES]
     hyst_v = p[P_HYST_V]
@@ -504,9 +506,9 @@ def _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s
         sens[SN_D] = 1.0
         soh_e = est[E_SOH]
         rf_e = est[E_RF]
-        _sample(k, dt_s, power_w, cur_in, ambient_c, distance_m, mode, p, tab, s, model_id,
-                off, capacity_terms, resistance_terms, multiplier, out, soh_e, rf_e, True,
-                sens)  # fmt: skip
+        factors = _sample(k, dt_s, power_w, cur_in, ambient_c, distance_m, mode, p, tab, s,
+                          model_id, off, capacity_terms, resistance_terms, multiplier, out,
+                          soh_e, rf_e, True, sens, factors)[2]  # fmt: skip
         # Covariance prediction through the sample.
         a06 = sens[SN_SOC_BIAS] if biased else 0.0
         a16 = -sens[SN_VRC_BIAS] if biased else 0.0

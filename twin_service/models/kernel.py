@@ -151,15 +151,31 @@ SN_CUR, SN_REFF, SN_CHARGING, SN_SHARE = range(8, 12)
 N_SENS = 12
 
 
+NO_FACTORS = (math.nan, 0.0, 0.0, 0.0)  # decay factors for no sub-step length yet
+
+
+@jit
+def _decay_factors(dt, p, cached):
+    """(dt, RC decay, RC weight, thermal decay) of a sub-step of dt: `cached` if it holds
+    those of the same dt (they depend on dt only)."""
+    if dt == cached[0]:
+        return cached
+    a_rc, g_rc = rc_factors(dt, p[P_TAU])
+    return dt, a_rc, g_rc, thermal_decay(dt, p[P_COND], p[P_HEATCAP])
+
+
 @jit
 def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id, off,
-            capacity_terms, resistance_terms, multiplier, out, soh, rf, fixed, sens):  # fmt: skip
-    """Advance `s` over sample k and write its row of `out`; returns (soh, rf) after it.
+            capacity_terms, resistance_terms, multiplier, out, soh, rf, fixed, sens,
+            factors):  # fmt: skip
+    """Advance `s` over sample k and write its row of `out`; returns (soh, rf, factors) after
+    it.
 
     `soh` and `rf` are the capacity fraction and resistance factor the sample runs with. The
     aging model updates them after every sub-step unless `fixed` (the estimator's values are
     held over the sample; the row then reports the aging model's own), and then `sens` gets
-    the sample's sensitivities (SN_*)."""
+    the sample's sensitivities (SN_*; not touched otherwise). `factors`: _decay_factors of
+    the previous sample (NO_FACTORS at first)."""
     cap_ah = p[P_CAP_AH]
     g_th = p[P_COND]
     active = sample_active(power_w[k], current_a[k], mode[k])
@@ -167,8 +183,8 @@ def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s,
     tms_on = p[P_TMS] != 0.0 and active
     dt = dt_s[k] / m
     dta = dt * multiplier
-    a_rc, g_rc = rc_factors(dt, p[P_TAU])
-    d_th = thermal_decay(dt, g_th, p[P_HEATCAP])
+    factors = _decay_factors(dt, p, factors)
+    a_rc, g_rc, d_th = factors[1], factors[2], factors[3]
     charge = 0.0
     energy = 0.0
     tms_energy = 0.0
@@ -274,13 +290,9 @@ def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s,
     out[k, O_LIMITED] = 1.0 if limited_any else 0.0
     out[k, O_FLAGS] = flags
     out[k, O_TMS] = tms_energy / sample_dt
-    return soh, rf
+    return soh, rf, factors
 
 
-# The model-only loop keeps the sample's body in place rather than calling _sample: numba's
-# inlined call per sample makes this loop about twice as slow (36,000 samples: 11.5 ms here
-# against 23-30 ms through _sample, measured). _sample is the same body, with the estimator's
-# additions; tests/test_kernel_paths.py checks that both give the same numbers.
 @entry
 def run(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id, off,
         capacity_terms, resistance_terms, multiplier, out):  # fmt: skip
@@ -293,105 +305,12 @@ def run(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_
     runs in active samples; its controller output is held over each sub-step (at most
     MAX_ACTIVE_SUBSTEP_S) and its electrical power adds to a power demand.
     """
-    cap_ah = p[P_CAP_AH]
-    g_th = p[P_COND]
-    has_tms = p[P_TMS] != 0.0
     soh = aging.state_of_health(s, capacity_terms)
     rf = aging.resistance_factor(s, resistance_terms)
-    # The step's decay factors depend on dt only: computed again when dt changes.
-    last_dt = math.nan
-    a_rc = g_rc = d_th = 0.0
+    factors = NO_FACTORS
+    no_sens = p[:0]  # not touched: the aging model moves soh and rf
     for k in range(dt_s.shape[0]):
-        active = sample_active(power_w[k], current_a[k], mode[k])
-        m = substep_count(dt_s[k], active)
-        tms_on = has_tms and active
-        dt = dt_s[k] / m
-        dta = dt * multiplier
-        if dt != last_dt:
-            a_rc, g_rc = rc_factors(dt, p[P_TAU])
-            d_th = thermal_decay(dt, g_th, p[P_HEATCAP])
-            last_dt = dt
-        charge = 0.0
-        energy = 0.0
-        tms_energy = 0.0
-        limited_any = False
-        flags = 0
-        v = 0.0
-        for _ in range(m):
-            soc = s[SOC]
-            temp = s[TEMP]
-            p_tms = 0.0
-            q_tms = 0.0
-            demand = power_w[k]
-            if tms_on:
-                p_tms, q_tms = _tms(p, temp, ambient_c[k], mode[k])
-                if not math.isnan(demand):
-                    demand = demand + p_tms
-            # Only the branch the demand takes matters: the charge map and the acceptance
-            # while charging, the discharge map otherwise (the current keeps the demand's sign).
-            charging = (current_a[k] if math.isnan(demand) else demand) < 0.0
-            ocv, emf, share, cap_as = _terms(p, tab, s, soh, soc, g_rc)
-            r_tot = _resistance(p, tab, rf, soc, temp, charging)
-            r_eff = r_tot * share
-            accept = _acceptance(tab, soc, temp) if charging else math.inf
-            i_dis, i_chg, p_dis, p_chg = _limits(p, emf, r_eff, r_eff, soc, cap_as, dt, accept)
-            cur, limited = pack_current(
-                demand, current_a[k], emf, r_eff, r_eff, i_dis, i_chg, p_dis, p_chg
-            )
-            if cur != 0.0:
-                # The OCV at the sub-step's mid-SOC: its mean over the sub-step where the table
-                # is linear, so steep parts of the curve do not depend on the sample rate.
-                mid = cell_ocv(soc - 0.5 * cur * dt / cap_as, tab[T_OCV_SOC], tab[T_OCV_V])
-                if mid != ocv:
-                    emf += p[P_SERIES] * (mid - ocv)
-                    i_dis, i_chg, p_dis, p_chg = _limits(
-                        p, emf, r_eff, r_eff, soc, cap_as, dt, accept
-                    )
-                    cur, limited = pack_current(
-                        demand, current_a[k], emf, r_eff, r_eff, i_dis, i_chg, p_dis, p_chg
-                    )
-            limited_any = limited_any or limited
-            r0 = r_tot * p[P_R0_FRAC]
-            r1 = r_tot - r0
-            v = emf - cur * r_eff
-            charge += cur * dt
-            e_step = v * cur * dt
-            energy += e_step
-            if e_step > 0.0:
-                s[E_DIS] += e_step / 3.6e6
-            else:
-                s[E_CHG] -= e_step / 3.6e6
-            s[THROUGHPUT] += abs(cur) * dt / 3600.0
-            tms_energy += p_tms * dt
-
-            # RC branch, temperature, charge: exact for constant current over the sub-step.
-            v_rc_mean = s[V_RC] * g_rc + cur * r1 * (1.0 - g_rc)
-            heat = cur * (cur * r0 + v_rc_mean) + q_tms
-            s[TEMP] = lumped_temperature(temp, ambient_c[k], heat, g_th, d_th)
-            s[V_RC] = s[V_RC] * a_rc + cur * r1 * (1.0 - a_rc)
-            s[HYST] = hysteresis_update(s[HYST], cur, dt, cap_as, p[P_HYST_V], p[P_HYST_RATE])
-            new_soc = soc - cur * dt / cap_as
-            s[SOC] = new_soc
-            flags |= aging.step(
-                model_id, s, off, soc, new_soc, temp, cur, dt, dta, multiplier, cap_ah
-            )
-            soh = aging.state_of_health(s, capacity_terms)
-            rf = aging.resistance_factor(s, resistance_terms)
-        sample_dt = dt_s[k]
-        s[ELAPSED] += sample_dt
-        s[AGED] += sample_dt * multiplier
-        s[DIST] += distance_m[k] / 1000.0
-        s[AMBIENT] = ambient_c[k]
-        s[E_TMS] += tms_energy / 3.6e6
-        out[k, O_I] = charge / sample_dt
-        out[k, O_P] = energy / sample_dt
-        # Mean voltage weighted by charge, so V*I*dt is the sample's energy; a lone sub-step
-        # (or one with almost no charge) reports its own voltage.
-        out[k, O_V] = energy / charge if m > 1 and abs(charge) > 1e-6 * sample_dt else v
-        out[k, O_SOC] = s[SOC]
-        out[k, O_T] = s[TEMP]
-        out[k, O_SOH] = soh
-        out[k, O_RF] = rf
-        out[k, O_LIMITED] = 1.0 if limited_any else 0.0
-        out[k, O_FLAGS] = flags
-        out[k, O_TMS] = tms_energy / sample_dt
+        soh, rf, factors = _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p,
+                                   tab, s, model_id, off, capacity_terms, resistance_terms,
+                                   multiplier, out, soh, rf, False, no_sens,
+                                   factors)  # fmt: skip

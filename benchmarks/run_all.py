@@ -29,49 +29,62 @@ NOTES = """
 ## Where the goals stand, and what is in the way
 
 All ratios are against a baseline measured in the same run; this 2-core machine is shared and
-its speed varies from run to run (the plain-Python baseline loop took 42-80 ms for the same
+its speed varies from run to run (the plain-Python baseline loop took 26-80 ms for the same
 36,000 samples on different runs), so read the ratios, and expect a spread of about +-20 %.
 
-- Engine, in-process. The step kernel is one numba-compiled loop calling each law once
-  (models/laws.py and the aging models' modules), inlined; golden tests pin its numbers and
-  property tests its invariants. With the EV pack physics (resistance map over SOC and
-  temperature, 129-node OCV read at each sub-step's start and again at its mid-SOC with the
-  current solved twice, hysteresis, SOC window, charge taper, thermal management) the
-  36,000-sample run takes 9-14 ms (5.7-6.0 ms before that physics): 3-5x the baseline loop
-  (goal 5x). The mid-SOC re-solve is about 1.6 ms of it; the rest is spread over the
-  hysteresis, the table lookups and the branches (not measured one by one). `nrel_lfp250`
-  costs about 1.5-2x `naumann` in its own aging (the anode potential is six transcendental
-  functions per sub-step). Cold, the first process compiles for about 100-110 s; later ones
-  load the on-disk cache in about 1-2 s.
-- Engine through `POST /step`, the same hour in four forms (issue 16). Measured in-process
-  (`run_step_body`) on one run: power rows 29 ms, motor rows 68-71 ms, motor columns in JSON
-  23 ms, motor columns in msgpack with numbers as float64 bins (what the bridge and the
-  Python client send) 12.3 ms, of which the model takes 10-11 ms; through HTTP in the table
-  below 1.2x, 0.55x, 1.4x and 2.6x the baseline. Goals: motor rows >= 1x, columns in JSON
-  >= 3x, in msgpack >= 4x: none of the three is met. What limits each:
-  - Motor rows: orjson builds three Python objects per sample (the row, its motors list and
-    the motor) in about 25 ms, freeing them costs about 6 ms, gathering the fields about
-    15 ms (C-level map/chain passes, no per-sample Python code); with the model that is
-    already more than the baseline. Only a parser that does not build objects (not written)
-    would lift it.
-  - Columns in JSON: orjson about 9 ms for the number lists, the type checks and conversion
-    about 1.5 ms per column.
-  - Columns in msgpack: decoding and reading the float64 bins take about 1.5 ms; the model's
-    10-11 ms is the wall, so 4x needs a faster kernel (or a slower baseline run).
-- HTTP, single-sample `POST /step`: 0.48-0.53x `GET /health` for a JSON row and 0.41-0.48x
-  for msgpack columns over two runs today (goal 0.7x); the code of before this round measured 0.49x
-  in the same conditions, 0.62-0.72x in earlier runs on a quieter machine. The request costs
-  about 120 us of our code in-process (envelope, state read and write, model, telemetry) on
-  top of uvicorn's cost for a POST with a body; `/health` costs about 180 us per request in
-  all. Already done: a plain ASGI route, httptools, a plain-Python path for batches of up to
-  16 samples (columns included), precomputed state key sets, orjson. Not done: a py-spy
-  profile under load and trying uvloop's and uvicorn's options one by one.
-- Scale (bench_scale): vehicles posting a 1 s batch of 10 Hz samples each second, open loop,
-  p99 under 100 ms. One replica on a Redis hub sustained 600-700 vehicles (6,000-7,000
-  samples/s) over two runs; two replicas behind nginx on one Redis 1,000-1,100 (1.57-1.67x,
-  goal 1.7x). The replicas, nginx, Redis and the load generator share 2 cores, so two
-  replicas cannot get two whole cores; past the knee p99 jumps to 110-1,000 ms within one
-  step of 100 vehicles (queueing behind one busy event loop).
+- Engine, in-process. The step kernel is one numba-compiled loop that advances each sample
+  through one sample body (kernel._sample) calling each law once (models/laws.py and the aging
+  models' modules), inlined; golden tests pin its numbers and property tests its invariants.
+  With the EV pack physics (resistance map over SOC and temperature, 129-node OCV read at each
+  sub-step's start and again at its mid-SOC with the current solved twice, hysteresis, SOC
+  window, charge taper, thermal management) the 36,000-sample run takes 5.2-5.8 ms: 5.0-5.1x
+  the baseline loop over three runs (goal 5x, met by a hair). The kernel's entry points are
+  compiled without numba's reference counting (models.jit.entry): each array passed into an
+  inlined law otherwise cost an atomic increment and decrement, and the run took 7.2 ms
+  instead of 4.8 (bit for bit the same numbers). The mid-SOC re-solve is about 1.6 ms of the
+  rest; the table lookups (binary searches), the hysteresis and the branches share the
+  remainder (not measured one by one). `nrel_lfp250` costs about 1.6x `naumann` in its own
+  aging (the anode potential is six transcendental functions per sub-step). Cold, the first
+  process compiles for about 100-150 s; later ones load the on-disk cache in about 1-2 s.
+- Engine through `POST /step`, the same hour in four forms (issue 16), three runs:
+  power rows 2.1-2.4x the baseline, motor rows 1.3-1.35x (goal >= 1x, met), motor columns
+  in JSON 1.8-1.9x (goal >= 3x, not met), motor columns in msgpack 2.8-3.1x (goal >= 4x, not
+  met). JSON bodies above 16 KB are read by a numba reader (step/json_reader.py) that writes
+  rows or columns straight into the sample columns without building Python objects; it
+  gives up to the general path (orjson) for anything outside its strict subset of JSON.
+  In-process (`run_step_body`), one run: power rows 10 ms, motor rows 16 ms, motor columns
+  in JSON 12 ms, in msgpack 7.2 ms, of which the model takes 5.2 ms. What limits the two
+  goals not met: 4x is 7 ms for the whole request, about what the model and the column
+  checks take in-process before HTTP moves 1.15 MB (about 2-3 ms more); 3x for JSON columns
+  is 9 ms, against 12 ms in-process (the reader about 5 ms for 144,000 numbers). Both goals
+  were set for the pack model before this round's physics (then 4 ms per 36,000 samples);
+  they need a kernel about twice as fast as today's.
+- HTTP, single-sample `POST /step`: 0.50-0.51x `GET /health` for a JSON row and 0.45-0.47x
+  for msgpack columns over three runs (goal 0.7x, not met). Where the time goes, measured:
+  uvicorn alone (a bare ASGI app) answers a GET in about 20 us and a POST with a 2.5 KB body
+  in 23 us, so uvicorn is not the gap; in-process through the whole ASGI app, `/health`
+  costs 84 us and `/step` 160 us, of which `run_step_body` (decode, envelope, state read,
+  model, state write, telemetry) is 77-86 us, the model itself 9 us, the live commit 6 us,
+  and the route's own ASGI app called directly (no middleware or routing) 110 us; under wrk
+  the two cost 143 and 285 us per request. A py-spy profile of the service under wrk puts 63 % of a
+  `/step` request in our code (run_step_body 50 %, the live commit 9 %, metrics and the
+  response 3 %), 13 % in FastAPI/Starlette routing and middleware and 10 % in uvicorn's
+  protocol. 0.7x means about 205 us per request, so our code would have to fall from about
+  185 us to about 100 us under load, and no single part is large enough (cProfile ranks the
+  state read and write first, then the sample columns and the envelope, then telemetry).
+  Already done: a plain ASGI route, httptools and uvloop (uvicorn picks both when they are
+  installed), a plain-Python path for batches of up to 16 samples (columns included),
+  precomputed state key sets, orjson. Not done: a single-sample path that skips the numpy
+  columns, and POST /step served ahead of Starlette's middleware stack (worth about 38 us by
+  the direct call above: about 0.57x, not 0.7x, on its own).
+- Scale (bench_scale): vehicles posting a 1 s batch of 10 Hz samples each second (msgpack
+  columns), open loop, p99 under 100 ms. One replica on a Redis hub sustained 1,100-1,200
+  vehicles (11,000-12,000 samples/s) over three runs (600-700 before the kernel and reader
+  work above); two replicas behind nginx on one Redis 1,300-1,800 (1.18-1.55x, goal 1.7x,
+  not met). The replicas, nginx, Redis and the load generator share 2 cores: once one
+  replica nearly fills a core, two replicas cannot get two whole cores, so the ratio fell as
+  one replica got faster (it was 1.57-1.67x at 600-700 vehicles). Past the knee p99 jumps to
+  130-1,000 ms within one step of 100 vehicles (queueing behind one busy event loop).
 - Forecast: every aging model's forecast is one compiled loop over vehicles and weeks
   calling the step's own rate laws. One vehicle, 10 years of `naumann`: about 39 us (140x the
   per-cell loop per vehicle-year, goal 100x); 10,000 vehicles about 2 us per vehicle-year
@@ -79,14 +92,13 @@ its speed varies from run to run (the plain-Python baseline loop took 42-80 ms f
   anode potential and the power laws' fractional exponents, evaluated for each week of both
   sweeps. The baseline loop is Naumann's equations, so the `nrel_lfp250` rows compare a
   heavier model with it.
-- The state estimator (models/estimator.py) costs 4-7x the model-only step per sample with
-  a measured voltage and temperature on every sample (1.6-2.9 us against 0.26-0.45 us over
-  runs; 6.7x in a quiet run after the grid took the resistance map at every point, 5.6x
-  before; goal <= 3x, not met). The filter itself is most of it: the voltage update's
-  21-point SOC grid (the OCV table and the resistance map at the sample's temperature walked
-  along it, one exponential per point) and the 7x7 covariance work; the rest is the sample's
-  body reached through an inlined call (kernel._sample), which numba compiles about twice as
-  slow as the body written in place. Without measurements the step does not run the filter.
+- The state estimator (models/estimator.py) costs 6.8-7.7x the model-only step per sample with
+  a measured voltage and temperature on every sample (0.82-0.91 us against 0.11-0.12 us over
+  four runs today; goal <= 3x, not met). Both got faster with the reference counting gone
+  (the estimator 50 -> 29-33 ms per 36,000 samples), so the ratio stayed. The filter itself
+  is most of it: the voltage update's 21-point SOC grid (the OCV table and the resistance map
+  at the sample's temperature walked along it, one exponential per point) and the 7x7
+  covariance work. Without measurements the step does not run the filter.
 - History stores (bench_history). Group commit: one writer per process commits every step
   queued meanwhile in one transaction, answered after the commit. In-process, with a real
   step's state and telemetry, PostgreSQL on this machine committed about 600-730 steps/s one at

@@ -38,7 +38,7 @@ its speed varies from run to run (the plain-Python baseline loop took 26-80 ms f
   With the EV pack physics (resistance map over SOC and temperature, 129-node OCV read at each
   sub-step's start and again at its mid-SOC with the current solved twice, hysteresis, SOC
   window, charge taper, thermal management) the 36,000-sample run takes 5.2-5.8 ms: 5.0-5.1x
-  the baseline loop over three runs (goal 5x, met by a hair). The kernel's entry points are
+  the baseline loop over three runs, 5.3x in the fourth below (goal 5x, met by a hair). The kernel's entry points are
   compiled without numba's reference counting (models.jit.entry): each array passed into an
   inlined law otherwise cost an atomic increment and decrement, and the run took 7.2 ms
   instead of 4.8 (bit for bit the same numbers). The mid-SOC re-solve is about 1.6 ms of the
@@ -84,7 +84,10 @@ its speed varies from run to run (the plain-Python baseline loop took 26-80 ms f
   not met). The replicas, nginx, Redis and the load generator share 2 cores: once one
   replica nearly fills a core, two replicas cannot get two whole cores, so the ratio fell as
   one replica got faster (it was 1.57-1.67x at 600-700 vehicles). Past the knee p99 jumps to
-  130-1,000 ms within one step of 100 vehicles (queueing behind one busy event loop).
+  130-1,000 ms within one step of 100 vehicles (queueing behind one busy event loop). In a
+  fourth run two replicas stopped at 900: one answer other than 200 at 1,000 vehicles (its
+  status was not recorded then; five diagnostic runs at 1,000-1,300 vehicles answered every
+  request with 200). The table now names the status of every such answer.
 - Forecast: every aging model's forecast is one compiled loop over vehicles and weeks
   calling the step's own rate laws. One vehicle, 10 years of `naumann`: about 39 us (140x the
   per-cell loop per vehicle-year, goal 100x); 10,000 vehicles about 2 us per vehicle-year

@@ -32,6 +32,8 @@ from support.deploy import (
 )
 from support.processes import REPO_ROOT, free_port, start_service
 
+from twin_service.__main__ import KEEP_ALIVE_S
+
 HEALTHCHECK = REPO_ROOT / "deploy" / "healthcheck.py"
 
 
@@ -299,6 +301,18 @@ def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
     conf = render_nginx_conf(["127.0.0.1:8008", "127.0.0.1:8009"], tmp_path)
     result = run([tool("nginx"), "-t", "-e", "stderr", "-p", tmp_path, "-c", conf])
     assert result.returncode == 0, result.stderr
+
+
+def test_nginx_drops_idle_upstream_connections_before_the_service_does() -> None:
+    """A pooled connection the service closes while nginx sends a POST down it gives a 502
+    (nginx does not resend a POST): nginx's idle timeout for upstream connections must be the
+    shorter one."""
+    conf = (REPO_ROOT / "deploy" / "nginx.conf").read_text()
+    upstream = re.search(r"upstream twins \{(.*?)\}", conf, re.S)
+    assert upstream is not None
+    found = re.search(r"^\s*keepalive_timeout\s+(\d+)s;", upstream.group(1), re.M)
+    assert found is not None, "the upstream block sets no keepalive_timeout (nginx: 60 s)"
+    assert int(found.group(1)) < KEEP_ALIVE_S
 
 
 def test_nginx_committed_config_with_compose_names(tmp_path: Path) -> None:

@@ -18,6 +18,10 @@ from twin_service.settings import load_settings
 # that stall the event loop for ~200 ms; this makes them rare (p99 fan-out 238 ms -> ~50 ms in
 # benchmarks/bench_fanout.py).
 GC_THRESHOLDS = (10_000, 10, 10)
+# An idle keep-alive connection is closed after this long (uvicorn's default, made explicit): a
+# proxy in front must drop its idle connections to the service sooner (deploy/nginx.conf: 4 s),
+# or it may send a request down one the service is closing, and answer a POST with 502.
+KEEP_ALIVE_S = 5
 
 
 def tune_gc() -> None:
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         # Time limits for headers and bodies, and the connection cap (503 beyond it).
         http=guarded_protocol(settings, app.state.metrics),
         limit_concurrency=settings.max_connections,
+        timeout_keep_alive=KEEP_ALIVE_S,
         log_level=settings.log_level.lower(),
         log_config=log_config(settings.log_level),
         ws_ping_interval=20,

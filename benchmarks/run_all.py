@@ -32,20 +32,21 @@ All ratios are against a baseline measured in the same run; this 2-core machine 
 its speed varies from run to run (the plain-Python baseline loop took 26-80 ms for the same
 36,000 samples on different runs), so read the ratios, and expect a spread of about +-20 %.
 
-- Engine, in-process. The step kernel is one numba-compiled loop that advances each sample
-  through one sample body (kernel._sample) calling each law once (models/laws.py and the aging
-  models' modules), inlined; golden tests pin its numbers and property tests its invariants.
-  With the EV pack physics (resistance map over SOC and temperature, 129-node OCV read at each
-  sub-step's start and again at its mid-SOC with the current solved twice, hysteresis, SOC
-  window, charge taper, thermal management) the 36,000-sample run takes 5.2-5.8 ms: 5.0-5.1x
-  the baseline loop over three runs, 5.3x in the fourth below (goal 5x, met by a hair). The kernel's entry points are
-  compiled without numba's reference counting (models.jit.entry): each array passed into an
-  inlined law otherwise cost an atomic increment and decrement, and the run took 7.2 ms
-  instead of 4.8 (bit for bit the same numbers). The mid-SOC re-solve is about 1.6 ms of the
-  rest; the table lookups (binary searches), the hysteresis and the branches share the
-  remainder (not measured one by one). `nrel_lfp250` costs about 1.6x `naumann` in its own
-  aging (the anode potential is six transcendental functions per sub-step). Cold, the first
-  process compiles for about 100-150 s; later ones load the on-disk cache in about 1-2 s.
+- Engine, in-process. The step kernel is one numba-compiled loop that advances each sample through
+  one sample body (kernel._sample) calling each law once (models/laws.py and the aging models'
+  modules), inlined; golden tests pin its numbers and property tests its invariants. With the EV
+  pack physics (resistance map over SOC and temperature, 129-node OCV read at each sub-step's
+  start and again at its mid-SOC with the current solved twice, hysteresis, SOC window, charge
+  taper, thermal management) the 36,000-sample run takes 5.2-5.8 ms: 5.0-5.1x the baseline loop
+  over three runs, 5.3x in the fourth below (goal 5x, met by a hair). The kernel's entry points
+  are compiled without numba's reference counting (models.jit.entry): each array passed into an
+  inlined law otherwise cost an atomic increment and decrement, and the run took 7.2 ms instead of
+  4.8 (bit for bit the same numbers). The mid-SOC re-solve is about 1.6 ms of it; the 129-node OCV
+  table's binary searches only about 0.15 ms (against a 3-node table); the hysteresis, the
+  resistance map, the aging step and the branches share the rest (not measured one by one).
+  `nrel_lfp250` costs about 1.6x `naumann` in its own aging (the anode potential is six
+  transcendental functions per sub-step). Cold, the first process compiles for about 100-150 s;
+  later ones load the on-disk cache in about 1-2 s.
 - Engine through `POST /step`, the same hour in four forms (issue 16), three runs:
   power rows 2.1-2.4x the baseline, motor rows 1.3-1.35x (goal >= 1x, met), motor columns
   in JSON 1.8-1.9x (goal >= 3x, not met), motor columns in msgpack 2.8-3.1x (goal >= 4x, not

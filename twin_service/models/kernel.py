@@ -168,8 +168,8 @@ def _decay_factors(dt, p, cached):
 def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id, off,
             capacity_terms, resistance_terms, multiplier, out, soh, rf, fixed, sens,
             factors):  # fmt: skip
-    """Advance `s` over sample k and write its row of `out`; returns (soh, rf, factors) after
-    it.
+    """Advance `s` over sample k and write its row of `out`; returns (soh, rf, factors)
+    after it.
 
     `soh` and `rf` are the capacity fraction and resistance factor the sample runs with. The
     aging model updates them after every sub-step unless `fixed` (the estimator's values are

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 
 import httpx
 import msgpack
@@ -102,21 +103,31 @@ def estimator_rows(params: PackParams, power_w: np.ndarray) -> list[list[object]
         np.full(n, np.nan),
     )
 
-    def filtered() -> None:
-        state = new_pack_state(soc=0.8)
-        state.estimator = estimator.new_estimator(1.0, 1.0, 0.25, 0.1, 0.3, 1.0, 1.0, 0.01, 2.0)
-        simulate(params, state, drive, AgingSettings(), measured)
+    def filtered(soc: float, soc_std: float) -> Callable[[], None]:
+        def run() -> None:
+            state = new_pack_state(soc=soc)
+            state.estimator = estimator.new_estimator(
+                1.0, 1.0, soc_std, 0.1, 0.3, 1.0, 1.0, 0.01, 2.0
+            )
+            simulate(params, state, drive, AgingSettings(), measured)
+
+        return run
 
     def model_only() -> None:
         simulate(params, new_pack_state(), drive, AgingSettings())
 
-    filtered()  # warm
+    known = filtered(new_pack_state().soc, 0.03)
+    wrong = filtered(0.8, 0.25)
+    wrong()  # warm
     plain = best_of(model_only)
-    est = best_of(filtered)
+    est = best_of(known)
+    est_wrong = best_of(wrong)
     return [
         ["current input, model only", plain * 1e3, plain / n * 1e6, 1.0],
         ["current input, estimator (voltage + temperature every sample)", est * 1e3,
          est / n * 1e6, est / plain],
+        ["the same from a wrong SOC (sigma 25 %-points: a mixture while it converges)",
+         est_wrong * 1e3, est_wrong / n * 1e6, est_wrong / plain],
     ]  # fmt: skip
 
 

@@ -26,34 +26,26 @@ from twin_service.models.pack import new_pack_state
 from twin_service.settings import Settings
 
 TRUE_SOH, TRUE_RF = 0.88, 1.4
-# Known limitation: converging from a wrong start on LFP's plateau with capacity, resistance
-# and offset unknown, the data can fit a wrong SOC for a while (capacity and resistance
-# adjust to it) and the Gaussian filter holds one mode, so its SOC sigma shrinks faster than
-# the error (55 % from 85 %: 2 sigma covers 74 % of the samples over 30 minutes).
-_BELOW = "the Gaussian SOC posterior is overconfident while converging on the plateau"
+# 30 %-points off either way, over the whole curve (both plateaus, the step between them and
+# the knees)
+WRONG_STARTS = [(0.55, 0.85), (0.3, 0.6), (0.6, 0.3), (0.9, 0.6), (0.85, 0.55), (0.95, 0.65),
+                (0.8, 0.5), (0.5, 0.8), (0.4, 0.7), (0.7, 0.4), (0.2, 0.5), (0.5, 0.2),
+                (0.65, 0.95), (0.75, 0.45)]  # fmt: skip
 
 
 def _truth(soc: float = 0.55):
     return new_pack_state(soc=soc, soh=TRUE_SOH, resistance_factor=TRUE_RF)
 
 
-@pytest.mark.parametrize(
-    ("true_soc", "start_soc"),
-    [
-        (0.55, 0.85),
-        (0.3, 0.6),
-        (0.6, 0.3),
-        (0.9, 0.6),
-        (0.85, 0.55),
-        # settles below the 72-78 % step: 6.6 %-points off after 30 minutes
-        pytest.param(0.95, 0.65, marks=pytest.mark.xfail(strict=True, reason=_BELOW)),
-    ],
-)
-def test_soc_converges_within_30_minutes_from_30_points_off(true_soc, start_soc) -> None:
+def _converging(true_soc: float, start_soc: float, n: int = 1800):
     rng = np.random.default_rng(11)
-    n = 1800
     t = measure(_truth(true_soc), np.ones(n), mixed_drive(n, rng), rng)
-    res = estimate(start(start_soc), t)
+    return t, estimate(start(start_soc), t)
+
+
+@pytest.mark.parametrize(("true_soc", "start_soc"), WRONG_STARTS)
+def test_soc_converges_within_30_minutes_from_30_points_off(true_soc, start_soc) -> None:
+    t, res = _converging(true_soc, start_soc)
     err = res.soc - t.result.soc
     sd = res.estimate[:, E.EO_SOC_STD]
     assert abs(err[-1]) < 0.03, (err[-1], sd[-1])
@@ -62,14 +54,55 @@ def test_soc_converges_within_30_minutes_from_30_points_off(true_soc, start_soc)
     assert abs(cc[-1] - t.result.soc[-1]) > 5 * abs(err[-1])
 
 
-@pytest.mark.xfail(strict=True, reason=_BELOW)
 def test_two_sigma_covers_the_soc_error_while_converging() -> None:
-    rng = np.random.default_rng(11)
-    n = 1800
-    t = measure(_truth(0.55), np.ones(n), mixed_drive(n, rng), rng)
-    res = estimate(start(0.85), t)
+    t, res = _converging(0.55, 0.85)
     err = res.soc - t.result.soc
     assert np.mean(np.abs(err) <= 2 * res.estimate[:, E.EO_SOC_STD]) >= 0.9
+
+
+def _pooled_coverage() -> float:
+    covered = []
+    for true_soc, start_soc in WRONG_STARTS:
+        t, res = _converging(true_soc, start_soc)
+        covered.append(np.abs(res.soc - t.result.soc) <= 2 * res.estimate[:, E.EO_SOC_STD])
+    return float(np.mean(np.concatenate(covered)))
+
+
+def test_two_sigma_covers_most_samples_over_every_wrong_start() -> None:
+    """Over all the wrong starts 2 sigma covers 89 % of the samples (one Gaussian: 40 %)."""
+    assert _pooled_coverage() >= 0.85
+
+
+@pytest.mark.xfail(strict=True, reason="one Gaussian again, the SOC sigma on the plateau still "
+                   "shrinks faster than the error while the parameters are learnt")  # fmt: skip
+def test_two_sigma_covers_ninety_percent_over_every_wrong_start() -> None:
+    assert _pooled_coverage() >= 0.9
+
+
+def test_a_wide_prior_becomes_a_mixture_and_one_gaussian_again() -> None:
+    t, res = _converging(0.55, 0.85, n=1800)
+    first = estimate(start(0.85), _part(t, 0, 1)).state.estimator
+    assert first[E.E_NCOMP] >= 8  # +-3 sigma of 25 %-points within 0..1
+    assert res.state.estimator[E.E_NCOMP] == 0
+    assert not res.state.estimator[E.E_MIX :].any()
+    # a narrow prior stays one Gaussian
+    narrow = new_pack_state(soc=0.55)
+    narrow.estimator = E.new_estimator(1.0, 1.0, 0.03, 0.1, 0.3, 1.0, 1.06, 0.01, 2.0)
+    assert estimate(narrow, _part(t, 0, 1)).state.estimator[E.E_NCOMP] == 0
+
+
+def test_the_mixture_keeps_the_true_soc_that_one_gaussian_lost() -> None:
+    """70 % from 40 %: one Gaussian settled 6.5 %-points low with a sigma of 0.5."""
+    t, res = _converging(0.7, 0.4)
+    err = res.soc - t.result.soc
+    sd = res.estimate[:, E.EO_SOC_STD]
+    assert abs(err[-1]) < 0.015
+    assert np.mean(np.abs(err) <= 2 * sd) >= 0.95
+
+
+def _part(t, lo, hi):
+    return type(t)(t.result, t.dt_s[lo:hi], t.measured_current_a[lo:hi],
+                   t.measured_voltage_v[lo:hi], t.measured_temperature_c[lo:hi])  # fmt: skip
 
 
 @given(
@@ -123,10 +156,11 @@ def test_a_batch_equals_chained_steps_with_estimation() -> None:
     t = measure(_truth(), np.ones(n), mixed_drive(n, rng), rng)
     whole = estimate(start(0.8), t)
     state = start(0.8)
+    mixtures = []
     for lo, hi in ((0, 1), (1, 137), (137, 138), (138, 400)):
-        part = type(t)(t.result, t.dt_s[lo:hi], t.measured_current_a[lo:hi],
-                       t.measured_voltage_v[lo:hi], t.measured_temperature_c[lo:hi])  # fmt: skip
-        state = estimate(state, part).state
+        state = estimate(state, _part(t, lo, hi)).state
+        mixtures.append(int(state.estimator[E.E_NCOMP]))
+    assert mixtures[:3] == [m for m in mixtures[:3] if m > 1]  # the mixture crosses the joins
     assert np.array_equal(state.vector, whole.state.vector)
     assert np.array_equal(state.estimator, whole.state.estimator)
 
@@ -141,6 +175,19 @@ def test_a_voltage_spike_is_rejected_and_counted() -> None:
     assert spiked.estimate[600, E.EO_REJECTED] == 1
     assert spiked.estimate[:, E.EO_REJECTED].sum() == clean.estimate[:, E.EO_REJECTED].sum() + 1
     assert abs(spiked.soc[-1] - clean.soc[-1]) < 1e-3
+
+
+def test_a_spike_while_a_mixture_is_rejected_and_leaves_the_weights() -> None:
+    rng = np.random.default_rng(4)
+    t = measure(_truth(), np.ones(60), mixed_drive(60, rng), rng)
+    clean = estimate(start(0.85), t)
+    t.measured_voltage_v[30] += 40.0
+    spiked = estimate(start(0.85), t)
+    before = estimate(start(0.85), _part(t, 0, 30)).state.estimator
+    assert before[E.E_NCOMP] > 1
+    assert spiked.estimate[30, E.EO_REJECTED] == 1
+    assert spiked.estimate[:, E.EO_REJECTED].sum() == clean.estimate[:, E.EO_REJECTED].sum() + 1
+    assert abs(spiked.soc[-1] - clean.soc[-1]) < 2e-3
 
 
 # -- through /step ------------------------------------------------------------------------------
@@ -215,9 +262,11 @@ def test_sensor_options_and_reset(client) -> None:
 def test_assimilate_reanchors_the_aging_model(client) -> None:
     rng = np.random.default_rng(5)
     truth, state = _truth(), start(0.85)
-    dt, cur = drive_and_charge_day(rng, truth.soc)
-    t = measure(truth, dt, cur, rng)
-    state = estimate(state, t).state
+    for _ in range(2):  # until capacity and resistance are sure enough (sigma 0.9 %, 0.01)
+        dt, cur = drive_and_charge_day(rng, truth.soc)
+        t = measure(truth, dt, cur, rng)
+        truth = t.result.state
+        state = estimate(state, t).state
     from twin_service.step.service import state_to_wire
 
     wire = state_to_wire(state, CAPACITY_AH)
@@ -250,6 +299,40 @@ def test_a_bad_estimator_state_gets_422(client, patch, where) -> None:
                                    "options": {"store": False}})  # fmt: skip
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"][:4] == ["body", "state", "estimator", where]
+
+
+def test_a_mixture_travels_in_the_state_through_step(client) -> None:
+    _, measured = _samples(200)
+    first = _step(client, measured[:40], vehicle="Model3_2024")
+    components = first["state"]["estimator"]["components"]
+    assert 2 <= len(components) <= E.M_MAX
+    assert max(c["log_weight"] for c in components) == 0.0
+    assert first["estimate"]["soc"] == pytest.approx(first["state"]["soc"])
+    both = _step(client, measured[40:], state=first["state"], vehicle="Model3_2024")
+    whole = _step(client, measured, vehicle="Model3_2024")
+    assert both["state"] == whole["state"]
+
+
+@pytest.mark.parametrize(
+    ("patch", "where"),
+    [
+        ([], []),
+        ([{"log_weight": 0.0, "mean": [0.5] * 7}] * 2, [0]),
+        ([{"log_weight": 1.0, "mean": [0.5] * 7, "covariance": [0.0] * 28}] * 2,
+         [0, "log_weight"]),
+        ([{"log_weight": 0.0, "mean": [0.5] * 6, "covariance": [0.0] * 28}] * 2, [0, "mean"]),
+        ([{"log_weight": 0.0, "mean": [0.5] * 7, "covariance": [-1.0] * 28}] * 2,
+         [0, "covariance"]),
+    ],
+)  # fmt: skip
+def test_bad_mixture_components_get_422(client, patch, where) -> None:
+    _, measured = _samples(5)
+    state = _step(client, measured)["state"]
+    state["estimator"]["components"] = patch
+    r = client.post("/step", json={"vehicle_id": "est", "state": state, "samples": measured,
+                                   "options": {"store": False}})  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "state", "estimator", "components", *where]
 
 
 def test_bad_measurements_get_422_naming_the_sample(client) -> None:

@@ -225,6 +225,23 @@ AgingState: type[BaseModel] = create_model(  # type: ignore[call-overload]
 )
 
 
+class EstimatorComponentWire(_Wire):
+    """One Gaussian of the estimator's mixture over SOC (present while SOC is not yet known
+    well enough for one Gaussian)."""
+
+    log_weight: float = Field(ge=-1e6, le=0, strict=True, description="0: the most likely")
+    mean: list[float] = Field(
+        min_length=estimator.NX,
+        max_length=estimator.NX,
+        description=f"over ({', '.join(estimator.COVARIANCE_ORDER)})",
+    )
+    covariance: list[float] = Field(
+        min_length=estimator.N_COV,
+        max_length=estimator.N_COV,
+        description="upper triangle, row by row, in the order of mean",
+    )
+
+
 class EstimatorStateWire(_Wire):
     """The state estimator: its parameters, covariance and counters (written by the service;
     absent until a step carries measurements)."""
@@ -245,6 +262,13 @@ class EstimatorStateWire(_Wire):
     accepted: int = Field(ge=0, le=MAX_REV, strict=True)
     rejected: int = Field(ge=0, le=MAX_REV, strict=True)
     rejected_run: int = Field(ge=0, le=MAX_REV, strict=True)
+    components: list[EstimatorComponentWire] | None = Field(
+        None,
+        min_length=2,
+        max_length=estimator.M_MAX,
+        description="the Gaussian mixture over SOC while there is one (soh, covariance and the "
+        "twin's soc are then its moments)",
+    )
 
 
 PackStateWire: type[BaseModel] = create_model(  # type: ignore[call-overload]

@@ -16,9 +16,19 @@ Why this filter:
   (+-4 sigma, refined where the likelihood is narrower) with the others Gaussian given SOC, and
   matches the moments (voltage_update; checked against Monte Carlo). An unscented filter would
   need sigma points through the whole step for every sample; this costs 21 OCV look-ups.
-- Known limit: a Gaussian posterior re-applies the plateau's "SOC is somewhere in here" with
-  each sample, so while it converges from a wrong start on the plateau its SOC sigma shrinks
-  faster than the error.
+- While SOC is far from known (sigma above SPLIT_SOC_STD), one Gaussian is the wrong shape:
+  the data can fit a wrong SOC on the plateau for a while (hysteresis, resistance and capacity
+  adjust to it), and a single Gaussian holds one such fit and grows sure of it. The filter then
+  becomes a Gaussian mixture over SOC (a Gaussian-sum filter, `_mixture_sample`): up to M_MAX
+  components spread over the prior, each running this filter, weighted by how well it
+  predicted the measurements. Unlikely components are dropped and the mixture becomes one
+  Gaussian again once its components agree. From 30 %-points off on twin-generated truth, this
+  took the SOC error after 30 minutes from up to 13.6 %-points to within 1.2 in all 14 cases
+  of the tests.
+- Known limit: once one Gaussian, on the plateau its SOC sigma can still shrink faster than
+  the error while capacity, resistance and offset are learnt jointly (2 sigma covers the error
+  in about 89 % of the samples over those 14 cases, 59-100 % per case; with the parameters known,
+  96-100 % in most cases).
 - Measurements are processed one at a time (voltage, temperature, BMS SOC). An innovation beyond
   `gate_sigma` standard deviations is rejected and counted (a sensor spike); after
   MAX_REJECT_RUN rejections in a row the covariance is inflated to admit it (the pack, not the
@@ -28,7 +38,9 @@ Why this filter:
 
 References: G. L. Plett, "Extended Kalman filtering for battery management systems of LiPB-based
 HEV battery packs", J. Power Sources 134 (2004) 252-292 (joint state/parameter estimation);
-S. Julier, J. Uhlmann, "Unscented filtering and nonlinear estimation", Proc. IEEE 92 (2004).
+S. Julier, J. Uhlmann, "Unscented filtering and nonlinear estimation", Proc. IEEE 92 (2004);
+D. Alspach, H. Sorenson, "Nonlinear Bayesian estimation using Gaussian sum approximations",
+IEEE Trans. Automatic Control 17 (1972) 439-448.
 """
 
 from __future__ import annotations
@@ -85,12 +97,20 @@ COVARIANCE_ORDER = ("soc", "v_rc_v", "hysteresis_v", "temperature_c", "soh",
 NX = len(COVARIANCE_ORDER)
 N_COV = NX * (NX + 1) // 2
 # The estimator vector (state.estimator): parameters, covariance (upper triangle, row by row),
-# the exponentially weighted mean square voltage residual, counters.
+# the exponentially weighted mean square voltage residual, counters, and the Gaussian mixture
+# while it is one (E_NCOMP components, 0: a single Gaussian; see `_mixture_sample`). With a
+# mixture, the parameters and the covariance are its moments.
 E_SOH, E_RF, E_BIAS = 0, 1, 2
 E_COV = 3
 E_MS = E_COV + N_COV
 E_ACCEPTED, E_REJECTED, E_RUN = E_MS + 1, E_MS + 2, E_MS + 3
-N_EST = E_MS + 4
+E_NCOMP = E_MS + 4
+E_MIX = E_MS + 5
+M_MAX = 16  # components at most
+# A component: log weight, mean (in COVARIANCE_ORDER), covariance (packed like E_COV)
+C_LOGW, C_MEAN, C_COV = 0, 1, 1 + NX
+C_SIZE = 1 + NX + N_COV
+N_EST = E_MIX + M_MAX * C_SIZE
 # Settings vector (settings_vector): sensor noise, the gate, assimilation on (1) or off (0)
 S_V_STD, S_V_BIAS, S_I_STD, S_T_STD, S_SOC_STD, S_GATE, S_ASSIMILATE = range(7)
 N_SETTINGS = 7
@@ -101,9 +121,12 @@ N_EO = 6
 MAX_REJECT_RUN = 30  # consecutive rejections before the filter admits the measurements
 RESIDUAL_WINDOW_S = 300.0  # time constant of the reported rms voltage residual
 # Random walks per second (variance): how fast the filter lets each quantity drift beyond its
-# model. SOC: model error of Coulomb counting; hysteresis and RC: per cell, small; the
-# parameters: 0.2 %/sqrt(day) capacity, 1 %/sqrt(day) resistance, 0.05 A/sqrt(h) offset.
-Q_SOC = 3e-5**2
+# model. SOC: model error of Coulomb counting while current flows (1.2 %-points/sqrt(h): more
+# than a sensor's, it also stands for what the filter's Gaussian approximations lose, which
+# otherwise leave it surer than its error on the OCV's plateaus); hysteresis and RC: per cell,
+# small; the parameters: 0.2 %/sqrt(day) capacity, 1 %/sqrt(day) resistance, 0.05 A/sqrt(h)
+# offset.
+Q_SOC = 1e-4**2
 Q_VRC_CELL = 1e-5**2
 Q_HYST = 2e-5**2
 Q_TEMP = 0.01**2
@@ -118,9 +141,19 @@ GRID_N = 21  # SOC points of the voltage update
 GRID_HALF_WIDTH = 4.0  # prior standard deviations each side
 # exp(-u^2 / 2) at the grid's points when it spans the prior's +-GRID_HALF_WIDTH sigma
 PRIOR_WEIGHTS = np.exp(-0.5 * np.linspace(-GRID_HALF_WIDTH, GRID_HALF_WIDTH, GRID_N) ** 2)
-# Rows of the updates' scratch (GRID_N wide; the NX-long ones use the first NX entries)
-W_GRID, W_G, W_LOGW, W_K, W_SH, W_GK, W_KC, W_PH = range(8)
-W_ROWS = 8
+# Rows of the updates' scratch (GRID_N wide; the NX-long ones use the first NX entries);
+# W_PRED: the voltage update's normalised innovation squared and its variance
+W_GRID, W_G, W_LOGW, W_K, W_SH, W_GK, W_KC, W_PH, W_PRED = range(9)
+W_ROWS = 9
+# The Gaussian mixture: made when a voltage arrives while SOC is this unsure, components
+# SPLIT_SPACING apart at most over the prior's +-SPLIT_HALF_WIDTH sigma; pruned below
+# PRUNE_WEIGHT of the whole; merged into one when their spread adds less than
+# MERGE_SPREAD to the components' own SOC variance.
+SPLIT_SOC_STD = 0.05
+SPLIT_SPACING = 0.06
+SPLIT_HALF_WIDTH = 3.0
+PRUNE_WEIGHT = 1e-5
+MERGE_SPREAD = 0.05
 SOH_RANGE = (0.05, 1.5)
 RF_RANGE = (0.2, 20.0)
 
@@ -134,19 +167,20 @@ def cov_index(i, j):
 
 
 @jit
-def unpack(est, cov):
+def unpack(est, base, cov):
+    """cov from the packed upper triangle at est[base:]."""
     for i in range(NX):
         for j in range(i, NX):
-            v = est[E_COV + cov_index(i, j)]
+            v = est[base + cov_index(i, j)]
             cov[i, j] = v
             cov[j, i] = v
 
 
 @jit
-def pack(cov, est):
+def pack(cov, est, base):
     for i in range(NX):
         for j in range(i, NX):
-            est[E_COV + cov_index(i, j)] = 0.5 * (cov[i, j] + cov[j, i])
+            est[base + cov_index(i, j)] = 0.5 * (cov[i, j] + cov[j, i])
 
 
 @jit
@@ -341,6 +375,8 @@ def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, con
         zm /= wsum
         var_z = max(zz / wsum - zm * zm, 0.0) + s_o
         nis = (z - zm) ** 2 / var_z
+        wv[W_PRED, 0] = nis
+        wv[W_PRED, 1] = var_z
         if nis > gate * gate:
             if run < MAX_REJECT_RUN or attempt == 1:
                 return False
@@ -406,17 +442,18 @@ def _clip(x, lo, hi):
 
 @jit
 def _gate(cov, h, residual, r_var, gate, run):
-    """(accept, innovation variance): reject beyond `gate` sigma unless MAX_REJECT_RUN
-    rejections came in a row, in which case cov is inflated so the innovation sits at the
-    gate."""
+    """(accept, log likelihood of the residual): reject beyond `gate` sigma unless
+    MAX_REJECT_RUN rejections came in a row, in which case cov is inflated so the innovation
+    sits at the gate."""
     s = innovation_variance(cov, h, r_var)
     nis = residual * residual / s
+    ll = -0.5 * (nis + math.log(s))
     if nis <= gate * gate:
-        return True
+        return True, ll
     if run >= MAX_REJECT_RUN:
         cov *= nis / (gate * gate)
-        return True
-    return False
+        return True, ll
+    return False, ll
 
 
 @jit
@@ -433,15 +470,16 @@ def _apply(s, est, dx, hyst_v):
 @jit
 def _direct_update(cov, s, est, h, dx, index, residual, r_var, gate, consider, hyst_v, ph):
     """A measurement of filter state `index` itself (temperature, the BMS's SOC), gated;
-    returns 1 if it was rejected, else 0."""
+    returns (1 if it was rejected else 0, its log likelihood)."""
     h[:] = 0.0
     h[index] = 1.0
-    if not _gate(cov, h, residual, r_var, gate, est[E_RUN]):
-        return 1
+    accept, ll = _gate(cov, h, residual, r_var, gate, est[E_RUN])
+    if not accept:
+        return 1, ll
     scalar_update(cov, h, residual, r_var, dx, consider, ph)
     _apply(s, est, dx, hyst_v)
     est[E_ACCEPTED] += 1.0
-    return 0
+    return 0, ll
 
 
 @jit
@@ -472,134 +510,372 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
     # The loop's scratch, allocated here so that it compiles as an entry point (models.jit).
     scratch = (np.empty((NX, NX)), np.zeros(NX), np.zeros(NX), np.zeros(NX), np.zeros(N_SENS),
                np.zeros((W_ROWS, GRID_N)), np.zeros((2, NX, NX)), current_a.copy(),
-               np.empty(tab[T_R_SOC].shape[0]))  # fmt: skip
+               np.empty(tab[T_R_SOC].shape[0]), np.empty((M_MAX, s.shape[0])),
+               np.empty((M_MAX, out.shape[1])), np.empty(N_EST), np.zeros((M_MAX, 5)),
+               np.zeros(NX))  # fmt: skip
     _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id, off,
                 capacity_terms, resistance_terms, multiplier, out, meas_v, meas_t, meas_soc, est,
                 settings, own_capacity, own_resistance, eout, *scratch)  # fmt: skip
 
 
 @entry
-def _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id,
-                off, capacity_terms, resistance_terms, multiplier, out, meas_v, meas_t,
-                meas_soc, est, settings, own_capacity, own_resistance, eout, cov, q, hvec, dx,
-                sens, wv, wm, cur_in, r_row):  # fmt: skip
-    n = dt_s.shape[0]
-    unpack(est, cov)
-    factors = NO_FACTORS
+def _filter_sample(k, drive, model, s, out, meas, est, settings, cov, work, factors, lls):
+    """One filter (s, est, cov) through sample k: the twin's step, the covariance prediction,
+    the measurement updates, the parameters' drift with the aging model. Returns (factors,
+    rejections as bits: 1 voltage, 2 temperature, 4 SOC; the voltage residual); lls gets
+    each measurement's log likelihood (0 where none). drive, model, meas and work bundle
+    _estimating's arguments (fewer than 30 per call: numba inlines no call with more).
+    Compiled once, not inlined: the single filter and each mixture component call it."""
+    dt_s, power_w, current_a, ambient_c, distance_m, mode = drive
+    p, tab, model_id, off, capacity_terms, resistance_terms, multiplier = model
+    meas_v, meas_t, meas_soc = meas
+    q, hvec, dx, sens, wv, wm, cur_in, r_row = work
     r_nodes = tab[T_R_SOC]
     ns = p[P_SERIES]
     hyst_v = p[P_HYST_V]
     gate = settings[S_GATE]
     v_var = settings[S_V_STD] ** 2 + settings[S_V_BIAS] ** 2
     i_std = settings[S_I_STD]
-    for k in range(n):
-        soh_m0 = aging.state_of_health(s, capacity_terms)
-        rf_m0 = aging.resistance_factor(s, resistance_terms)
-        # The offset applies where a current was measured and is not exactly 0 (an open
-        # contactor reads 0 and carries none).
-        biased = not math.isnan(current_a[k]) and current_a[k] != 0.0
-        if biased:
-            cur_in[k] = current_a[k] - est[E_BIAS]
-        sens[:] = 0.0
-        sens[SN_A] = 1.0
-        sens[SN_HYST] = 1.0
-        sens[SN_D] = 1.0
-        soh_e = est[E_SOH]
-        rf_e = est[E_RF]
-        factors = _sample(k, dt_s, power_w, cur_in, ambient_c, distance_m, mode, p, tab, s,
-                          model_id, off, capacity_terms, resistance_terms, multiplier, out,
-                          soh_e, rf_e, True, sens, factors)[2]  # fmt: skip
-        # Covariance prediction through the sample.
-        a06 = sens[SN_SOC_BIAS] if biased else 0.0
-        a16 = -sens[SN_VRC_BIAS] if biased else 0.0
-        dt = dt_s[k]
-        soc_per_a = sens[SN_SOC_BIAS]  # SOC moved per ampere over the sample
-        q[X_SOC] = Q_SOC * dt + (i_std * soc_per_a) ** 2
-        q[X_VRC] = Q_VRC_CELL * ns * ns * dt
-        q[X_HYST] = Q_HYST * dt
-        q[X_TEMP] = Q_TEMP * dt
-        q[X_SOH] = Q_SOH * dt
-        q[X_RF] = Q_RF * dt
-        q[X_BIAS] = Q_BIAS * dt
-        predict(cov, sens[SN_SOC_CAP] / soh_e, a06, sens[SN_A], sens[SN_VRC_RF] / rf_e, a16,
-                sens[SN_HYST], sens[SN_D], sens[SN_T_RF] / rf_e, q, wm[0])  # fmt: skip
-        ph = wv[W_PH, :NX]
+    lls[:3] = 0.0
+    soh_m0 = aging.state_of_health(s, capacity_terms)
+    rf_m0 = aging.resistance_factor(s, resistance_terms)
+    # The offset applies where a current was measured and is not exactly 0 (an open
+    # contactor reads 0 and carries none).
+    biased = not math.isnan(current_a[k]) and current_a[k] != 0.0
+    if biased:
+        cur_in[k] = current_a[k] - est[E_BIAS]
+    sens[:] = 0.0
+    sens[SN_A] = 1.0
+    sens[SN_HYST] = 1.0
+    sens[SN_D] = 1.0
+    soh_e = est[E_SOH]
+    rf_e = est[E_RF]
+    factors = _sample(k, dt_s, power_w, cur_in, ambient_c, distance_m, mode, p, tab, s,
+                      model_id, off, capacity_terms, resistance_terms, multiplier, out, soh_e,
+                      rf_e, True, sens, factors)[2]  # fmt: skip
+    # Covariance prediction through the sample.
+    a06 = sens[SN_SOC_BIAS] if biased else 0.0
+    a16 = -sens[SN_VRC_BIAS] if biased else 0.0
+    dt = dt_s[k]
+    soc_per_a = sens[SN_SOC_BIAS]  # SOC moved per ampere over the sample
+    q[X_SOC] = (Q_SOC * dt if sens[SN_CUR] != 0.0 else 0.0) + (i_std * soc_per_a) ** 2
+    q[X_VRC] = Q_VRC_CELL * ns * ns * dt
+    q[X_HYST] = Q_HYST * dt
+    q[X_TEMP] = Q_TEMP * dt
+    q[X_SOH] = Q_SOH * dt
+    q[X_RF] = Q_RF * dt
+    q[X_BIAS] = Q_BIAS * dt
+    predict(cov, sens[SN_SOC_CAP] / soh_e, a06, sens[SN_A], sens[SN_VRC_RF] / rf_e, a16,
+            sens[SN_HYST], sens[SN_D], sens[SN_T_RF] / rf_e, q, wm[0])  # fmt: skip
+    ph = wv[W_PH, :NX]
 
-        rejected = 0
-        residual_out = math.nan
-        # While SOC is far from known, a voltage residual says where SOC is, not what the
-        # capacity or the current offset are: both are held (consider parameters).
-        consider = cov[X_SOC, X_SOC] > CONSIDER_SOC_STD**2
-        cur = sens[SN_CUR]
-        r_eff = sens[SN_REFF]
-        if not math.isnan(meas_v[k]):
-            soc = s[SOC]
-            residual_out = meas_v[k] - out[k, O_V]
-            charging = sens[SN_CHARGING] != 0.0
-            share = sens[SN_SHARE]
-            t = s[TEMP]
-            hvec[X_SOC] = 0.0
-            hvec[X_TEMP] = 0.0
-            load = -cur * share
-            r_mid = 0.0
-            if cur != 0.0:
-                # The resistance's dependence on SOC is taken from its map at every grid point;
-                # on temperature, Arrhenius with the pack's activation energy (the map's own
-                # slope is close, and the temperature is the filter's best-known state).
-                resistance_row(t, r_nodes.shape[0], tab[T_R_TEMP],
-                               tab[T_R_CHG] if charging else tab[T_R_DIS], p[P_EA], rf_e,
-                               r_row)  # fmt: skip
-                r_mid = interp(soc, r_nodes, r_row)
-                t_k = t + KELVIN
-                dr_dt = -r_mid * p[P_EA] / (GAS_CONSTANT * t_k * t_k)
-                hvec[X_TEMP] = load * dr_dt
-            hvec[X_VRC] = -1.0
-            hvec[X_HYST] = ns
-            hvec[X_SOH] = 0.0
-            hvec[X_RF] = -cur * r_eff / rf_e
-            hvec[X_BIAS] = r_eff if biased else 0.0
-            r_var = v_var + (i_std * r_eff) ** 2
-            z = residual_out + ns * cell_ocv(soc, tab[T_OCV_SOC], tab[T_OCV_V])
-            if voltage_update(cov, hvec, z, ns, r_var, tab[T_OCV_SOC], tab[T_OCV_V], soc, gate,
-                              est[E_RUN], consider, dx, wv, wm[1], load, r_mid, r_nodes,
-                              r_row):  # fmt: skip
-                _apply(s, est, dx, hyst_v)
-                est[E_ACCEPTED] += 1.0
-                est[E_RUN] = 0.0
-            else:
-                rejected += 1
-            w = -math.expm1(-dt / RESIDUAL_WINDOW_S)
-            est[E_MS] += (residual_out * residual_out - est[E_MS]) * w
-        if not math.isnan(meas_t[k]):
-            t_var = settings[S_T_STD] ** 2
-            rejected += _direct_update(cov, s, est, hvec, dx, X_TEMP, meas_t[k] - s[TEMP],
-                                       t_var, gate, consider, hyst_v, ph)  # fmt: skip
-        if not math.isnan(meas_soc[k]):
-            soc_var = settings[S_SOC_STD] ** 2
-            rejected += _direct_update(cov, s, est, hvec, dx, X_SOC, meas_soc[k] - s[SOC],
-                                       soc_var, gate, consider, hyst_v, ph)  # fmt: skip
-        if rejected > 0:
-            est[E_REJECTED] += rejected
-            est[E_RUN] += 1.0
-        # The parameters age as the aging model does.
-        soh_m1 = aging.state_of_health(s, capacity_terms)
-        rf_m1 = aging.resistance_factor(s, resistance_terms)
-        est[E_SOH] = _clip(est[E_SOH] + (soh_m1 - soh_m0), SOH_RANGE[0], SOH_RANGE[1])
-        est[E_RF] = _clip(est[E_RF] + (rf_m1 - rf_m0), RF_RANGE[0], RF_RANGE[1])
-        if (
-            settings[S_ASSIMILATE] != 0.0
-            and cov[X_SOH, X_SOH] < ASSIMILATE_SOH_STD**2
-            and cov[X_RF, X_RF] < ASSIMILATE_RF_STD**2
-        ):
-            reanchor(s, capacity_terms, own_capacity, 1.0 - est[E_SOH])
-            reanchor(s, resistance_terms, own_resistance, est[E_RF] - 1.0)
-            out[k, O_SOH] = aging.state_of_health(s, capacity_terms)
-            out[k, O_RF] = aging.resistance_factor(s, resistance_terms)
+    bits = 0
+    rejected = 0
+    residual_out = math.nan
+    # While SOC is far from known, a voltage residual says where SOC is, not what the
+    # capacity or the current offset are: both are held (consider parameters).
+    consider = cov[X_SOC, X_SOC] > CONSIDER_SOC_STD**2
+    cur = sens[SN_CUR]
+    r_eff = sens[SN_REFF]
+    if not math.isnan(meas_v[k]):
+        soc = s[SOC]
+        residual_out = meas_v[k] - out[k, O_V]
+        charging = sens[SN_CHARGING] != 0.0
+        share = sens[SN_SHARE]
+        t = s[TEMP]
+        hvec[X_SOC] = 0.0
+        hvec[X_TEMP] = 0.0
+        load = -cur * share
+        r_mid = 0.0
+        if cur != 0.0:
+            # The resistance's dependence on SOC is taken from its map at every grid point;
+            # on temperature, Arrhenius with the pack's activation energy (the map's own
+            # slope is close, and the temperature is the filter's best-known state).
+            resistance_row(t, r_nodes.shape[0], tab[T_R_TEMP],
+                           tab[T_R_CHG] if charging else tab[T_R_DIS], p[P_EA], rf_e,
+                           r_row)  # fmt: skip
+            r_mid = interp(soc, r_nodes, r_row)
+            t_k = t + KELVIN
+            dr_dt = -r_mid * p[P_EA] / (GAS_CONSTANT * t_k * t_k)
+            hvec[X_TEMP] = load * dr_dt
+        hvec[X_VRC] = -1.0
+        hvec[X_HYST] = ns
+        hvec[X_SOH] = 0.0
+        hvec[X_RF] = -cur * r_eff / rf_e
+        hvec[X_BIAS] = r_eff if biased else 0.0
+        r_var = v_var + (i_std * r_eff) ** 2
+        z = residual_out + ns * cell_ocv(soc, tab[T_OCV_SOC], tab[T_OCV_V])
+        wv[W_PRED, 0] = 0.0
+        wv[W_PRED, 1] = 1.0
+        if voltage_update(cov, hvec, z, ns, r_var, tab[T_OCV_SOC], tab[T_OCV_V], soc, gate,
+                          est[E_RUN], consider, dx, wv, wm[1], load, r_mid, r_nodes,
+                          r_row):  # fmt: skip
+            _apply(s, est, dx, hyst_v)
+            est[E_ACCEPTED] += 1.0
+            est[E_RUN] = 0.0
+        else:
+            rejected += 1
+            bits |= 1
+        lls[0] = -0.5 * (wv[W_PRED, 0] + math.log(wv[W_PRED, 1]))
+        w = -math.expm1(-dt / RESIDUAL_WINDOW_S)
+        est[E_MS] += (residual_out * residual_out - est[E_MS]) * w
+    if not math.isnan(meas_t[k]):
+        t_var = settings[S_T_STD] ** 2
+        rej, lls[1] = _direct_update(cov, s, est, hvec, dx, X_TEMP, meas_t[k] - s[TEMP], t_var,
+                                     gate, consider, hyst_v, ph)  # fmt: skip
+        rejected += rej
+        bits |= 2 * rej
+    if not math.isnan(meas_soc[k]):
+        soc_var = settings[S_SOC_STD] ** 2
+        rej, lls[2] = _direct_update(cov, s, est, hvec, dx, X_SOC, meas_soc[k] - s[SOC],
+                                     soc_var, gate, consider, hyst_v, ph)  # fmt: skip
+        rejected += rej
+        bits |= 4 * rej
+    if rejected > 0:
+        est[E_REJECTED] += rejected
+        est[E_RUN] += 1.0
+    # The parameters age as the aging model does.
+    soh_m1 = aging.state_of_health(s, capacity_terms)
+    rf_m1 = aging.resistance_factor(s, resistance_terms)
+    est[E_SOH] = _clip(est[E_SOH] + (soh_m1 - soh_m0), SOH_RANGE[0], SOH_RANGE[1])
+    est[E_RF] = _clip(est[E_RF] + (rf_m1 - rf_m0), RF_RANGE[0], RF_RANGE[1])
+    for i in range(NX):
+        for j in range(i + 1, NX):
+            avg = 0.5 * (cov[i, j] + cov[j, i])
+            cov[i, j] = avg
+            cov[j, i] = avg
+    return factors, bits, residual_out
+
+
+@jit
+def _copy(src, dst, i, j, n):
+    """dst[j : j + n] = src[i : i + n] (ascending: j <= i where they overlap), without the
+    temporary numba's slice assignment allocates."""
+    for m in range(n):
+        dst[j + m] = src[i + m]
+
+
+@jit
+def _load_mean(s, est, x):
+    x[X_SOC] = s[SOC]
+    x[X_VRC] = s[V_RC]
+    x[X_HYST] = s[HYST]
+    x[X_TEMP] = s[TEMP]
+    x[X_SOH] = est[E_SOH]
+    x[X_RF] = est[E_RF]
+    x[X_BIAS] = est[E_BIAS]
+
+
+@jit
+def _store_mean(x, s, est):
+    s[SOC] = x[X_SOC]
+    s[V_RC] = x[X_VRC]
+    s[HYST] = x[X_HYST]
+    s[TEMP] = x[X_TEMP]
+    est[E_SOH] = x[X_SOH]
+    est[E_RF] = x[X_RF]
+    est[E_BIAS] = x[X_BIAS]
+
+
+@jit
+def split(s, est, cov, x):
+    """Replace the single Gaussian (s, est, cov) by a mixture over SOC: components at most
+    SPLIT_SPACING apart over its +-SPLIT_HALF_WIDTH sigma (within 0..1), weighted by its
+    density, each with the others' regression on SOC and an SOC sigma of half the spacing.
+    Returns the number of components (x: NX scratch)."""
+    p_ss = cov[X_SOC, X_SOC]
+    sd = math.sqrt(p_ss)
+    m = s[SOC]
+    lo = max(0.0, m - SPLIT_HALF_WIDTH * sd)
+    hi = min(1.0, m + SPLIT_HALF_WIDTH * sd)
+    nc = min(M_MAX, max(2, int(math.ceil((hi - lo) / SPLIT_SPACING))))
+    width = (hi - lo) / nc
+    var_c = (0.5 * width) ** 2
+    _load_mean(s, est, x)
+    for c in range(nc):
+        b = E_MIX + c * C_SIZE
+        mu = lo + (c + 0.5) * width
+        u = (mu - m) / sd
+        est[b + C_LOGW] = -0.5 * u * u
         for i in range(NX):
-            for j in range(i + 1, NX):
-                avg = 0.5 * (cov[i, j] + cov[j, i])
-                cov[i, j] = avg
-                cov[j, i] = avg
+            ki = cov[i, X_SOC] / p_ss
+            est[b + C_MEAN + i] = x[i] + ki * (mu - m)
+            for j in range(i, NX):
+                kj = cov[j, X_SOC] / p_ss
+                est[b + C_COV + cov_index(i, j)] = cov[i, j] - ki * kj * (p_ss - var_c)
+    est[E_NCOMP] = nc
+    return nc
+
+
+@jit
+def merge(est, nc, cov, x):
+    """The mixture's mean (x) and covariance (cov), weights exp(log weight)."""
+    wsum = 0.0
+    x[:] = 0.0
+    cov[:, :] = 0.0
+    for c in range(nc):
+        b = E_MIX + c * C_SIZE
+        w = math.exp(est[b + C_LOGW])
+        wsum += w
+        for i in range(NX):
+            x[i] += w * est[b + C_MEAN + i]
+    x /= wsum
+    for c in range(nc):
+        b = E_MIX + c * C_SIZE
+        w = math.exp(est[b + C_LOGW]) / wsum
+        for i in range(NX):
+            di = est[b + C_MEAN + i] - x[i]
+            for j in range(i, NX):
+                dj = est[b + C_MEAN + j] - x[j]
+                v = w * (est[b + C_COV + cov_index(i, j)] + di * dj)
+                cov[i, j] += v
+                if j != i:
+                    cov[j, i] += v
+
+
+@jit
+def _mixture_sample(k, drive, model, s, out, meas, est, settings, cov, work, factors, mix):
+    """Sample k for a Gaussian mixture over SOC (a Gaussian-sum filter: D. Alspach, H.
+    Sorenson, IEEE Trans. Automatic Control 17 (1972) 439). Each component runs the filter
+    on its own copy of the state; its weight grows with the likelihood of the measurements
+    it was given (those every component rejected, a spike, count for none). Components with
+    a negligible weight are dropped; s, est and cov get the mixture's moments, the rest of s
+    (aging, counters) the most likely component's. Returns (factors, rejected count, the
+    most likely component's voltage residual)."""
+    scs, outs, ec, lls, x = mix
+    dt_s = drive[0]
+    meas_v, meas_t, meas_soc = meas
+    nc = int(est[E_NCOMP])
+    all_bits = 7
+    for c in range(nc):
+        b = E_MIX + c * C_SIZE
+        sc = scs[c]
+        _copy(s, sc, 0, 0, s.shape[0])
+        _copy(est, ec, 0, 0, E_MIX)
+        for i in range(NX):
+            x[i] = est[b + C_MEAN + i]
+        _store_mean(x, sc, ec)
+        unpack(est, b + C_COV, cov)
+        factors, bits, residual = _filter_sample(k, drive, model, sc, out, meas, ec, settings,
+                                                 cov, work, factors, lls[c])  # fmt: skip
+        all_bits &= bits
+        lls[c, 3] = residual
+        _load_mean(sc, ec, x)
+        for i in range(NX):
+            est[b + C_MEAN + i] = x[i]
+        pack(cov, est, b + C_COV)
+        _copy(out[k], outs[c], 0, 0, out.shape[1])
+    # Weights: the likelihoods of what was accepted somewhere; normalised to a top of 0.
+    top = -math.inf
+    for c in range(nc):
+        b = E_MIX + c * C_SIZE
+        for m in range(3):
+            if not (all_bits >> m) & 1:
+                est[b + C_LOGW] += lls[c, m]
+        top = max(top, est[b + C_LOGW])
+    wsum = 0.0
+    for c in range(nc):
+        b = E_MIX + c * C_SIZE
+        est[b + C_LOGW] -= top
+        wsum += math.exp(est[b + C_LOGW])
+    keep = 0
+    best = 0
+    for c in range(nc):
+        b = E_MIX + c * C_SIZE
+        if math.exp(est[b + C_LOGW]) < PRUNE_WEIGHT * wsum:
+            continue
+        if est[b + C_LOGW] > est[E_MIX + best * C_SIZE + C_LOGW] or keep == 0:
+            best = keep
+        if keep != c:
+            kb = E_MIX + keep * C_SIZE
+            _copy(est, est, b, kb, C_SIZE)
+            _copy(scs[c], scs[keep], 0, 0, s.shape[0])
+            _copy(outs[c], outs[keep], 0, 0, out.shape[1])
+            lls[keep, 3] = lls[c, 3]
+        keep += 1
+    for i in range(E_MIX + keep * C_SIZE, E_MIX + nc * C_SIZE):
+        est[i] = 0.0
+    nc = keep
+    est[E_NCOMP] = nc
+    # The twin's state: the most likely component's, with the mixture's mean.
+    _copy(scs[best], s, 0, 0, s.shape[0])
+    _copy(outs[best], out[k], 0, 0, out.shape[1])
+    merge(est, nc, cov, x)
+    _store_mean(x, s, est)
+    pack(cov, est, E_COV)
+    own_var = 0.0
+    wsum = 0.0
+    for c in range(nc):
+        b = E_MIX + c * C_SIZE
+        w = math.exp(est[b + C_LOGW])
+        wsum += w
+        own_var += w * est[b + C_COV + cov_index(X_SOC, X_SOC)]
+    if nc == 1 or cov[X_SOC, X_SOC] <= (1.0 + MERGE_SPREAD) * own_var / wsum:
+        est[E_NCOMP] = 0.0  # one Gaussian from here
+        for i in range(E_MIX, E_MIX + nc * C_SIZE):
+            est[i] = 0.0
+    # Counters as one filter would keep them: a measurement is rejected when every
+    # component rejected it.
+    rejected = 0
+    measured = 0
+    for m in range(3):
+        z = meas_v[k] if m == 0 else (meas_t[k] if m == 1 else meas_soc[k])
+        if not math.isnan(z):
+            measured += 1
+            if (all_bits >> m) & 1:
+                rejected += 1
+    est[E_ACCEPTED] += measured - rejected
+    residual = lls[best, 3]
+    if not math.isnan(meas_v[k]):
+        if not all_bits & 1:
+            est[E_RUN] = 0.0
+        w = -math.expm1(-dt_s[k] / RESIDUAL_WINDOW_S)
+        est[E_MS] += (residual * residual - est[E_MS]) * w
+    if rejected > 0:
+        est[E_REJECTED] += rejected
+        est[E_RUN] += 1.0
+    return factors, rejected, residual
+
+
+@entry
+def _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id,
+                off, capacity_terms, resistance_terms, multiplier, out, meas_v, meas_t,
+                meas_soc, est, settings, own_capacity, own_resistance, eout, cov, q, hvec, dx,
+                sens, wv, wm, cur_in, r_row, scs, outs, ec, lls, x):  # fmt: skip
+    n = dt_s.shape[0]
+    unpack(est, E_COV, cov)
+    factors = NO_FACTORS
+    drive = (dt_s, power_w, current_a, ambient_c, distance_m, mode)
+    model = (p, tab, model_id, off, capacity_terms, resistance_terms, multiplier)
+    meas = (meas_v, meas_t, meas_soc)
+    work = (q, hvec, dx, sens, wv, wm, cur_in, r_row)
+    mix = (scs, outs, ec, lls, x)
+    for k in range(n):
+        if (
+            est[E_NCOMP] == 0.0
+            and not math.isnan(meas_v[k])
+            and cov[X_SOC, X_SOC] > SPLIT_SOC_STD**2
+        ):
+            split(s, est, cov, x)
+        if est[E_NCOMP] > 0.0:
+            factors, rejected, residual_out = _mixture_sample(
+                k, drive, model, s, out, meas, est, settings, cov, work, factors, mix
+            )
+        else:
+            factors, bits, residual_out = _filter_sample(
+                k, drive, model, s, out, meas, est, settings, cov, work, factors, lls[0]
+            )
+            rejected = (bits & 1) + ((bits >> 1) & 1) + ((bits >> 2) & 1)
+            # Assimilation (single Gaussian only: a mixture is not yet sure of SOC).
+            if (
+                settings[S_ASSIMILATE] != 0.0
+                and cov[X_SOH, X_SOH] < ASSIMILATE_SOH_STD**2
+                and cov[X_RF, X_RF] < ASSIMILATE_RF_STD**2
+            ):
+                reanchor(s, capacity_terms, own_capacity, 1.0 - est[E_SOH])
+                reanchor(s, resistance_terms, own_resistance, est[E_RF] - 1.0)
+                out[k, O_SOH] = aging.state_of_health(s, capacity_terms)
+                out[k, O_RF] = aging.resistance_factor(s, resistance_terms)
         out[k, O_SOC] = s[SOC]
         out[k, O_T] = s[TEMP]
         eout[k, EO_SOC_STD] = math.sqrt(cov[X_SOC, X_SOC])
@@ -608,7 +884,7 @@ def _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s
         eout[k, EO_RF] = est[E_RF]
         eout[k, EO_REJECTED] = rejected
         eout[k, EO_SOH_STD] = math.sqrt(cov[X_SOH, X_SOH])
-    pack(cov, est)
+    pack(cov, est, E_COV)
 
 
 # -- outside the compiled loop ----------------------------------------------------------------
@@ -660,7 +936,7 @@ def new_estimator(
 
 def covariance(est: np.ndarray) -> np.ndarray:
     cov = np.empty((NX, NX))
-    unpack(est, cov)
+    unpack(est, E_COV, cov)
     return cov
 
 
@@ -671,7 +947,7 @@ def std(est: np.ndarray, i: int) -> float:
 def to_wire(est: np.ndarray) -> dict[str, object]:
     """`state.estimator` on the wire."""
     v = est.tolist()
-    return {
+    out: dict[str, object] = {
         "soh": v[E_SOH],
         "resistance_factor": v[E_RF],
         "current_bias_a": v[E_BIAS],
@@ -681,10 +957,22 @@ def to_wire(est: np.ndarray) -> dict[str, object]:
         "rejected": int(v[E_REJECTED]),
         "rejected_run": int(v[E_RUN]),
     }
+    nc = int(v[E_NCOMP])
+    if nc:
+        out["components"] = [
+            {
+                "log_weight": v[b + C_LOGW],
+                "mean": v[b + C_MEAN : b + C_COV],
+                "covariance": v[b + C_COV : b + C_SIZE],
+            }
+            for b in range(E_MIX, E_MIX + nc * C_SIZE, C_SIZE)
+        ]
+    return out
 
 
 WIRE_KEYS = frozenset(("soh", "resistance_factor", "current_bias_a", "covariance",
                        "residual_ms_v2", "accepted", "rejected", "rejected_run"))  # fmt: skip
+COMPONENT_KEYS = frozenset(("log_weight", "mean", "covariance"))
 MAX_COUNT = 2**53 - 1
 MAX_BIAS_A = 1e5
 
@@ -695,7 +983,7 @@ def problems(raw: object) -> list[tuple[list[str | int], str]]:
         return [([], "Input should be an object")]
     out: list[tuple[list[str | int], str]] = []
     missing = sorted(WIRE_KEYS - raw.keys())
-    extra = sorted(raw.keys() - WIRE_KEYS)
+    extra = sorted(raw.keys() - WIRE_KEYS - {"components"})
     out += [([k], "Field required") for k in missing]
     out += [([k], "Extra inputs are not permitted") for k in extra]
     if out:
@@ -714,22 +1002,50 @@ def problems(raw: object) -> list[tuple[list[str | int], str]]:
         v = raw[key]
         if type(v) is not int or not 0 <= v <= MAX_COUNT:
             out.append(([key], f"Input should be an integer in [0, {MAX_COUNT}]"))
-    cov = raw["covariance"]
+    out += _covariance_problems(raw["covariance"], ["covariance"])
+    if "components" in raw:
+        out += _component_problems(raw["components"])
+    return out
+
+
+def _covariance_problems(cov: object, loc: list[str | int]) -> list[tuple[list[str | int], str]]:
     if (
         type(cov) is not list
         or len(cov) != N_COV
         or not all(type(c) in (int, float) and math.isfinite(c) for c in cov)
     ):
-        out.append((["covariance"], f"Input should be a list of {N_COV} finite numbers"))
-        return out
+        return [(loc, f"Input should be a list of {N_COV} finite numbers")]
     m = np.empty((NX, NX))
     tmp = np.zeros(N_EST)
     tmp[E_COV : E_COV + N_COV] = cov
-    unpack(tmp, m)
+    unpack(tmp, E_COV, m)
     diag = np.diag(m)
     if (diag < 0).any() or (np.abs(m) > np.sqrt(np.outer(diag, diag)) * (1 + 1e-9) + 1e-300).any():
-        out.append((["covariance"], "not a covariance: variances must be >= 0 and every "
-                    "correlation within [-1, 1]"))  # fmt: skip
+        return [(loc, "not a covariance: variances must be >= 0 and every correlation within "
+                 "[-1, 1]")]  # fmt: skip
+    return []
+
+
+def _component_problems(raw: object) -> list[tuple[list[str | int], str]]:
+    if type(raw) is not list or not 2 <= len(raw) <= M_MAX:
+        return [(["components"], f"Input should be a list of 2 to {M_MAX} components")]
+    out: list[tuple[list[str | int], str]] = []
+    for i, c in enumerate(raw):
+        loc: list[str | int] = ["components", i]
+        if type(c) is not dict or c.keys() != COMPONENT_KEYS:
+            out.append((loc, "Input should be an object with log_weight, mean and covariance"))
+            continue
+        lw = c["log_weight"]
+        if type(lw) not in (int, float) or not -1e6 <= lw <= 0:
+            out.append(([*loc, "log_weight"], "Input should be a number in [-1e+06, 0]"))
+        mean = c["mean"]
+        if (
+            type(mean) is not list
+            or len(mean) != NX
+            or not all(type(v) in (int, float) and abs(v) <= 1e6 for v in mean)
+        ):
+            out.append(([*loc, "mean"], f"Input should be a list of {NX} numbers within 1e6"))
+        out += _covariance_problems(c["covariance"], [*loc, "covariance"])
     return out
 
 
@@ -744,4 +1060,10 @@ def from_wire(raw: dict[str, Any]) -> np.ndarray:
     est[E_ACCEPTED] = raw["accepted"]
     est[E_REJECTED] = raw["rejected"]
     est[E_RUN] = raw["rejected_run"]
+    for i, c in enumerate(raw.get("components", ())):
+        b = E_MIX + i * C_SIZE
+        est[b + C_LOGW] = c["log_weight"]
+        est[b + C_MEAN : b + C_COV] = c["mean"]
+        est[b + C_COV : b + C_SIZE] = c["covariance"]
+        est[E_NCOMP] = i + 1
     return est

@@ -136,7 +136,7 @@ def main() -> None:
     power = drive_power_w(t)
     params = pack_params(PRESETS["sv1ev3"])
     drive = DriveInput(np.full(N, DT), power, np.full(N, np.nan), np.full(N, 25.0), np.zeros(N))
-    currents = list(power / 116 / 3.27)  # cell current of the same drive
+    currents = (power / 116 / 3.27).tolist()  # cell current of the same drive, Python floats
 
     base = best_of(lambda: baseline_loop(currents, DT))
     rows = [["plain-Python 1-RC cell loop (baseline)", base * 1e3, base / N * 1e6, 1.0]]

@@ -61,20 +61,25 @@ def test_two_sigma_covers_the_soc_error_while_converging() -> None:
 
 
 def _pooled_coverage() -> float:
+    """2 sigma's share of the samples over every wrong start with four noise seeds."""
     covered = []
-    for true_soc, start_soc in WRONG_STARTS:
-        t, res = _converging(true_soc, start_soc)
-        covered.append(np.abs(res.soc - t.result.soc) <= 2 * res.estimate[:, E.EO_SOC_STD])
+    for seed in (11, 12, 13, 14):
+        for true_soc, start_soc in WRONG_STARTS:
+            rng = np.random.default_rng(seed)
+            t = measure(_truth(true_soc), np.ones(1800), mixed_drive(1800, rng), rng)
+            res = estimate(start(start_soc), t)
+            err = np.abs(res.soc - t.result.soc)
+            covered.append(err <= 2 * res.estimate[:, E.EO_SOC_STD])
     return float(np.mean(np.concatenate(covered)))
 
 
 def test_two_sigma_covers_most_samples_over_every_wrong_start() -> None:
-    """Over all the wrong starts 2 sigma covers 89 % of the samples (one Gaussian: 40 %)."""
+    """2 sigma covers 88 % of the samples (one seed at a time 78-92 %; one Gaussian: 40 %)."""
     assert _pooled_coverage() >= 0.85
 
 
-@pytest.mark.xfail(strict=True, reason="one Gaussian again, the SOC sigma on the plateau still "
-                   "shrinks faster than the error while the parameters are learnt")  # fmt: skip
+@pytest.mark.xfail(strict=True, reason="one Gaussian again, SOC and the resistance factor can "
+                   "settle together on the wrong side of their ridge, sure of it")  # fmt: skip
 def test_two_sigma_covers_ninety_percent_over_every_wrong_start() -> None:
     assert _pooled_coverage() >= 0.9
 
@@ -179,6 +184,26 @@ def test_capacity_and_resistance_after_days_of_drive_and_charge() -> None:
     assert np.mean(np.concatenate(covered[1:])) >= 0.9
     assert abs(state.soc - truth.soc) < 0.02
     assert abs(cc - truth.soc) > 0.1  # Coulomb counting drifts with the bias
+
+
+def test_a_measured_current_flows_beyond_the_packs_limits() -> None:
+    """A current the pack measured is what flowed: the filter's model takes it as given where
+    the model alone, asked for it, would cut it at its charge acceptance."""
+    from support.truth import SETTINGS
+
+    from twin_service.models.pack import AgingSettings, DriveInput, Estimation, simulate
+
+    n = 30
+    drive = DriveInput(np.ones(n), np.full(n, np.nan), np.full(n, -400.0), np.full(n, 25.0),
+                       np.zeros(n))  # fmt: skip
+    alone = simulate(PARAMS, new_pack_state(soc=0.97), drive, AgingSettings())
+    assert alone.limited.all() and (alone.current_a > -300.0).all()
+    state = start(0.97)
+    nan = np.full(n, np.nan)
+    est = simulate(PARAMS, state, drive, AgingSettings(),
+                   Estimation(SETTINGS, nan, np.full(n, 25.0), nan))  # fmt: skip
+    assert not est.limited.any()
+    np.testing.assert_allclose(est.current_a, -400.0, rtol=1e-12)
 
 
 def test_a_batch_equals_chained_steps_with_estimation() -> None:

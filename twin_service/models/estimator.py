@@ -330,7 +330,7 @@ def _posterior_sums(grid, g, logw, top, m_s, z):
 
 @jit
 def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, consider, dx,
-                   wv, new, load, r_mid, r_nodes, r_row):  # fmt: skip
+                   wv, new, cond, load, r_mid, r_nodes, r_row):  # fmt: skip
     """The voltage measurement z = ns OCV(soc) + load (R(soc) - r_mid) + h.(x - mean) + noise
     (h: the linear part, its SOC entry unused; load: -current x the resistance's share; R
     linear between r_nodes with values r_row, the map at the sample's temperature). Both
@@ -339,7 +339,7 @@ def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, con
     every moment follows from six weighted sums (a Rao-Blackwellised, moment-matched update).
     Fills dx and updates cov; False (nothing changed) when the innovation is beyond `gate`
     sigma of its predicted spread (unless `run` rejections came in a row). wv (W_ROWS x
-    GRID_N) and new (NX x NX) are scratch."""
+    GRID_N), new and cond (NX x NX) are scratch."""
     grid = wv[W_GRID]
     g = wv[W_G]
     logw = wv[W_LOGW]
@@ -359,7 +359,8 @@ def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, con
         for i in range(1, NX):
             acc = 0.0
             for j in range(1, NX):
-                acc += (cov[i, j] - cov[i, X_SOC] * cov[X_SOC, j] / p_ss) * h[j]
+                cond[i, j] = cov[i, j] - cov[i, X_SOC] * cov[X_SOC, j] / p_ss
+                acc += cond[i, j] * h[j]
             sh[i] = acc
         s_o = r_var
         for i in range(1, NX):
@@ -422,9 +423,8 @@ def voltage_update(cov, h, z, ns, r_var, soc_nodes, v_nodes, m_s, gate, run, con
     old_cc = (cov[X_SOH, X_SOH], cov[X_SOH, X_BIAS], cov[X_BIAS, X_BIAS])
     for i in range(1, NX):
         for j in range(1, NX):
-            cond = cov[i, j] - cov[i, X_SOC] * cov[X_SOC, j] / p_ss
             new[i, j] = (
-                cond
+                cond[i, j]
                 - gk[i] * s_o * gk[j]
                 + kc[i] * kc[j] * vu
                 + gk[i] * gk[j] * vr
@@ -532,8 +532,8 @@ def run_estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab
     scratch = (np.empty((NX, NX)), np.zeros(NX), np.zeros(NX), np.zeros(NX), np.zeros(N_SENS),
                np.zeros((W_ROWS, GRID_N)), np.zeros((2, NX, NX)), current_a.copy(),
                np.empty(tab[T_R_SOC].shape[0]), np.empty((M_MAX, s.shape[0])),
-               np.empty((M_MAX, out.shape[1])), np.empty(N_EST), np.zeros((M_MAX, 5)),
-               np.zeros(NX))  # fmt: skip
+               np.empty((M_MAX, out.shape[1])), np.empty(N_EST), np.zeros((M_MAX, 3)),
+               np.zeros(M_MAX), np.zeros(NX))  # fmt: skip
     _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id, off,
                 capacity_terms, resistance_terms, multiplier, out, meas_v, meas_t, meas_soc, est,
                 settings, own_capacity, own_resistance, eout, *scratch)  # fmt: skip
@@ -557,7 +557,7 @@ def _filter_sample(k, drive, model, s, out, meas, est, settings, cov, work, fact
     gate = settings[S_GATE]
     v_var = settings[S_V_STD] ** 2 + settings[S_V_BIAS] ** 2
     i_std = settings[S_I_STD]
-    lls[:3] = 0.0
+    lls[:] = 0.0
     soh_m0 = aging.state_of_health(s, capacity_terms)
     rf_m0 = aging.resistance_factor(s, resistance_terms)
     # The offset applies where a current was measured and is not exactly 0 (an open
@@ -629,7 +629,7 @@ def _filter_sample(k, drive, model, s, out, meas, est, settings, cov, work, fact
         wv[W_PRED, 0] = 0.0
         wv[W_PRED, 1] = 1.0
         if voltage_update(cov, hvec, z, ns, r_var, tab[T_OCV_SOC], tab[T_OCV_V], soc, gate,
-                          est[E_RUN], consider, dx, wv, wm[1], load, r_mid, r_nodes,
+                          est[E_RUN], consider, dx, wv, wm[1], wm[0], load, r_mid, r_nodes,
                           r_row):  # fmt: skip
             _apply(s, est, dx, hyst_v)
             est[E_ACCEPTED] += 1.0
@@ -665,14 +665,26 @@ def _filter_sample(k, drive, model, s, out, meas, est, settings, cov, work, fact
     for i in range(NX):
         for j in range(i + 1, NX):
             avg = 0.5 * (cov[i, j] + cov[j, i])
-            lim = math.sqrt(cov[i, i] * cov[j, j])
-            if avg > lim:
-                avg = lim
-            elif avg < -lim:
-                avg = -lim
+            if avg * avg > cov[i, i] * cov[j, j]:
+                avg = math.copysign(math.sqrt(cov[i, i] * cov[j, j]), avg)
             cov[i, j] = avg
             cov[j, i] = avg
     return factors, bits, residual_out
+
+
+@jit
+def _rejections(bits):
+    """The number of measurements rejected, from _filter_sample's bits."""
+    return (bits & 1) + ((bits >> 1) & 1) + ((bits >> 2) & 1)
+
+
+@jit
+def _keep_components(est, keep, nc):
+    """The first `keep` of nc mixture components kept, the other slots zeroed (0: one
+    Gaussian from here)."""
+    for i in range(E_MIX + keep * C_SIZE, E_MIX + nc * C_SIZE):
+        est[i] = 0.0
+    est[E_NCOMP] = keep
 
 
 @jit
@@ -771,7 +783,7 @@ def _mixture_sample(k, drive, model, s, out, meas, est, settings, cov, work, fac
     a negligible weight are dropped; s, est and cov get the mixture's moments, the rest of s
     (aging, counters) the most likely component's. Returns (factors, rejected count, the
     most likely component's voltage residual)."""
-    scs, outs, ec, lls, x = mix
+    scs, outs, ec, lls, resid, x = mix
     dt_s = drive[0]
     meas_v, meas_t, meas_soc = meas
     nc = int(est[E_NCOMP])
@@ -797,20 +809,18 @@ def _mixture_sample(k, drive, model, s, out, meas, est, settings, cov, work, fac
             continue
         alive += 1
         all_bits &= bits
-        lls[c, 3] = residual
+        resid[c] = residual
         for i in range(NX):
             est[b + C_MEAN + i] = x[i]
         pack(cov, est, b + C_COV)
         _copy(out[k], outs[c], 0, 0, out.shape[1])
     if alive == 0:
         # Every component lost to rounding: one Gaussian from the moments before the sample.
-        for i in range(E_MIX, E_MIX + nc * C_SIZE):
-            est[i] = 0.0
-        est[E_NCOMP] = 0.0
+        _keep_components(est, 0, nc)
         unpack(est, E_COV, cov)
         factors, bits, residual = _filter_sample(k, drive, model, s, out, meas, est, settings,
                                                  cov, work, factors, lls[0])  # fmt: skip
-        return factors, (bits & 1) + ((bits >> 1) & 1) + ((bits >> 2) & 1), residual
+        return factors, _rejections(bits), residual
     # Weights: the likelihoods of what was accepted somewhere; normalised to a top of 0.
     top = -math.inf
     for c in range(nc):
@@ -839,12 +849,10 @@ def _mixture_sample(k, drive, model, s, out, meas, est, settings, cov, work, fac
             _copy(est, est, b, kb, C_SIZE)
             _copy(scs[c], scs[keep], 0, 0, s.shape[0])
             _copy(outs[c], outs[keep], 0, 0, out.shape[1])
-            lls[keep, 3] = lls[c, 3]
+            resid[keep] = resid[c]
         keep += 1
-    for i in range(E_MIX + keep * C_SIZE, E_MIX + nc * C_SIZE):
-        est[i] = 0.0
+    _keep_components(est, keep, nc)
     nc = keep
-    est[E_NCOMP] = nc
     # The twin's state: the most likely component's, with the mixture's mean.
     _copy(scs[best], s, 0, 0, s.shape[0])
     _copy(outs[best], out[k], 0, 0, out.shape[1])
@@ -859,9 +867,7 @@ def _mixture_sample(k, drive, model, s, out, meas, est, settings, cov, work, fac
         wsum += w
         own_var += w * est[b + C_COV + cov_index(X_SOC, X_SOC)]
     if nc == 1 or cov[X_SOC, X_SOC] <= (1.0 + MERGE_SPREAD) * own_var / wsum:
-        est[E_NCOMP] = 0.0  # one Gaussian from here
-        for i in range(E_MIX, E_MIX + nc * C_SIZE):
-            est[i] = 0.0
+        _keep_components(est, 0, nc)
     # Counters as one filter would keep them: a measurement is rejected when every
     # component rejected it.
     rejected = 0
@@ -873,7 +879,7 @@ def _mixture_sample(k, drive, model, s, out, meas, est, settings, cov, work, fac
             if (all_bits >> m) & 1:
                 rejected += 1
     est[E_ACCEPTED] += measured - rejected
-    residual = lls[best, 3]
+    residual = resid[best]
     if not math.isnan(meas_v[k]):
         if not all_bits & 1:
             est[E_RUN] = 0.0
@@ -889,7 +895,7 @@ def _mixture_sample(k, drive, model, s, out, meas, est, settings, cov, work, fac
 def _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s, model_id,
                 off, capacity_terms, resistance_terms, multiplier, out, meas_v, meas_t,
                 meas_soc, est, settings, own_capacity, own_resistance, eout, cov, q, hvec, dx,
-                sens, wv, wm, cur_in, r_row, scs, outs, ec, lls, x):  # fmt: skip
+                sens, wv, wm, cur_in, r_row, scs, outs, ec, lls, resid, x):  # fmt: skip
     n = dt_s.shape[0]
     unpack(est, E_COV, cov)
     factors = NO_FACTORS
@@ -897,7 +903,7 @@ def _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s
     model = (p, tab, model_id, off, capacity_terms, resistance_terms, multiplier)
     meas = (meas_v, meas_t, meas_soc)
     work = (q, hvec, dx, sens, wv, wm, cur_in, r_row)
-    mix = (scs, outs, ec, lls, x)
+    mix = (scs, outs, ec, lls, resid, x)
     for k in range(n):
         if (
             est[E_NCOMP] == 0.0
@@ -913,7 +919,7 @@ def _estimating(dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s
             factors, bits, residual_out = _filter_sample(
                 k, drive, model, s, out, meas, est, settings, cov, work, factors, lls[0]
             )
-            rejected = (bits & 1) + ((bits >> 1) & 1) + ((bits >> 2) & 1)
+            rejected = _rejections(bits)
             # Assimilation (single Gaussian only: a mixture is not yet sure of SOC).
             if (
                 settings[S_ASSIMILATE] != 0.0

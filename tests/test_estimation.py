@@ -3,6 +3,8 @@ resistance and another SOC, measured with noisy sensors and a biased current sen
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -60,28 +62,36 @@ def test_two_sigma_covers_the_soc_error_while_converging() -> None:
     assert np.mean(np.abs(err) <= 2 * res.estimate[:, E.EO_SOC_STD]) >= 0.9
 
 
-def _pooled_coverage() -> float:
-    """2 sigma's share of the samples over every wrong start with four noise seeds."""
-    covered = []
-    for seed in (11, 12, 13, 14):
+NOISE_SEEDS = range(100, 130)
+
+
+@functools.cache
+def _over_noise_seeds() -> tuple[np.ndarray, np.ndarray]:
+    """Every wrong start with 30 noise seeds (drives and sensor noise): whether 2 sigma
+    covers the SOC error at each sample, and the error after 30 minutes."""
+    covered, final = [], []
+    for seed in NOISE_SEEDS:
         for true_soc, start_soc in WRONG_STARTS:
             rng = np.random.default_rng(seed)
             t = measure(_truth(true_soc), np.ones(1800), mixed_drive(1800, rng), rng)
             res = estimate(start(start_soc), t)
-            err = np.abs(res.soc - t.result.soc)
-            covered.append(err <= 2 * res.estimate[:, E.EO_SOC_STD])
-    return float(np.mean(np.concatenate(covered)))
+            err = res.soc - t.result.soc
+            covered.append(np.abs(err) <= 2 * res.estimate[:, E.EO_SOC_STD])
+            final.append(err[-1])
+    return np.concatenate(covered), np.array(final)
 
 
-def test_two_sigma_covers_most_samples_over_every_wrong_start() -> None:
-    """2 sigma covers 88 % of the samples (one seed at a time 78-92 %; one Gaussian: 40 %)."""
-    assert _pooled_coverage() >= 0.85
+def test_soc_converges_from_every_wrong_start_with_30_noise_seeds() -> None:
+    """420 runs: the largest error after 30 minutes is 2.9 %-points, the median 0.2."""
+    _, final = _over_noise_seeds()
+    assert np.abs(final).max() < 0.03
 
 
-@pytest.mark.xfail(strict=True, reason="one Gaussian again, SOC and the resistance factor can "
-                   "settle together on the wrong side of their ridge, sure of it")  # fmt: skip
 def test_two_sigma_covers_ninety_percent_over_every_wrong_start() -> None:
-    assert _pooled_coverage() >= 0.9
+    """2 sigma covers 91 % of the samples of those runs (one seed at a time 69-99 %, the
+    median 93 %; one Gaussian: 40 % with one seed)."""
+    covered, _ = _over_noise_seeds()
+    assert covered.mean() >= 0.9
 
 
 def test_a_wide_prior_becomes_a_mixture_and_one_gaussian_again() -> None:

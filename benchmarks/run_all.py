@@ -58,8 +58,9 @@ the notes called met are judged again below against the float loop.
 - Engine through `POST /step`, the same hour in four forms (issue 16), against the float
   baseline (19.0-19.9 ms) over the three runs: power rows 1.24-1.40x (goal >= 1x, met), motor
   rows 0.73-0.84x (goal >= 1x, not met), motor columns in JSON 1.03-1.15x (goal >= 3x, not
-  met), motor columns in msgpack 1.64-1.82x (goal >= 4x, not met; 1.25x in the EPYC run). Against the numpy-scalar loop three earlier runs read 2.1-2.4x,
-  1.3-1.35x, 1.8-1.9x and 2.8-3.1x. JSON bodies above 16 KB are read by a numba reader
+  met), motor columns in msgpack 1.64-1.82x (goal >= 4x, not met; 1.25x in the EPYC run).
+  Against the numpy-scalar loop three earlier runs read 2.1-2.4x, 1.3-1.35x, 1.8-1.9x and
+  2.8-3.1x. JSON bodies above 16 KB are read by a numba reader
   (step/json_reader.py) that writes rows or columns straight into the sample columns without
   building Python objects; it gives up to the general path (orjson) for anything outside its
   strict subset of JSON. In-process (`run_step_body`), one run: power rows 11 ms (the reader
@@ -76,35 +77,35 @@ the notes called met are judged again below against the float loop.
   msgpack columns over the three runs (goal 0.7x, not met; 0.50-0.53x and 0.45-0.47x over four
   earlier runs). `/health` itself read 3,700-5,900 requests/s across the three, so this pair of
   wrk runs is the noisiest figure here. In-process one msgpack sample costs 121 us against 105
-  us for the JSON row (the binary columns become rows and then columns again). Where the time goes, measured: uvicorn
-  alone (a bare ASGI app) answers a GET in about 20 us and a POST with a 2.5 KB body in 23 us,
-  so uvicorn is not the gap; in-process through the whole ASGI app, `/health` costs 84 us and
-  `/step` 160 us, of which `run_step_body` (decode, envelope, state read, model, state write,
-  telemetry) is 77-86 us, the model itself 9 us, the live commit 6 us, and the route's own ASGI
-  app called directly (no middleware or routing) 110 us; under wrk the two cost 143 and 285 us
-  per request. A py-spy profile of the service under wrk puts 63 % of a `/step` request in our
-  code (run_step_body 50 %, the live commit 9 %, metrics and the response 3 %), 13 % in
-  FastAPI/Starlette routing and middleware and 10 % in uvicorn's protocol. 0.7x means about 205
-  us per request, so our code would have to fall from about 185 us to about 100 us under load,
-  and no single part is large enough (cProfile ranks the state read and write first, then the
-  sample columns and the envelope, then telemetry). Already done: a plain ASGI route, httptools
-  and uvloop (uvicorn picks both when they are installed), a plain-Python path for batches of up
-  to 16 samples (columns included), precomputed state key sets, orjson. Not done: a
-  single-sample path that skips the numpy columns, and POST /step served ahead of Starlette's
-  middleware stack (worth about 38 us by the direct call above: about 0.57x, not 0.7x, on its
-  own).
+  us for the JSON row (the binary columns become rows and then columns again). Where the time
+  goes, measured: uvicorn alone (a bare ASGI app) answers a GET in about 20 us and a POST with a
+  2.5 KB body in 23 us, so uvicorn is not the gap; in-process through the whole ASGI app,
+  `/health` costs 84 us and `/step` 160 us, of which `run_step_body` (decode, envelope, state
+  read, model, state write, telemetry) is 77-86 us, the model itself 9 us, the live commit 6 us,
+  and the route's own ASGI app called directly (no middleware or routing) 110 us; under wrk the
+  two cost 143 and 285 us per request. A py-spy profile of the service under wrk puts 63 % of a
+  `/step` request in our code (run_step_body 50 %, the live commit 9 %, metrics and the response
+  3 %), 13 % in FastAPI/Starlette routing and middleware and 10 % in uvicorn's protocol. 0.7x
+  means about 205 us per request, so our code would have to fall from about 185 us to about 100
+  us under load, and no single part is large enough (cProfile ranks the state read and write
+  first, then the sample columns and the envelope, then telemetry). Already done: a plain ASGI
+  route, httptools and uvloop (uvicorn picks both when they are installed), a plain-Python path
+  for batches of up to 16 samples (columns included), precomputed state key sets, orjson. Not
+  done: a single-sample path that skips the numpy columns, and POST /step served ahead of
+  Starlette's middleware stack (worth about 38 us by the direct call above: about 0.57x, not
+  0.7x, on its own).
 - Scale (bench_scale): vehicles posting a 1 s batch of 10 Hz samples each second (msgpack
   columns), open loop, p99 under 100 ms. One replica on a Redis hub sustained 800-900 vehicles
   (8,000-9,000 samples/s) over the three runs (1,100-1,200 in three earlier Xeon runs, 600 in
   the EPYC run; 600-700 before the kernel and reader work above); two replicas behind nginx on
-  one Redis 800-1,200 (1.00-1.33x; goal 1.7x, not met; earlier 1,300-1,800, 1.18-1.55x). The replicas, nginx, Redis
-  and the load generator share 2 cores: once one replica nearly fills a core, two replicas
-  cannot get two whole cores, so the ratio fell as one replica got faster (it was 1.57-1.67x at
-  600-700 vehicles). Past the knee p99 jumps to 130-1,000 ms within one step of 100 vehicles
-  (queueing behind one busy event loop). In a fourth run two replicas stopped at 900: one answer
-  other than 200 at 1,000 vehicles (its status was not recorded then; five diagnostic runs at
-  1,000-1,300 vehicles answered every request with 200). The table now names the status of every
-  such answer.
+  one Redis 800-1,200 (1.00-1.33x; goal 1.7x, not met; earlier 1,300-1,800, 1.18-1.55x). The
+  replicas, nginx, Redis and the load generator share 2 cores: once one replica nearly fills a
+  core, two replicas cannot get two whole cores, so the ratio fell as one replica got faster (it
+  was 1.57-1.67x at 600-700 vehicles). Past the knee p99 jumps to 130-1,000 ms within one step
+  of 100 vehicles (queueing behind one busy event loop). In a fourth run two replicas stopped at
+  900: one answer other than 200 at 1,000 vehicles (its status was not recorded then; five
+  diagnostic runs at 1,000-1,300 vehicles answered every request with 200). The table now names
+  the status of every such answer.
 - Forecast: every aging model's forecast is one compiled loop over vehicles and weeks calling
   the step's own rate laws. One vehicle, 10 years of `naumann`: about 45-60 us (124-164x the
   per-cell loop per vehicle-year over the three runs, goal 100x, met; that loop is plain

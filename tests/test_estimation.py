@@ -88,7 +88,7 @@ def test_soc_converges_from_every_wrong_start_with_30_noise_seeds() -> None:
 
 
 def test_two_sigma_covers_ninety_percent_over_every_wrong_start() -> None:
-    """2 sigma covers 91 % of the samples of those runs (one seed at a time 69-99 %, the
+    """2 sigma covers 90.3 % of the samples of those runs (one seed at a time 65-99 %, the
     median 93 %; one Gaussian: 40 % with one seed)."""
     covered, _ = _over_noise_seeds()
     assert covered.mean() >= 0.9
@@ -194,26 +194,6 @@ def test_capacity_and_resistance_after_days_of_drive_and_charge() -> None:
     assert np.mean(np.concatenate(covered[1:])) >= 0.9
     assert abs(state.soc - truth.soc) < 0.02
     assert abs(cc - truth.soc) > 0.1  # Coulomb counting drifts with the bias
-
-
-def test_a_measured_current_flows_beyond_the_packs_limits() -> None:
-    """A current the pack measured is what flowed: the filter's model takes it as given where
-    the model alone, asked for it, would cut it at its charge acceptance."""
-    from support.truth import SETTINGS
-
-    from twin_service.models.pack import AgingSettings, DriveInput, Estimation, simulate
-
-    n = 30
-    drive = DriveInput(np.ones(n), np.full(n, np.nan), np.full(n, -400.0), np.full(n, 25.0),
-                       np.zeros(n))  # fmt: skip
-    alone = simulate(PARAMS, new_pack_state(soc=0.97), drive, AgingSettings())
-    assert alone.limited.all() and (alone.current_a > -300.0).all()
-    state = start(0.97)
-    nan = np.full(n, np.nan)
-    est = simulate(PARAMS, state, drive, AgingSettings(),
-                   Estimation(SETTINGS, nan, np.full(n, 25.0), nan))  # fmt: skip
-    assert not est.limited.any()
-    np.testing.assert_allclose(est.current_a, -400.0, rtol=1e-12)
 
 
 def test_a_batch_equals_chained_steps_with_estimation() -> None:

@@ -29,7 +29,7 @@ Why this filter:
   capacity, resistance and offset are learnt jointly, mostly along the ridge where a higher
   SOC and a higher resistance factor predict the same voltage under load (the resistance map
   falls or rises with SOC). Over those 14 cases with 30 noise seeds 2 sigma covers the error
-  in 91 % of the samples (69-99 % per seed); with the parameters known, 96-100 %.
+  in 90 % of the samples (65-99 % per seed); with the parameters known, 96-100 %.
 - Measurements are processed one at a time (voltage, temperature, BMS SOC). An innovation beyond
   `gate_sigma` standard deviations is rejected and counted (a sensor spike); after
   MAX_REJECT_RUN rejections in a row the covariance is inflated to admit it (the pack, not the
@@ -128,7 +128,7 @@ RESIDUAL_WINDOW_S = 300.0  # time constant of the reported rms voltage residual
 # law miss at the conditions the pack is driven at, which change only while current flows.
 # (At 1 %/sqrt(day) at all times it was learnt to +-1 % within minutes from a wrong SOC and
 # held SOC on the wrong side of the ridge: 2 sigma covered 89.6 % of the 14 wrong starts'
-# samples over 30 noise seeds, 91.0 % now; at 20 %/sqrt(day) at all times, a day's rest made
+# samples over 30 noise seeds, 90.3 % now; at 20 %/sqrt(day) at all times, a day's rest made
 # it too unsure to assimilate.)
 # (SOC's at 1e-4/sqrt(s) under current only covered the 30-minute convergence a little
 # better, 89 against 88 % of samples, but left the filter 2.5 %-points off and sure of it at

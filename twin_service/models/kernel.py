@@ -174,8 +174,7 @@ def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s,
     `soh` and `rf` are the capacity fraction and resistance factor the sample runs with. The
     aging model updates them after every sub-step unless `fixed` (the estimator's values are
     held over the sample; the row then reports the aging model's own), and then `sens` gets
-    the sample's sensitivities (SN_*; not touched otherwise), and a current input is taken as
-    measured: it flows as given, beyond the pack's limits too. `factors`: _decay_factors of
+    the sample's sensitivities (SN_*; not touched otherwise). `factors`: _decay_factors of
     the previous sample (NO_FACTORS at first)."""
     cap_ah = p[P_CAP_AH]
     g_th = p[P_COND]
@@ -205,31 +204,24 @@ def _sample(k, dt_s, power_w, current_a, ambient_c, distance_m, mode, p, tab, s,
         # Only the branch the demand takes matters: the charge map and the acceptance while
         # charging, the discharge map otherwise (the current keeps the demand's sign).
         charging = (current_a[k] if math.isnan(demand) else demand) < 0.0
-        # The estimator's current input is the measured current: what flowed, limits or not.
-        measured = fixed and math.isnan(demand)
         ocv, emf, share, cap_as = _terms(p, tab, s, soh, soc, g_rc)
         r_tot = _resistance(p, tab, rf, soc, temp, charging)
         r_eff = r_tot * share
-        if measured:
-            cur, limited = current_a[k], False
-        else:
-            accept = _acceptance(tab, soc, temp) if charging else math.inf
-            i_dis, i_chg, p_dis, p_chg = _limits(p, emf, r_eff, r_eff, soc, cap_as, dt, accept)
-            cur, limited = pack_current(
-                demand, current_a[k], emf, r_eff, r_eff, i_dis, i_chg, p_dis, p_chg
-            )
+        accept = _acceptance(tab, soc, temp) if charging else math.inf
+        i_dis, i_chg, p_dis, p_chg = _limits(p, emf, r_eff, r_eff, soc, cap_as, dt, accept)
+        cur, limited = pack_current(
+            demand, current_a[k], emf, r_eff, r_eff, i_dis, i_chg, p_dis, p_chg
+        )
         if cur != 0.0:
             # The OCV at the sub-step's mid-SOC: its mean over the sub-step where the table is
             # linear, so steep parts of the curve do not depend on the sample rate.
             mid = cell_ocv(soc - 0.5 * cur * dt / cap_as, tab[T_OCV_SOC], tab[T_OCV_V])
             if mid != ocv:
                 emf += p[P_SERIES] * (mid - ocv)
-                if not measured:
-                    i_dis, i_chg, p_dis, p_chg = _limits(p, emf, r_eff, r_eff, soc, cap_as, dt,
-                                                         accept)  # fmt: skip
-                    cur, limited = pack_current(
-                        demand, current_a[k], emf, r_eff, r_eff, i_dis, i_chg, p_dis, p_chg
-                    )
+                i_dis, i_chg, p_dis, p_chg = _limits(p, emf, r_eff, r_eff, soc, cap_as, dt, accept)
+                cur, limited = pack_current(
+                    demand, current_a[k], emf, r_eff, r_eff, i_dis, i_chg, p_dis, p_chg
+                )
         limited_any = limited_any or limited
         r0 = r_tot * p[P_R0_FRAC]
         r1 = r_tot - r0

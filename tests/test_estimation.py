@@ -39,8 +39,8 @@ def _truth(soc: float = 0.55):
     return new_pack_state(soc=soc, soh=TRUE_SOH, resistance_factor=TRUE_RF)
 
 
-def _converging(true_soc: float, start_soc: float, n: int = 1800):
-    rng = np.random.default_rng(11)
+def _converging(true_soc: float, start_soc: float, n: int = 1800, seed: int = 11):
+    rng = np.random.default_rng(seed)
     t = measure(_truth(true_soc), np.ones(n), mixed_drive(n, rng), rng)
     return t, estimate(start(start_soc), t)
 
@@ -72,9 +72,7 @@ def _over_noise_seeds() -> tuple[np.ndarray, np.ndarray]:
     covered, final = [], []
     for seed in NOISE_SEEDS:
         for true_soc, start_soc in WRONG_STARTS:
-            rng = np.random.default_rng(seed)
-            t = measure(_truth(true_soc), np.ones(1800), mixed_drive(1800, rng), rng)
-            res = estimate(start(start_soc), t)
+            t, res = _converging(true_soc, start_soc, seed=seed)
             err = res.soc - t.result.soc
             covered.append(np.abs(err) <= 2 * res.estimate[:, E.EO_SOC_STD])
             final.append(err[-1])

@@ -330,3 +330,63 @@ def test_envelope_fast_is_step_envelope(payload: dict[str, Any]) -> None:
 )
 def test_envelope_fast_declines(payload: dict[str, Any]) -> None:
     assert service._envelope_fast(payload) is None
+
+
+def _step_app_client() -> Any:
+    from fastapi.testclient import TestClient
+
+    from twin_service.app import create_app
+    from twin_service.settings import Settings
+
+    return TestClient(create_app(Settings(hub_url="memory://")))
+
+
+def test_step_served_ahead_of_routing_under_a_root_path() -> None:
+    """api.step.StepFirst answers POST /step itself, also when a proxy mounts the app under a
+    root path, and hands everything else on."""
+    from fastapi.testclient import TestClient
+
+    from twin_service.api.step import StepFirst
+    from twin_service.app import create_app
+    from twin_service.settings import Settings
+
+    app = create_app(Settings(hub_url="memory://"))
+    handed_on: list[tuple[str, str]] = []
+
+    async def rest(scope: Any, receive: Any, send: Any) -> None:
+        handed_on.append((scope["method"], scope["path"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    first = StepFirst(rest, app.state.settings)
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":  # the lifespan starts the app's live backend
+            await app(scope, receive, send)
+            return
+        scope["app"] = app  # as Starlette sets it before its middleware
+        await first(scope, receive, send)
+
+    body = {"vehicle_id": "first", "samples": [GOOD], "options": {"store": False}}
+    with _step_app_client() as plain, TestClient(asgi, root_path="/twin") as mounted:
+        direct = plain.post("/step", json=body)
+        under = mounted.post("/twin/step", json=body)
+        assert direct.status_code == under.status_code == 200
+        assert direct.json()["state"] == under.json()["state"]
+        assert mounted.get("/twin/step").status_code == 204
+        assert mounted.post("/twin/steps", json=body).status_code == 204
+    assert handed_on == [("GET", "/twin/step"), ("POST", "/twin/steps")]
+
+
+def test_step_recursion_error_is_a_422(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last-resort handler of the app applies to POST /step served ahead of routing."""
+    from twin_service.api import step as step_api
+
+    def deep(*_: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(step_api, "run_step_body", deep)
+    with _step_app_client() as client:
+        r = client.post("/step", json={"samples": [GOOD]})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["type"] == "json_too_deep"

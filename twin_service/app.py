@@ -27,7 +27,7 @@ from twin_service.api import (
     step,
     vehicles,
 )
-from twin_service.errors import ApiError, api_error_handler
+from twin_service.errors import ApiError, api_error_handler, too_deep_handler
 from twin_service.limits import BodyLimits
 from twin_service.live import create_live
 from twin_service.metrics import Metrics
@@ -72,9 +72,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.add_middleware(BodyLimits, settings=settings)  # body size and media type
+    app.add_middleware(step.StepFirst, settings=settings)  # POST /step, ahead of routing
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
-    app.add_exception_handler(RecursionError, _too_deep_handler)
+    app.add_exception_handler(RecursionError, too_deep_handler)
     app.include_router(calibrate.router)
     # presets before vehicles so /vehicles/presets is not taken as a vehicle id; the dashboard
     # (static files at /) comes last.
@@ -88,14 +89,6 @@ async def _validation_error_handler(_: Any, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     return JSONResponse(status_code=422, content={"detail": errors})
-
-
-async def _too_deep_handler(_: Any, exc: Exception) -> JSONResponse:
-    """The last resort for input nested deeper than the recursion limit: a 422, not a 500
-    (bodies are parsed by step.service.decode_json, which refuses such nesting first)."""
-    log.warning("recursion limit reached serving a request: %s", exc)
-    item = {"loc": ["body"], "msg": "input nested too deeply", "type": "json_too_deep"}
-    return JSONResponse(status_code=422, content={"detail": [item]})
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+log = logging.getLogger("twin_service")
 MAX_REPORTED_ERRORS = 20
 
 
@@ -42,3 +44,11 @@ async def api_error_handler(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         status_code=exc.status_code, content={"detail": exc.errors}, headers=exc.headers
     )
+
+
+async def too_deep_handler(_: Any, exc: Exception) -> JSONResponse:
+    """The last resort for input nested deeper than the recursion limit: a 422, not a 500
+    (bodies are parsed by step.service.decode_json, which refuses such nesting first)."""
+    log.warning("recursion limit reached serving a request: %s", exc)
+    item = {"loc": ["body"], "msg": "input nested too deeply", "type": "json_too_deep"}
+    return JSONResponse(status_code=422, content={"detail": [item]})

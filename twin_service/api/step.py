@@ -8,11 +8,11 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from twin_service.deps import LiveDep, MetricsDep, SettingsDep, require_write_key
-from twin_service.errors import ApiError, error_item
-from twin_service.limits import JSON, MSGPACK, media_type
+from twin_service.errors import ApiError, api_error_handler, error_item, too_deep_handler
+from twin_service.limits import JSON, MSGPACK, BodyLimits, media_type
 from twin_service.live import LiveBackend
 from twin_service.live.base import RevConflict, StoreUnavailable
 from twin_service.metrics import Metrics
@@ -70,17 +70,36 @@ async def read_body(request: Request) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-class _StepApp:
-    """POST /step as a plain ASGI app: FastAPI's per-request dependency and parameter handling
-    and Starlette's request/response wrappers cost more than the model for a single sample.
-    The APIRoute below documents the operation in OpenAPI; this route, registered first,
-    serves it with the same checks, metrics and errors (an ApiError raised here reaches the
-    app's exception handler through Starlette's ExceptionMiddleware, as from any route)."""
+class StepFirst:
+    """POST /step served ahead of the app's routing: for a single sample, Starlette's router,
+    exception middleware and FastAPI's per-request dependency and parameter handling cost more
+    than the model. Every other request goes on to `app`. The step gets the same body checks
+    (BodyLimits, its /step rule), metrics and errors as through the router (an ApiError gets
+    the app's error body; anything else reaches Starlette's ServerErrorMiddleware, outside
+    this one). The APIRoute below documents the operation in OpenAPI."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.step = BodyLimits(self._serve, settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and _route_path(scope) == "/step":
+            await self.step(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
         state = request.app.state
-        body, media = await _step(request, state.settings, state.live, state.metrics)
+        try:
+            body, media = await _step(request, state.settings, state.live, state.metrics)
+        except ApiError as exc:
+            await (await api_error_handler(request, exc))(scope, receive, send)
+            return
+        except RecursionError as exc:
+            await (await too_deep_handler(request, exc))(scope, receive, send)
+            return
         # What Response(body, media_type=media) sends.
         await send(
             {
@@ -95,8 +114,11 @@ class _StepApp:
         await send({"type": "http.response.body", "body": body})
 
 
-# Starlette mounts an ASGI app given as the endpoint (its type hints know only functions).
-router.add_route("/step", _StepApp(), methods=["POST"], include_in_schema=False)  # type: ignore[arg-type]
+def _route_path(scope: Scope) -> str:
+    """The path the router would match: without the root path a proxy mounts the app at."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 @router.post(

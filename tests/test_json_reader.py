@@ -163,3 +163,20 @@ def test_step_through_the_reader_equals_the_general_path() -> None:
         slow = service.run_step(orjson.loads(body), "sv1ev3", 100_000)
         assert orjson.dumps(fast.state) == orjson.dumps(slow.state)
         assert orjson.dumps(fast.trace) == orjson.dumps(slow.trace)
+
+
+@pytest.mark.parametrize(
+    "key", ["", "dt_x", "dt_", "dt_s_", "motorz", "torque_nM", "s", "Dt_s", "\u00e9t_s", "x" * 40]
+)
+def test_unknown_keys_near_known_ones(key: str) -> None:
+    """The key lookup (by length and first byte) confirms every byte: a key that shares a
+    known key's length and first byte, or is empty, longer or not ASCII, is unknown."""
+    buf = np.frombuffer(orjson.dumps(key) + b":1", dtype=np.uint8)
+    k, after = jr._key(buf, 0, jr._KEY_BYTES, jr._KEY_OFF, jr._KEY_AT)
+    assert (k, after) == (-1, len(buf) - 2)
+
+
+def test_every_known_key_is_found() -> None:
+    for index, name in enumerate(jr._KEY_NAMES):
+        buf = np.frombuffer(orjson.dumps(name) + b":1", dtype=np.uint8)
+        assert jr._key(buf, 0, jr._KEY_BYTES, jr._KEY_OFF, jr._KEY_AT) == (index, len(buf) - 2)

@@ -47,10 +47,22 @@ K_BOOL, K_MOTORS = NF, NF + len(BOOL_FIELDS)
 K_TORQUE, K_SPEED = K_MOTORS + 1, K_MOTORS + 2
 _KEY_NAMES = (*ROW_FIELDS, *MOTOR_FIELDS)
 assert tuple(MOTOR_FIELDS) == ("torque_nm", "speed_rad_s")
-_KEY_BYTES = np.frombuffer(b"".join(k.encode() for k in _KEY_NAMES), dtype=np.uint8).copy()
-_KEY_OFF = np.cumsum([0, *(len(k) for k in _KEY_NAMES)]).astype(np.int64)
-_SAMPLES = np.frombuffer(b"samples", dtype=np.uint8).copy()
-_SAMPLES_OFF = np.array([0, len(_SAMPLES)], dtype=np.int64)
+
+
+def _key_table(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Known keys for _key: their bytes end to end, where each starts (and the end), and the
+    index of the one key of each length and first byte (-1: none)."""
+    encoded = [k.encode() for k in names]
+    at = np.full((max(map(len, encoded)) + 1, 128), -1, dtype=np.int64)
+    for k, key in enumerate(encoded):
+        assert at[len(key), key[0]] == -1, "two known keys share a length and first byte"
+        at[len(key), key[0]] = k
+    joined = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
+    return joined, np.cumsum([0, *map(len, encoded)]).astype(np.int64), at
+
+
+_KEY_BYTES, _KEY_OFF, _KEY_AT = _key_table(_KEY_NAMES)
+_SAMPLES, _SAMPLES_OFF, _SAMPLES_AT = _key_table(("samples",))
 
 MAX_FALLBACKS = 4096  # numbers left to float(); more and the reader gives up
 MAX_COLUMNS = 64
@@ -188,10 +200,10 @@ _FALSE = (102, 97, 108, 115, 101)
 
 
 @jit
-def _key(buf, i, names, offsets):
+def _key(buf, i, names, offsets, at):
     """The known key whose quoted string starts at i: (index, position after the string);
     index -1 for a key it does not know, -2 for one it cannot read (an escape, a control
-    byte, no closing quote)."""
+    byte, no closing quote). `names`, `offsets`, `at`: the keys' _key_table."""
     n = buf.shape[0]
     start = i + 1
     j = start
@@ -202,17 +214,16 @@ def _key(buf, i, names, offsets):
     if j >= n:
         return -2, j
     length = j - start
-    for k in range(offsets.shape[0] - 1):
-        if offsets[k + 1] - offsets[k] != length:
-            continue
-        same = True
-        for t in range(length):
-            if buf[start + t] != names[offsets[k] + t]:
-                same = False
-                break
-        if same:
-            return k, j + 1
-    return -1, j + 1
+    if length == 0 or length >= at.shape[0] or buf[start] >= 128:
+        return -1, j + 1
+    k = at[length, buf[start]]
+    if k < 0:
+        return -1, j + 1
+    first = offsets[k]
+    for t in range(1, length):
+        if buf[start + t] != names[first + t]:
+            return -1, j + 1
+    return k, j + 1
 
 
 @jit
@@ -221,7 +232,7 @@ def _member(buf, i):
     value), index -1 if it is not a known key followed by a colon."""
     if _at(buf, i) != 34:
         return -1, i
-    k, i = _key(buf, i, _KEY_BYTES, _KEY_OFF)
+    k, i = _key(buf, i, _KEY_BYTES, _KEY_OFF, _KEY_AT)
     i = _ws(buf, i)
     if k < 0 or _at(buf, i) != 58:
         return -1, i
@@ -363,7 +374,7 @@ def top_level(buf, i, first):
     while True:
         if _at(buf, i) != 34:
             return GIVE_UP + 1, -1
-        k, i = _key(buf, i, _SAMPLES, _SAMPLES_OFF)
+        k, i = _key(buf, i, _SAMPLES, _SAMPLES_OFF, _SAMPLES_AT)
         if k == -2:
             return GIVE_UP + 1, -1
         i = _ws(buf, i)

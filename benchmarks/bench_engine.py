@@ -15,7 +15,7 @@ import msgpack
 import numpy as np
 import orjson
 
-from benchmarks.common import best_of, drive_power_w, machine, service, table
+from benchmarks.common import best_of, drive_power_w, goal, machine, service, table
 from clients.python.columns import binary_columns, to_columns
 from twin_service.models import estimator
 from twin_service.models.aging import MODEL_NAMES
@@ -51,6 +51,7 @@ def baseline_loop(current_a: list[float], dt_s: float) -> float:
 
 
 MSGPACK = "application/msgpack"
+HTTP_GOALS = (1.0, 1.0, 3.0, 4.0)  # x baseline for each of http_bodies, in its order
 
 
 def motor_samples(power_w: np.ndarray) -> list[dict[str, object]]:
@@ -160,8 +161,10 @@ def main() -> None:
     rows.append(["in-process, naumann, previous pack parameters", el * 1e3, el / N * 1e6,
                  base / el])  # fmt: skip
 
+    http_labels = []
     with service() as url, httpx.Client(timeout=60) as client:
         for label, content, headers in http_bodies(power):
+            http_labels.append(label)
 
             def post(content: bytes = content, headers: dict[str, str] = headers) -> None:
                 r = client.post(url + "/step", content=content, headers=headers)
@@ -183,13 +186,23 @@ def main() -> None:
         "\nGoals: in-process >= 5x baseline; through HTTP: power rows >= 1x, motor rows >= 1x, "
         "columns in JSON >= 3x, columns in msgpack >= 4x."
     )
+    ratio = {str(row[0]): float(row[-1]) for row in rows}  # type: ignore[arg-type]
+    goal("Engine in-process (36,000 samples, naumann) x plain-Python loop",
+         ratio["full model in-process, aging naumann"], 5.0)  # fmt: skip
+    for label, target in zip(http_labels, HTTP_GOALS, strict=True):
+        goal(f"POST /step 36,000 samples, {label.split(',')[0]} x plain-Python loop",
+             ratio[f"POST /step, {label}"], target)  # fmt: skip
+    est_rows = estimator_rows(params, power)
     table(
         f"Engine with the state estimator: {N} current samples at 10 Hz, aging naumann "
         f"({machine()})",
         ["path", "ms", "us/sample", "x model only"],
-        estimator_rows(params, power),
+        est_rows,
     )
     print("\nGoal: the estimator <= 3x the model-only step.")
+    cost = float(est_rows[1][-1])  # type: ignore[arg-type]
+    goal("Estimator step (voltage + temperature every sample) x model-only step", cost, 3.0,
+         at_most=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import httpx
 import msgpack
 import orjson
 
-from benchmarks.common import machine, service, table
+from benchmarks.common import goal, machine, service, table
 from clients.python.columns import binary_columns, to_columns
 
 DURATION_S = 8
@@ -100,6 +100,9 @@ def main() -> None:
         rows,
     )
     print("\nGoal: /step >= 0.7 x /health.")
+    goal("Single-sample POST /step (JSON row) x GET /health, req/s", step[0] / health[0], 0.7)
+    goal("Single-sample POST /step (msgpack columns) x GET /health, req/s",
+         step_packed[0] / health[0], 0.7)  # fmt: skip
 
 
 if __name__ == "__main__":

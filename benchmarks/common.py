@@ -39,6 +39,26 @@ def table(title: str, header: list[str], rows: list[list[object]]) -> None:
     sys.stdout.flush()
 
 
+GOAL_PREFIX = "[goal]\t"
+
+
+def goal(
+    name: str, figure: float, target: float | None, unit: str = "x", at_most: bool = False
+) -> None:
+    """Report a figure against its goal (at least `target`, or at most; None: a figure to
+    state) in a line that benchmarks.run_all gathers into docs/performance.md's goals table."""
+
+    def shown(v: float) -> str:
+        return f"{v:.3g}{unit}" if unit == "x" else f"{v:g} {unit}"
+
+    if target is None:
+        wanted, met = "stated", "-"
+    else:
+        wanted = ("<= " if at_most else ">= ") + shown(target)
+        met = "met" if (figure <= target if at_most else figure >= target) else "not met"
+    print(f"{GOAL_PREFIX}{name}\t{shown(figure)}\t{wanted}\t{met}", flush=True)
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, machine
+from benchmarks.common import GOAL_PREFIX, ROOT, machine
 
 BENCHMARKS = [
     ("benchmarks.bench_engine", "Engine"),
@@ -152,6 +152,13 @@ the notes called met are judged again below against the float loop.
 """
 
 
+def goals_table(goals: list[list[str]]) -> str:
+    """Every goal a benchmark reported (benchmarks.common.goal), next to this run's figure."""
+    rows = ["", "## Goals in this run", "", "| figure | this run | goal | |", "|---|---|---|---|"]
+    rows += ["| " + " | ".join(g) + " |" for g in goals]
+    return "\n".join(rows) + "\n"
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -172,8 +179,10 @@ def main() -> None:
         "This is a shared machine: read the ratios against the baseline measured in the same "
         "run, not the absolute times.\n"
     )
+    goals_at = report.tell()
     report.write(NOTES)
     failed = []
+    goals: list[list[str]] = []
     for module, title in BENCHMARKS:
         print(f"\n# {title} ({module})", flush=True)
         t0 = time.monotonic()
@@ -181,15 +190,20 @@ def main() -> None:
             [sys.executable, "-m", module], cwd=ROOT, capture_output=True, text=True
         )
         print(proc.stdout, end="", flush=True)
+        lines = proc.stdout.splitlines(keepends=True)
+        goals += [line.removeprefix(GOAL_PREFIX).rstrip("\n").split("\t")
+                  for line in lines if line.startswith(GOAL_PREFIX)]  # fmt: skip
+        output = "".join(line for line in lines if not line.startswith(GOAL_PREFIX))
         if proc.returncode != 0:
             failed.append(module)
             print(proc.stderr[-3000:], file=sys.stderr)
         report.write(f"\n# {title}\n")
         failure = f"\nFAILED:\n```\n{proc.stderr[-2000:]}\n```\n"
-        report.write(proc.stdout if proc.returncode == 0 else failure)
+        report.write(output if proc.returncode == 0 else failure)
         report.write(f"\n_{module}: {time.monotonic() - t0:.0f} s_\n")
+    text = report.getvalue()
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(report.getvalue())
+    OUTPUT.write_text(text[:goals_at] + goals_table(goals) + text[goals_at:])
     print(f"\nwrote {OUTPUT.relative_to(ROOT)} in {time.monotonic() - started:.0f} s")
     if failed:
         sys.exit(f"benchmarks failed: {', '.join(failed)}")

@@ -61,3 +61,27 @@ def test_bridge_offers_the_registry_models(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         parser.parse_args(["cycle", "--aging-model", "bogus"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("soc, temperature", [(0.85, 25.0), (0.31, -7.5), (1.0, 44.0)])
+def test_new_pack_fields_start_from_their_defaults(soc: float, temperature: float) -> None:
+    """Every field of a new pack is its declared default, or the value of the pack field it
+    names (a fresh aging block starts from the pack's SOC and temperature)."""
+    import numpy as np
+
+    from twin_service.models.pack import new_pack_state
+
+    vec = new_pack_state(soc, temperature).vector
+    expected = []
+    for block in LAYOUT.blocks:
+        for f in block.fields:
+            if isinstance(f.default, str):
+                expected.append(vec[PACK.index(f.default)])
+            elif block is PACK and f.name == "soc":
+                expected.append(soc)
+            elif block is PACK and f.name in ("temperature_c", "ambient_c"):
+                expected.append(temperature)
+            else:
+                expected.append(float(f.default))
+    assert np.array_equal(vec, np.array(expected))
+    assert any(isinstance(f.default, str) for b in LAYOUT.blocks for f in b.fields)

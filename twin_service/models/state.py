@@ -102,6 +102,9 @@ DERIVED: dict[str, tuple[float, float, str]] = {
 }
 
 
+_Span = tuple[int, int, tuple[tuple[int, int], ...]]  # start, stop, (position, pack position)
+
+
 @dataclass(frozen=True)
 class StateLayout:
     """Where each block sits in the state vector (the pack first, at offset 0)."""
@@ -173,26 +176,41 @@ class StateLayout:
             for i in np.flatnonzero(bad).tolist()
         ]
 
+    @cached_property
+    def _defaults(self) -> tuple[np.ndarray, dict[str, _Span]]:
+        """Every field's constant default (NaN for a field that starts from a pack field), and
+        per block its span and (position, pack position) of each such field."""
+        constants = np.full(self.size, math.nan)
+        spans = {}
+        for b, off in zip(self.blocks, self.offsets.tolist(), strict=True):
+            copies = []
+            for i, f in enumerate(b.fields):
+                if isinstance(f.default, str):
+                    source = PACK.fields[PACK.index(f.default)]
+                    assert b is not PACK and not isinstance(source.default, str)
+                    copies.append((off + i, PACK.index(f.default)))
+                else:
+                    constants[off + i] = float(f.default)
+            spans[b.owner] = (off, off + len(b), tuple(copies))
+        return constants, spans
+
     def defaults(self) -> np.ndarray:
         """A new pack: every field at its default (fields that start from a pack field take
         that field's default)."""
-        vec = np.empty(self.size)
-        for b, off in zip(self.blocks, self.offsets.tolist(), strict=True):
-            for i, f in enumerate(b.fields):
-                vec[off + i] = _resolve_default(f, vec)
+        constants, spans = self._defaults
+        vec = constants.copy()
+        for _, _, copies in spans.values():
+            for position, source in copies:
+                vec[position] = vec[source]
         return vec
 
     def fresh_block(self, owner: str, vec: np.ndarray) -> None:
         """Set one aging model's fields in `vec` to a fresh start from the pack's state."""
-        off = self.offset(owner)
-        for i, f in enumerate(self.block(owner).fields):
-            vec[off + i] = _resolve_default(f, vec)
-
-
-def _resolve_default(f: StateField, vec: np.ndarray) -> float:
-    if isinstance(f.default, str):
-        return float(vec[PACK.index(f.default)])
-    return float(f.default)
+        constants, spans = self._defaults
+        start, stop, copies = spans[owner]
+        vec[start:stop] = constants[start:stop]
+        for position, source in copies:
+            vec[position] = vec[source]
 
 
 # -- wire ------------------------------------------------------------------------------------
